@@ -1,0 +1,101 @@
+"""Thin Cast.ph API client. Retrying is the caller's job: this reports what happened."""
+
+import logging
+
+import httpx
+from pydantic import ValidationError
+
+from app.cast.schemas import ErrorBody, SendRequest, SendResult
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
+OPERATOR_STATUSES = {401, 402, 403}
+
+
+class CastError(Exception):
+    """A send Cast did not accept. `retryable` says whether the same request may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        code: str | None = None,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+    @property
+    def operator_problem(self) -> bool:
+        return self.status in OPERATOR_STATUSES
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_from(response: httpx.Response) -> CastError:
+    try:
+        body = ErrorBody.model_validate_json(response.content)
+    except ValidationError:
+        body = ErrorBody(error=response.text[:200] or None)
+    code = body.error_code or f"HTTP_{response.status_code}"
+    message = body.error or response.reason_phrase or "error"
+    return CastError(
+        f"Cast refused the SMS ({response.status_code} {code}): {message}",
+        status=response.status_code,
+        code=code,
+        retryable=response.status_code in RETRYABLE_STATUSES,
+        retry_after=_retry_after(response),
+    )
+
+
+class CastClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def send_sms(
+        self, api_key: str, request: SendRequest, *, idempotency_key: str
+    ) -> SendResult:
+        headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
+        try:
+            response = await self._http.post(
+                "/api/v1/sms/send",
+                json=request.model_dump(exclude_none=True),
+                headers=headers,
+            )
+        except httpx.TimeoutException as exc:
+            raise CastError("Cast did not answer in time", status=None, retryable=True) from exc
+        except httpx.TransportError as exc:
+            raise CastError(
+                f"could not reach Cast ({type(exc).__name__})", status=None, retryable=True
+            ) from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            result = SendResult.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise CastError(
+                "Cast answered with an unreadable body", status=response.status_code, retryable=True
+            ) from exc
+        if not result.success:
+            raise _error_from(response)
+        if not result.message_id:
+            raise CastError(
+                "Cast accepted the SMS without a message id (scheduled sends are not used)",
+                status=response.status_code,
+                retryable=False,
+            )
+        result.replayed = response.headers.get("x-idempotent-replay", "").lower() == "true"
+        return result

@@ -1,0 +1,149 @@
+"""The one Settings class, validated at start-up (environment variables and `.env`)."""
+
+import base64
+import binascii
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SCOPES = (
+    "conversations/message.write conversations/message.readonly conversations.write "
+    "conversations.readonly contacts.readonly contacts.write"
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Server
+    port: int = Field(3002, ge=1, le=65535)
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:3002")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_timeout_seconds: float = Field(20.0, gt=0)
+
+    # GHL
+    ghl_client_id: str = Field(min_length=1)
+    ghl_client_secret: SecretStr
+    ghl_webhook_public_key: str | None = None
+    ghl_conversation_provider_id: str | None = None
+    ghl_api_url: AnyHttpUrl = AnyHttpUrl("https://services.leadconnectorhq.com")
+    ghl_marketplace_url: AnyHttpUrl = AnyHttpUrl("https://marketplace.gohighlevel.com")
+    ghl_redirect_uri: AnyHttpUrl | None = None
+    ghl_scopes: str = DEFAULT_SCOPES
+    ghl_api_timeout_seconds: float = Field(15.0, gt=0)
+
+    # Cast.ph
+    cast_api_key: SecretStr
+    cast_api_url: AnyHttpUrl = AnyHttpUrl("https://api.cast.ph")
+    cast_sender_id: str | None = Field(None, max_length=11)
+    cast_api_timeout_seconds: float = Field(15.0, gt=0)
+    cast_rate_per_key: float = Field(10.0, gt=0, description="messages/s per Cast API key")
+    cast_ip_rate: float = Field(30.0, gt=0, description="requests/s for all Cast calls")
+    cast_max_message_chars: int = Field(450, ge=1, le=10_000)
+
+    # Outbound delivery
+    send_deadline_seconds: float = Field(600.0, gt=0)
+    status_deadline_seconds: float = Field(900.0, gt=0)
+    worker_concurrency: int = Field(64, ge=1, le=1000)
+    lease_seconds: float = Field(60.0, gt=0)
+    poll_interval_seconds: float = Field(0.2, gt=0)
+
+    # Storage
+    mongo_uri: SecretStr | None = None
+    mongo_db: str | None = None
+    data_dir: Path = Path("./data")
+
+    # Security
+    inbound_api_key: SecretStr | None = None
+    token_encryption_key: SecretStr | None = None
+
+    @field_validator("cast_api_key")
+    @classmethod
+    def _cast_key_shape(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("cast_"):
+            raise ValueError("must start with 'cast_' (Cast API keys look like cast_<64 hex>)")
+        return value
+
+    @field_validator("inbound_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("mongo_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @field_validator("token_encryption_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "must be urlsafe base64 of 32 random bytes (python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            )
+        return value
+
+    @field_validator("cast_sender_id", "ghl_webhook_public_key", "ghl_conversation_provider_id")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_needs_a_key(self) -> "Settings":
+        if self.mongo_uri is not None and self.token_encryption_key is None:
+            raise ValueError(
+                "TOKEN_ENCRYPTION_KEY: required when MONGO_URI is set "
+                "(tokens are encrypted at rest)"
+            )
+        return self
+
+    @cached_property
+    def public_base_url(self) -> str:
+        return str(self.base_url).rstrip("/")
+
+    @cached_property
+    def redirect_uri(self) -> str:
+        if self.ghl_redirect_uri is not None:
+            return str(self.ghl_redirect_uri)
+        return f"{self.public_base_url}/oauth/callback"
+
+    @property
+    def uses_mongo(self) -> bool:
+        return self.mongo_uri is not None
+
+
+class SettingsError(Exception):
+    """Raised with one readable line per bad variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{variable}: {message}" if variable else message)
+        raise SettingsError(lines) from None

@@ -1,0 +1,40 @@
+"""Resources opened in the lifespan, handed to endpoints through Depends."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.ghl.signature import WebhookKeys
+from app.metrics import Counters
+from app.oauth.repository import InstallationRepository
+from app.oauth.tokens import TokenService
+from app.outbound.service import OutboundService
+from app.store import Store
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    store: Store
+    webhook_keys: WebhookKeys
+    counters: Counters
+    installations: InstallationRepository
+    tokens: TokenService
+    outbound: OutboundService
+    started: bool = False
+
+
+def get_resources(request: Request) -> Resources:
+    return request.state.resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_outbound_service(resources: ResourcesDep) -> OutboundService:
+    return resources.outbound
+
+
+OutboundServiceDep = Annotated[OutboundService, Depends(get_outbound_service)]

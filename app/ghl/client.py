@@ -1,0 +1,121 @@
+"""Thin GoHighLevel (LeadConnector) API client. Retrying is the caller's job."""
+
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
+
+CONVERSATIONS_VERSION = "2021-04-15"
+CONTACTS_VERSION = "2021-07-28"
+
+RETRYABLE_STATUSES = {403, 408, 425, 429, 500, 502, 503, 504}
+
+
+class GHLError(Exception):
+    def __init__(self, message: str, *, status: int | None, body: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body[:300]
+
+    @property
+    def unauthorized(self) -> bool:
+        return self.status == 401
+
+    @property
+    def retryable(self) -> bool:
+        """403 'not downstreamed' right after the webhook, rate limits, 5xx and network errors."""
+        return self.status is None or self.status in RETRYABLE_STATUSES
+
+
+def _bearer(token: str, version: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Version": version, "Accept": "application/json"}
+
+
+class GHLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise GHLError(f"GHL did not answer {url} in time", status=None) from exc
+        except httpx.TransportError as exc:
+            raise GHLError(f"could not reach GHL ({type(exc).__name__})", status=None) from exc
+        if response.status_code >= 400:
+            raise GHLError(
+                f"GHL answered {response.status_code} to {method} {url}",
+                status=response.status_code,
+                body=response.text,
+            )
+        return response
+
+    async def update_message_status(
+        self, token: str, message_id: str, update: StatusUpdate
+    ) -> None:
+        await self._send(
+            "PUT",
+            f"/conversations/messages/{message_id}/status",
+            json=update.model_dump(exclude_none=True),
+            headers=_bearer(token, CONVERSATIONS_VERSION),
+        )
+
+    async def add_inbound_message(self, token: str, message: InboundMessage) -> dict[str, Any]:
+        response = await self._send(
+            "POST",
+            "/conversations/messages/inbound",
+            json=message.model_dump(by_alias=True, exclude_none=True),
+            headers=_bearer(token, CONVERSATIONS_VERSION),
+        )
+        return response.json()
+
+    async def find_contact_by_phone(
+        self, token: str, location_id: str, phone_e164: str
+    ) -> dict[str, Any] | None:
+        response = await self._send(
+            "GET",
+            "/contacts/search/duplicate",
+            params={"locationId": location_id, "number": phone_e164},
+            headers=_bearer(token, CONTACTS_VERSION),
+        )
+        return response.json().get("contact")
+
+    async def upsert_contact(self, token: str, location_id: str, phone_e164: str) -> dict[str, Any]:
+        response = await self._send(
+            "POST",
+            "/contacts/upsert",
+            json={"locationId": location_id, "phone": phone_e164},
+            headers=_bearer(token, CONTACTS_VERSION),
+        )
+        return response.json()["contact"]
+
+    async def exchange_token(self, form: dict[str, str]) -> TokenResponse:
+        """`POST /oauth/token` (authorization_code or refresh_token grant)."""
+        response = await self._send(
+            "POST", "/oauth/token", data=form, headers={"Accept": "application/json"}
+        )
+        return _token_response(response)
+
+    async def location_token(
+        self, company_token: str, company_id: str, location_id: str
+    ) -> TokenResponse:
+        """`POST /oauth/locationToken`: a location token from an agency (Company) token."""
+        response = await self._send(
+            "POST",
+            "/oauth/locationToken",
+            data={"companyId": company_id, "locationId": location_id},
+            headers=_bearer(company_token, CONTACTS_VERSION),
+        )
+        return _token_response(response)
+
+
+def _token_response(response: httpx.Response) -> TokenResponse:
+    try:
+        return TokenResponse.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise GHLError(
+            "GHL token answer is missing access_token", status=response.status_code
+        ) from exc

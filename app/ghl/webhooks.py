@@ -1,0 +1,44 @@
+"""Dependencies shared by every endpoint that receives a signed GHL webhook."""
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from app.deps import ResourcesDep
+from app.errors import ApiError, validation_error
+from app.ghl.signature import ED25519_HEADER, RSA_HEADER, SignatureError, verify_webhook
+
+log = logging.getLogger(__name__)
+
+
+async def verified_body(request: Request, resources: ResourcesDep) -> bytes:
+    """The raw body, once its signature is verified. Nothing is parsed before that."""
+    raw = await request.body()
+    try:
+        verify_webhook(
+            raw,
+            request.headers.get(ED25519_HEADER),
+            request.headers.get(RSA_HEADER),
+            resources.webhook_keys,
+        )
+    except SignatureError as exc:
+        resources.counters.inc("webhooks_rejected_signature")
+        raise ApiError(401, "invalid_signature", str(exc)) from exc
+    return raw
+
+
+VerifiedBody = Annotated[bytes, Depends(verified_body)]
+
+
+def parse_payload[M: BaseModel](model: type[M], raw: bytes) -> M:
+    """400 for bytes that are not a JSON object, 422 naming the first bad or missing field."""
+    if not raw.strip().startswith(b"{"):
+        raise ApiError(400, "malformed_json", "body must be a JSON object")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise ApiError(400, "malformed_json", "body is not valid JSON") from exc
+        raise validation_error(exc) from exc

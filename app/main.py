@@ -1,0 +1,123 @@
+"""The application factory. Resources are opened in the lifespan and closed on shutdown."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.cast.client import CastClient
+from app.cast.pacing import CastPacer
+from app.config import Settings, load_settings
+from app.deps import Resources
+from app.errors import install_error_handlers
+from app.ghl.client import GHLClient
+from app.ghl.signature import load_webhook_keys
+from app.health.endpoints import router as health_router
+from app.logs import new_request_id, request_id_var
+from app.metrics import Counters
+from app.oauth.crypto import build_cipher
+from app.oauth.repository import InstallationRepository
+from app.oauth.tokens import TokenService
+from app.outbound.endpoints import router as outbound_router
+from app.outbound.repository import OutboxRepository
+from app.outbound.service import OutboundService
+from app.outbound.worker import OutboundWorker
+from app.store import build_store
+
+log = logging.getLogger("app")
+
+USER_AGENT = "cast-ghl-provider/0.1"
+
+
+def _http_client(base_url: str, timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+class RequestIdMiddleware:
+    """Tag every request (and its log lines) with an id; echo it as X-Request-ID."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
+    settings: Settings = app.state.settings
+    store = build_store(settings)
+    await store.start()
+    log.info("store opened", extra={"backend": store.backend})
+    cast_http = _http_client(str(settings.cast_api_url), settings.cast_api_timeout_seconds)
+    ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)
+    counters = Counters()
+    ghl = GHLClient(ghl_http)
+    installations = InstallationRepository(store, build_cipher(settings))
+    tokens = TokenService(settings, store, installations, ghl)
+    outbox = OutboxRepository(store)
+    worker = OutboundWorker(
+        settings,
+        outbox,
+        CastClient(cast_http),
+        ghl,
+        tokens,
+        CastPacer(settings.cast_rate_per_key, settings.cast_ip_rate),
+        counters,
+    )
+    resources = Resources(
+        settings=settings,
+        store=store,
+        webhook_keys=load_webhook_keys(settings.ghl_webhook_public_key),
+        counters=counters,
+        installations=installations,
+        tokens=tokens,
+        outbound=OutboundService(settings, outbox, counters, worker.wake),
+    )
+    worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
+    resources.started = True
+    log.info("bridge started", extra={"store": store.backend, "port": settings.port})
+    try:
+        yield {"resources": resources}
+    finally:
+        resources.started = False
+        log.info("shutting down: releasing in-flight work")
+        await worker.stop(settings.shutdown_timeout_seconds)
+        await worker_task
+        await cast_http.aclose()
+        await ghl_http.aclose()
+        await store.close()
+        log.info("shutdown complete", extra={"counters": counters.snapshot()})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="Cast SMS for GoHighLevel", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings or load_settings()
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(outbound_router)
+    app.add_middleware(RequestIdMiddleware)
+    return app

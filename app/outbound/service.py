@@ -1,0 +1,85 @@
+"""Accepting GHL's ProviderOutboundMessage: validate, normalise, store once, wake the worker."""
+
+import logging
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+from app.config import Settings
+from app.ghl.schemas import ProviderOutboundMessage
+from app.logs import mask_phone
+from app.metrics import Counters
+from app.outbound.repository import OutboxRepository
+from app.outbound.schemas import OutboundMessage, Part
+from app.outbound.splitting import compose_text, split_text
+from app.phone import InvalidPhoneNumber, to_cast_local
+
+log = logging.getLogger(__name__)
+
+
+class Accepted(StrEnum):
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+
+
+def build_message(payload: ProviderOutboundMessage, max_chars: int, now: float) -> OutboundMessage:
+    text = compose_text(payload.message, payload.attachments)
+    message = OutboundMessage(
+        message_id=payload.message_id,
+        location_id=payload.location_id,
+        contact_id=payload.contact_id,
+        phone=payload.phone,
+        parts=[Part(text=part) for part in split_text(text, max_chars)],
+        attachments=payload.attachments,
+        received_at=now,
+    )
+    message.record(now, "received", f"{len(message.parts)} part(s)")
+    try:
+        message.to = to_cast_local(payload.phone)
+    except InvalidPhoneNumber as exc:
+        message.finish(now, "failed", "INVALID_PHONE", f"Cannot send to {payload.phone}: {exc}")
+    if not text.strip():
+        message.finish(now, "failed", "EMPTY_MESSAGE", "The message is empty: nothing to send")
+    return message
+
+
+class OutboundService:
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: OutboxRepository,
+        counters: Counters,
+        wake_worker: Callable[[], None],
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._counters = counters
+        self._wake_worker = wake_worker
+
+    async def accept(self, payload: ProviderOutboundMessage) -> Accepted:
+        if payload.type.upper() != "SMS":
+            self._counters.inc("webhooks_ignored")
+            log.info(
+                "ignored non-SMS outbound message",
+                extra={"message_id": payload.message_id, "type": payload.type},
+            )
+            return Accepted.IGNORED
+        now = time.time()
+        message = build_message(payload, self._settings.cast_max_message_chars, now)
+        if not await self._outbox.add(message):
+            self._counters.inc("webhooks_duplicate")
+            log.info("duplicate outbound webhook", extra={"message_id": payload.message_id})
+            return Accepted.DUPLICATE
+        self._counters.inc("messages_received")
+        self._wake_worker()
+        log.info(
+            "outbound message queued",
+            extra={
+                "message_id": payload.message_id,
+                "location_id": payload.location_id,
+                "to": mask_phone(payload.phone),
+                "parts": len(message.parts),
+            },
+        )
+        return Accepted.QUEUED

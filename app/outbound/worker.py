@@ -1,0 +1,244 @@
+"""The outbox worker: claims due messages with a lease, sends them through Cast, reports to GHL.
+
+Each claimed message goes through two stages. `send`: every part goes to Cast with an
+idempotency key derived from the GHL messageId and part number, so a retry after a timeout or a
+crash (the lease expires and another worker re-claims the message) gets Cast's cached answer
+instead of a second SMS. `report`: the final status goes to GHL. Failures that may pass are
+rescheduled with backoff (the lease is released); nothing waits in memory.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from app.cast.client import CastClient, CastError
+from app.cast.pacing import CastPacer
+from app.cast.schemas import SendRequest
+from app.config import Settings
+from app.ghl.client import GHLClient, GHLError
+from app.ghl.schemas import StatusError, StatusUpdate
+from app.metrics import Counters
+from app.oauth.tokens import TokenService, TokenUnavailable
+from app.outbound.repository import OutboxRepository
+from app.outbound.schemas import OutboundMessage
+from app.retry import backoff
+from app.store import WorkItem
+
+log = logging.getLogger(__name__)
+
+CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
+GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
+CLAIM_BATCH = 100
+STORE_ERROR_PAUSE = 1.0
+
+
+class OutboundWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: OutboxRepository,
+        cast: CastClient,
+        ghl: GHLClient,
+        tokens: TokenService,
+        pacer: CastPacer,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._cast = cast
+        self._ghl = ghl
+        self._tokens = tokens
+        self._pacer = pacer
+        self._counters = counters
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        concurrency = self._settings.worker_concurrency
+        while not self._stopping:
+            free = concurrency - len(self._inflight)
+            if free <= 0:
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._wakeup.clear()
+            try:
+                items = await self._outbox.claim(
+                    now=self._clock(),
+                    lease_seconds=self._settings.lease_seconds,
+                    limit=min(free, CLAIM_BATCH),
+                )
+            except Exception:
+                log.exception("could not claim outbound work; retrying")
+                await asyncio.sleep(STORE_ERROR_PAUSE)
+                continue
+            for item in items:
+                task = asyncio.create_task(self._process(item))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if not items:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wakeup.wait(), self._settings.poll_interval_seconds
+                    )
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming; give in-flight messages `grace_seconds`, then release them for later."""
+        self._stopping = True
+        self.wake()
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(set(self._inflight), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _process(self, item: WorkItem) -> None:
+        message = OutboundMessage.model_validate(item.data)
+        try:
+            if message.stage == "send":
+                due_at = await self._send(message)
+                if due_at is not None:
+                    await self._outbox.reschedule(item, message, due_at)
+                    return
+            due_at = await self._report(message)
+            if due_at is not None:
+                await self._outbox.reschedule(item, message, due_at)
+                return
+            await self._outbox.finish(item, message, self._clock())
+        except asyncio.CancelledError:
+            # Shutting down: hand the message back now instead of waiting for the lease.
+            await asyncio.shield(self._outbox.reschedule(item, message, self._clock()))
+            raise
+        except Exception:
+            log.exception("unexpected error on outbound message", extra={"message_id": item.id})
+            await self._outbox.reschedule(item, message, self._clock() + CAST_BACKOFF_CAP)
+
+    # Stage 1: Cast ------------------------------------------------------------------------
+    async def _send(self, message: OutboundMessage) -> float | None:
+        """Send the parts not yet accepted: when to retry, or None once the outcome is known."""
+        if message.status is not None:
+            return None
+        reason = await self._tokens.reauthorization_needed(message.location_id)
+        if reason is not None:
+            message.finish(
+                self._clock(),
+                "failed",
+                "REAUTHORIZATION_NEEDED",
+                f"Cast SMS must be re-installed for this location ({reason})",
+            )
+            self._counters.inc("messages_failed")
+            return None
+        api_key = self._settings.cast_api_key.get_secret_value()
+        total = len(message.parts)
+        for index, part in enumerate(message.parts, start=1):
+            if part.cast_message_id:
+                continue
+            await self._pacer.before_send(api_key)
+            message.send_attempts += 1
+            request = SendRequest(
+                to=message.to or "", message=part.text, sender_id=self._settings.cast_sender_id
+            )
+            try:
+                result = await self._cast.send_sms(
+                    api_key, request, idempotency_key=f"ghl:{message.message_id}:{index}/{total}"
+                )
+            except CastError as exc:
+                return self._cast_failed(message, exc)
+            part.cast_message_id, part.cast_parts = result.message_id, result.parts
+            self._counters.inc("cast_sends")
+            message.record(
+                self._clock(),
+                "cast_accepted",
+                f"part {index}/{total} {result.message_id}"
+                + (" (replay)" if result.replayed else ""),
+            )
+        message.finish(self._clock(), "delivered")
+        self._counters.inc("messages_delivered")
+        return None
+
+    def _cast_failed(self, message: OutboundMessage, exc: CastError) -> float | None:
+        now = self._clock()
+        if exc.retryable and now - message.received_at < self._settings.send_deadline_seconds:
+            delay = exc.retry_after or backoff(
+                message.send_attempts, base=CAST_BACKOFF_BASE, cap=CAST_BACKOFF_CAP
+            )
+            message.record(now, "cast_retry", f"{exc.message}; retrying in {delay:.1f}s")
+            self._counters.inc("cast_retries")
+            return now + delay
+        total = len(message.parts)
+        detail = exc.message
+        if total > 1:
+            detail += f" ({message.parts_sent} of {total} parts sent)"
+        if exc.retryable:
+            detail = f"Gave up after {self._settings.send_deadline_seconds:.0f}s: {detail}"
+        message.finish(now, "failed", exc.code or "CAST_UNAVAILABLE", detail)
+        self._counters.inc("messages_failed")
+        level = logging.ERROR if exc.operator_problem else logging.WARNING
+        log.log(
+            level,
+            "outbound message failed at Cast"
+            + (" (operator action needed)" if exc.operator_problem else ""),
+            extra={"message_id": message.message_id, "status": exc.status, "code": exc.code},
+        )
+        return None
+
+    # Stage 2: GHL -------------------------------------------------------------------------
+    def _status_update(self, message: OutboundMessage) -> StatusUpdate:
+        if message.status == "delivered":
+            return StatusUpdate(status="delivered")
+        return StatusUpdate(
+            status="failed",
+            error=StatusError(
+                code=message.error_code or "FAILED", message=message.error_message or "failed"
+            ),
+        )
+
+    async def _put_status(self, message: OutboundMessage) -> None:
+        update = self._status_update(message)
+        token = await self._tokens.access_token(message.location_id)
+        try:
+            await self._ghl.update_message_status(token, message.message_id, update)
+        except GHLError as exc:
+            if not exc.unauthorized or message.token_refreshed:
+                raise
+            message.token_refreshed = True
+            token = await self._tokens.refresh_after_unauthorized(message.location_id, token)
+            await self._ghl.update_message_status(token, message.message_id, update)
+
+    async def _report(self, message: OutboundMessage) -> float | None:
+        message.report_attempts += 1
+        try:
+            await self._put_status(message)
+        except (GHLError, TokenUnavailable) as exc:
+            return self._report_failed(message, exc)
+        message.reported = True
+        message.record(self._clock(), "reported", message.status)
+        self._counters.inc(f"status_reported_{message.status}")
+        return None
+
+    def _report_failed(
+        self, message: OutboundMessage, exc: GHLError | TokenUnavailable
+    ) -> float | None:
+        now = self._clock()
+        permanent = isinstance(exc, GHLError) and not exc.retryable and not exc.unauthorized
+        started = message.finished_at or now
+        if not permanent and now - started < self._settings.status_deadline_seconds:
+            delay = backoff(message.report_attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
+            message.record(now, "report_retry", f"{exc.message}; retrying in {delay:.1f}s")
+            self._counters.inc("status_report_retries")
+            return now + delay
+        message.record(now, "report_failed", exc.message)
+        self._counters.inc("status_report_failed")
+        log.error(
+            "could not report the status to GHL",
+            extra={"message_id": message.message_id, "reason": exc.message},
+        )
+        return None

@@ -1,0 +1,111 @@
+"""The storage interface: the only operations the service needs, implemented by two backends.
+
+Work items (the outbox and inbox) live in named queues. An item is `pending` until it is
+finished (`done`). A claim leases an item by moving its `due_at` to the lease expiry and giving
+it a fresh `lease` token, in one atomic single-document/row update, so the same index
+(queue, state, due_at) finds both due work and work whose worker died. Only the holder of the
+current token can save or finish the item: a worker whose lease expired and was re-claimed
+cannot overwrite the new holder's progress.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+PENDING = "pending"
+DONE = "done"
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached (raised by `ping`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    queue: str
+    id: str
+    state: str
+    due_at: float
+    lease: str | None
+    attempts: int
+    data: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    id: str
+    rev: int
+    data: dict[str, Any]
+
+
+class Store(Protocol):
+    backend: str
+
+    async def start(self) -> None:
+        """Connect and create tables/indexes (idempotent)."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    # Work items -------------------------------------------------------------------------
+    async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        """Insert once by id. False (and nothing changed) when the id already exists."""
+
+    async def claim(
+        self, queue: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[WorkItem]:
+        """Lease up to `limit` pending items due at `now`, oldest first."""
+
+    async def save(
+        self,
+        queue: str,
+        item_id: str,
+        lease: str,
+        *,
+        data: dict[str, Any],
+        state: str,
+        due_at: float,
+    ) -> bool:
+        """Write progress and release the lease (reschedule at `due_at`, or finish with DONE).
+
+        False when `lease` is no longer the item's current lease.
+        """
+
+    async def get_item(self, queue: str, item_id: str) -> WorkItem | None: ...
+
+    async def requeue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        """Make a finished or pending item pending again, due at `due_at`, without a lease."""
+
+    async def count_items(self, queue: str) -> dict[str, int]:
+        """Number of items by state."""
+
+    async def oldest_due(self, queue: str) -> float | None:
+        """`due_at` of the oldest pending item, or None."""
+
+    # Documents with a revision (installations, tokens, per-location settings) ------------
+    async def get_doc(self, collection: str, doc_id: str) -> Doc | None: ...
+
+    async def put_doc(self, collection: str, doc_id: str, data: dict[str, Any]) -> Doc:
+        """Create or overwrite, bumping the revision."""
+
+    async def swap_doc(
+        self, collection: str, doc_id: str, expected_rev: int, data: dict[str, Any]
+    ) -> bool:
+        """Compare-and-swap: overwrite only if the current revision is `expected_rev`
+        (0 = the document must not exist yet)."""
+
+    async def delete_doc(self, collection: str, doc_id: str) -> bool: ...
+
+    async def list_docs(self, collection: str, limit: int = 1000) -> list[Doc]: ...
+
+    # Seen ids (webhook replay protection) ---------------------------------------------
+    async def mark_seen(self, namespace: str, key: str, now: float) -> bool:
+        """True the first time `key` is seen in `namespace`, False afterwards."""
+
+    # Named leases (one refresher per location, one sender per key) -----------------------
+    async def acquire_lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+        """Take or renew the lease `name` for `owner` unless another owner holds it unexpired."""
+
+    async def release_lease(self, name: str, owner: str) -> None: ...

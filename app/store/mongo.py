@@ -1,0 +1,194 @@
+"""Production store: MongoDB through PyMongo's native async API (`AsyncMongoClient`).
+
+Every operation is a single-document atomic update; no multi-document transactions, so it runs
+on a standalone mongod as well as on a replica set. Several bridge processes share one database.
+"""
+
+import uuid
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem
+
+DEFAULT_DB = "cast_ghl"
+
+
+def _item(queue: str, raw: dict[str, Any]) -> WorkItem:
+    return WorkItem(
+        queue=queue,
+        id=raw["_id"],
+        state=raw["state"],
+        due_at=raw["due_at"],
+        lease=raw.get("lease"),
+        attempts=raw.get("attempts", 0),
+        data=raw.get("data", {}),
+        created_at=raw["created_at"],
+    )
+
+
+class MongoStore:
+    backend = "mongodb"
+
+    def __init__(self, uri: str, db_name: str | None = None, *, timeout_ms: int = 5000) -> None:
+        self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+        default = self._client.get_default_database(default=DEFAULT_DB)
+        self._db = self._client[db_name] if db_name else default
+
+    def _queue(self, queue: str):
+        return self._db[f"queue_{queue}"]
+
+    async def start(self) -> None:
+        for name in ("outbound", "inbound"):
+            await self._queue(name).create_index(
+                [("state", ASCENDING), ("due_at", ASCENDING)], name="state_due"
+            )
+        await self._db["leases"].create_index([("until", ASCENDING)], name="until")
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def ping(self) -> None:
+        try:
+            await self._db.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
+
+    # Work items -------------------------------------------------------------------------
+    async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        document = {
+            "_id": item_id,
+            "state": PENDING,
+            "due_at": due_at,
+            "lease": None,
+            "attempts": 0,
+            "data": data,
+            "created_at": due_at,
+        }
+        try:
+            await self._queue(queue).insert_one(document)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def claim(
+        self, queue: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[WorkItem]:
+        claimed: list[WorkItem] = []
+        collection = self._queue(queue)
+        for _ in range(limit):
+            raw = await collection.find_one_and_update(
+                {"state": PENDING, "due_at": {"$lte": now}},
+                {
+                    "$set": {"due_at": now + lease_seconds, "lease": uuid.uuid4().hex},
+                    "$inc": {"attempts": 1},
+                },
+                sort=[("due_at", ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if raw is None:
+                break
+            claimed.append(_item(queue, raw))
+        return claimed
+
+    async def save(
+        self,
+        queue: str,
+        item_id: str,
+        lease: str,
+        *,
+        data: dict[str, Any],
+        state: str,
+        due_at: float,
+    ) -> bool:
+        result = await self._queue(queue).update_one(
+            {"_id": item_id, "lease": lease},
+            {"$set": {"data": data, "state": state, "due_at": due_at, "lease": None}},
+        )
+        return result.modified_count == 1
+
+    async def get_item(self, queue: str, item_id: str) -> WorkItem | None:
+        raw = await self._queue(queue).find_one({"_id": item_id})
+        return _item(queue, raw) if raw else None
+
+    async def requeue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        result = await self._queue(queue).update_one(
+            {"_id": item_id},
+            {"$set": {"data": data, "state": PENDING, "due_at": due_at, "lease": None}},
+        )
+        return result.matched_count == 1
+
+    async def count_items(self, queue: str) -> dict[str, int]:
+        counts = {PENDING: 0, DONE: 0}
+        pipeline = [{"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        async for row in await self._queue(queue).aggregate(pipeline):
+            counts[row["_id"]] = row["n"]
+        return counts
+
+    async def oldest_due(self, queue: str) -> float | None:
+        raw = await self._queue(queue).find_one(
+            {"state": PENDING}, sort=[("due_at", ASCENDING)], projection={"due_at": 1}
+        )
+        return raw["due_at"] if raw else None
+
+    # Documents --------------------------------------------------------------------------
+    async def get_doc(self, collection: str, doc_id: str) -> Doc | None:
+        raw = await self._db[collection].find_one({"_id": doc_id})
+        return Doc(doc_id, raw["rev"], raw["data"]) if raw else None
+
+    async def put_doc(self, collection: str, doc_id: str, data: dict[str, Any]) -> Doc:
+        raw = await self._db[collection].find_one_and_update(
+            {"_id": doc_id},
+            {"$set": {"data": data}, "$inc": {"rev": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return Doc(doc_id, raw["rev"], data)
+
+    async def swap_doc(
+        self, collection: str, doc_id: str, expected_rev: int, data: dict[str, Any]
+    ) -> bool:
+        if expected_rev == 0:
+            try:
+                await self._db[collection].insert_one({"_id": doc_id, "rev": 1, "data": data})
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self._db[collection].update_one(
+            {"_id": doc_id, "rev": expected_rev}, {"$set": {"data": data}, "$inc": {"rev": 1}}
+        )
+        return result.modified_count == 1
+
+    async def delete_doc(self, collection: str, doc_id: str) -> bool:
+        result = await self._db[collection].delete_one({"_id": doc_id})
+        return result.deleted_count == 1
+
+    async def list_docs(self, collection: str, limit: int = 1000) -> list[Doc]:
+        cursor = self._db[collection].find({}).sort("_id", ASCENDING).limit(limit)
+        return [Doc(raw["_id"], raw["rev"], raw["data"]) async for raw in cursor]
+
+    # Seen ids ---------------------------------------------------------------------------
+    async def mark_seen(self, namespace: str, key: str, now: float) -> bool:
+        try:
+            await self._db["seen"].insert_one({"_id": f"{namespace}:{key}", "at": now})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    # Named leases -----------------------------------------------------------------------
+    async def acquire_lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+        try:
+            await self._db["leases"].update_one(
+                {"_id": name, "$or": [{"owner": owner}, {"until": {"$lte": now}}]},
+                {"$set": {"owner": owner, "until": now + seconds}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._db["leases"].delete_one({"_id": name, "owner": owner})

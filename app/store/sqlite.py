@@ -1,0 +1,283 @@
+"""Embedded single-node store: one SQLite file under DATA_DIR, WAL mode.
+
+All statements run on one dedicated thread with one connection, so the event loop never blocks
+on disk. Several processes on one host may share the file: every write is a single statement in
+its own transaction, and SQLite's file lock serialises them (busy_timeout waits for it).
+"""
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    queue TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, due_at REAL NOT NULL,
+    lease TEXT, attempts INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (queue, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_due ON items (queue, state, due_at);
+CREATE TABLE IF NOT EXISTS docs (
+    collection TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (
+    namespace TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_ITEM_COLUMNS = "queue, id, state, due_at, lease, attempts, data, created_at"
+
+
+def _item(row: tuple[Any, ...]) -> WorkItem:
+    queue, item_id, state, due_at, lease, attempts, data, created_at = row
+    return WorkItem(queue, item_id, state, due_at, lease, attempts, json.loads(data), created_at)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreUnavailable("sqlite store is closed")
+        return fn(self._conn)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._open)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        try:
+            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        except (sqlite3.Error, StoreUnavailable, RuntimeError) as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+    # Work items -------------------------------------------------------------------------
+    async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        payload = _dump(data)
+
+        def _insert(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO items (queue, id, state, due_at, lease, attempts, data, "
+                "created_at) VALUES (?, ?, ?, ?, NULL, 0, ?, ?)",
+                (queue, item_id, PENDING, due_at, payload, due_at),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_insert)
+
+    async def claim(
+        self, queue: str, *, now: float, lease_seconds: float, limit: int
+    ) -> list[WorkItem]:
+        def _claim(c: sqlite3.Connection) -> list[WorkItem]:
+            token = uuid.uuid4().hex
+            rows = c.execute(
+                f"UPDATE items SET due_at = ?, lease = ? || ':' || id, attempts = attempts + 1 "
+                f"WHERE queue = ? AND id IN (SELECT id FROM items WHERE queue = ? AND state = ? "
+                f"AND due_at <= ? ORDER BY due_at LIMIT ?) RETURNING {_ITEM_COLUMNS}",
+                (now + lease_seconds, token, queue, queue, PENDING, now, limit),
+            ).fetchall()
+            return sorted((_item(row) for row in rows), key=lambda item: item.created_at)
+
+        return await self._run(_claim)
+
+    async def save(
+        self,
+        queue: str,
+        item_id: str,
+        lease: str,
+        *,
+        data: dict[str, Any],
+        state: str,
+        due_at: float,
+    ) -> bool:
+        payload = _dump(data)
+
+        def _save(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE items SET data = ?, state = ?, due_at = ?, lease = NULL "
+                "WHERE queue = ? AND id = ? AND lease = ?",
+                (payload, state, due_at, queue, item_id, lease),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_save)
+
+    async def get_item(self, queue: str, item_id: str) -> WorkItem | None:
+        def _get(c: sqlite3.Connection) -> WorkItem | None:
+            row = c.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE queue = ? AND id = ?",
+                (queue, item_id),
+            ).fetchone()
+            return _item(row) if row else None
+
+        return await self._run(_get)
+
+    async def requeue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        payload = _dump(data)
+
+        def _requeue(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE items SET data = ?, state = ?, due_at = ?, lease = NULL "
+                "WHERE queue = ? AND id = ?",
+                (payload, PENDING, due_at, queue, item_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_requeue)
+
+    async def count_items(self, queue: str) -> dict[str, int]:
+        def _count(c: sqlite3.Connection) -> dict[str, int]:
+            rows = c.execute(
+                "SELECT state, COUNT(*) FROM items WHERE queue = ? GROUP BY state", (queue,)
+            ).fetchall()
+            counts = {PENDING: 0, DONE: 0}
+            counts.update(dict(rows))
+            return counts
+
+        return await self._run(_count)
+
+    async def oldest_due(self, queue: str) -> float | None:
+        def _oldest(c: sqlite3.Connection) -> float | None:
+            row = c.execute(
+                "SELECT MIN(due_at) FROM items WHERE queue = ? AND state = ?", (queue, PENDING)
+            ).fetchone()
+            return row[0]
+
+        return await self._run(_oldest)
+
+    # Documents --------------------------------------------------------------------------
+    async def get_doc(self, collection: str, doc_id: str) -> Doc | None:
+        def _get(c: sqlite3.Connection) -> Doc | None:
+            row = c.execute(
+                "SELECT rev, data FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            ).fetchone()
+            return Doc(doc_id, row[0], json.loads(row[1])) if row else None
+
+        return await self._run(_get)
+
+    async def put_doc(self, collection: str, doc_id: str, data: dict[str, Any]) -> Doc:
+        payload = _dump(data)
+
+        def _put(c: sqlite3.Connection) -> Doc:
+            (rev,) = c.execute(
+                "INSERT INTO docs (collection, id, rev, data) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (collection, id) DO UPDATE SET rev = rev + 1, data = excluded.data "
+                "RETURNING rev",
+                (collection, doc_id, payload),
+            ).fetchone()
+            return Doc(doc_id, rev, data)
+
+        return await self._run(_put)
+
+    async def swap_doc(
+        self, collection: str, doc_id: str, expected_rev: int, data: dict[str, Any]
+    ) -> bool:
+        payload = _dump(data)
+
+        def _swap(c: sqlite3.Connection) -> bool:
+            if expected_rev == 0:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO docs (collection, id, rev, data) VALUES (?, ?, 1, ?)",
+                    (collection, doc_id, payload),
+                )
+            else:
+                cur = c.execute(
+                    "UPDATE docs SET rev = rev + 1, data = ? "
+                    "WHERE collection = ? AND id = ? AND rev = ?",
+                    (payload, collection, doc_id, expected_rev),
+                )
+            return cur.rowcount == 1
+
+        return await self._run(_swap)
+
+    async def delete_doc(self, collection: str, doc_id: str) -> bool:
+        def _delete(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_delete)
+
+    async def list_docs(self, collection: str, limit: int = 1000) -> list[Doc]:
+        def _list(c: sqlite3.Connection) -> list[Doc]:
+            rows = c.execute(
+                "SELECT id, rev, data FROM docs WHERE collection = ? ORDER BY id LIMIT ?",
+                (collection, limit),
+            ).fetchall()
+            return [Doc(row[0], row[1], json.loads(row[2])) for row in rows]
+
+        return await self._run(_list)
+
+    # Seen ids ---------------------------------------------------------------------------
+    async def mark_seen(self, namespace: str, key: str, now: float) -> bool:
+        def _mark(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO seen (namespace, key, at) VALUES (?, ?, ?)",
+                (namespace, key, now),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_mark)
+
+    # Named leases -----------------------------------------------------------------------
+    async def acquire_lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
+        def _acquire(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+                "WHERE leases.owner = excluded.owner OR leases.until <= ?",
+                (name, owner, now + seconds, now),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_acquire)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._run(
+            lambda c: c.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+        )

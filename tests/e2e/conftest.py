@@ -1,0 +1,50 @@
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.cast import FakeCast
+from tests.fakes.ghl import FakeGHL
+from tests.fakes.server import ServerThread
+from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env
+
+
+@pytest.fixture
+def fake_cast() -> Iterator[tuple[FakeCast, ServerThread]]:
+    cast = FakeCast({CAST_KEY}, per_key_rate=50)
+    server = ServerThread(cast.app).start()
+    yield cast, server
+    server.stop()
+
+
+@pytest.fixture
+def fake_ghl() -> Iterator[tuple[FakeGHL, ServerThread]]:
+    ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET)
+    server = ServerThread(ghl.app).start()
+    yield ghl, server
+    server.stop()
+
+
+@pytest.fixture
+def harness(
+    fake_cast: tuple[FakeCast, ServerThread],
+    fake_ghl: tuple[FakeGHL, ServerThread],
+    store_env: dict[str, str],
+    tmp_path: Path,
+) -> Iterator[Harness]:
+    """A bridge not yet started: tests may change `env` or seed data first."""
+    cast, cast_server = fake_cast
+    ghl, ghl_server = fake_ghl
+    env = bridge_env(store_env, cast_server.url, ghl_server.url)
+    h = Harness(cast=cast, ghl=ghl, env=env, log_path=tmp_path / "bridge.log")
+    yield h
+    if h.proc is not None:
+        h.stop()
+
+
+@pytest.fixture
+async def bridge(harness: Harness) -> AsyncIterator[Harness]:
+    """An installed location and a running bridge."""
+    await harness.seed_installation()
+    harness.start()
+    yield harness

@@ -1,0 +1,188 @@
+"""A fake Cast.ph API that speaks real HTTP and behaves like the real one where we depend on it.
+
+- `POST /api/sms/send` and `/api/v1/sms/send`: checks X-API-Key, validates the body, enforces
+  the per-key message rate and the per-IP request rate (429 + Retry-After), and honours
+  X-Idempotency-Key (replays the first successful answer, sends nothing new).
+- Scripted answers (`script`) come first: bursts of 429/5xx/4xx, stalls.
+- `GET /api/v1/sms/status/{id}` answers from `dlr` (scripted statuses) for later issues.
+"""
+
+import asyncio
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    stall_seconds: float = 0.0
+
+
+@dataclass
+class Bucket:
+    rate: float
+    capacity: float
+    tokens: float = -1.0
+    last: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.last = self.capacity, now
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class FakeCast:
+    def __init__(
+        self,
+        api_keys: set[str],
+        *,
+        per_key_rate: float = 10.0,
+        ip_rate: float = 30.0,
+        ip_burst: float = 50.0,
+    ) -> None:
+        self.api_keys = api_keys
+        self.per_key_rate = per_key_rate
+        self.ip_rate, self.ip_burst = ip_rate, ip_burst
+        self.script: deque[Scripted] = deque()
+        self.sent: list[dict[str, Any]] = []  # SMS that really went out (not replays)
+        self.requests: list[dict[str, Any]] = []  # every send request, with our answer
+        self.rate_limited = 0
+        self.dlr: dict[str, deque[dict[str, Any]]] = {}
+        self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
+        self._key_buckets: dict[str, Bucket] = {}
+        self._ip_bucket = Bucket(ip_rate, ip_burst)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.app = self._build_app()
+
+    # Helpers for tests --------------------------------------------------------------------
+    def fail_next(
+        self, count: int, status: int, code: str = "INTERNAL_ERROR", **kwargs: Any
+    ) -> None:
+        kwargs.setdefault(
+            "body", {"success": False, "error": f"scripted {status}", "error_code": code}
+        )
+        for _ in range(count):
+            self.script.append(Scripted(status, **kwargs))
+
+    def sent_to(self, to: str) -> list[dict[str, Any]]:
+        return [sms for sms in self.sent if sms["to"] == to]
+
+    def max_sends_in_any_second(self) -> int:
+        times = sorted(sms["at"] for sms in self.sent)
+        best, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    # The HTTP app ------------------------------------------------------------------------
+    def _build_app(self) -> FastAPI:
+        app = FastAPI()
+
+        async def send(request: Request) -> JSONResponse:
+            return await self._send(request)
+
+        app.add_api_route("/api/sms/send", send, methods=["POST"])
+        app.add_api_route("/api/v1/sms/send", send, methods=["POST"])
+
+        @app.get("/api/v1/sms/status/{message_id}")
+        async def status(message_id: str, request: Request) -> JSONResponse:
+            if request.headers.get("x-api-key") not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            steps = self.dlr.get(message_id)
+            if steps is None:
+                return _error(404, "NOT_FOUND", "message not found")
+            step = steps[0] if len(steps) == 1 else steps.popleft()
+            return JSONResponse({"success": True, "message_id": message_id, **step})
+
+        return app
+
+    async def _send(self, request: Request) -> JSONResponse:
+        now = time.monotonic()
+        key = request.headers.get("x-api-key", "")
+        idem = request.headers.get("x-idempotency-key")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        record = {"at": now, "key": key, "idempotency_key": idem, "body": body}
+        self.requests.append(record)
+        answer = self._answer(now, key, idem, body)
+        if isinstance(answer, Scripted):
+            record["status"] = answer.status
+            if answer.stall_seconds:
+                await asyncio.sleep(answer.stall_seconds)
+            return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+        record["status"] = answer.status_code
+        return answer
+
+    def _answer(self, now: float, key: str, idem: str | None, body: Any) -> JSONResponse | Scripted:
+        with self._lock:
+            if not self._ip_bucket.take(now):
+                self.rate_limited += 1
+                return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
+            if key not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if idem and (key, idem) in self._idempotent:
+                return JSONResponse(
+                    self._idempotent[(key, idem)], headers={"X-Idempotent-Replay": "true"}
+                )
+            if self.script:
+                return self.script.popleft()
+            bucket = self._key_buckets.setdefault(key, Bucket(self.per_key_rate, self.per_key_rate))
+            if not bucket.take(now):
+                self.rate_limited += 1
+                return _error(429, "RATE_LIMIT_EXCEEDED", "message rate exceeded", retry_after=1)
+            if not isinstance(body, dict) or not body.get("to") or not body.get("message"):
+                return _error(400, "VALIDATION_ERROR", "to and message are required")
+            to = str(body["to"])
+            if not (7 <= len(to) <= 20):
+                return _error(400, "VALIDATION_ERROR", "invalid phone number")
+            message_id = f"CAST{next(self._ids):08d}"
+            parts = _parts(str(body["message"]))
+            answer = {"success": True, "message_id": message_id, "parts": parts}
+            self.sent.append(
+                {
+                    "at": now,
+                    "to": to,
+                    "message": body["message"],
+                    "sender_id": body.get("sender_id"),
+                    "key": key,
+                    "idempotency_key": idem,
+                    "message_id": message_id,
+                }
+            )
+            if idem:
+                self._idempotent[(key, idem)] = answer
+            return JSONResponse(answer)
+
+
+def _parts(text: str) -> int:
+    unicode = any(ord(ch) > 127 for ch in text)
+    single, multi = (70, 67) if unicode else (160, 153)
+    return 1 if len(text) <= single else -(-len(text) // multi)
+
+
+def _error(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(
+        {"success": False, "error": message, "error_code": code},
+        status_code=status,
+        headers=headers,
+    )

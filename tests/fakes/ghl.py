@@ -1,0 +1,185 @@
+"""A fake GoHighLevel API over real HTTP: OAuth token endpoints and the conversations API.
+
+Refresh tokens are single-use like GHL's: a second use answers 400 invalid_grant.
+"""
+
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+
+class FakeGHL:
+    def __init__(self, client_id: str = "test-client-id", client_secret: str = "test-secret"):
+        self.client_id, self.client_secret = client_id, client_secret
+        self.valid_tokens: set[str] = set()
+        self.refresh_tokens: dict[str, dict[str, Any]] = {}  # refresh token -> grant info
+        self.used_refresh_tokens: set[str] = set()
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_requests: list[dict[str, str]] = []
+        self.location_token_requests: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = []  # accepted status updates
+        self.status_requests: list[dict[str, Any]] = []
+        self.status_script: deque[int] = deque()
+        self.token_script: deque[int] = deque()
+        self.contacts: dict[tuple[str, str], dict[str, Any]] = {}
+        self.inbound: list[dict[str, Any]] = []
+        self.inbound_script: deque[int] = deque()
+        self.expires_in = 86399
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.app = self._build_app()
+
+    # Helpers for tests --------------------------------------------------------------------
+    def issue_pair(
+        self, location_id: str | None, company_id: str | None = None, user_type: str = "Location"
+    ) -> dict[str, Any]:
+        n = next(self._ids)
+        access, refresh = f"access-{n}", f"refresh-{n}"
+        self.valid_tokens.add(access)
+        grant = {"location_id": location_id, "company_id": company_id, "user_type": user_type}
+        self.refresh_tokens[refresh] = grant
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": refresh,
+            "scope": "conversations/message.write conversations/message.readonly "
+            "conversations.write conversations.readonly contacts.readonly contacts.write",
+            "userType": user_type,
+            "locationId": location_id,
+            "companyId": company_id or "company-1",
+            "userId": "user-1",
+        }
+
+    def add_code(self, code: str, location_id: str | None, **extra: Any) -> None:
+        self.codes[code] = {"location_id": location_id, **extra}
+
+    def revoke(self, token: str) -> None:
+        self.valid_tokens.discard(token)
+
+    def refresh_calls(self) -> list[dict[str, str]]:
+        return [r for r in self.token_requests if r.get("grant_type") == "refresh_token"]
+
+    # The HTTP app ------------------------------------------------------------------------
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        return header.startswith("Bearer ") and header[7:] in self.valid_tokens
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/oauth/token")
+        async def token(request: Request) -> JSONResponse:
+            form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+            with self._lock:
+                self.token_requests.append(form)
+                if self.token_script:
+                    return JSONResponse(
+                        {"error": "scripted"}, status_code=self.token_script.popleft()
+                    )
+                if (
+                    form.get("client_id") != self.client_id
+                    or form.get("client_secret") != self.client_secret
+                ):
+                    return JSONResponse({"error": "invalid_client"}, status_code=401)
+                if form.get("grant_type") == "authorization_code":
+                    info = self.codes.pop(form.get("code", ""), None)
+                    if info is None:
+                        return _invalid_grant("invalid code")
+                    pair = self.issue_pair(
+                        info["location_id"],
+                        info.get("company_id"),
+                        info.get("user_type", "Location"),
+                    )
+                    pair.update({k: v for k, v in info.items() if k not in ("location_id",)})
+                    return JSONResponse(pair)
+                if form.get("grant_type") == "refresh_token":
+                    refresh = form.get("refresh_token", "")
+                    grant = self.refresh_tokens.get(refresh)
+                    if grant is None or refresh in self.used_refresh_tokens:
+                        return _invalid_grant("refresh token already used or unknown")
+                    self.used_refresh_tokens.add(refresh)
+                    return JSONResponse(
+                        self.issue_pair(
+                            grant["location_id"], grant["company_id"], grant["user_type"]
+                        )
+                    )
+                return _invalid_grant("unsupported grant_type")
+
+        @app.post("/oauth/locationToken")
+        async def location_token(request: Request) -> JSONResponse:
+            form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+            self.location_token_requests.append(form)
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT", "statusCode": 401}, status_code=401)
+            return JSONResponse(self.issue_pair(form["locationId"], form.get("companyId")))
+
+        @app.put("/conversations/messages/{message_id}/status")
+        async def status(message_id: str, request: Request) -> JSONResponse:
+            body = await request.json()
+            entry = {
+                "message_id": message_id,
+                "body": body,
+                "at": time.monotonic(),
+                "version": request.headers.get("version"),
+                "token": request.headers.get("authorization", "")[7:],
+            }
+            self.status_requests.append(entry)
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT", "statusCode": 401}, status_code=401)
+            if self.status_script:
+                code = self.status_script.popleft()
+                return JSONResponse(
+                    {"message": "not downstreamed", "statusCode": code}, status_code=code
+                )
+            self.statuses.append(entry)
+            return JSONResponse({"success": True})
+
+        @app.get("/contacts/search/duplicate")
+        async def find_contact(request: Request, locationId: str, number: str) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            return JSONResponse({"contact": self.contacts.get((locationId, number))})
+
+        @app.post("/contacts/upsert")
+        async def upsert_contact(request: Request) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            body = await request.json()
+            key = (body["locationId"], body["phone"])
+            new = key not in self.contacts
+            if new:
+                self.contacts[key] = {
+                    "id": f"contact-{next(self._ids)}",
+                    "phone": body["phone"],
+                    "locationId": body["locationId"],
+                }
+            return JSONResponse({"new": new, "contact": self.contacts[key]})
+
+        @app.post("/conversations/messages/inbound")
+        async def inbound(request: Request) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            body = await request.json()
+            if self.inbound_script:
+                code = self.inbound_script.popleft()
+                return JSONResponse({"message": "scripted"}, status_code=code)
+            self.inbound.append({"body": body, "token": request.headers["authorization"][7:]})
+            n = next(self._ids)
+            return JSONResponse(
+                {"success": True, "conversationId": f"conv-{n}", "messageId": f"msg-{n}"}
+            )
+
+        return app
+
+
+def _invalid_grant(description: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": "invalid_grant", "error_description": description}, status_code=400
+    )

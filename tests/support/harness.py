@@ -1,0 +1,176 @@
+"""End-to-end harness: the bridge as a real process, fake GHL and fake Cast beside it."""
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+from app.oauth.crypto import TokenCipher
+from app.oauth.repository import InstallationRepository, location_key
+from app.oauth.schemas import Installation
+from app.outbound.repository import OutboxRepository
+from app.outbound.schemas import OutboundMessage
+from app.store import Store
+from app.store.mongo import MongoStore
+from app.store.sqlite import SQLiteStore
+from tests.fakes.cast import FakeCast
+from tests.fakes.ghl import FakeGHL
+from tests.support.processes import free_port, start_bridge, stop
+from tests.support.signing import test_keys
+
+CAST_KEY = "cast_" + "ab" * 32
+CLIENT_ID = "test-client-id"
+CLIENT_SECRET = "test-secret"
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+LOCATION = "loc-1"
+
+
+def open_store(env: dict[str, str]) -> Store:
+    if env.get("MONGO_URI"):
+        return MongoStore(env["MONGO_URI"], env["MONGO_DB"])
+    return SQLiteStore(Path(env["DATA_DIR"]) / "cast-ghl.sqlite3")
+
+
+def webhook(
+    message_id: str, phone: str = "+639171234567", message: str = "Hello from GHL", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "contactId": "contact-1",
+        "locationId": LOCATION,
+        "messageId": message_id,
+        "type": "SMS",
+        "phone": phone,
+        "message": message,
+        "attachments": [],
+        "userId": "user-1",
+        **extra,
+    }
+
+
+@dataclass
+class Harness:
+    cast: FakeCast
+    ghl: FakeGHL
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = start_bridge(self.env, self.port, self.log_path)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        code = stop(self.proc, sig)
+        self.proc = None
+        return code
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    async def seed_installation(self, location_id: str = LOCATION) -> str:
+        """Store a location token as the OAuth callback would; returns the access token."""
+        pair = self.ghl.issue_pair(location_id)
+        now = time.time()
+        installation = Installation(
+            id=location_key(location_id),
+            kind="location",
+            location_id=location_id,
+            company_id=pair["companyId"],
+            access_token=pair["access_token"],
+            refresh_token=pair["refresh_token"],
+            expires_at=now + pair["expires_in"],
+            scopes=pair["scope"].split(),
+            user_type="Location",
+            installed_at=now,
+            updated_at=now,
+        )
+        await self.with_store(
+            lambda store: InstallationRepository(store, TokenCipher(ENCRYPTION_KEY.encode())).put(
+                installation
+            )
+        )
+        return pair["access_token"]
+
+    async def with_store[T](self, action: Callable[[Store], Any]) -> T:
+        store = open_store(self.env)
+        await store.start()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    async def message(self, message_id: str) -> OutboundMessage | None:
+        return await self.with_store(lambda store: OutboxRepository(store).get(message_id))
+
+    async def post(
+        self,
+        payload: dict[str, Any] | bytes,
+        *,
+        scheme: str = "ed25519",
+        path: str = "/webhooks/ghl/outbound",
+        tamper: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        keys = test_keys()
+        signed = {"ed25519": keys.ed25519_headers, "rsa": keys.rsa_headers}
+        sig_headers = signed[scheme](body) if scheme in signed else {}
+        if tamper:
+            body = body.replace(b"Hello", b"Hallo")
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            return await client.post(
+                path,
+                content=body,
+                headers={"Content-Type": "application/json", **sig_headers, **(headers or {})},
+            )
+
+    async def wait_for(
+        self, predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition"
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"timed out waiting for {what}; bridge log tail:\n{self.logs()[-3000:]}"
+        )
+
+    def statuses_for(self, message_id: str) -> list[dict[str, Any]]:
+        return [s["body"] for s in self.ghl.statuses if s["message_id"] == message_id]
+
+
+def bridge_env(
+    store_env: dict[str, str], cast_url: str, ghl_url: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "GHL_CLIENT_ID": CLIENT_ID,
+        "GHL_CLIENT_SECRET": CLIENT_SECRET,
+        "GHL_WEBHOOK_PUBLIC_KEY": test_keys().public_pems,
+        "GHL_API_URL": ghl_url,
+        "CAST_API_KEY": CAST_KEY,
+        "CAST_API_URL": cast_url,
+        "CAST_SENDER_ID": "CASTTEST",
+        "TOKEN_ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "BASE_URL": "http://127.0.0.1",
+        "CAST_RATE_PER_KEY": "50",
+        "CAST_API_TIMEOUT_SECONDS": "2",
+        "GHL_API_TIMEOUT_SECONDS": "2",
+        "SHUTDOWN_TIMEOUT_SECONDS": "5",
+        "LOG_LEVEL": "INFO",
+        **store_env,
+        **extra,
+    }

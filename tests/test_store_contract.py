@@ -1,0 +1,163 @@
+"""The store contract, run against both backends (SQLite file and MongoDB wire server)."""
+
+import asyncio
+
+from app.store import DONE, PENDING, Store
+
+NOW = 1_000_000.0
+
+
+async def test_enqueue_inserts_an_id_only_once(store: Store) -> None:
+    assert await store.enqueue("outbound", "m1", {"n": 1}, NOW)
+    assert not await store.enqueue("outbound", "m1", {"n": 2}, NOW)
+    item = await store.get_item("outbound", "m1")
+    assert item is not None and item.data == {"n": 1} and item.state == PENDING
+
+
+async def test_concurrent_enqueues_of_one_id_let_exactly_one_in(store: Store) -> None:
+    results = await asyncio.gather(*(store.enqueue("outbound", "same", {}, NOW) for _ in range(20)))
+    assert results.count(True) == 1
+
+
+async def test_claim_returns_due_items_oldest_first_and_skips_future_ones(store: Store) -> None:
+    await store.enqueue("outbound", "later", {}, NOW + 60)
+    await store.enqueue("outbound", "second", {}, NOW - 1)
+    await store.enqueue("outbound", "first", {}, NOW - 2)
+    claimed = await store.claim("outbound", now=NOW, lease_seconds=30, limit=10)
+    assert [item.id for item in claimed] == ["first", "second"]
+    assert all(item.lease and item.attempts == 1 for item in claimed)
+
+
+async def test_a_leased_item_is_not_claimed_again_until_its_lease_expires(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {}, NOW)
+    assert len(await store.claim("outbound", now=NOW, lease_seconds=30, limit=1)) == 1
+    assert await store.claim("outbound", now=NOW + 29, lease_seconds=30, limit=1) == []
+    again = await store.claim("outbound", now=NOW + 31, lease_seconds=30, limit=1)
+    assert [item.attempts for item in again] == [2]
+
+
+async def test_concurrent_claims_never_hand_one_item_to_two_workers(store: Store) -> None:
+    for i in range(30):
+        await store.enqueue("outbound", f"m{i}", {}, NOW)
+    batches = await asyncio.gather(
+        *(store.claim("outbound", now=NOW, lease_seconds=30, limit=3) for _ in range(15))
+    )
+    ids = [item.id for batch in batches for item in batch]
+    assert sorted(ids) == sorted(f"m{i}" for i in range(30))
+
+
+async def test_save_with_the_current_lease_reschedules_and_releases(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {"step": 0}, NOW)
+    (item,) = await store.claim("outbound", now=NOW, lease_seconds=30, limit=1)
+    assert item.lease is not None
+    assert await store.save(
+        "outbound", "m1", item.lease, data={"step": 1}, state=PENDING, due_at=NOW + 5
+    )
+    assert await store.claim("outbound", now=NOW + 4, lease_seconds=30, limit=1) == []
+    (again,) = await store.claim("outbound", now=NOW + 5, lease_seconds=30, limit=1)
+    assert again.data == {"step": 1}
+
+
+async def test_a_stale_lease_cannot_overwrite_the_new_holder(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {}, NOW)
+    (old,) = await store.claim("outbound", now=NOW, lease_seconds=30, limit=1)
+    (new,) = await store.claim("outbound", now=NOW + 31, lease_seconds=30, limit=1)
+    assert old.lease and new.lease and old.lease != new.lease
+    assert not await store.save("outbound", "m1", old.lease, data={}, state=DONE, due_at=NOW)
+    assert await store.save("outbound", "m1", new.lease, data={"ok": 1}, state=DONE, due_at=NOW)
+
+
+async def test_finished_items_are_never_claimed_and_are_counted(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {}, NOW)
+    await store.enqueue("outbound", "m2", {}, NOW)
+    (item,) = await store.claim("outbound", now=NOW, lease_seconds=30, limit=1)
+    assert item.lease
+    await store.save("outbound", item.id, item.lease, data={}, state=DONE, due_at=NOW)
+    assert await store.count_items("outbound") == {PENDING: 1, DONE: 1}
+    claimed = await store.claim("outbound", now=NOW + 3600, lease_seconds=30, limit=10)
+    assert [c.id for c in claimed] == [next(i for i in ("m1", "m2") if i != item.id)]
+
+
+async def test_requeue_makes_a_finished_item_due_again(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {}, NOW)
+    (item,) = await store.claim("outbound", now=NOW, lease_seconds=30, limit=1)
+    assert item.lease
+    await store.save("outbound", "m1", item.lease, data={}, state=DONE, due_at=NOW)
+    assert await store.requeue("outbound", "m1", {"again": True}, NOW + 1)
+    (again,) = await store.claim("outbound", now=NOW + 1, lease_seconds=30, limit=1)
+    assert again.data == {"again": True}
+
+
+async def test_oldest_due_reports_the_oldest_pending_item(store: Store) -> None:
+    assert await store.oldest_due("outbound") is None
+    await store.enqueue("outbound", "a", {}, NOW + 10)
+    await store.enqueue("outbound", "b", {}, NOW + 5)
+    assert await store.oldest_due("outbound") == NOW + 5
+
+
+async def test_queues_are_separate(store: Store) -> None:
+    await store.enqueue("outbound", "x", {}, NOW)
+    assert await store.enqueue("inbound", "x", {}, NOW)
+    assert [i.id for i in await store.claim("inbound", now=NOW, lease_seconds=5, limit=5)] == ["x"]
+
+
+async def test_swap_doc_is_a_compare_and_swap_on_the_revision(store: Store) -> None:
+    assert await store.swap_doc("installations", "loc1", 0, {"token": "a"})
+    assert not await store.swap_doc("installations", "loc1", 0, {"token": "b"})
+    doc = await store.get_doc("installations", "loc1")
+    assert doc is not None and doc.rev == 1
+    assert await store.swap_doc("installations", "loc1", 1, {"token": "c"})
+    assert not await store.swap_doc("installations", "loc1", 1, {"token": "d"})
+    final = await store.get_doc("installations", "loc1")
+    assert final is not None and final.rev == 2 and final.data == {"token": "c"}
+
+
+async def test_concurrent_swaps_from_one_revision_let_exactly_one_win(store: Store) -> None:
+    await store.put_doc("installations", "loc1", {"token": "start"})
+    results = await asyncio.gather(
+        *(store.swap_doc("installations", "loc1", 1, {"token": f"t{i}"}) for i in range(10))
+    )
+    assert results.count(True) == 1
+
+
+async def test_put_list_and_delete_documents(store: Store) -> None:
+    first = await store.put_doc("settings", "b", {"sender": "B"})
+    second = await store.put_doc("settings", "b", {"sender": "B2"})
+    await store.put_doc("settings", "a", {"sender": "A"})
+    assert (first.rev, second.rev) == (1, 2)
+    assert [d.id for d in await store.list_docs("settings")] == ["a", "b"]
+    assert await store.delete_doc("settings", "a")
+    assert not await store.delete_doc("settings", "a")
+    assert await store.get_doc("settings", "a") is None
+
+
+async def test_mark_seen_is_true_only_the_first_time(store: Store) -> None:
+    assert await store.mark_seen("app-webhook", "w1", NOW)
+    assert not await store.mark_seen("app-webhook", "w1", NOW + 1)
+    assert await store.mark_seen("other", "w1", NOW)
+
+
+async def test_a_lease_is_held_by_one_owner_until_it_expires(store: Store) -> None:
+    assert await store.acquire_lease("refresh:loc1", "a", now=NOW, seconds=10)
+    assert not await store.acquire_lease("refresh:loc1", "b", now=NOW + 5, seconds=10)
+    assert await store.acquire_lease("refresh:loc1", "a", now=NOW + 5, seconds=10)
+    assert await store.acquire_lease("refresh:loc1", "b", now=NOW + 16, seconds=10)
+
+
+async def test_a_released_lease_can_be_taken_at_once(store: Store) -> None:
+    assert await store.acquire_lease("l", "a", now=NOW, seconds=60)
+    await store.release_lease("l", "b")
+    assert not await store.acquire_lease("l", "b", now=NOW, seconds=60)
+    await store.release_lease("l", "a")
+    assert await store.acquire_lease("l", "b", now=NOW, seconds=60)
+
+
+async def test_concurrent_lease_attempts_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.acquire_lease("l", f"o{i}", now=NOW, seconds=60) for i in range(10))
+    )
+    assert results.count(True) == 1
+
+
+async def test_ping_answers_while_open(store: Store) -> None:
+    await store.ping()
