@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 @dataclass(frozen=True)
 class TestKeys:
+    __test__ = False  # not a pytest class
     ed25519_private: ed25519.Ed25519PrivateKey
     rsa_private: rsa.RSAPrivateKey
 
@@ -39,3 +40,6 @@ def test_keys() -> TestKeys:
         ed25519.Ed25519PrivateKey.generate(),
         rsa.generate_private_key(public_exponent=65537, key_size=2048),
     )
+
+
+test_keys.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -1,0 +1,25 @@
+from app.outbound.splitting import compose_text, split_text
+
+
+def test_a_short_text_is_one_part():
+    assert split_text("hello", 450) == ["hello"]
+
+
+def test_a_long_text_splits_at_word_boundaries_in_order():
+    text = " ".join(["abcdefghi"] * 100)  # 999 chars
+    parts = split_text(text, 450)
+    assert all(len(part) <= 450 for part in parts)
+    assert " ".join(parts) == text
+
+
+def test_a_word_longer_than_the_limit_is_cut():
+    parts = split_text("x" * 1000, 450)
+    assert [len(p) for p in parts] == [450, 450, 100]
+
+
+def test_attachments_are_appended_one_per_line():
+    assert compose_text("Hi", ["https://a/1.png", " "]) == "Hi\nhttps://a/1.png"
+
+
+def test_attachments_alone_make_the_text():
+    assert compose_text("", ["https://a/1.png"]) == "https://a/1.png"
