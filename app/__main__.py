@@ -1,12 +1,19 @@
 """`python -m app` (or `cast-ghl-provider`): validate settings, then serve with uvicorn."""
 
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
 from app.config import SettingsError, load_settings
 from app.logs import configure_logging
 from app.main import create_app
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises SIGTERM once it has shut down gracefully: that is a clean exit."""
+    raise SystemExit(0)
 
 
 def main() -> None:
@@ -18,6 +25,7 @@ def main() -> None:
             print(f"  {line}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

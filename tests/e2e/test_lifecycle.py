@@ -1,0 +1,40 @@
+"""Process lifecycle: graceful SIGTERM, and start-up from any working directory."""
+
+import asyncio
+import signal
+import time
+
+from app.outbound.repository import QUEUE
+from tests.support.harness import Harness, webhook
+
+
+async def test_sigterm_exits_0_quickly_and_hands_in_flight_work_back(harness: Harness):
+    harness.env.update({"SHUTDOWN_TIMEOUT_SECONDS": "2", "CAST_API_TIMEOUT_SECONDS": "8"})
+    harness.cast.fail_next(1, 503, stall_seconds=10)
+    await harness.seed_installation()
+    harness.start()
+    await harness.post(webhook("m-term"))
+    await harness.wait_for(lambda: harness.cast.requests, what="a send in flight")
+
+    started = time.monotonic()
+    assert harness.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 8
+    item = await harness.with_store(lambda store: store.get_item(QUEUE, "m-term"))
+    assert item.state == "pending" and item.lease is None and item.due_at <= time.time()
+    assert "shutdown complete" in harness.logs()
+
+    harness.start()
+    await harness.wait_for(lambda: harness.statuses_for("m-term"), what="status after restart")
+    await asyncio.sleep(0.3)
+    assert len(harness.cast.sent) == 1
+
+
+async def test_the_bridge_starts_from_another_working_directory(harness: Harness, tmp_path):
+    await harness.seed_installation()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    from tests.support.processes import start_bridge
+
+    harness.proc = start_bridge(harness.env, harness.port, harness.log_path, cwd=elsewhere)
+    response = await harness.post(webhook("m-cwd"))
+    assert response.status_code == 202

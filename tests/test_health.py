@@ -1,0 +1,75 @@
+"""Health and readiness, driven in-process through ASGITransport."""
+
+import signal
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.config import load_settings
+from app.main import create_app
+from tests.support.harness import CAST_KEY, ENCRYPTION_KEY
+from tests.support.processes import free_port, start_mongo_wire_server, stop
+
+
+def settings_for(**store: str):
+    return load_settings(
+        ghl_client_id="id",
+        ghl_client_secret="secret",
+        cast_api_key=CAST_KEY,
+        token_encryption_key=ENCRYPTION_KEY,
+        **store,
+    )
+
+
+async def client_for(settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in client_for(settings_for(data_dir=str(tmp_path), mongo_uri="")):
+        yield c
+
+
+async def test_healthz_answers_ok_without_io(client):
+    response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+async def test_readyz_names_the_store_in_use(client):
+    response = await client.get("/readyz")
+    assert response.status_code == 200 and response.json()["store"] == "sqlite"
+
+
+async def test_every_response_carries_a_request_id(client):
+    assert len((await client.get("/healthz")).headers["x-request-id"]) == 16
+
+
+async def test_an_unknown_path_is_a_json_404(client):
+    response = await client.get("/nope")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+async def test_readyz_is_503_naming_the_store_while_mongodb_is_down_and_recovers():
+    port = free_port()
+    proc, uri = start_mongo_wire_server(port)
+    try:
+        async for client in client_for(settings_for(mongo_uri=uri, mongo_db="ready_test")):
+            assert (await client.get("/readyz")).status_code == 200
+            stop(proc, signal.SIGKILL)
+            down = await client.get("/readyz")
+            assert down.status_code == 503 and down.json()["failing"] == "store"
+            proc, _ = start_mongo_wire_server(port)
+            for _ in range(50):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+            else:
+                raise AssertionError("readyz did not recover after MongoDB came back")
+    finally:
+        stop(proc)
