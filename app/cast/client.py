@@ -5,7 +5,7 @@ import logging
 import httpx
 from pydantic import ValidationError
 
-from app.cast.schemas import ErrorBody, SendRequest, SendResult
+from app.cast.schemas import ErrorBody, SendRequest, SendResult, StatusResult
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,42 @@ class CastClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
 
-    async def send_sms(
-        self, api_key: str, request: SendRequest, *, idempotency_key: str
-    ) -> SendResult:
-        headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
+    async def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
         try:
-            response = await self._http.post(
-                "/api/v1/sms/send",
-                json=request.model_dump(exclude_none=True),
-                headers=headers,
-            )
+            return await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
         except httpx.TimeoutException as exc:
             raise CastError("Cast did not answer in time", status=None, retryable=True) from exc
         except httpx.TransportError as exc:
             raise CastError(
                 f"could not reach Cast ({type(exc).__name__})", status=None, retryable=True
             ) from exc
+
+    async def message_status(self, api_key: str, message_id: str) -> StatusResult:
+        """The delivery state of a sent message (Cast has no push receipts)."""
+        response = await self._request(
+            "GET", f"/api/v1/sms/status/{message_id}", headers={"X-API-Key": api_key}
+        )
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            return StatusResult.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise CastError(
+                "Cast answered with an unreadable status",
+                status=response.status_code,
+                retryable=True,
+            ) from exc
+
+    async def send_sms(
+        self, api_key: str, request: SendRequest, *, idempotency_key: str
+    ) -> SendResult:
+        headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
+        response = await self._request(
+            "POST",
+            "/api/v1/sms/send",
+            json=request.model_dump(exclude_none=True),
+            headers=headers,
+        )
         if response.status_code >= 400:
             raise _error_from(response)
         try:

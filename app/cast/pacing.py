@@ -5,9 +5,12 @@ window ever sees more than `rate`). Per process (Cast's per-IP limit): `ip_rate`
 Keys are identified by a fingerprint, never by the key itself.
 """
 
+import asyncio
 import hashlib
 
 from aiolimiter import AsyncLimiter
+
+POLL_YIELD_SECONDS = 0.02
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -19,6 +22,7 @@ class CastPacer:
         self._per_key_rate = per_key_rate
         self._keys: dict[str, AsyncLimiter] = {}
         self._ip = AsyncLimiter(ip_rate, 1.0)
+        self._sends_waiting_for_ip = 0
 
     def _key_limiter(self, api_key: str) -> AsyncLimiter:
         fingerprint = key_fingerprint(api_key)
@@ -29,8 +33,15 @@ class CastPacer:
 
     async def before_send(self, api_key: str) -> None:
         await self._key_limiter(api_key).acquire()
-        await self._ip.acquire()
+        self._sends_waiting_for_ip += 1
+        try:
+            await self._ip.acquire()
+        finally:
+            self._sends_waiting_for_ip -= 1
 
-    async def before_request(self) -> None:
-        """Non-send Cast calls (status polls) count against the per-IP budget only."""
+    async def before_poll(self) -> None:
+        """Status polls use the per-IP budget too, but only what sends leave over."""
+        # The budget refills with time, not on an event, so this polls.
+        while self._sends_waiting_for_ip or not self._ip.has_capacity():  # noqa: ASYNC110
+            await asyncio.sleep(POLL_YIELD_SECONDS)
         await self._ip.acquire()

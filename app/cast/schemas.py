@@ -22,3 +22,17 @@ class ErrorBody(BaseModel):
     success: bool = False
     error: str | None = None
     error_code: str | None = None
+
+
+class StatusResult(BaseModel):
+    """`GET /api/v1/sms/status/{message_id}`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    success: bool = True
+    message_id: str | None = None
+    status: str = "unknown"
+    dlr_status: str | None = None
+    error_message: str | None = None
+    sent_at: str | None = None
+    delivered_at: str | None = None
