@@ -1,6 +1,9 @@
 """The store contract, run against both backends (SQLite file and MongoDB wire server)."""
 
 import asyncio
+import itertools
+
+import pytest
 
 from app.store import DONE, PENDING, Store
 
@@ -161,3 +164,36 @@ async def test_concurrent_lease_attempts_have_one_winner(store: Store) -> None:
 
 async def test_ping_answers_while_open(store: Store) -> None:
     await store.ping()
+
+
+async def test_extend_lease_keeps_an_item_from_being_reclaimed(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {}, NOW)
+    (item,) = await store.claim("outbound", now=NOW, lease_seconds=10, limit=1)
+    assert item.lease and await store.extend_lease("outbound", "m1", item.lease, NOW + 40)
+    assert await store.claim("outbound", now=NOW + 30, lease_seconds=10, limit=1) == []
+    assert len(await store.claim("outbound", now=NOW + 41, lease_seconds=10, limit=1)) == 1
+
+
+async def test_extend_lease_fails_once_the_lease_was_lost(store: Store) -> None:
+    await store.enqueue("outbound", "m1", {}, NOW)
+    (old,) = await store.claim("outbound", now=NOW, lease_seconds=10, limit=1)
+    await store.claim("outbound", now=NOW + 11, lease_seconds=10, limit=1)
+    assert old.lease and not await store.extend_lease("outbound", "m1", old.lease, NOW + 60)
+
+
+async def test_reserved_slots_are_spaced_by_the_interval(store: Store) -> None:
+    slots = [await store.reserve_slot("cast:k", now=NOW, interval=0.1) for _ in range(5)]
+    assert slots == pytest.approx([NOW, NOW + 0.1, NOW + 0.2, NOW + 0.3, NOW + 0.4])
+
+
+async def test_an_idle_pacer_hands_out_now(store: Store) -> None:
+    await store.reserve_slot("cast:k", now=NOW, interval=0.1)
+    assert await store.reserve_slot("cast:k", now=NOW + 5, interval=0.1) == NOW + 5
+
+
+async def test_concurrent_reservations_never_share_a_slot(store: Store) -> None:
+    slots = await asyncio.gather(
+        *(store.reserve_slot("cast:k", now=NOW, interval=0.1) for _ in range(20))
+    )
+    ordered = sorted(slots)
+    assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(ordered))

@@ -73,6 +73,9 @@ class Store(Protocol):
         False when `lease` is no longer the item's current lease.
         """
 
+    async def extend_lease(self, queue: str, item_id: str, lease: str, until: float) -> bool:
+        """Keep a claimed item while it is still being worked on. False if the lease was lost."""
+
     async def get_item(self, queue: str, item_id: str) -> WorkItem | None: ...
 
     async def requeue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
@@ -109,3 +112,11 @@ class Store(Protocol):
         """Take or renew the lease `name` for `owner` unless another owner holds it unexpired."""
 
     async def release_lease(self, name: str, owner: str) -> None: ...
+
+    # Shared pacing (one rate for all processes) ------------------------------------------
+    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
+        """Reserve the next send time of the pacer `name`: max(now, previous slot + interval).
+
+        Atomic across processes, so slots handed out by all bridge processes are `interval`
+        apart (a GCRA / virtual-scheduling rate limiter kept in the database).
+        """

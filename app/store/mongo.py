@@ -110,6 +110,12 @@ class MongoStore:
         )
         return result.modified_count == 1
 
+    async def extend_lease(self, queue: str, item_id: str, lease: str, until: float) -> bool:
+        result = await self._queue(queue).update_one(
+            {"_id": item_id, "lease": lease}, {"$set": {"due_at": until}}
+        )
+        return result.matched_count == 1
+
     async def get_item(self, queue: str, item_id: str) -> WorkItem | None:
         raw = await self._queue(queue).find_one({"_id": item_id})
         return _item(queue, raw) if raw else None
@@ -192,3 +198,22 @@ class MongoStore:
 
     async def release_lease(self, name: str, owner: str) -> None:
         await self._db["leases"].delete_one({"_id": name, "owner": owner})
+
+    # Shared pacing ----------------------------------------------------------------------
+    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
+        """Compare-and-swap on the last slot (no pipeline updates needed, works everywhere)."""
+        pacing = self._db["pacing"]
+        while True:
+            current = await pacing.find_one({"_id": name})
+            if current is None:
+                try:
+                    await pacing.insert_one({"_id": name, "slot": now})
+                except DuplicateKeyError:
+                    continue
+                return now
+            slot = max(now, current["slot"] + interval)
+            result = await pacing.update_one(
+                {"_id": name, "slot": current["slot"]}, {"$set": {"slot": slot}}
+            )
+            if result.modified_count == 1:
+                return slot

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS seen (
 CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pacing (name TEXT PRIMARY KEY, slot REAL NOT NULL) WITHOUT ROWID;
 """
 
 _ITEM_COLUMNS = "queue, id, state, due_at, lease, attempts, data, created_at"
@@ -145,6 +146,16 @@ class SQLiteStore:
             return cur.rowcount == 1
 
         return await self._run(_save)
+
+    async def extend_lease(self, queue: str, item_id: str, lease: str, until: float) -> bool:
+        def _extend(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE items SET due_at = ? WHERE queue = ? AND id = ? AND lease = ?",
+                (until, queue, item_id, lease),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(_extend)
 
     async def get_item(self, queue: str, item_id: str) -> WorkItem | None:
         def _get(c: sqlite3.Connection) -> WorkItem | None:
@@ -281,3 +292,15 @@ class SQLiteStore:
         await self._run(
             lambda c: c.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
         )
+
+    # Shared pacing ----------------------------------------------------------------------
+    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
+        def _reserve(c: sqlite3.Connection) -> float:
+            (slot,) = c.execute(
+                "INSERT INTO pacing (name, slot) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET slot = max(?, pacing.slot + ?) RETURNING slot",
+                (name, now, now, interval),
+            ).fetchone()
+            return slot
+
+        return await self._run(_reserve)
