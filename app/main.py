@@ -85,7 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         CastClient(cast_http),
         ghl,
         tokens,
-        CastPacer(settings.cast_rate_per_key, settings.cast_ip_rate),
+        CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
         counters,
     )
     resources = Resources(

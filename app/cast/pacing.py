@@ -1,14 +1,20 @@
 """Pacing at Cast's limits so bulk sends never provoke 429s.
 
-Per API key: at most `rate` messages/s, one every 1/rate s (a bucket of one, so no 1-second
-window ever sees more than `rate`). Per process (Cast's per-IP limit): `ip_rate` requests/s.
-Keys are identified by a fingerprint, never by the key itself.
+Per API key, for the whole cluster: sends are `1/rate` s apart. Each send reserves the next
+slot of its key in the store (`Store.reserve_slot`, one atomic update), so several bridge
+processes sharing one database never exceed the key's rate together, and nobody holds a lock
+that could die with its process. Per process (Cast's per-IP limit): at most `ip_rate`
+requests/s through aiolimiter. Keys are identified by a fingerprint, never by the key itself.
 """
 
 import asyncio
 import hashlib
+import time
+from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
+
+from app.store import Store
 
 POLL_YIELD_SECONDS = 0.02
 
@@ -18,21 +24,26 @@ def key_fingerprint(api_key: str) -> str:
 
 
 class CastPacer:
-    def __init__(self, per_key_rate: float, ip_rate: float) -> None:
-        self._per_key_rate = per_key_rate
-        self._keys: dict[str, AsyncLimiter] = {}
+    def __init__(
+        self,
+        store: Store,
+        per_key_rate: float,
+        ip_rate: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._interval = 1.0 / per_key_rate
+        self._clock = clock
         self._ip = AsyncLimiter(ip_rate, 1.0)
         self._sends_waiting_for_ip = 0
 
-    def _key_limiter(self, api_key: str) -> AsyncLimiter:
-        fingerprint = key_fingerprint(api_key)
-        limiter = self._keys.get(fingerprint)
-        if limiter is None:
-            limiter = self._keys[fingerprint] = AsyncLimiter(1, 1.0 / self._per_key_rate)
-        return limiter
-
     async def before_send(self, api_key: str) -> None:
-        await self._key_limiter(api_key).acquire()
+        slot = await self._store.reserve_slot(
+            f"cast-key:{key_fingerprint(api_key)}", now=self._clock(), interval=self._interval
+        )
+        delay = slot - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
         self._sends_waiting_for_ip += 1
         try:
             await self._ip.acquire()
