@@ -17,6 +17,7 @@ from app.errors import install_error_handlers
 from app.ghl.client import GHLClient
 from app.ghl.signature import load_webhook_keys
 from app.health.endpoints import router as health_router
+from app.inbound.repository import RecipientDirectory
 from app.logs import new_request_id, request_id_var
 from app.metrics import Counters
 from app.oauth.crypto import build_cipher
@@ -87,6 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         tokens,
         CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
         counters,
+        recipients=RecipientDirectory(store),
     )
     resources = Resources(
         settings=settings,

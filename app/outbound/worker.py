@@ -8,7 +8,6 @@ rescheduled with backoff (the lease is released); nothing waits in memory.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,22 +18,24 @@ from app.cast.schemas import SendRequest
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
+from app.inbound.repository import RecipientDirectory
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.retry import backoff
 from app.store import WorkItem
+from app.worker import LeasedQueueWorker
 
 log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
-CLAIM_BATCH = 100
-STORE_ERROR_PAUSE = 1.0
 
 
-class OutboundWorker:
+class OutboundWorker(LeasedQueueWorker):
+    name = "outbound"
+
     def __init__(
         self,
         settings: Settings,
@@ -45,60 +46,19 @@ class OutboundWorker:
         pacer: CastPacer,
         counters: Counters,
         clock: Callable[[], float] = time.time,
+        recipients: RecipientDirectory | None = None,
     ) -> None:
-        self._settings = settings
+        super().__init__(settings, clock)
         self._outbox = outbox
         self._cast = cast
         self._ghl = ghl
         self._tokens = tokens
         self._pacer = pacer
         self._counters = counters
-        self._clock = clock
-        self._wakeup = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._stopping = False
+        self._recipients = recipients
 
-    def wake(self) -> None:
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        concurrency = self._settings.worker_concurrency
-        while not self._stopping:
-            free = concurrency - len(self._inflight)
-            if free <= 0:
-                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            self._wakeup.clear()
-            try:
-                items = await self._outbox.claim(
-                    now=self._clock(),
-                    lease_seconds=self._settings.lease_seconds,
-                    limit=min(free, CLAIM_BATCH),
-                )
-            except Exception:
-                log.exception("could not claim outbound work; retrying")
-                await asyncio.sleep(STORE_ERROR_PAUSE)
-                continue
-            for item in items:
-                task = asyncio.create_task(self._process(item))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-            if not items:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wakeup.wait(), self._settings.poll_interval_seconds
-                    )
-
-    async def stop(self, grace_seconds: float) -> None:
-        """Stop claiming; give in-flight messages `grace_seconds`, then release them for later."""
-        self._stopping = True
-        self.wake()
-        if not self._inflight:
-            return
-        _, pending = await asyncio.wait(set(self._inflight), timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
+        return await self._outbox.claim(now=now, lease_seconds=lease_seconds, limit=limit)
 
     async def _process(self, item: WorkItem) -> None:
         message = OutboundMessage.model_validate(item.data)
@@ -160,6 +120,8 @@ class OutboundWorker:
                 f"part {index}/{total} {result.message_id}"
                 + (" (replay)" if result.replayed else ""),
             )
+        if self._recipients is not None:  # replies from this number come back to this location
+            await self._recipients.remember(message.to, message.location_id, self._clock())
         message.finish(self._clock(), "delivered")
         self._counters.inc("messages_delivered")
         return None

@@ -1,0 +1,1 @@
+"""Inbound SMS: replies from Cast's SIM gateway into GHL conversations."""

@@ -1,0 +1,158 @@
+"""The gateway's inbound payload (our contract, CAST_API_REFERENCE.md §11) and the stored record."""
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.phone import InvalidPhoneNumber, to_e164
+
+HISTORY_LIMIT = 60
+MAX_TEXT_CHARS = 10_000
+# A received_at without an offset is Philippine time: the gateway's SIMs are in the Philippines.
+PH_TIME = timezone(timedelta(hours=8), "PHT")
+
+RoutedBy = Literal["recent_outbound", "route", "manual"]
+Status = Literal["pending", "delivered", "unroutable", "failed"]
+
+
+class InboundPayload(BaseModel):
+    """`POST /webhooks/cast/inbound` body. Unknown fields are ignored (forward compatible)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sender: str = Field(alias="from", max_length=40)
+    message: str = Field(max_length=MAX_TEXT_CHARS)
+    to: str | None = Field(None, max_length=40)
+    id: str | None = Field(None, max_length=200)
+    received_at: datetime | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _ph_mobile(cls, value: str) -> str:
+        try:
+            return to_e164(value)
+        except InvalidPhoneNumber as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("to", "id")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        value = value.strip() if value is not None else None
+        return value or None
+
+    @field_validator("received_at", mode="before")
+    @classmethod
+    def _iso_8601(cls, value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO-8601 string, e.g. 2026-07-20T08:15:30+08:00")
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("not an ISO-8601 date-time, e.g. 2026-07-20T08:15:30+08:00") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=PH_TIME)
+        return parsed.astimezone(UTC)
+
+    @property
+    def dedup_key(self) -> str:
+        """The gateway's id when given, else a digest of sender + received_at + text."""
+        if self.id is not None:
+            return f"gw:{self.id}"
+        assert self.received_at is not None, "id or received_at is required"
+        digest = hashlib.sha256(
+            "\n".join([self.sender, self.received_at.isoformat(), self.message]).encode()
+        ).hexdigest()
+        return f"h:{digest[:40]}"
+
+
+class LastSender(BaseModel):
+    """Which location last sent an SMS to a number (the `recipients` collection)."""
+
+    location_id: str
+    at: float
+
+
+class HistoryEvent(BaseModel):
+    at: float
+    event: str
+    detail: str | None = None
+
+
+class InboundSMS(BaseModel):
+    """One received SMS: what arrived, where it was routed and what GHL answered."""
+
+    id: str
+    gateway_id: str | None = None
+    phone: str
+    text: str
+    to: str | None = None
+    received_at: str | None = None
+    accepted_at: float
+    started_at: float
+    location_id: str | None = None
+    routed_by: RoutedBy | None = None
+    status: Status = "pending"
+    contact_id: str | None = None
+    contact_created: bool = False
+    conversation_id: str | None = None
+    ghl_message_id: str | None = None
+    attempts: int = 0
+    token_refreshed: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+    finished_at: float | None = None
+    history: list[HistoryEvent] = Field(default_factory=list)
+
+    @classmethod
+    def from_payload(cls, payload: InboundPayload, now: float) -> "InboundSMS":
+        message = cls(
+            id=payload.dedup_key,
+            gateway_id=payload.id,
+            phone=payload.sender,
+            text=payload.message,
+            to=payload.to,
+            received_at=payload.received_at.isoformat() if payload.received_at else None,
+            accepted_at=now,
+            started_at=now,
+        )
+        message.record(now, "received", f"{len(payload.message)} chars")
+        return message
+
+    @property
+    def date(self) -> str:
+        """When the SMS was received (the gateway's time when given), ISO-8601 UTC."""
+        if self.received_at is not None:
+            return self.received_at
+        return datetime.fromtimestamp(self.accepted_at, UTC).isoformat()
+
+    def record(self, at: float, event: str, detail: str | None = None) -> None:
+        self.history.append(HistoryEvent(at=at, event=event, detail=detail))
+        del self.history[:-HISTORY_LIMIT]
+
+    def assign(self, at: float, location_id: str, routed_by: RoutedBy) -> None:
+        """Route to `location_id` and (re)start delivery from now."""
+        self.location_id, self.routed_by = location_id, routed_by
+        self.status, self.finished_at, self.started_at = "pending", None, at
+        self.error_code = self.error_message = None
+        self.token_refreshed = False
+        if routed_by == "manual":
+            self.contact_id = None
+        self.record(at, "routed", f"{location_id} ({routed_by})")
+
+    def finish(
+        self, at: float, status: Status, code: str | None = None, message: str | None = None
+    ) -> None:
+        self.status, self.error_code, self.error_message = status, code, message
+        self.finished_at = at
+        self.record(at, status, message)

@@ -1,0 +1,84 @@
+"""A leased-queue runner shared by the outbound and inbound workers.
+
+The loop claims due items with a lease (at most `worker_concurrency` in flight), processes each
+in its own task and sleeps until woken or `poll_interval_seconds` passes when there is nothing
+to do. `stop` stops claiming and gives in-flight items a grace period; subclasses hand the rest
+back to the queue when their task is cancelled.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from app.config import Settings
+from app.store import WorkItem
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 100
+STORE_ERROR_PAUSE = 1.0
+
+
+class LeasedQueueWorker(ABC):
+    """Subclasses implement `_claim` (lease due items) and `_process` (one item)."""
+
+    name = "work"
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @abstractmethod
+    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]: ...
+
+    @abstractmethod
+    async def _process(self, item: WorkItem) -> None: ...
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        concurrency = self._settings.worker_concurrency
+        while not self._stopping:
+            free = concurrency - len(self._inflight)
+            if free <= 0:
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self._wakeup.clear()
+            try:
+                items = await self._claim(
+                    now=self._clock(),
+                    lease_seconds=self._settings.lease_seconds,
+                    limit=min(free, CLAIM_BATCH),
+                )
+            except Exception:
+                log.exception("could not claim %s work; retrying", self.name)
+                await asyncio.sleep(STORE_ERROR_PAUSE)
+                continue
+            for item in items:
+                task = asyncio.create_task(self._process(item))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            if not items:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wakeup.wait(), self._settings.poll_interval_seconds
+                    )
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming; give in-flight items `grace_seconds`, then cancel them (subclasses
+        release a cancelled item back to its queue)."""
+        self._stopping = True
+        self.wake()
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(set(self._inflight), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
