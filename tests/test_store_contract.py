@@ -197,3 +197,34 @@ async def test_concurrent_reservations_never_share_a_slot(store: Store) -> None:
     )
     ordered = sorted(slots)
     assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(ordered))
+
+
+async def test_list_items_filters_on_a_data_field_newest_first(store: Store) -> None:
+    for i, location in enumerate(["a", "b", "a", "a", "b"]):
+        await store.enqueue("outbound", f"m{i}", {"location_id": location, "n": i}, NOW + i)
+    (item,) = await store.claim("outbound", now=NOW, lease_seconds=30, limit=1)
+    assert item.lease
+    await store.save("outbound", "m0", item.lease, data=item.data, state=DONE, due_at=NOW)
+
+    found = await store.list_items("outbound", key="location_id", value="a", since=NOW, limit=10)
+
+    assert [i.id for i in found] == ["m3", "m2", "m0"]
+    assert [i.state for i in found] == [PENDING, PENDING, DONE]
+    assert found[0].data == {"location_id": "a", "n": 3}
+
+
+async def test_list_items_honours_since_limit_and_queue(store: Store) -> None:
+    for i in range(5):
+        await store.enqueue("outbound", f"m{i}", {"location_id": "a"}, NOW + i)
+    await store.enqueue("inbound", "x", {"location_id": "a"}, NOW + 9)
+
+    recent = await store.list_items(
+        "outbound", key="location_id", value="a", since=NOW + 2, limit=2
+    )
+    assert [i.id for i in recent] == ["m4", "m3"]
+    assert await store.list_items("outbound", key="location_id", value="z", since=0, limit=9) == []
+
+
+async def test_list_items_refuses_a_key_that_is_not_a_field_name(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.list_items("outbound", key="a') OR 1=1 --", value="x", since=0, limit=1)

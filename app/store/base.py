@@ -8,11 +8,21 @@ current token can save or finish the item: a worker whose lease expired and was 
 cannot overwrite the new holder's progress.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 PENDING = "pending"
 DONE = "done"
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def field_name(key: str) -> str:
+    """`key` if it is a plain top-level field name (safe to put in a JSON path), else ValueError."""
+    if not _FIELD_NAME.fullmatch(key):
+        raise ValueError(f"not a field name: {key!r}")
+    return key
 
 
 class StoreUnavailable(Exception):
@@ -86,6 +96,13 @@ class Store(Protocol):
 
     async def oldest_due(self, queue: str) -> float | None:
         """`due_at` of the oldest pending item, or None."""
+
+    async def list_items(
+        self, queue: str, *, key: str, value: str, since: float, limit: int
+    ) -> list[WorkItem]:
+        """Items (any state) whose top-level `data[key] == value`, created at or after `since`,
+        newest first, at most `limit`. `key` is a field name (letters, digits, `_`); the query
+        on `location_id` is backed by an index."""
 
     # Documents with a revision (installations, tokens, per-location settings) ------------
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None: ...

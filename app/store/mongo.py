@@ -7,10 +7,10 @@ on a standalone mongod as well as on a replica set. Several bridge processes sha
 import uuid
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem
+from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem, field_name
 
 DEFAULT_DB = "cast_ghl"
 
@@ -45,6 +45,10 @@ class MongoStore:
         for name in ("outbound", "inbound"):
             await self._queue(name).create_index(
                 [("state", ASCENDING), ("due_at", ASCENDING)], name="state_due"
+            )
+            await self._queue(name).create_index(
+                [("data.location_id", ASCENDING), ("created_at", DESCENDING)],
+                name="location_created",
             )
         await self._db["leases"].create_index([("until", ASCENDING)], name="until")
 
@@ -139,6 +143,17 @@ class MongoStore:
             {"state": PENDING}, sort=[("due_at", ASCENDING)], projection={"due_at": 1}
         )
         return raw["due_at"] if raw else None
+
+    async def list_items(
+        self, queue: str, *, key: str, value: str, since: float, limit: int
+    ) -> list[WorkItem]:
+        cursor = (
+            self._queue(queue)
+            .find({f"data.{field_name(key)}": value, "created_at": {"$gte": since}})
+            .sort("created_at", DESCENDING)
+            .limit(limit)
+        )
+        return [_item(queue, raw) async for raw in cursor]
 
     # Documents --------------------------------------------------------------------------
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem
+from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem, field_name
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS items (
     created_at REAL NOT NULL, PRIMARY KEY (queue, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_due ON items (queue, state, due_at);
+CREATE INDEX IF NOT EXISTS items_location
+    ON items (queue, json_extract(data, '$.location_id'), created_at);
 CREATE TABLE IF NOT EXISTS docs (
     collection TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (collection, id)
@@ -199,6 +201,24 @@ class SQLiteStore:
             return row[0]
 
         return await self._run(_oldest)
+
+    async def list_items(
+        self, queue: str, *, key: str, value: str, since: float, limit: int
+    ) -> list[WorkItem]:
+        # The JSON path is written into the SQL (checked by field_name) so that the query on
+        # location_id matches the expression index items_location.
+        path = f"$.{field_name(key)}"
+
+        def _list(c: sqlite3.Connection) -> list[WorkItem]:
+            rows = c.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE queue = ? "
+                f"AND json_extract(data, '{path}') = ? AND created_at >= ? "
+                f"ORDER BY created_at DESC LIMIT ?",
+                (queue, value, since, limit),
+            ).fetchall()
+            return [_item(row) for row in rows]
+
+        return await self._run(_list)
 
     # Documents --------------------------------------------------------------------------
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None:
