@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from app.config import Settings
 from app.ghl.signature import WebhookKeys
+from app.inbound.service import InboundService
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
@@ -23,6 +24,7 @@ class Resources:
     installations: InstallationRepository
     tokens: TokenService
     outbound: OutboundService
+    inbound: InboundService
     started: bool = False
 
 
@@ -38,3 +40,10 @@ def get_outbound_service(resources: ResourcesDep) -> OutboundService:
 
 
 OutboundServiceDep = Annotated[OutboundService, Depends(get_outbound_service)]
+
+
+def get_inbound_service(resources: ResourcesDep) -> InboundService:
+    return resources.inbound
+
+
+InboundServiceDep = Annotated[InboundService, Depends(get_inbound_service)]

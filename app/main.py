@@ -17,7 +17,13 @@ from app.errors import install_error_handlers
 from app.ghl.client import GHLClient
 from app.ghl.signature import load_webhook_keys
 from app.health.endpoints import router as health_router
-from app.inbound.repository import RecipientDirectory
+from app.inbound.endpoints import router as inbound_router
+from app.inbound.repository import InboxRepository, RecipientDirectory
+from app.inbound.routing import InboundRouter
+from app.inbound.service import InboundService
+from app.inbound.worker import InboundWorker
+from app.locations.accounts import CastAccounts
+from app.locations.repository import LocationSettingsRepository
 from app.logs import new_request_id, request_id_var
 from app.metrics import Counters
 from app.oauth.crypto import build_cipher
@@ -77,9 +83,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)
     counters = Counters()
     ghl = GHLClient(ghl_http)
-    installations = InstallationRepository(store, build_cipher(settings))
+    cipher = build_cipher(settings)
+    installations = InstallationRepository(store, cipher)
+    location_settings = LocationSettingsRepository(store, cipher)
+    accounts = CastAccounts(settings, location_settings)
     tokens = TokenService(settings, store, installations, ghl)
     outbox = OutboxRepository(store)
+    recipients = RecipientDirectory(store)
     worker = OutboundWorker(
         settings,
         outbox,
@@ -88,7 +98,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         tokens,
         CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
         counters,
-        recipients=RecipientDirectory(store),
+        accounts=accounts,
+        recipients=recipients,
+    )
+    inbox = InboxRepository(store)
+    inbound_worker = InboundWorker(
+        settings, inbox, InboundRouter(settings, recipients), ghl, tokens, counters
     )
     resources = Resources(
         settings=settings,
@@ -98,8 +113,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         installations=installations,
         tokens=tokens,
         outbound=OutboundService(settings, outbox, counters, worker.wake),
+        inbound=InboundService(inbox, counters, inbound_worker.wake),
     )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
+    inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
     resources.started = True
     log.info("bridge started", extra={"store": store.backend, "port": settings.port})
     try:
@@ -107,8 +124,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     finally:
         resources.started = False
         log.info("shutting down: releasing in-flight work")
-        await worker.stop(settings.shutdown_timeout_seconds)
-        await worker_task
+        await asyncio.gather(
+            worker.stop(settings.shutdown_timeout_seconds),
+            inbound_worker.stop(settings.shutdown_timeout_seconds),
+        )
+        await asyncio.gather(worker_task, inbound_task)
         await cast_http.aclose()
         await ghl_http.aclose()
         await store.close()
@@ -121,5 +141,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(outbound_router)
+    app.include_router(inbound_router)
     app.add_middleware(RequestIdMiddleware)
     return app

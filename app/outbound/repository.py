@@ -45,6 +45,13 @@ class OutboxRepository:
         item = await self._store.get_item(QUEUE, message_id)
         return OutboundMessage.model_validate(item.data) if item else None
 
+    async def recent(self, location_id: str, *, since: float, limit: int) -> list[OutboundMessage]:
+        """A location's messages received since `since`, newest first."""
+        items = await self._store.list_items(
+            QUEUE, key="location_id", value=location_id, since=since, limit=limit
+        )
+        return [OutboundMessage.model_validate(item.data) for item in items]
+
     async def counts(self) -> dict[str, int]:
         return await self._store.count_items(QUEUE)
 

@@ -37,6 +37,8 @@ class OutboundMessage(BaseModel):
     finished_at: float | None = None
     token_refreshed: bool = False
     reported: bool = False
+    # A test SMS queued from the settings page: there is no GHL message to report a status to.
+    synthetic: bool = False
     history: list[HistoryEvent] = Field(default_factory=list)
 
     def record(self, at: float, event: str, detail: str | None = None) -> None:

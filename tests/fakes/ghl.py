@@ -3,6 +3,7 @@
 Refresh tokens are single-use like GHL's: a second use answers 400 invalid_grant.
 """
 
+import asyncio
 import itertools
 import threading
 import time
@@ -30,6 +31,9 @@ class FakeGHL:
         self.contacts: dict[tuple[str, str], dict[str, Any]] = {}
         self.inbound: list[dict[str, Any]] = []
         self.inbound_script: deque[int] = deque()
+        self.inbound_requests: list[dict[str, Any]] = []  # every attempt, refused ones too
+        self.inbound_stalls: deque[float] = deque()  # stall, then 504 without adding
+        self.contact_upserts: list[dict[str, Any]] = []
         self.expires_in = 86399
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -152,6 +156,7 @@ class FakeGHL:
             if not self._authorized(request):
                 return JSONResponse({"message": "Invalid JWT"}, status_code=401)
             body = await request.json()
+            self.contact_upserts.append(body)
             key = (body["locationId"], body["phone"])
             new = key not in self.contacts
             if new:
@@ -164,9 +169,14 @@ class FakeGHL:
 
         @app.post("/conversations/messages/inbound")
         async def inbound(request: Request) -> JSONResponse:
+            body = await request.json()
+            token = request.headers.get("authorization", "")[7:]
+            self.inbound_requests.append({"body": body, "token": token, "at": time.monotonic()})
             if not self._authorized(request):
                 return JSONResponse({"message": "Invalid JWT"}, status_code=401)
-            body = await request.json()
+            if self.inbound_stalls:
+                await asyncio.sleep(self.inbound_stalls.popleft())
+                return JSONResponse({"message": "stalled"}, status_code=504)
             if self.inbound_script:
                 code = self.inbound_script.popleft()
                 return JSONResponse({"message": "scripted"}, status_code=code)

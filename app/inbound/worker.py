@@ -1,0 +1,192 @@
+"""The inbox worker: routes each received SMS to a location, finds or creates the contact and
+adds the message to the contact's GHL conversation.
+
+Same leased queue as the outbox (`app/worker.py`): a message is claimed with a lease, and every
+outcome is written back to its document before the lease is released. GHL 429/5xx/timeouts are
+retried with backoff until INBOUND_DEADLINE_SECONDS; a 401 refreshes the location token once.
+A message no location can be chosen for is finished as `unroutable` and kept for re-routing.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from app.config import Settings
+from app.ghl.client import GHLClient, GHLError
+from app.ghl.schemas import InboundMessage
+from app.inbound.repository import InboxRepository
+from app.inbound.routing import InboundRouter
+from app.inbound.schemas import InboundSMS
+from app.inbound.service import mask_receiver
+from app.logs import mask_phone
+from app.metrics import Counters
+from app.oauth.tokens import TokenService, TokenUnavailable
+from app.retry import backoff
+from app.store import WorkItem
+from app.worker import LeasedQueueWorker
+
+log = logging.getLogger(__name__)
+
+GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
+
+
+class InboundWorker(LeasedQueueWorker):
+    name = "inbound"
+
+    def __init__(
+        self,
+        settings: Settings,
+        inbox: InboxRepository,
+        router: InboundRouter,
+        ghl: GHLClient,
+        tokens: TokenService,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, clock)
+        self._inbox = inbox
+        self._router = router
+        self._ghl = ghl
+        self._tokens = tokens
+        self._counters = counters
+
+    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
+        return await self._inbox.claim(now=now, lease_seconds=lease_seconds, limit=limit)
+
+    async def _process(self, item: WorkItem) -> None:
+        message = InboundSMS.model_validate(item.data)
+        try:
+            due_at = await self._deliver(message)
+            if due_at is not None:
+                await self._inbox.reschedule(item, message, due_at)
+                return
+            await self._inbox.finish(item, message, self._clock())
+        except asyncio.CancelledError:
+            # Shutting down: hand the message back now instead of waiting for the lease.
+            await asyncio.shield(self._inbox.reschedule(item, message, self._clock()))
+            raise
+        except Exception:
+            log.exception("unexpected error on inbound SMS", extra={"inbound_id": item.id})
+            await self._inbox.reschedule(item, message, self._clock() + GHL_BACKOFF_CAP)
+
+    async def _deliver(self, message: InboundSMS) -> float | None:
+        """Route and deliver: when to retry, or None once the outcome is final."""
+        if message.location_id is None and not await self._route(message):
+            return None
+        message.attempts += 1
+        try:
+            await self._add_to_ghl(message)
+        except (GHLError, TokenUnavailable) as exc:
+            return self._failed(message, exc)
+        now = self._clock()
+        message.record(
+            now, "ghl_accepted", f"{message.ghl_message_id} in {message.conversation_id}"
+        )
+        message.finish(now, "delivered")
+        self._counters.inc("inbound_delivered")
+        log.info(
+            "inbound SMS added to GHL",
+            extra={
+                "inbound_id": message.id,
+                "location_id": message.location_id,
+                "contact_id": message.contact_id,
+                "ghl_message_id": message.ghl_message_id,
+                "attempts": message.attempts,
+            },
+        )
+        return None
+
+    async def _route(self, message: InboundSMS) -> bool:
+        now = self._clock()
+        route = await self._router.route(message.phone, message.to, message.accepted_at)
+        if route is not None:
+            message.assign(now, route.location_id, route.routed_by)
+            return True
+        days = self._router.window_seconds / 86_400
+        reason = f"no location sent an SMS to this number in the last {days:g} days and " + (
+            f"no INBOUND_ROUTES entry for {message.to!r}" if message.to else "no 'to' was given"
+        )
+        message.finish(now, "unroutable", "UNROUTABLE", reason)
+        self._counters.inc("inbound_unroutable")
+        log.warning(
+            "inbound SMS is unroutable; kept for re-routing",
+            extra={
+                "inbound_id": message.id,
+                "from": mask_phone(message.phone),
+                "to": mask_receiver(message.to),
+            },
+        )
+        return False
+
+    async def _add_to_ghl(self, message: InboundSMS) -> None:
+        location_id = message.location_id
+        assert location_id is not None
+        token = await self._tokens.access_token(location_id)
+        try:
+            await self._post(token, message)
+        except GHLError as exc:
+            if not exc.unauthorized or message.token_refreshed:
+                raise
+            message.token_refreshed = True
+            message.record(self._clock(), "token_refresh", "GHL answered 401")
+            token = await self._tokens.refresh_after_unauthorized(location_id, token)
+            await self._post(token, message)
+
+    async def _post(self, token: str, message: InboundSMS) -> None:
+        location_id = message.location_id
+        assert location_id is not None
+        if message.contact_id is None:
+            contact = await self._ghl.find_contact_by_phone(token, location_id, message.phone)
+            created = contact is None
+            if contact is None:
+                contact = await self._ghl.upsert_contact(token, location_id, message.phone)
+            message.contact_id, message.contact_created = str(contact["id"]), created
+            message.record(
+                self._clock(), "contact", f"{contact['id']} ({'created' if created else 'found'})"
+            )
+        answer = await self._ghl.add_inbound_message(
+            token,
+            InboundMessage(
+                message=message.text,
+                contact_id=message.contact_id,
+                conversation_provider_id=self._settings.ghl_conversation_provider_id,
+                alt_id=message.id,
+                date=message.date,
+            ),
+        )
+        message.conversation_id = answer.get("conversationId")
+        message.ghl_message_id = answer.get("messageId")
+
+    def _failed(self, message: InboundSMS, exc: GHLError | TokenUnavailable) -> float | None:
+        now = self._clock()
+        # 403 here means a missing scope or a location mismatch, not GHL's transient
+        # "not downstreamed" of status updates; 401 after the one refresh may pass (re-install).
+        retryable = isinstance(exc, GHLError) and (
+            (exc.retryable and exc.status != 403) or exc.unauthorized
+        )
+        deadline = self._settings.inbound_deadline_seconds
+        if retryable and now - message.started_at < deadline:
+            delay = backoff(message.attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
+            message.record(now, "ghl_retry", f"{exc.message}; retrying in {delay:.1f}s")
+            self._counters.inc("inbound_retries")
+            return now + delay
+        if isinstance(exc, TokenUnavailable):
+            code, detail = exc.code, exc.message
+        else:
+            code = f"GHL_{exc.status}" if exc.status else "GHL_UNAVAILABLE"
+            detail = f"{exc.message}: {exc.body}" if exc.body else exc.message
+        if retryable:
+            detail = f"Gave up after {deadline:.0f}s: {detail}"
+        message.finish(now, "failed", code, detail)
+        self._counters.inc("inbound_failed")
+        log.error(
+            "inbound SMS could not be added to GHL; kept for re-delivery",
+            extra={
+                "inbound_id": message.id,
+                "location_id": message.location_id,
+                "code": code,
+                "reason": exc.message,
+            },
+        )
+        return None

@@ -1,0 +1,36 @@
+"""Per-location settings: the only code that reads or writes `location_settings`.
+
+One document per location (id = GHL locationId). The Cast API key is encrypted at rest with the
+same cipher as the OAuth tokens; everything else is plain. The document is deleted with the
+location on UNINSTALL (by the installation repository).
+"""
+
+from typing import Any
+
+from app.locations.schemas import LocationSettings
+from app.oauth.crypto import TokenCipher
+from app.store import Store
+
+COLLECTION = "location_settings"
+
+
+class LocationSettingsRepository:
+    def __init__(self, store: Store, cipher: TokenCipher) -> None:
+        self._store = store
+        self._cipher = cipher
+
+    async def get(self, location_id: str) -> LocationSettings | None:
+        """The settings with the key decrypted; ValueError if the key cannot be decrypted."""
+        doc = await self._store.get_doc(COLLECTION, location_id)
+        if doc is None:
+            return None
+        data = dict(doc.data)
+        if data.get("cast_api_key"):
+            data["cast_api_key"] = self._cipher.decrypt(data["cast_api_key"])
+        return LocationSettings.model_validate({**data, "location_id": location_id})
+
+    async def put(self, settings: LocationSettings) -> None:
+        data: dict[str, Any] = settings.model_dump(exclude={"location_id"})
+        if settings.cast_api_key:
+            data["cast_api_key"] = self._cipher.encrypt(settings.cast_api_key)
+        await self._store.put_doc(COLLECTION, settings.location_id, data)

@@ -1,0 +1,126 @@
+"""Per-location Cast settings, the form that changes them, and what the settings page shows."""
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SENDER_ID_MAX = 11
+_SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
+
+
+def mask_key(api_key: str | None) -> str | None:
+    """`cast_…abcd`: enough to recognise a key, never enough to use it."""
+    if not api_key:
+        return None
+    return f"cast_…{api_key[-4:]}" if len(api_key) >= 12 else "cast_…"
+
+
+class LocationSettings(BaseModel):
+    """One location's own Cast account (the key is decrypted in memory only)."""
+
+    location_id: str
+    cast_api_key: str | None = None
+    sender_id: str | None = None
+    enabled: bool = True
+    updated_at: float
+    updated_by: str | None = None
+
+
+class SettingsForm(BaseModel):
+    """The settings form. A blank key keeps the stored one; `remove_api_key` deletes it."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    sender_id: str | None = Field(None, max_length=SENDER_ID_MAX)
+    api_key: str | None = Field(None, max_length=200)
+    enabled: bool = False
+    remove_api_key: bool = False
+
+    @field_validator("sender_id", "api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("sender_id")
+    @classmethod
+    def _sender_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _SENDER_ID.fullmatch(value):
+            raise ValueError("use letters, digits and spaces only (as approved by Cast)")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("cast_") or len(value) < 12 or any(c.isspace() for c in value):
+            raise ValueError("must be a Cast API key: cast_ followed by the key, no spaces")
+        return value
+
+
+class SmsTestForm(BaseModel):
+    """ "Send test SMS": the number typed, and a one-time nonce so a double submit sends once."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    phone: str = Field(min_length=1, max_length=32)
+    nonce: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class CastAccount:
+    """The Cast key and sender ID a location sends with."""
+
+    api_key: str
+    sender_id: str | None
+    source: Literal["location", "default"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    at: float
+    to: str  # masked
+    status: str
+    reason: str | None
+    test: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    delivered: int = 0
+    failed: int = 0
+    pending: int = 0
+    capped: bool = False  # more messages than were counted
+
+    @property
+    def total(self) -> int:
+        return self.delivered + self.failed + self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    state: Literal["connected", "needs_reauth", "not_installed"]
+    detail: str | None = None
+    via_agency: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsView:
+    """Everything the page shows; the key only masked."""
+
+    location_id: str
+    user_name: str
+    connection: Connection
+    sender_id: str | None
+    masked_key: str | None
+    enabled: bool
+    uses_own_account: bool
+    effective_sender_id: str | None
+    updated_at: float | None
+    recent: list[MessageRow]
+    last_24h: Totals
+    last_7d: Totals

@@ -1,0 +1,108 @@
+"""Per-location Cast accounts: stored encrypted, resolved with a short cache, default otherwise."""
+
+from cryptography.fernet import Fernet
+
+from app.config import Settings
+from app.locations.accounts import CastAccounts
+from app.locations.repository import COLLECTION, LocationSettingsRepository
+from app.locations.schemas import CastAccount, LocationSettings
+from app.oauth.crypto import TokenCipher
+from app.store import Store
+
+DEFAULT_KEY = "cast_" + "d" * 64
+OWN_KEY = "cast_" + "1234abcd" * 8
+
+
+def settings() -> Settings:
+    return Settings(
+        ghl_client_id="client",
+        ghl_client_secret="secret",  # type: ignore[arg-type]
+        cast_api_key=DEFAULT_KEY,  # type: ignore[arg-type]
+        cast_sender_id="DEFAULT",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+def repository(store: Store) -> LocationSettingsRepository:
+    return LocationSettingsRepository(store, TokenCipher(Fernet.generate_key()))
+
+
+def own(location_id: str = "loc-1", **fields: object) -> LocationSettings:
+    values: dict[str, object] = {
+        "cast_api_key": OWN_KEY,
+        "sender_id": "MYBRAND",
+        "enabled": True,
+        "updated_at": 1.0,
+    }
+    return LocationSettings(location_id=location_id, **{**values, **fields})  # type: ignore[arg-type]
+
+
+async def test_a_location_without_settings_uses_the_default_account(store: Store) -> None:
+    accounts = CastAccounts(settings(), repository(store))
+
+    assert await accounts.account_for("loc-1") == CastAccount(DEFAULT_KEY, "DEFAULT", "default")
+
+
+async def test_a_location_with_its_own_key_sends_with_its_key_and_sender_id(store: Store) -> None:
+    repo = repository(store)
+    await repo.put(own())
+
+    account = await CastAccounts(settings(), repo).account_for("loc-1")
+
+    assert account == CastAccount(OWN_KEY, "MYBRAND", "location")
+
+
+async def test_a_disabled_location_falls_back_to_the_default(store: Store) -> None:
+    repo = repository(store)
+    await repo.put(own(enabled=False))
+
+    assert (await CastAccounts(settings(), repo).account_for("loc-1")).source == "default"
+
+
+async def test_a_sender_id_alone_is_sent_with_the_default_key(store: Store) -> None:
+    repo = repository(store)
+    await repo.put(own(cast_api_key=None))
+
+    account = await CastAccounts(settings(), repo).account_for("loc-1")
+
+    assert account == CastAccount(DEFAULT_KEY, "MYBRAND", "location")
+
+
+async def test_a_key_alone_lets_cast_pick_that_accounts_sender_id(store: Store) -> None:
+    repo = repository(store)
+    await repo.put(own(sender_id=None))
+
+    account = await CastAccounts(settings(), repo).account_for("loc-1")
+
+    assert account == CastAccount(OWN_KEY, None, "location")
+
+
+async def test_the_key_is_encrypted_at_rest(store: Store) -> None:
+    repo = repository(store)
+    await repo.put(own())
+
+    doc = await store.get_doc(COLLECTION, "loc-1")
+    assert doc is not None and OWN_KEY not in str(doc.data)
+    found = await repo.get("loc-1")
+    assert found is not None and found.cast_api_key == OWN_KEY
+
+
+async def test_the_cache_serves_until_invalidated_or_expired(store: Store) -> None:
+    repo = repository(store)
+    now = [100.0]
+    accounts = CastAccounts(settings(), repo, ttl=5.0, clock=lambda: now[0])
+    assert (await accounts.account_for("loc-1")).source == "default"
+    await repo.put(own())
+
+    assert (await accounts.account_for("loc-1")).source == "default"  # cached
+    now[0] += 5.1
+    assert (await accounts.account_for("loc-1")).source == "location"  # expired
+    await repo.put(own(sender_id="OTHER"))
+    accounts.invalidate("loc-1")
+    assert (await accounts.account_for("loc-1")).sender_id == "OTHER"  # saved here
+
+
+async def test_without_a_repository_everyone_uses_the_default() -> None:
+    account = await CastAccounts(settings(), None).account_for("loc-1")
+
+    assert account.source == "default"
