@@ -2,12 +2,13 @@
 
 import base64
 import binascii
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SCOPES = (
     "conversations/message.write conversations/message.readonly conversations.write "
@@ -54,6 +55,11 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0)
     poll_interval_seconds: float = Field(0.2, gt=0)
 
+    # Inbound SMS (Cast's SIM gateway -> GHL)
+    inbound_routing_window_days: float = Field(30.0, gt=0)
+    inbound_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    inbound_deadline_seconds: float = Field(3600.0, gt=0)
+
     # Storage
     mongo_uri: SecretStr | None = None
     mongo_db: str | None = None
@@ -74,6 +80,26 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("inbound_routes", mode="before")
+    @classmethod
+    def _routes_json(cls, value: object) -> object:
+        """JSON object: receiving number or sender ID -> GHL locationId."""
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(
+                    'must be a JSON object, e.g. {"CAST": "locationId", "09171234567": "other"}'
+                ) from None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+            for k, v in value.items()
+        ):
+            raise ValueError("must map non-empty numbers or sender IDs to non-empty locationIds")
+        return {k.strip(): v.strip() for k, v in value.items()}
 
     @field_validator("mongo_uri")
     @classmethod
