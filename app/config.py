@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ghl_redirect_uri: AnyHttpUrl | None = None
     ghl_scopes: str = DEFAULT_SCOPES
     ghl_api_timeout_seconds: float = Field(15.0, gt=0)
+    ghl_authorize_path: str = Field("/v2/oauth/chooselocation", pattern=r"^/")
+    oauth_state_ttl_seconds: float = Field(900.0, gt=0)
+    ghl_app_webhook_max_age_seconds: float = Field(300.0, gt=0)
 
     # Cast.ph
     cast_api_key: SecretStr
@@ -51,6 +54,10 @@ class Settings(BaseSettings):
     # Outbound delivery
     send_deadline_seconds: float = Field(600.0, gt=0)
     status_deadline_seconds: float = Field(900.0, gt=0)
+    delivery_status_mode: Literal["carrier", "accepted"] = "carrier"
+    dlr_first_poll_seconds: float = Field(15.0, gt=0)
+    dlr_max_poll_interval_seconds: float = Field(120.0, gt=0)
+    dlr_deadline_seconds: float = Field(1800.0, gt=0)
     worker_concurrency: int = Field(64, ge=1, le=1000)
     lease_seconds: float = Field(60.0, gt=0)
     poll_interval_seconds: float = Field(0.2, gt=0)
@@ -69,6 +76,10 @@ class Settings(BaseSettings):
     inbound_api_key: SecretStr | None = None
     token_encryption_key: SecretStr | None = None
 
+    # Per-location settings page (a GHL custom page; users identified by GHL's SSO)
+    ghl_app_sso_key: SecretStr | None = None
+    settings_session_seconds: float = Field(1800.0, gt=0)
+
     @field_validator("cast_api_key")
     @classmethod
     def _cast_key_shape(cls, value: SecretStr) -> SecretStr:
@@ -76,7 +87,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with 'cast_' (Cast API keys look like cast_<64 hex>)")
         return value
 
-    @field_validator("inbound_api_key", mode="before")
+    @field_validator("inbound_api_key", "ghl_app_sso_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -149,6 +160,19 @@ class Settings(BaseSettings):
         if self.ghl_redirect_uri is not None:
             return str(self.ghl_redirect_uri)
         return f"{self.public_base_url}/oauth/callback"
+
+    @property
+    def app_id(self) -> str:
+        """GHL's appId: the part of the client id before the first '-'."""
+        return self.ghl_client_id.split("-", 1)[0]
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.ghl_scopes.split()
+
+    @property
+    def authorize_url(self) -> str:
+        return str(self.ghl_marketplace_url).rstrip("/") + self.ghl_authorize_path
 
     @property
     def uses_mongo(self) -> bool:

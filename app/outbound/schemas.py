@@ -9,6 +9,8 @@ class Part(BaseModel):
     text: str
     cast_message_id: str | None = None
     cast_parts: int | None = None
+    dlr: Literal["delivered", "failed"] | None = None
+    dlr_status: str | None = None
 
 
 class HistoryEvent(BaseModel):
@@ -27,13 +29,16 @@ class OutboundMessage(BaseModel):
     to: str | None = None
     parts: list[Part]
     attachments: list[str] = Field(default_factory=list)
-    stage: Literal["send", "report"] = "send"
+    stage: Literal["send", "poll", "report"] = "send"
     status: Literal["delivered", "failed"] | None = None
     error_code: str | None = None
     error_message: str | None = None
     received_at: float
     send_attempts: int = 0
     report_attempts: int = 0
+    accepted_at: float | None = None
+    polls: int = 0
+    delivery: Literal["confirmed", "unconfirmed", "accepted"] | None = None
     finished_at: float | None = None
     token_refreshed: bool = False
     reported: bool = False

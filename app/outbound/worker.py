@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
@@ -22,6 +23,7 @@ from app.inbound.repository import RecipientDirectory
 from app.locations.accounts import CastAccounts
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
+from app.outbound.receipts import Receipt, classify, failure_code, failure_reason, next_poll_delay
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.retry import backoff
@@ -71,6 +73,11 @@ class OutboundWorker(LeasedQueueWorker):
                 if due_at is not None:
                     await self._outbox.reschedule(item, message, due_at)
                     return
+            if message.stage == "poll":
+                due_at = await self._poll(message)
+                if due_at is not None:
+                    await self._outbox.reschedule(item, message, due_at)
+                    return
             due_at = await self._report(message)
             if due_at is not None:
                 await self._outbox.reschedule(item, message, due_at)
@@ -86,7 +93,8 @@ class OutboundWorker(LeasedQueueWorker):
 
     # Stage 1: Cast ------------------------------------------------------------------------
     async def _send(self, message: OutboundMessage) -> float | None:
-        """Send the parts not yet accepted: when to retry, or None once the outcome is known."""
+        """Send the parts not yet accepted: when to come back (a retry, or the first receipt
+        poll), or None once the outcome is known."""
         if message.status is not None:
             return None
         reason = await self._tokens.reauthorization_needed(message.location_id)
@@ -126,9 +134,59 @@ class OutboundWorker(LeasedQueueWorker):
             )
         if self._recipients is not None:  # replies from this number come back to this location
             await self._recipients.remember(message.to, message.location_id, self._clock())
-        message.finish(self._clock(), "delivered")
+        now = self._clock()
+        if self._settings.delivery_status_mode == "accepted":
+            message.delivery = "accepted"
+            message.finish(now, "delivered")
+            self._counters.inc("messages_delivered")
+            return None
+        message.stage, message.accepted_at = "poll", now
+        return now + self._settings.dlr_first_poll_seconds
+
+    # Stage 2: delivery receipts -------------------------------------------------------------
+    async def _poll(self, message: OutboundMessage) -> float | None:
+        """Ask Cast how each part fared: when to ask again, or None once the outcome is known."""
+        api_key = (await self._accounts.account_for(message.location_id)).api_key
+        message.polls += 1
+        for part in message.parts:
+            if part.dlr is not None or part.cast_message_id is None:
+                continue
+            await self._pacer.before_poll()
+            try:
+                result = await self._cast.message_status(api_key, part.cast_message_id)
+            except CastError as exc:
+                message.record(self._clock(), "dlr_unknown", exc.message)
+                continue
+            verdict = classify(result)
+            if verdict is Receipt.UNKNOWN:
+                continue
+            part.dlr, part.dlr_status = verdict.value, result.dlr_status or result.status
+            if verdict is Receipt.FAILED:
+                code = failure_code(result)
+                message.finish(self._clock(), "failed", code, failure_reason(result))
+                self._counters.inc("messages_failed")
+                self._counters.inc("carrier_rejected")
+                self._counters.inc(f"carrier_rejected_{code}")
+                return None
+        now = self._clock()
+        if all(part.dlr == "delivered" for part in message.parts):
+            return self._delivered(message, now, "confirmed")
+        if now - (message.accepted_at or now) >= self._settings.dlr_deadline_seconds:
+            return self._delivered(message, now, "unconfirmed")
+        return now + next_poll_delay(
+            message.polls,
+            first=self._settings.dlr_first_poll_seconds,
+            cap=self._settings.dlr_max_poll_interval_seconds,
+        )
+
+    def _delivered(
+        self, message: OutboundMessage, now: float, delivery: Literal["confirmed", "unconfirmed"]
+    ) -> None:
+        message.delivery = delivery
+        message.record(now, "carrier_receipt", delivery)
+        message.finish(now, "delivered")
         self._counters.inc("messages_delivered")
-        return None
+        self._counters.inc(f"delivered_{delivery}")
 
     def _cast_failed(self, message: OutboundMessage, exc: CastError) -> float | None:
         now = self._clock()
@@ -156,7 +214,7 @@ class OutboundWorker(LeasedQueueWorker):
         )
         return None
 
-    # Stage 2: GHL -------------------------------------------------------------------------
+    # Stage 3: GHL -------------------------------------------------------------------------
     def _status_update(self, message: OutboundMessage) -> StatusUpdate:
         if message.status == "delivered":
             return StatusUpdate(status="delivered")

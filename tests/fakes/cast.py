@@ -62,6 +62,10 @@ class FakeCast:
         self.requests: list[dict[str, Any]] = []  # every send request, with our answer
         self.rate_limited = 0
         self.dlr: dict[str, deque[dict[str, Any]]] = {}
+        self.default_dlr: list[dict[str, Any]] = [{"status": "delivered", "dlr_status": "DELIVRD"}]
+        self.next_dlr: deque[list[dict[str, Any]]] = deque()  # DLR sequences for the next sends
+        self.status_errors = 0  # the status endpoint answers this many 500s first
+        self.status_requests: list[str] = []
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_buckets: dict[str, Bucket] = {}
         self._ip_bucket = Bucket(ip_rate, ip_burst)
@@ -105,6 +109,10 @@ class FakeCast:
         async def status(message_id: str, request: Request) -> JSONResponse:
             if request.headers.get("x-api-key") not in self.api_keys:
                 return _error(401, "INVALID_API_KEY", "invalid API key")
+            self.status_requests.append(message_id)
+            if self.status_errors > 0:
+                self.status_errors -= 1
+                return _error(500, "INTERNAL_ERROR", "scripted status error")
             steps = self.dlr.get(message_id)
             if steps is None:
                 return _error(404, "NOT_FOUND", "message not found")
@@ -167,6 +175,9 @@ class FakeCast:
                     "idempotency_key": idem,
                     "message_id": message_id,
                 }
+            )
+            self.dlr[message_id] = deque(
+                self.next_dlr.popleft() if self.next_dlr else self.default_dlr
             )
             if idem:
                 self._idempotent[(key, idem)] = answer

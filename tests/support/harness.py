@@ -167,6 +167,8 @@ def bridge_env(
         "TOKEN_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "BASE_URL": "http://127.0.0.1",
         "CAST_RATE_PER_KEY": "50",
+        "DLR_FIRST_POLL_SECONDS": "0.2",
+        "DLR_MAX_POLL_INTERVAL_SECONDS": "0.5",
         "CAST_API_TIMEOUT_SECONDS": "2",
         "GHL_API_TIMEOUT_SECONDS": "2",
         "SHUTDOWN_TIMEOUT_SECONDS": "5",
