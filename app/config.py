@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     dlr_max_poll_interval_seconds: float = Field(120.0, gt=0)
     dlr_deadline_seconds: float = Field(1800.0, gt=0)
     worker_concurrency: int = Field(64, ge=1, le=1000)
-    lease_seconds: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(15.0, ge=3)
     poll_interval_seconds: float = Field(0.2, gt=0)
 
     # Inbound SMS (Cast's SIM gateway -> GHL)

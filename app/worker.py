@@ -2,8 +2,10 @@
 
 The loop claims due items with a lease (at most `worker_concurrency` in flight), processes each
 in its own task and sleeps until woken or `poll_interval_seconds` passes when there is nothing
-to do. `stop` stops claiming and gives in-flight items a grace period; subclasses hand the rest
-back to the queue when their task is cancelled.
+to do. While an item is being worked on, a heartbeat extends its lease every third of
+`lease_seconds`, so a short lease (fast failover when a process dies) never expires under a
+slow but live worker. `stop` stops claiming and gives in-flight items a grace period; subclasses
+hand the rest back to the queue when their task is cancelled.
 """
 
 import asyncio
@@ -32,6 +34,7 @@ class LeasedQueueWorker(ABC):
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._held: dict[asyncio.Task[None], WorkItem] = {}
         self._stopping = False
 
     @abstractmethod
@@ -40,10 +43,22 @@ class LeasedQueueWorker(ABC):
     @abstractmethod
     async def _process(self, item: WorkItem) -> None: ...
 
+    @abstractmethod
+    async def _extend_lease(self, item: WorkItem, until: float) -> bool: ...
+
     def wake(self) -> None:
         self._wakeup.set()
 
     async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(), name=f"{self.name}-heartbeat")
+        try:
+            await self._dispatch()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _dispatch(self) -> None:
         concurrency = self._settings.worker_concurrency
         while not self._stopping:
             free = concurrency - len(self._inflight)
@@ -64,12 +79,33 @@ class LeasedQueueWorker(ABC):
             for item in items:
                 task = asyncio.create_task(self._process(item))
                 self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                self._held[task] = item
+                task.add_done_callback(self._release)
             if not items:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wakeup.wait(), self._settings.poll_interval_seconds
                     )
+
+    def _release(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._held.pop(task, None)
+
+    async def _heartbeat(self) -> None:
+        lease = self._settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            for task, item in list(self._held.items()):
+                if task.done():
+                    continue
+                try:
+                    kept = await self._extend_lease(item, self._clock() + lease)
+                except Exception:
+                    log.warning("could not extend a %s lease", self.name, extra={"id": item.id})
+                    continue
+                if not kept:
+                    log.warning("lost the lease of a %s item", self.name, extra={"id": item.id})
+                    self._held.pop(task, None)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; give in-flight items `grace_seconds`, then cancel them (subclasses

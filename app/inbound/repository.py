@@ -69,6 +69,10 @@ class InboxRepository:
     async def claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
         return await self._store.claim(QUEUE, now=now, lease_seconds=lease_seconds, limit=limit)
 
+    async def extend(self, item: WorkItem, until: float) -> bool:
+        assert item.lease is not None
+        return await self._store.extend_lease(QUEUE, item.id, item.lease, until)
+
     async def reschedule(self, item: WorkItem, message: InboundSMS, due_at: float) -> bool:
         assert item.lease is not None
         return await self._store.save(

@@ -54,6 +54,9 @@ class InboundWorker(LeasedQueueWorker):
     async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
         return await self._inbox.claim(now=now, lease_seconds=lease_seconds, limit=limit)
 
+    async def _extend_lease(self, item: WorkItem, until: float) -> bool:
+        return await self._inbox.extend(item, until)
+
     async def _process(self, item: WorkItem) -> None:
         message = InboundSMS.model_validate(item.data)
         try:

@@ -65,6 +65,9 @@ class OutboundWorker(LeasedQueueWorker):
     async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
         return await self._outbox.claim(now=now, lease_seconds=lease_seconds, limit=limit)
 
+    async def _extend_lease(self, item: WorkItem, until: float) -> bool:
+        return await self._outbox.extend(item, until)
+
     async def _process(self, item: WorkItem) -> None:
         message = OutboundMessage.model_validate(item.data)
         try:
