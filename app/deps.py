@@ -10,6 +10,7 @@ from app.ghl.signature import WebhookKeys
 from app.inbound.service import InboundService
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
+from app.oauth.service import OAuthService
 from app.oauth.tokens import TokenService
 from app.outbound.service import OutboundService
 from app.store import Store
@@ -25,6 +26,7 @@ class Resources:
     tokens: TokenService
     outbound: OutboundService
     inbound: InboundService
+    oauth: OAuthService
     started: bool = False
 
 
@@ -49,3 +51,10 @@ async def get_inbound_service(resources: ResourcesDep) -> InboundService:
 
 
 InboundServiceDep = Annotated[InboundService, Depends(get_inbound_service)]
+
+
+async def get_oauth_service(resources: ResourcesDep) -> OAuthService:
+    return resources.oauth
+
+
+OAuthServiceDep = Annotated[OAuthService, Depends(get_oauth_service)]

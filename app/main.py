@@ -27,7 +27,9 @@ from app.locations.repository import LocationSettingsRepository
 from app.logs import new_request_id, request_id_var
 from app.metrics import Counters
 from app.oauth.crypto import build_cipher
+from app.oauth.endpoints import router as oauth_router
 from app.oauth.repository import InstallationRepository
+from app.oauth.service import OAuthService
 from app.oauth.tokens import TokenService
 from app.outbound.endpoints import router as outbound_router
 from app.outbound.repository import OutboxRepository
@@ -87,7 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)
     accounts = CastAccounts(settings, location_settings)
-    tokens = TokenService(settings, store, installations, ghl)
+    tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
     recipients = RecipientDirectory(store)
     worker = OutboundWorker(
@@ -114,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         tokens=tokens,
         outbound=OutboundService(settings, outbox, counters, worker.wake),
         inbound=InboundService(inbox, counters, inbound_worker.wake),
+        oauth=OAuthService(settings, installations, tokens, ghl, counters),
     )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
@@ -142,5 +145,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(outbound_router)
     app.include_router(inbound_router)
+    app.include_router(oauth_router)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -111,6 +111,34 @@ class GHLClient:
         )
         return _token_response(response)
 
+    async def installed_locations(
+        self, company_token: str, company_id: str, app_id: str, *, page_size: int = 100
+    ) -> list[str]:
+        """`GET /oauth/installedLocations`: ids of the company's locations that have the app."""
+        found: list[str] = []
+        for page in range(50):  # at most 5,000 locations per company
+            response = await self._send(
+                "GET",
+                "/oauth/installedLocations",
+                params={
+                    "companyId": company_id,
+                    "appId": app_id,
+                    "isInstalled": "true",
+                    "skip": str(page * page_size),
+                    "limit": str(page_size),
+                },
+                headers=_bearer(company_token, CONTACTS_VERSION),
+            )
+            locations = response.json().get("locations") or []
+            found.extend(
+                str(loc.get("_id") or loc.get("id"))
+                for loc in locations
+                if (loc.get("_id") or loc.get("id")) and loc.get("isInstalled", True)
+            )
+            if len(locations) < page_size:
+                break
+        return found
+
 
 def _token_response(response: httpx.Response) -> TokenResponse:
     try:

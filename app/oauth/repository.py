@@ -1,10 +1,23 @@
-"""Installations and their tokens: the only code that reads or writes them, encrypted at rest."""
+"""Installations and their tokens: the only code that reads or writes them, encrypted at rest.
+
+Collections:
+- `installations`: one document per location (`location:<id>`) and per agency company
+  (`company:<id>`); access and refresh tokens are Fernet-encrypted, everything else is plain.
+- `installation_links`: location id -> company id, written when GHL tells us a location belongs
+  to a company that installed the app, so a location token can be obtained from the company
+  token even before the location has a document of its own.
+- `app_webhooks`: webhookIds of app lifecycle webhooks already handled (replay protection).
+- `location_settings`: per-location settings; deleted with the location on UNINSTALL.
+"""
 
 from app.oauth.crypto import TokenCipher
 from app.oauth.schemas import Installation
 from app.store import Doc, Store
 
 COLLECTION = "installations"
+LINKS = "installation_links"
+APP_WEBHOOKS = "app_webhooks"
+LOCATION_SETTINGS = "location_settings"
 _SECRET_FIELDS = ("access_token", "refresh_token")
 
 
@@ -44,6 +57,7 @@ class InstallationRepository:
         await self._store.put_doc(COLLECTION, installation.id, self._encode(installation))
 
     async def swap(self, installation: Installation, expected_rev: int) -> bool:
+        """Write only if the document is still at `expected_rev` (0: must not exist yet)."""
         return await self._store.swap_doc(
             COLLECTION, installation.id, expected_rev, self._encode(installation)
         )
@@ -53,3 +67,27 @@ class InstallationRepository:
 
     async def list(self) -> list[Installation]:
         return [self._decode(doc) for doc in await self._store.list_docs(COLLECTION)]
+
+    # Location -> company links ----------------------------------------------------------
+    async def link(self, location_id: str, company_id: str, now: float) -> None:
+        await self._store.put_doc(LINKS, location_id, {"company_id": company_id, "at": now})
+
+    async def company_of(self, location_id: str) -> str | None:
+        doc = await self._store.get_doc(LINKS, location_id)
+        return str(doc.data["company_id"]) if doc else None
+
+    async def unlink(self, location_id: str) -> None:
+        await self._store.delete_doc(LINKS, location_id)
+
+    # Location data removed on UNINSTALL -------------------------------------------------
+    async def delete_location_settings(self, location_id: str) -> bool:
+        return await self._store.delete_doc(LOCATION_SETTINGS, location_id)
+
+    # App webhooks handled once ----------------------------------------------------------
+    async def claim_webhook(self, webhook_id: str, event: str, now: float) -> bool:
+        """True for the first delivery of `webhook_id`; False while or after it is handled."""
+        return await self._store.swap_doc(APP_WEBHOOKS, webhook_id, 0, {"type": event, "at": now})
+
+    async def release_webhook(self, webhook_id: str) -> None:
+        """Handling failed: let GHL's redelivery of the same webhookId be handled again."""
+        await self._store.delete_doc(APP_WEBHOOKS, webhook_id)

@@ -1,6 +1,6 @@
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Installation(BaseModel):
@@ -19,6 +19,10 @@ class Installation(BaseModel):
     reauth_reason: str | None = None
     installed_at: float
     updated_at: float
+    # How a location token was obtained: "oauth" (its own install) or "company" (agency token).
+    source: Literal["oauth", "company"] = "oauth"
+    # Company installations: the locations whose tokens were obtained through it.
+    location_ids: list[str] = Field(default_factory=list)
 
 
 class InstallationSummary(BaseModel):
@@ -32,3 +36,30 @@ class InstallationSummary(BaseModel):
     expires_at: float
     needs_reauth: bool
     reauth_reason: str | None
+
+
+class AppWebhook(BaseModel):
+    """GHL's app lifecycle webhook (`INSTALL`, `UNINSTALL`, other subscribed events)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, str_strip_whitespace=True)
+
+    type: str = Field(min_length=1)
+    app_id: str = Field(alias="appId", min_length=1)
+    webhook_id: str = Field(alias="webhookId", min_length=1)
+    timestamp: str | float
+    install_type: str | None = Field(None, alias="installType")
+    location_id: str | None = Field(None, alias="locationId")
+    company_id: str | None = Field(None, alias="companyId")
+    user_id: str | None = Field(None, alias="userId")
+    version_id: str | None = Field(None, alias="versionId")
+
+
+class InstallResult(BaseModel):
+    """What the callback page reports: ids and scopes, never a token."""
+
+    kind: Literal["location", "company"]
+    location_id: str | None = None
+    company_id: str | None = None
+    locations: list[str] = Field(default_factory=list)
+    failed_locations: list[str] = Field(default_factory=list)
+    missing_scopes: list[str] = Field(default_factory=list)

@@ -1,10 +1,19 @@
 """One function gives a valid location access token.
 
 GHL refresh tokens are single-use: two concurrent refreshes for one location lock it out. So a
-refresh happens under (1) an in-process lock per location, so coroutines share one refresh, and
-(2) a named lease in the store, so only one bridge process refreshes a location at a time; the
-result is written with compare-and-swap on the document revision. Losers wait for the winner's
-write and reuse its token.
+refresh (or a first location token from an agency token) happens under
+
+1. an in-process lock per installation, so the coroutines of one process share one refresh;
+2. a named lease in the store (`refresh:location:<id>`), so only one bridge process talks to GHL
+   for an installation at a time. The lease outlasts every GHL call made while holding it, so it
+   cannot expire under a slow refresh and let a second process spend the same refresh token;
+3. a compare-and-swap on the document revision when the new pair is written: if someone else
+   (a re-install) stored a newer pair meanwhile, theirs wins; if only other fields changed, our
+   pair is written over the current document, so a pair GHL issued is never thrown away.
+
+Losers wait for the lease and then find the winner's token. A refresh GHL refuses
+(`invalid_grant`: the refresh token was used, revoked or expired) marks the installation
+`needs_reauth`, unless an agency (Company) token can give the location a new token.
 """
 
 import asyncio
@@ -15,14 +24,16 @@ import uuid
 
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
-from app.oauth.repository import InstallationRepository, location_key
+from app.ghl.schemas import TokenResponse
+from app.metrics import Counters
+from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
 
 log = logging.getLogger(__name__)
 
 REFRESH_AHEAD_SECONDS = 300
-REFRESH_LEASE_SECONDS = 30
+MIN_REFRESH_LEASE_SECONDS = 30
 WAIT_STEP_SECONDS = 0.05
 
 
@@ -35,6 +46,23 @@ class TokenUnavailable(Exception):
         self.code = code
 
 
+def _client_rejected(exc: GHLError) -> bool:
+    """GHL refused our client id/secret: an operator problem, not the installation's."""
+    return exc.status in (400, 401) and "invalid_client" in exc.body
+
+
+def _grant_refused(exc: GHLError) -> bool:
+    """GHL refused the grant itself (invalid_grant and the like): retrying cannot help."""
+    return exc.status in (400, 401) and not _client_rejected(exc)
+
+
+def _not_installed(key: str) -> TokenUnavailable:
+    kind, _, ident = key.partition(":")
+    return TokenUnavailable(
+        f"Cast SMS is not installed for {kind} {ident}: install the app", code="NOT_INSTALLED"
+    )
+
+
 class TokenService:
     def __init__(
         self,
@@ -42,21 +70,34 @@ class TokenService:
         store: Store,
         repository: InstallationRepository,
         ghl: GHLClient,
+        counters: Counters | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._repo = repository
         self._ghl = ghl
+        self._counters = counters or Counters()
         self._locks: dict[str, asyncio.Lock] = {}
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.refreshes = 0
-        self.refresh_failures = 0
+        # Up to four GHL calls happen under one lease (company refresh, location token, retry).
+        self._lease_seconds = max(
+            MIN_REFRESH_LEASE_SECONDS, 4 * settings.ghl_api_timeout_seconds + 10
+        )
 
+    # Public API -------------------------------------------------------------------------
     async def access_token(self, location_id: str) -> str:
-        installation, _ = await self._load(location_id)
-        if installation.expires_at - time.time() > REFRESH_AHEAD_SECONDS:
-            return installation.access_token
-        return await self._refresh(location_id, rejected=None)
+        """A location access token valid for at least five more minutes."""
+        return await self._token(location_key(location_id))
+
+    async def company_token(self, company_id: str) -> str:
+        return await self._token(company_key(company_id))
+
+    async def refresh_after_unauthorized(self, location_id: str, rejected: str) -> str:
+        """GHL answered 401 to `rejected`: refresh once unless someone already did."""
+        return await self._refresh(location_key(location_id), rejected=rejected)
+
+    async def refresh_company_after_unauthorized(self, company_id: str, rejected: str) -> str:
+        return await self._refresh(company_key(company_id), rejected=rejected)
 
     async def reauthorization_needed(self, location_id: str) -> str | None:
         """Why this location cannot be served until it is re-installed, or None."""
@@ -65,102 +106,259 @@ class TokenService:
             return None
         return found[0].reauth_reason or "GHL refused the token refresh"
 
-    async def refresh_after_unauthorized(self, location_id: str, rejected: str) -> str:
-        """GHL answered 401 to `rejected`: refresh once unless someone already did."""
-        return await self._refresh(location_id, rejected=rejected)
+    async def ensure_location(self, location_id: str, company_id: str) -> bool:
+        """Make sure `location_id` has a usable token, from the company's token if needed.
 
-    async def _load(self, location_id: str) -> tuple[Installation, int]:
-        found = await self._repo.get(location_key(location_id))
+        Used at agency install time and on INSTALL webhooks: it also heals a location marked
+        `needs_reauth`. False (and logged) when no token could be obtained now.
+        """
+        await self._repo.link(location_id, company_id, time.time())
+        try:
+            await self._refresh(location_key(location_id), rejected=None, heal=True)
+        except (TokenUnavailable, GHLError) as exc:
+            log.warning(
+                "no location token from the agency token yet",
+                extra={"location_id": location_id, "company_id": company_id, "reason": str(exc)},
+            )
+            return False
+        return True
+
+    # Internals ----------------------------------------------------------------------------
+    async def _token(self, key: str) -> str:
+        found = await self._repo.get(key)
+        if found is not None:
+            installation, _ = found
+            _check_usable(installation)
+            if _fresh(installation):
+                return installation.access_token
+        return await self._refresh(key, rejected=None)
+
+    async def _usable(self, key: str, rejected: str | None, heal: bool) -> str | None:
+        """The stored token if it can be used as is; None if it must be renewed."""
+        found = await self._repo.get(key)
         if found is None:
-            raise TokenUnavailable(
-                f"Cast SMS is not installed for location {location_id}: install the app",
-                code="NOT_INSTALLED",
-            )
-        installation, rev = found
+            return None
+        installation, _ = found
         if installation.needs_reauth:
-            raise TokenUnavailable(
-                "Cast SMS needs to be re-authorised for this location: "
-                f"{installation.reauth_reason or 'GHL refused the token refresh'}",
-                code="REAUTHORIZATION_NEEDED",
-            )
-        return installation, rev
+            if heal:
+                return None
+            _check_usable(installation)
+        if not _fresh(installation):
+            return None
+        if rejected is not None and installation.access_token == rejected:
+            return None
+        return installation.access_token
 
-    def _still_good(self, installation: Installation, rejected: str | None) -> bool:
-        if rejected is not None:
-            return installation.access_token != rejected
-        return installation.expires_at - time.time() > REFRESH_AHEAD_SECONDS
-
-    async def _refresh(self, location_id: str, rejected: str | None) -> str:
-        lock = self._locks.setdefault(location_id, asyncio.Lock())
+    async def _refresh(self, key: str, rejected: str | None, heal: bool = False) -> str:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        lease = f"refresh:{key}"
         async with lock:
-            lease = f"refresh:{location_id}"
             while True:
-                installation, rev = await self._load(location_id)
-                if self._still_good(installation, rejected):
-                    return installation.access_token
+                token = await self._usable(key, rejected, heal)
+                if token is not None:
+                    return token
                 if await self._store.acquire_lease(
-                    lease, self._owner, now=time.time(), seconds=REFRESH_LEASE_SECONDS
+                    lease, self._owner, now=time.time(), seconds=self._lease_seconds
                 ):
                     break
                 await asyncio.sleep(WAIT_STEP_SECONDS)
             try:
-                installation, rev = await self._load(location_id)
-                if self._still_good(installation, rejected):
-                    return installation.access_token
-                return await self._refresh_with_ghl(installation, rev)
+                # Re-read under the lease: another process may have refreshed meanwhile.
+                token = await self._usable(key, rejected, heal)
+                if token is not None:
+                    return token
+                return await self._renew(key, heal)
             finally:
                 await self._store.release_lease(lease, self._owner)
 
-    async def _refresh_with_ghl(self, installation: Installation, rev: int) -> str:
-        if not installation.refresh_token:
-            await self._mark_reauth(installation, rev, "no refresh token stored")
+    async def _renew(self, key: str, heal: bool) -> str:
+        """Holding the lease: get a new pair from GHL and store it."""
+        found = await self._repo.get(key)
+        location_id = key.removeprefix("location:") if key.startswith("location:") else None
+        if found is None:
+            if location_id is not None:
+                token = await self._via_company(location_id, None)
+                if token is not None:
+                    return token
+            raise _not_installed(key)
+        installation, rev = found
+        if installation.needs_reauth or not installation.refresh_token:
+            if location_id is not None and (heal or not installation.needs_reauth):
+                token = await self._via_company(location_id, found)
+                if token is not None:
+                    return token
+            if not installation.needs_reauth:
+                await self._mark_reauth(installation, rev, "no refresh token stored")
+            _check_usable(installation)
             raise TokenUnavailable("no refresh token stored", code="REAUTHORIZATION_NEEDED")
-        form = {
-            "client_id": self._settings.ghl_client_id,
-            "client_secret": self._settings.ghl_client_secret.get_secret_value(),
-            "grant_type": "refresh_token",
-            "refresh_token": installation.refresh_token,
-            "user_type": "Location",
-            "redirect_uri": self._settings.redirect_uri,
-        }
-        self.refreshes += 1
         try:
-            token = await self._ghl.exchange_token(form)
+            pair = await self._exchange_refresh(installation)
         except GHLError as exc:
-            self.refresh_failures += 1
-            if exc.status in (400, 401):
-                await self._mark_reauth(
-                    installation, rev, f"GHL refused the refresh ({exc.status})"
-                )
+            self._counters.inc("token_refresh_failures")
+            if _client_rejected(exc):
                 log.error(
-                    "token refresh refused: location needs re-authorisation",
-                    extra={"location_id": installation.location_id, "status": exc.status},
+                    "GHL refused our client credentials: check GHL_CLIENT_ID/GHL_CLIENT_SECRET",
+                    extra={"installation": key, "status": exc.status},
                 )
                 raise TokenUnavailable(
-                    "GHL refused the token refresh: re-install Cast SMS for this location",
-                    code="REAUTHORIZATION_NEEDED",
+                    "GHL refused the app's client credentials", code="GHL_CLIENT_REJECTED"
                 ) from exc
-            raise
-        now = time.time()
-        refreshed = installation.model_copy(
-            update={
-                "access_token": token.access_token,
-                "refresh_token": token.refresh_token or installation.refresh_token,
-                "expires_at": now + token.expires_in,
-                "scopes": token.scope.split() or installation.scopes,
-                "updated_at": now,
+            if not _grant_refused(exc):
+                raise  # transient (timeout, 5xx, 429): the caller retries later
+            if location_id is not None:
+                token = await self._via_company(location_id, found)
+                if token is not None:
+                    return token
+            reason = f"GHL refused the token refresh ({exc.status} {_error_code(exc)})"
+            await self._mark_reauth(installation, rev, reason)
+            self._counters.inc("installations_needing_reauth")
+            log.error(
+                "token refresh refused: the installation needs re-authorisation",
+                extra={"installation": key, "status": exc.status, "error": _error_code(exc)},
+            )
+            raise TokenUnavailable(
+                f"{reason}: re-install Cast SMS for this location",
+                code="REAUTHORIZATION_NEEDED",
+            ) from exc
+        self._counters.inc("token_refreshes")
+        token = await self._store_pair(installation, rev, pair)
+        log.info("token refreshed", extra={"installation": key})
+        return token
+
+    async def _exchange_refresh(self, installation: Installation) -> TokenResponse:
+        user_type = installation.user_type or (
+            "Company" if installation.kind == "company" else "Location"
+        )
+        return await self._ghl.exchange_token(
+            {
+                "client_id": self._settings.ghl_client_id,
+                "client_secret": self._settings.ghl_client_secret.get_secret_value(),
+                "grant_type": "refresh_token",
+                "refresh_token": installation.refresh_token or "",
+                "user_type": user_type,
+                "redirect_uri": self._settings.redirect_uri,
             }
         )
-        if not await self._repo.swap(refreshed, rev):
-            # Another writer changed the document while we held the lease (an install, say):
-            # its token is newer than ours.
-            current, _ = await self._load(installation.location_id or "")
-            return current.access_token
-        log.info("token refreshed", extra={"location_id": installation.location_id})
-        return refreshed.access_token
+
+    async def _store_pair(
+        self, old: Installation, rev: int, pair: TokenResponse, **extra: object
+    ) -> str:
+        """Write a pair GHL just issued; never lose it to a concurrent non-token change."""
+        now = time.time()
+        fields: dict[str, object] = {
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token or old.refresh_token,
+            "expires_at": now + pair.expires_in,
+            "scopes": pair.scope.split() or old.scopes,
+            "needs_reauth": False,
+            "reauth_reason": None,
+            "updated_at": now,
+            **extra,
+        }
+        candidate = old.model_copy(update=fields)
+        while not await self._repo.swap(candidate, rev):
+            found = await self._repo.get(old.id)
+            if found is None:
+                raise _not_installed(old.id)  # uninstalled meanwhile
+            current, rev = found
+            if (current.access_token, current.refresh_token) != (
+                old.access_token,
+                old.refresh_token,
+            ):
+                # A re-install stored a newer pair meanwhile: it wins.
+                _check_usable(current)
+                return current.access_token
+            candidate = current.model_copy(update=fields)
+        return candidate.access_token
+
+    async def _via_company(
+        self, location_id: str, existing: tuple[Installation, int] | None
+    ) -> str | None:
+        """Holding the location's lease: a location token from its agency's token, or None."""
+        company_id = await self._repo.company_of(location_id)
+        if company_id is None and existing is not None:
+            company_id = existing[0].company_id
+        if company_id is None or await self._repo.get(company_key(company_id)) is None:
+            return None
+        try:
+            company_token = await self._token(company_key(company_id))
+            try:
+                pair = await self._ghl.location_token(company_token, company_id, location_id)
+            except GHLError as exc:
+                if not exc.unauthorized:
+                    raise
+                company_token = await self._refresh(company_key(company_id), company_token)
+                pair = await self._ghl.location_token(company_token, company_id, location_id)
+        except TokenUnavailable as exc:
+            log.warning(
+                "the agency token cannot give a location token",
+                extra={"location_id": location_id, "company_id": company_id, "reason": exc.code},
+            )
+            return None
+        except GHLError as exc:
+            if exc.retryable:
+                raise
+            log.warning(
+                "GHL refused a location token from the agency token",
+                extra={"location_id": location_id, "company_id": company_id, "status": exc.status},
+            )
+            return None
+        self._counters.inc("location_tokens_from_company")
+        log.info(
+            "location token obtained from the agency token",
+            extra={"location_id": location_id, "company_id": company_id},
+        )
+        if existing is not None:
+            old, rev = existing
+            return await self._store_pair(
+                old, rev, pair, source="company", company_id=company_id, user_type="Location"
+            )
+        now = time.time()
+        installation = Installation(
+            id=location_key(location_id),
+            kind="location",
+            location_id=location_id,
+            company_id=company_id,
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            expires_at=now + pair.expires_in,
+            scopes=pair.scope.split(),
+            user_type="Location",
+            installed_at=now,
+            updated_at=now,
+            source="company",
+        )
+        if await self._repo.swap(installation, 0):
+            return installation.access_token
+        found = await self._repo.get(installation.id)  # the OAuth callback stored one meanwhile
+        if found is None:
+            return None
+        _check_usable(found[0])
+        return found[0].access_token
 
     async def _mark_reauth(self, installation: Installation, rev: int, reason: str) -> None:
         flagged = installation.model_copy(
             update={"needs_reauth": True, "reauth_reason": reason, "updated_at": time.time()}
         )
         await self._repo.swap(flagged, rev)
+
+
+def _fresh(installation: Installation) -> bool:
+    return installation.expires_at - time.time() > REFRESH_AHEAD_SECONDS
+
+
+def _check_usable(installation: Installation) -> None:
+    if installation.needs_reauth:
+        raise TokenUnavailable(
+            "Cast SMS needs to be re-authorised for this location: "
+            f"{installation.reauth_reason or 'GHL refused the token refresh'}",
+            code="REAUTHORIZATION_NEEDED",
+        )
+
+
+def _error_code(exc: GHLError) -> str:
+    """GHL's error word (`invalid_grant`), without echoing anything else from the body."""
+    for word in ("invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope"):
+        if word in exc.body:
+            return word
+    return "refused"

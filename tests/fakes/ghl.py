@@ -35,6 +35,10 @@ class FakeGHL:
         self.inbound_stalls: deque[float] = deque()  # stall, then 504 without adding
         self.contact_upserts: list[dict[str, Any]] = []
         self.expires_in = 86399
+        self.token_delay = 0.0  # seconds each /oauth/token answer takes (widens race windows)
+        self.installed: dict[str, list[str]] = {}  # companyId -> locations with the app
+        self.installed_requests: list[dict[str, Any]] = []
+        self.location_token_script: deque[int] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.app = self._build_app()
@@ -70,6 +74,13 @@ class FakeGHL:
     def refresh_calls(self) -> list[dict[str, str]]:
         return [r for r in self.token_requests if r.get("grant_type") == "refresh_token"]
 
+    def code_calls(self) -> list[dict[str, str]]:
+        return [r for r in self.token_requests if r.get("grant_type") == "authorization_code"]
+
+    def spend_refresh_token(self, refresh: str) -> None:
+        """As if someone else had used it: the next use answers invalid_grant."""
+        self.used_refresh_tokens.add(refresh)
+
     # The HTTP app ------------------------------------------------------------------------
     def _authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -81,6 +92,8 @@ class FakeGHL:
         @app.post("/oauth/token")
         async def token(request: Request) -> JSONResponse:
             form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+            if self.token_delay:
+                await asyncio.sleep(self.token_delay)
             with self._lock:
                 self.token_requests.append(form)
                 if self.token_script:
@@ -119,10 +132,34 @@ class FakeGHL:
         @app.post("/oauth/locationToken")
         async def location_token(request: Request) -> JSONResponse:
             form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-            self.location_token_requests.append(form)
+            self.location_token_requests.append(
+                {**form, "token": request.headers.get("authorization", "")[7:]}
+            )
             if not self._authorized(request):
                 return JSONResponse({"message": "Invalid JWT", "statusCode": 401}, status_code=401)
+            if self.location_token_script:
+                code = self.location_token_script.popleft()
+                return JSONResponse({"message": "scripted", "statusCode": code}, status_code=code)
             return JSONResponse(self.issue_pair(form["locationId"], form.get("companyId")))
+
+        @app.get("/oauth/installedLocations")
+        async def installed_locations(request: Request) -> JSONResponse:
+            params = dict(request.query_params)
+            self.installed_requests.append(params)
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT", "statusCode": 401}, status_code=401)
+            ids = self.installed.get(params.get("companyId", ""), [])
+            skip, limit = int(params.get("skip", 0)), int(params.get("limit", 20))
+            page = ids[skip : skip + limit]
+            return JSONResponse(
+                {
+                    "locations": [
+                        {"_id": loc, "name": f"Location {loc}", "isInstalled": True} for loc in page
+                    ],
+                    "count": len(ids),
+                    "installToFutureLocations": None,
+                }
+            )
 
         @app.put("/conversations/messages/{message_id}/status")
         async def status(message_id: str, request: Request) -> JSONResponse:

@@ -1,0 +1,57 @@
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from app.deps import OAuthServiceDep, ResourcesDep
+from app.errors import ApiError
+from app.ghl.client import GHLError
+from app.ghl.webhooks import VerifiedBody, parse_payload
+from app.oauth import pages
+from app.oauth.schemas import AppWebhook
+from app.oauth.service import InstallError
+
+router = APIRouter(tags=["oauth"])
+
+# The callback URL carries the one-time code: keep it out of caches and Referer headers.
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@router.get("/oauth/install", status_code=302)
+@router.get("/install", status_code=302, include_in_schema=False)
+async def install(service: OAuthServiceDep) -> RedirectResponse:
+    """Start an installation: redirect to GHL's location chooser with a signed state."""
+    return RedirectResponse(service.install_url(), status_code=302, headers=_PAGE_HEADERS)
+
+
+@router.get("/oauth/callback", response_class=HTMLResponse)
+@router.get("/oauth-callback", response_class=HTMLResponse, include_in_schema=False)
+async def callback(
+    service: OAuthServiceDep,
+    code: str | None = None,
+    state: str | None = None,
+    error: str | None = None,
+) -> HTMLResponse:
+    """GHL's redirect after the user approved: exchange the code, store the tokens."""
+    try:
+        result = await service.complete_install(code, state, error)
+    except InstallError as exc:
+        return HTMLResponse(
+            pages.error_page(exc.title, exc.message), status_code=exc.status, headers=_PAGE_HEADERS
+        )
+    return HTMLResponse(pages.connected_page(result), headers=_PAGE_HEADERS)
+
+
+@router.post("/webhooks/ghl/app")
+async def app_webhook(
+    body: VerifiedBody, service: OAuthServiceDep, resources: ResourcesDep
+) -> JSONResponse:
+    """The app's Webhook URL: INSTALL and UNINSTALL (signed like the Delivery URL)."""
+    try:
+        event = parse_payload(AppWebhook, body)
+    except ApiError:
+        resources.counters.inc("webhooks_rejected_payload")
+        raise
+    try:
+        outcome = await service.handle_app_webhook(event)
+    except GHLError as exc:
+        raise ApiError(502, "ghl_unavailable", f"GHL did not answer as expected: {exc}") from exc
+    return JSONResponse(outcome)

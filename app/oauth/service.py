@@ -1,0 +1,392 @@
+"""Installing the app: the install link, the OAuth callback, agency installs, INSTALL/UNINSTALL."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from app.config import Settings
+from app.errors import ApiError
+from app.ghl.client import GHLClient, GHLError
+from app.ghl.schemas import TokenResponse
+from app.metrics import Counters
+from app.oauth.repository import InstallationRepository, company_key, location_key
+from app.oauth.schemas import AppWebhook, Installation, InstallResult
+from app.oauth.state import StateError, StateSigner
+from app.oauth.tokens import TokenService, TokenUnavailable
+
+log = logging.getLogger(__name__)
+
+LOCATION_TOKEN_CONCURRENCY = 4
+CAS_ATTEMPTS = 10
+
+
+class InstallError(Exception):
+    """The install cannot be completed; shown to the installing user as an HTML page."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.message = message
+
+
+def parse_timestamp(value: str | float) -> float:
+    """GHL's webhook `timestamp`: ISO-8601 (`2025-01-01T10:00:00.000Z`) or epoch (s or ms)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return datetime.fromisoformat(text).timestamp()
+    else:
+        number = float(value)
+    return number / 1000 if number > 1e11 else number
+
+
+class OAuthService:
+    def __init__(
+        self,
+        settings: Settings,
+        repository: InstallationRepository,
+        tokens: TokenService,
+        ghl: GHLClient,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._repo = repository
+        self._tokens = tokens
+        self._ghl = ghl
+        self._counters = counters
+        self._clock = clock
+        self._signer = StateSigner(
+            settings.ghl_client_secret.get_secret_value(), settings.oauth_state_ttl_seconds
+        )
+
+    # The install link ---------------------------------------------------------------------
+    def install_url(self) -> str:
+        params = {
+            "response_type": "code",
+            "redirect_uri": self._settings.redirect_uri,
+            "client_id": self._settings.ghl_client_id,
+            "scope": " ".join(self._settings.scope_list),
+            "state": self._signer.issue(self._clock()),
+        }
+        return f"{self._settings.authorize_url}?{urlencode(params, quote_via=quote)}"
+
+    # The OAuth callback -------------------------------------------------------------------
+    async def complete_install(
+        self, code: str | None, state: str | None, error: str | None = None
+    ) -> InstallResult:
+        if state:
+            try:
+                self._signer.verify(state, self._clock())
+            except StateError as exc:
+                self._counters.inc("installs_refused")
+                log.warning("install refused: bad state", extra={"reason": str(exc)})
+                raise InstallError(
+                    400,
+                    "This installation link is not valid",
+                    f"The link was altered or has expired ({exc}). "
+                    "Start the installation again from the Marketplace or the install link.",
+                ) from exc
+        if error:
+            self._counters.inc("installs_refused")
+            log.warning("install cancelled at GHL", extra={"error": error[:100]})
+            raise InstallError(
+                400,
+                "The installation was not authorised",
+                "GHL did not grant access to Cast SMS. Start the installation again and "
+                "approve the requested permissions.",
+            )
+        if not code or not code.strip():
+            self._counters.inc("installs_refused")
+            log.warning("install refused: no authorization code")
+            raise InstallError(
+                400,
+                "No authorization code",
+                "This page must be opened by GHL at the end of an installation (the code "
+                "parameter is missing). Start the installation again.",
+            )
+        pair = await self._exchange_code(code.strip())
+        missing = self._missing_scopes(pair)
+        if pair.user_type == "Company" or (not pair.location_id and pair.company_id):
+            result = await self._install_company(pair, missing)
+        else:
+            result = await self._install_location(pair, missing)
+        self._counters.inc("installs_completed")
+        return result
+
+    async def _exchange_code(self, code: str) -> TokenResponse:
+        form = {
+            "client_id": self._settings.ghl_client_id,
+            "client_secret": self._settings.ghl_client_secret.get_secret_value(),
+            "grant_type": "authorization_code",
+            "code": code,
+            "user_type": "Location",
+            "redirect_uri": self._settings.redirect_uri,
+        }
+        try:
+            return await self._ghl.exchange_token(form)
+        except GHLError as exc:
+            self._counters.inc("installs_failed")
+            client_rejected = exc.status in (400, 401) and "invalid_client" in exc.body
+            if exc.status in (400, 401, 403, 422) and not client_rejected:
+                log.warning("install failed: GHL refused the code", extra={"status": exc.status})
+                raise InstallError(
+                    400,
+                    "GHL did not accept the authorization",
+                    "The authorization code is invalid, expired or was already used. "
+                    "Start the installation again.",
+                ) from exc
+            log.error(
+                "install failed: GHL token exchange error"
+                + (" (check GHL_CLIENT_ID/GHL_CLIENT_SECRET)" if client_rejected else ""),
+                extra={"status": exc.status, "reason": exc.message},
+            )
+            raise InstallError(
+                502,
+                "GHL could not complete the installation",
+                "GHL did not answer the token request as expected. Nothing was stored; "
+                "try the installation again in a few minutes.",
+            ) from exc
+
+    def _missing_scopes(self, pair: TokenResponse) -> list[str]:
+        granted = set(pair.scope.split())
+        if not granted:
+            return []
+        missing = [scope for scope in self._settings.scope_list if scope not in granted]
+        if missing:
+            self._counters.inc("installs_missing_scopes")
+            log.error(
+                "installed without scopes the provider needs",
+                extra={
+                    "location_id": pair.location_id,
+                    "company_id": pair.company_id,
+                    "missing_scopes": missing,
+                },
+            )
+        return missing
+
+    async def _install_location(self, pair: TokenResponse, missing: list[str]) -> InstallResult:
+        if not pair.location_id:
+            log.error("install failed: GHL's token names no location or company")
+            raise InstallError(
+                502,
+                "GHL did not say which sub-account was installed",
+                "The token answer named no location. Nothing was stored; try again.",
+            )
+        key = location_key(pair.location_id)
+        now = self._clock()
+        existing = await self._repo.get(key)
+        await self._repo.put(
+            Installation(
+                id=key,
+                kind="location",
+                location_id=pair.location_id,
+                company_id=pair.company_id,
+                access_token=pair.access_token,
+                refresh_token=pair.refresh_token,
+                expires_at=now + pair.expires_in,
+                scopes=pair.scope.split(),
+                user_type=pair.user_type or "Location",
+                installed_at=existing[0].installed_at if existing else now,
+                updated_at=now,
+                source="oauth",
+            )
+        )
+        log.info(
+            "location installed",
+            extra={"location_id": pair.location_id, "company_id": pair.company_id},
+        )
+        return InstallResult(
+            kind="location",
+            location_id=pair.location_id,
+            company_id=pair.company_id,
+            locations=[pair.location_id],
+            missing_scopes=missing,
+        )
+
+    async def _install_company(self, pair: TokenResponse, missing: list[str]) -> InstallResult:
+        company_id = pair.company_id or ""
+        key = company_key(company_id)
+        now = self._clock()
+        existing = await self._repo.get(key)
+        await self._repo.put(
+            Installation(
+                id=key,
+                kind="company",
+                company_id=company_id,
+                access_token=pair.access_token,
+                refresh_token=pair.refresh_token,
+                expires_at=now + pair.expires_in,
+                scopes=pair.scope.split(),
+                user_type="Company",
+                installed_at=existing[0].installed_at if existing else now,
+                updated_at=now,
+                location_ids=existing[0].location_ids if existing else [],
+            )
+        )
+        log.info(
+            "agency installed",
+            extra={"company_id": company_id, "bulk": pair.is_bulk_installation},
+        )
+        wanted = list(dict.fromkeys([*pair.approved_locations, *filter(None, [pair.location_id])]))
+        wanted = list(dict.fromkeys([*wanted, *await self._installed_locations(company_id)]))
+        obtained, failed = await self._ensure_locations(company_id, wanted)
+        return InstallResult(
+            kind="company",
+            company_id=company_id,
+            locations=obtained,
+            failed_locations=failed,
+            missing_scopes=missing,
+        )
+
+    async def _installed_locations(self, company_id: str) -> list[str]:
+        """The company's locations that have the app, per GHL (empty if GHL cannot say)."""
+        try:
+            token = await self._tokens.company_token(company_id)
+            return await self._ghl.installed_locations(token, company_id, self._settings.app_id)
+        except (GHLError, TokenUnavailable) as exc:
+            log.warning(
+                "could not list the agency's installed locations",
+                extra={"company_id": company_id, "reason": str(exc)},
+            )
+            return []
+
+    async def _ensure_locations(
+        self, company_id: str, location_ids: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Location tokens from the company token, a few at a time."""
+        limit = asyncio.Semaphore(LOCATION_TOKEN_CONCURRENCY)
+
+        async def one(location_id: str) -> bool:
+            async with limit:
+                return await self._tokens.ensure_location(location_id, company_id)
+
+        outcomes = await asyncio.gather(*(one(loc) for loc in location_ids))
+        obtained = [loc for loc, ok in zip(location_ids, outcomes, strict=True) if ok]
+        failed = [loc for loc, ok in zip(location_ids, outcomes, strict=True) if not ok]
+        await self._update_company_locations(company_id, add=location_ids)
+        if failed:
+            self._counters.inc("location_tokens_failed", len(failed))
+        return obtained, failed
+
+    async def _update_company_locations(
+        self, company_id: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> None:
+        for _ in range(CAS_ATTEMPTS):
+            found = await self._repo.get(company_key(company_id))
+            if found is None:
+                return
+            company, rev = found
+            ids = [loc for loc in dict.fromkeys([*company.location_ids, *add]) if loc not in remove]
+            if ids == company.location_ids:
+                return
+            updated = company.model_copy(update={"location_ids": ids})
+            if await self._repo.swap(updated, rev):
+                return
+
+    # App lifecycle webhooks ----------------------------------------------------------------
+    async def handle_app_webhook(self, event: AppWebhook) -> dict[str, Any]:
+        if event.app_id != self._settings.app_id:
+            return {"status": "ignored", "reason": "event for another app"}
+        try:
+            sent_at = parse_timestamp(event.timestamp)
+        except (ValueError, OverflowError) as exc:
+            raise ApiError(
+                422, "invalid_payload", "timestamp: not an ISO-8601 date or epoch", "timestamp"
+            ) from exc
+        age = self._clock() - sent_at
+        if abs(age) > self._settings.ghl_app_webhook_max_age_seconds:
+            self._counters.inc("webhooks_rejected_stale")
+            raise ApiError(
+                401,
+                "stale_webhook",
+                f"timestamp is {age:.0f}s away from now (limit "
+                f"{self._settings.ghl_app_webhook_max_age_seconds:.0f}s): refused as a replay",
+                "timestamp",
+            )
+        if event.type not in ("INSTALL", "UNINSTALL"):
+            return {"status": "ignored", "reason": f"event type {event.type} is not handled"}
+        if event.type == "INSTALL" and not (event.location_id or event.company_id):
+            raise ApiError(422, "invalid_payload", "INSTALL names no locationId", "locationId")
+        if event.type == "UNINSTALL" and not (event.location_id or event.company_id):
+            raise ApiError(422, "invalid_payload", "UNINSTALL names no locationId", "locationId")
+        if not await self._repo.claim_webhook(event.webhook_id, event.type, self._clock()):
+            return {"status": "duplicate", "webhookId": event.webhook_id}
+        try:
+            if event.type == "INSTALL":
+                outcome = await self._on_install(event)
+            else:
+                outcome = await self._on_uninstall(event)
+        except BaseException:
+            await asyncio.shield(self._repo.release_webhook(event.webhook_id))
+            raise
+        self._counters.inc(f"app_webhooks_{event.type.lower()}")
+        return {"status": outcome, "webhookId": event.webhook_id}
+
+    async def _on_install(self, event: AppWebhook) -> str:
+        company_id, location_id = event.company_id, event.location_id
+        company = await self._repo.get(company_key(company_id)) if company_id else None
+        if location_id and company_id:
+            if company is None:
+                # The OAuth callback (or a later agency token) will bring the token.
+                await self._repo.link(location_id, company_id, self._clock())
+                found = await self._repo.get(location_key(location_id))
+                installed = found is not None and not found[0].needs_reauth
+                log.info(
+                    "INSTALL received",
+                    extra={"location_id": location_id, "installed": installed},
+                )
+                return "installed" if installed else "pending"
+            ok = await self._tokens.ensure_location(location_id, company_id)
+            await self._update_company_locations(company_id, add=[location_id])
+            if not ok:
+                raise ApiError(
+                    502, "ghl_unavailable", "could not obtain a location token from GHL yet"
+                )
+            log.info("INSTALL: location token ready", extra={"location_id": location_id})
+            return "installed"
+        if location_id:
+            found = await self._repo.get(location_key(location_id))
+            return "installed" if found is not None and not found[0].needs_reauth else "pending"
+        # An agency-wide install without a location: sync the locations GHL reports.
+        assert company_id is not None
+        if company is None:
+            log.info(
+                "INSTALL for an agency awaiting its OAuth callback",
+                extra={"company_id": company_id},
+            )
+            return "pending"
+        wanted = await self._installed_locations(company_id)
+        _, failed = await self._ensure_locations(company_id, wanted)
+        return "installed" if not failed else "partial"
+
+    async def _on_uninstall(self, event: AppWebhook) -> str:
+        if event.location_id:
+            company_id = await self._repo.company_of(event.location_id) or event.company_id
+            await self._forget_location(event.location_id)
+            if company_id:
+                await self._update_company_locations(company_id, remove=[event.location_id])
+            log.info("location uninstalled", extra={"location_id": event.location_id})
+            return "uninstalled"
+        company_id = event.company_id or ""
+        found = await self._repo.get(company_key(company_id))
+        if found is not None:
+            for location_id in found[0].location_ids:
+                location = await self._repo.get(location_key(location_id))
+                if location is None or location[0].source == "company":
+                    await self._forget_location(location_id)
+            await self._repo.delete(company_key(company_id))
+        log.info("agency uninstalled", extra={"company_id": company_id})
+        return "uninstalled"
+
+    async def _forget_location(self, location_id: str) -> None:
+        await self._repo.delete(location_key(location_id))
+        await self._repo.delete_location_settings(location_id)
+        await self._repo.unlink(location_id)

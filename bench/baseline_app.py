@@ -1,0 +1,36 @@
+"""The yardstick: a bare FastAPI app under uvicorn that answers every POST with 200.
+
+Served exactly like the bridge (`uvicorn.run`, one process, uvloop/httptools, no access log), so
+the benchmark can print the bridge's ingest as a fraction of what this machine's FastAPI stack
+does with no work at all. `python -m bench.baseline_app --port 3999`
+"""
+
+import argparse
+
+import uvicorn
+from fastapi import FastAPI, Response
+
+app = FastAPI()
+
+
+@app.post("/webhooks/ghl/outbound")
+async def ok() -> Response:
+    return Response(status_code=200)
+
+
+@app.get("/healthz")
+async def healthz() -> Response:
+    return Response(status_code=200)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=parser.parse_args().port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )

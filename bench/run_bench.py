@@ -1,0 +1,353 @@
+"""The bridge as a whole, on loopback: ingest, pacing, end-to-end latency, memory.
+
+    .venv/bin/python -m bench.run_bench --n 5000 --c 64            # a few minutes at R=10
+    .venv/bin/python -m bench.run_bench --n 10000 --c 64 --rate 10 # the published run (~18 min)
+
+Three processes besides this one: the bridge (`python -m app`), fake Cast + fake GHL
+(`bench.fakes_server`) and the load generator (`wrk`, one thread, pre-signed bodies). Phases:
+
+1. ingest: N signed ProviderOutboundMessage webhooks at concurrency C; wrk reports the
+   acknowledged rate and the ack latency percentiles;
+2. drain: until fake Cast has every message and fake GHL every status; fake Cast enforces Cast's
+   per-key rate R and per-IP limits (429 when exceeded);
+3. latency: K more webhooks, spaced 2/R apart so pacing never waits; for each, the time from the
+   load generator sending it to fake Cast receiving the send (one monotonic clock, one machine);
+4. baseline: a bare FastAPI "return 200" app under the same uvicorn, same wrk, same bodies.
+
+The store is SQLite unless MONGO_URI is set (a real MongoDB) or `--backend mongo-wire`.
+Results go to stdout and to `<workdir>/results.json`.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    Bridge,
+    Fakes,
+    StoreSetup,
+    machine,
+    make_bridge,
+    percentile,
+    seed_installation,
+    signed_webhooks,
+    write_bodies,
+)
+from tests.support.harness import LOCATION
+from tests.support.processes import ROOT, free_port, stop
+
+LUA = ROOT / "bench" / "wrk_post.lua"
+TARGETS = {
+    "ingest_per_s": 1500,
+    "ack_p99_ms": 50,
+    "cast_time_factor": 1.03,
+    "added_latency_p50_ms": 5,
+    "rss_mb": 150,
+}
+
+
+def run_wrk(url: str, bodies_file: Path, n: int, c: int, threads: int) -> dict[str, Any]:
+    """Fire the first `n` bodies of `bodies_file` at `url` with wrk; stop once all are answered."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+    done = bodies_file.with_suffix(".done")
+    flags = [done.with_name(f"{done.name}.{tid}") for tid in range(threads)]
+    for flag in flags:
+        flag.unlink(missing_ok=True)
+    duration = max(30, int(n / 100) + 30)  # an upper bound: wrk is stopped once all answered
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{c}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(bodies_file),
+        str(n),
+        str(threads),
+        str(done),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not all(flag.exists() for flag in flags):
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    line = next((line for line in out.splitlines() if line.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out}\n{err}")
+    result = json.loads(line.removeprefix("WRKJSON "))
+    result["per_s"] = result["requests"] / (result["elapsed_us"] / 1e6)
+    return result
+
+
+def start_profiler(bridge: Bridge, out: Path) -> subprocess.Popen[str]:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    assert bridge.proc is not None
+    cmd = [py_spy, "record", "--pid", str(bridge.proc.pid), "--rate", "250", "--nonblocking"]
+    proc = subprocess.Popen(
+        [*cmd, "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # let py-spy attach
+    return proc
+
+
+def stop_profiler(proc: subprocess.Popen[str], out: Path) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    print(f"  profile: {out} (summarise: python -m bench.profile_summary {out})")
+
+
+def wait_drained(fakes: Fakes, bridge: Bridge, n: int, timeout: float) -> tuple[dict, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        bridge.sample_rss()
+        cast, ghl = fakes.cast_stats(), fakes.ghl_stats()
+        if (cast["unique"] >= n and ghl["unique"] >= n) or time.monotonic() > deadline:
+            return cast, ghl
+        time.sleep(0.5)
+
+
+async def latency_phase(
+    bridge: Bridge, fakes: Fakes, samples: int, spacing: float
+) -> dict[str, Any]:
+    bodies = signed_webhooks(samples, "lat")
+    sent_at: dict[str, float] = {}
+    acks: list[float] = []
+    async with httpx.AsyncClient(base_url=bridge.url, timeout=10) as client:
+        await client.get("/healthz")  # open the keep-alive connection first
+        start = time.monotonic()
+        for i, (message_id, body, signature) in enumerate(bodies):
+            await asyncio.sleep(max(0.0, start + i * spacing - time.monotonic()))
+            t = time.monotonic()
+            response = await client.post(
+                "/webhooks/ghl/outbound",
+                content=body,
+                headers={"Content-Type": "application/json", "X-GHL-Signature": signature},
+            )
+            acks.append(time.monotonic() - t)
+            assert response.status_code == 202, response.text
+            sent_at[f"ghl:{message_id}:1/1"] = t
+    deadline = time.monotonic() + 30
+    arrived: dict[str, float] = {}
+    while time.monotonic() < deadline and len(arrived) < samples:
+        await asyncio.sleep(0.3)
+        arrived = {s["key"]: s["at"] for s in fakes.cast_sent() if s["key"] in sent_at}
+    added = [arrived[key] - sent_at[key] for key in arrived]
+    return {
+        "samples": samples,
+        "arrived": len(arrived),
+        "spacing_s": spacing,
+        "added_p50_ms": percentile(added, 50) * 1000,
+        "added_p95_ms": percentile(added, 95) * 1000,
+        "added_p99_ms": percentile(added, 99) * 1000,
+        "ack_p50_ms": percentile(acks, 50) * 1000,
+    }
+
+
+def baseline(bodies_file: Path, n: int, c: int, threads: int, workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    log = workdir / "baseline.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline_app", "--port", str(port)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        return run_wrk(f"{url}/webhooks/ghl/outbound", bodies_file, n, c, threads)
+    finally:
+        stop(proc)
+
+
+def report(r: dict[str, Any]) -> str:
+    ing, lat, drain = r["ingest"], r["latency"], r["drain"]
+    n, rate = r["n"], r["rate"]
+    ideal = n / rate
+    ok = {
+        "ingest_per_s": ing["per_s"] >= TARGETS["ingest_per_s"],
+        "ack_p99_ms": ing["p99_us"] / 1000 < TARGETS["ack_p99_ms"],
+        "cast_time": drain["cast_all_s"] is not None
+        and drain["cast_all_s"] <= TARGETS["cast_time_factor"] * ideal
+        and drain["rate_limited"] == 0,
+        "added_latency": lat["added_p50_ms"] < TARGETS["added_latency_p50_ms"],
+        "rss": r["peak_rss_mb"] < TARGETS["rss_mb"],
+    }
+    mark = {True: "ok  ", False: "MISS"}
+    lines = [
+        f"machine: {r['machine']['nproc']} cores, {r['machine']['cpu']}, "
+        f"{r['machine']['ram_gib']} GiB RAM, Python {r['machine']['python']}; 1-min load "
+        f"average {r['machine']['loadavg_at_start']:.2f} before the run (other work on the "
+        f"machine), {r['machine']['loadavg_at_end']:.2f} after",
+        f"store: {r['store']}   N={n}  C={r['c']}  R={rate:g}/s  wrk threads={r['threads']}",
+        "",
+        f"[{mark[ok['ingest_per_s']]}] ingest: {ing['per_s']:.0f} webhooks/s acknowledged "
+        f"({ing['requests']} in {ing['elapsed_us'] / 1e6:.2f} s; answers {ing['codes']}, "
+        f"socket errors {ing['connect_errors'] + ing['read_errors'] + ing['write_errors']}, "
+        f"timeouts {ing['timeouts']})   target >= {TARGETS['ingest_per_s']}",
+        f"[{mark[ok['ack_p99_ms']]}] ack latency: p50 {ing['p50_us'] / 1000:.1f} ms, "
+        f"p95 {ing['p95_us'] / 1000:.1f} ms, p99 {ing['p99_us'] / 1000:.1f} ms, "
+        f"max {ing['max_us'] / 1000:.1f} ms   target p99 < {TARGETS['ack_p99_ms']} ms",
+        f"       baseline (bare FastAPI 'return 200', same wrk): {r['baseline']['per_s']:.0f}/s, "
+        f"p99 {r['baseline']['p99_us'] / 1000:.1f} ms  -> bridge ingest = "
+        f"{ing['per_s'] / r['baseline']['per_s']:.2f} x baseline"
+        if r.get("baseline")
+        else "       baseline: skipped",
+        f"[{mark[ok['cast_time']]}] all {drain['cast_unique']}/{n} messages at fake Cast after "
+        f"{_s(drain['cast_all_s'])} (N/R = {ideal:.1f} s, ratio "
+        f"{_ratio(drain['cast_all_s'], ideal)}; target <= {TARGETS['cast_time_factor']}); "
+        f"highest rate in any 1 s window: {drain['max_per_second']}/s; 429s: "
+        f"{drain['rate_limited']}; duplicates: {drain['duplicates']}",
+        f"       every status at fake GHL after {_s(drain['ghl_all_s'])} "
+        f"({drain['ghl_unique']}/{n}, {drain['ghl_by_status']})",
+        f"[{mark[ok['added_latency']]}] added latency webhook-in -> Cast-request-out "
+        f"(not rate-limited, {lat['arrived']}/{lat['samples']} samples every "
+        f"{lat['spacing_s'] * 1000:.0f} ms): p50 {lat['added_p50_ms']:.1f} ms, "
+        f"p95 {lat['added_p95_ms']:.1f} ms, p99 {lat['added_p99_ms']:.1f} ms   target p50 < "
+        f"{TARGETS['added_latency_p50_ms']} ms",
+        f"[{mark[ok['rss']]}] peak RSS of the bridge (VmHWM): {r['peak_rss_mb']:.0f} MB   "
+        f"target < {TARGETS['rss_mb']} MB",
+    ]
+    return "\n".join(lines)
+
+
+def _s(value: float | None) -> str:
+    return "never (timed out)" if value is None else f"{value:.1f} s"
+
+
+def _ratio(value: float | None, ideal: float) -> str:
+    return "-" if value is None else f"{value / ideal:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="webhooks in the ingest phase")
+    parser.add_argument("--c", type=int, default=64, help="concurrent connections (wrk -c)")
+    parser.add_argument("--rate", type=float, default=10.0, help="Cast messages/s per key (R)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument("--backend", choices=["sqlite", "mongo-wire"], default="sqlite")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="skip the drain and latency phases (iterating)"
+    )
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the bridge with py-spy during ingest (collapsed stacks to this file)",
+    )
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cast-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    host = machine()  # before anything of ours runs: the load average says who else is busy
+    fakes = Fakes.start(cast_rate=args.rate)
+    store = StoreSetup.create(args.backend, workdir)
+    bridge = make_bridge(store, fakes, workdir, args.rate, CAST_API_TIMEOUT_SECONDS="5")
+    try:
+        asyncio.run(seed_installation(store.env, fakes.seed_pair(LOCATION)))
+        bridge.start()
+        bodies_file = workdir / "bodies.tsv"
+        write_bodies(bodies_file, signed_webhooks(args.n, "bench"))
+        print(f"work dir {workdir}; bridge pid {bridge.proc.pid if bridge.proc else '-'}")
+        print(f"ingest: {args.n} webhooks at concurrency {args.c} ...", flush=True)
+        profiler = start_profiler(bridge, args.profile) if args.profile else None
+        t0 = time.monotonic()
+        ingest = run_wrk(
+            f"{bridge.url}/webhooks/ghl/outbound", bodies_file, args.n, args.c, args.threads
+        )
+        if profiler is not None:
+            stop_profiler(profiler, args.profile)
+        bridge.sample_rss()
+        print(
+            f"  {ingest['per_s']:.0f}/s, p99 {ingest['p99_us'] / 1000:.1f} ms; draining "
+            f"(about {args.n / args.rate:.0f} s at R={args.rate:g}) ...",
+            flush=True,
+        )
+        drain_timeout = 0 if args.ingest_only else args.n / args.rate * 1.5 + 120
+        cast, ghl = wait_drained(fakes, bridge, args.n, timeout=drain_timeout)
+        drain = {
+            "cast_unique": cast["unique"],
+            "cast_all_s": cast["last_at"] - t0 if cast["unique"] >= args.n else None,
+            "first_send_s": cast["first_at"] - t0 if cast["first_at"] else None,
+            "max_per_second": cast["max_per_second"],
+            "rate_limited": cast["rate_limited"],
+            "duplicates": cast["duplicates"],
+            "replays": cast["replays"],
+            "ghl_unique": ghl["unique"],
+            "ghl_all_s": ghl["last_at"] - t0 if ghl["unique"] >= args.n else None,
+            "ghl_by_status": ghl["by_status"],
+        }
+        print("latency phase ...", flush=True)
+        samples = 0 if args.ingest_only else args.latency_samples
+        latency = asyncio.run(latency_phase(bridge, fakes, samples, spacing=2.0 / args.rate))
+        bridge.sample_rss()
+        bridge.stop()
+        base = None
+        if not args.no_baseline:
+            print("baseline ...", flush=True)
+            base = baseline(bodies_file, args.n, args.c, args.threads, workdir)
+        results = {
+            "machine": {**host, "loadavg_at_end": os.getloadavg()[0]},
+            "store": store.label,
+            "n": args.n,
+            "c": args.c,
+            "rate": args.rate,
+            "threads": args.threads,
+            "ingest": ingest,
+            "drain": drain,
+            "latency": latency,
+            "baseline": base,
+            "peak_rss_mb": bridge.peak_rss_kb / 1024,
+            "at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        (workdir / "results.json").write_text(json.dumps(results, indent=2))
+        print()
+        print(report(results))
+        print(f"\nresults: {workdir / 'results.json'}; bridge log: {bridge.log_path}")
+    finally:
+        if bridge.proc is not None:
+            bridge.stop()
+        fakes.stop()
+        store.close()
+        if not args.keep and args.workdir is None:
+            for name in ("bodies.tsv",):
+                (workdir / name).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
