@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -41,7 +41,10 @@ def parse_timestamp(value: str | float) -> float:
         try:
             number = float(text)
         except ValueError:
-            return datetime.fromisoformat(text).timestamp()
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)  # GHL sends UTC
+            return parsed.timestamp()
     else:
         number = float(value)
     return number / 1000 if number > 1e11 else number
@@ -212,7 +215,14 @@ class OAuthService:
         )
 
     async def _install_company(self, pair: TokenResponse, missing: list[str]) -> InstallResult:
-        company_id = pair.company_id or ""
+        if not pair.company_id:
+            log.error("install failed: GHL's Company token names no company")
+            raise InstallError(
+                502,
+                "GHL did not say which agency was installed",
+                "The token answer named no company. Nothing was stored; try again.",
+            )
+        company_id = pair.company_id
         key = company_key(company_id)
         now = self._clock()
         existing = await self._repo.get(key)
