@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.ghl.signature import WebhookKeys
 from app.inbound.service import InboundService
+from app.locations.service import LocationService
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
 from app.oauth.service import OAuthService
@@ -28,6 +29,7 @@ class Resources:
     inbound: InboundService
     oauth: OAuthService
     started: bool = False
+    locations: LocationService | None = None  # the settings page
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread

@@ -23,7 +23,9 @@ from app.inbound.routing import InboundRouter
 from app.inbound.service import InboundService
 from app.inbound.worker import InboundWorker
 from app.locations.accounts import CastAccounts
+from app.locations.endpoints import router as locations_router
 from app.locations.repository import LocationSettingsRepository
+from app.locations.service import LocationService
 from app.logs import new_request_id, request_id_var
 from app.metrics import Counters
 from app.oauth.crypto import build_cipher
@@ -118,6 +120,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         inbound=InboundService(inbox, counters, inbound_worker.wake),
         oauth=OAuthService(settings, installations, tokens, ghl, counters),
     )
+    resources.locations = LocationService(
+        settings, location_settings, accounts, installations, outbox, worker.wake
+    )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
     resources.started = True
@@ -144,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(outbound_router)
+    app.include_router(locations_router)
     app.include_router(inbound_router)
     app.include_router(oauth_router)
     app.add_middleware(RequestIdMiddleware)

@@ -33,7 +33,7 @@ class SettingsForm(BaseModel):
 
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    sender_id: str | None = Field(None, max_length=SENDER_ID_MAX)
+    sender_id: str | None = None
     api_key: str | None = Field(None, max_length=200)
     enabled: bool = False
     remove_api_key: bool = False
@@ -48,7 +48,11 @@ class SettingsForm(BaseModel):
     @field_validator("sender_id")
     @classmethod
     def _sender_id_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _SENDER_ID.fullmatch(value):
+        if value is None:
+            return None
+        if len(value) > SENDER_ID_MAX:
+            raise ValueError(f"at most {SENDER_ID_MAX} characters")
+        if not _SENDER_ID.fullmatch(value):
             raise ValueError("use letters, digits and spaces only (as approved by Cast)")
         return value
 

@@ -1,0 +1,211 @@
+"""The settings page inside GHL (a Marketplace custom page): HTTP in, HTML out.
+
+GET /settings serves a small page that asks GHL's parent window for the encrypted user context
+and posts it to POST /settings/sso. Every later form carries the signed session it gets back.
+Errors answer HTML with the right status, or the usual JSON error body for a client that asks
+for JSON (`Accept: application/json`).
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from app.deps import ResourcesDep
+from app.errors import ApiError, validation_error
+from app.locations.pages import STATIC_DIR, STATIC_FILES, new_nonce, render
+from app.locations.schemas import SettingsForm, SmsTestForm
+from app.locations.service import LocationService
+from app.locations.sso import Session
+
+router = APIRouter(prefix="/settings", tags=["settings"], include_in_schema=False)
+
+MAX_FORM_BYTES = 32_768
+_LABELS = {"sender_id": "Sender ID", "api_key": "Cast API key", "phone": "Mobile number"}
+_TITLES = {
+    401: "Not signed in",
+    403: "Not allowed",
+    413: "Too large",
+    415: "Not a form",
+    429: "Too many test messages",
+    503: "Not configured",
+}
+
+
+async def get_location_service(resources: ResourcesDep) -> LocationService:
+    service = resources.locations
+    if service is None:  # pragma: no cover - always set by the lifespan
+        raise ApiError(503, "not_ready", "The settings page is not available")
+    return service
+
+
+LocationServiceDep = Annotated[LocationService, Depends(get_location_service)]
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def _form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise ApiError(413, "too_large", "The form is too large")
+    if not body:
+        return {}
+    if content_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "Send the form as urlencoded fields")
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "malformed_form", "The form could not be read") from exc
+    return dict(pairs)
+
+
+def _parse[M: BaseModel](model: type[M], fields: dict[str, object]) -> M:
+    """Validate a form; the first problem as a 422 naming the field, in words for the page."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        error = validation_error(exc)
+        if error.field in _LABELS:
+            reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            error.message = f"{_LABELS[error.field]}: {reason}"
+        raise error from exc
+
+
+async def _page(
+    service: LocationService,
+    session: Session,
+    token: str,
+    *,
+    status_code: int = 200,
+    notice: str | None = None,
+    error: ApiError | None = None,
+    values: dict[str, str] | None = None,
+) -> HTMLResponse:
+    view = await service.view(session)
+    return render(
+        "settings.html",
+        status_code,
+        view=view,
+        session=token,
+        nonce=new_nonce(),
+        notice=notice,
+        error=error,
+        values=values or {},
+    )
+
+
+def _error_page(request: Request, exc: ApiError) -> Response:
+    if _wants_json(request):
+        raise exc
+    return render(
+        "error.html",
+        exc.status,
+        title=_TITLES.get(exc.status, "Something went wrong"),
+        error=exc,
+    )
+
+
+async def _with_session(
+    request: Request,
+    service: LocationService,
+    action: Callable[[Session, str, dict[str, str]], Awaitable[Response]],
+) -> Response:
+    """Read the form, check its session, run `action`; errors become pages."""
+    try:
+        form = await _form(request)
+        token = form.get("session", "")
+        session = service.session(token)
+    except ApiError as exc:
+        return _error_page(request, exc)
+    return await action(session, token, form)
+
+
+@router.get("", response_class=HTMLResponse)
+async def settings_shell(service: LocationServiceDep) -> Response:
+    """The page GHL embeds: it asks GHL for the user context, then signs in."""
+    return render("shell.html", 200 if service.enabled else 503, configured=service.enabled)
+
+
+@router.get("/static/{name}")
+async def static_file(name: str) -> Response:
+    if name not in STATIC_FILES:
+        raise ApiError(404, "not_found", "No such file")
+    return Response(
+        (STATIC_DIR / name).read_bytes(),
+        media_type=STATIC_FILES[name],
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post("/sso", response_class=HTMLResponse)
+async def sign_in(request: Request, service: LocationServiceDep) -> Response:
+    try:
+        form = await _form(request)
+        session, token = await service.sign_in(form.get("payload"))
+    except ApiError as exc:
+        return _error_page(request, exc)
+    return await _page(service, session, token)
+
+
+@router.post("/view", response_class=HTMLResponse)
+async def refresh(request: Request, service: LocationServiceDep) -> Response:
+    async def action(session: Session, token: str, form: dict[str, str]) -> Response:
+        return await _page(service, session, token)
+
+    return await _with_session(request, service, action)
+
+
+@router.post("/save", response_class=HTMLResponse)
+async def save(request: Request, service: LocationServiceDep) -> Response:
+    async def action(session: Session, token: str, form: dict[str, str]) -> Response:
+        fields = {
+            "sender_id": form.get("sender_id"),
+            "api_key": form.get("api_key"),
+            "enabled": "enabled" in form,
+            "remove_api_key": "remove_api_key" in form,
+        }
+        try:
+            updated = await service.save(session, _parse(SettingsForm, fields))
+        except ApiError as exc:
+            if _wants_json(request):
+                raise
+            values = {"sender_id": form.get("sender_id", "")}
+            return await _page(
+                service, session, token, status_code=exc.status, error=exc, values=values
+            )
+        sender = updated.sender_id or "Cast's default for the account"
+        return await _page(service, session, token, notice=f"Saved. Sender ID: {sender}.")
+
+    return await _with_session(request, service, action)
+
+
+@router.post("/test-sms", response_class=HTMLResponse)
+async def test_sms(request: Request, service: LocationServiceDep) -> Response:
+    async def action(session: Session, token: str, form: dict[str, str]) -> Response:
+        try:
+            parsed = _parse(SmsTestForm, {"phone": form.get("phone"), "nonce": form.get("nonce")})
+            queued = await service.send_test(session, parsed)
+        except ApiError as exc:
+            if _wants_json(request):
+                raise
+            values = {"phone": form.get("phone", "")}
+            return await _page(
+                service, session, token, status_code=exc.status, error=exc, values=values
+            )
+        notice = (
+            "Test SMS queued: it appears under Recent messages."
+            if queued
+            else "This test SMS was already queued."
+        )
+        return await _page(service, session, token, notice=notice)
+
+    return await _with_session(request, service, action)

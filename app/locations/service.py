@@ -1,0 +1,264 @@
+"""The settings page's logic: SSO sign-in, what the page shows, saving, the test SMS."""
+
+import logging
+import re
+import time
+from collections.abc import Callable
+
+from app.config import Settings
+from app.errors import ApiError
+from app.ghl.schemas import ProviderOutboundMessage
+from app.locations.accounts import CastAccounts, account_from
+from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import (
+    Connection,
+    LocationSettings,
+    MessageRow,
+    SettingsForm,
+    SettingsView,
+    SmsTestForm,
+    Totals,
+    mask_key,
+)
+from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
+from app.logs import mask_phone
+from app.oauth.repository import InstallationRepository, location_key
+from app.outbound.repository import OutboxRepository
+from app.outbound.schemas import OutboundMessage
+from app.outbound.service import build_message
+from app.phone import InvalidPhoneNumber, to_cast_local
+
+log = logging.getLogger(__name__)
+
+_PHONE = re.compile(r"\+?\d[\d ()-]{5,}\d")
+
+DAY = 86_400.0
+RECENT_ROWS = 25
+TOTALS_CAP = 2_000  # messages read to count the last 7 days; more shows as "2000+"
+TEST_SMS_WINDOW_SECONDS = 600.0
+TEST_SMS_PER_WINDOW = 5
+TEST_SMS_TEXT = "Cast SMS test: this GoHighLevel sub-account can send SMS through Cast."
+
+
+def _totals(messages: list[OutboundMessage], since: float, capped: bool) -> Totals:
+    counts = {"delivered": 0, "failed": 0, "pending": 0}
+    for message in messages:
+        if message.received_at >= since:
+            counts[message.status if message.status in counts else "pending"] += 1
+    return Totals(**counts, capped=capped)
+
+
+def _masked(text: str | None) -> str | None:
+    """A failure reason with any phone number in it masked like the number column."""
+    return _PHONE.sub(lambda match: mask_phone(match.group()), text) if text else text
+
+
+def _row(message: OutboundMessage) -> MessageRow:
+    return MessageRow(
+        at=message.received_at,
+        to=mask_phone(message.phone),
+        status=message.status or "sending",
+        reason=_masked(message.error_message) if message.status == "failed" else None,
+        test=message.synthetic,
+    )
+
+
+class LocationService:
+    def __init__(
+        self,
+        settings: Settings,
+        repository: LocationSettingsRepository,
+        accounts: CastAccounts,
+        installations: InstallationRepository,
+        outbox: OutboxRepository,
+        wake_worker: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._repo = repository
+        self._accounts = accounts
+        self._installations = installations
+        self._outbox = outbox
+        self._wake_worker = wake_worker
+        self._clock = clock
+        key = settings.ghl_app_sso_key
+        self._signer = (
+            SessionSigner(key.get_secret_value(), settings.settings_session_seconds)
+            if key is not None
+            else None
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """False until GHL_APP_SSO_KEY is set: nobody can be identified without it."""
+        return self._signer is not None
+
+    def _require_signer(self) -> SessionSigner:
+        if self._signer is None:
+            raise ApiError(
+                503, "sso_not_configured", "The settings page needs GHL_APP_SSO_KEY to be set"
+            )
+        return self._signer
+
+    # Sign-in ------------------------------------------------------------------------------
+    async def sign_in(self, payload: str | None) -> tuple[Session, str]:
+        """Decrypt GHL's user context; a session for its activeLocation and the token."""
+        signer = self._require_signer()
+        if not payload:
+            raise ApiError(401, "sso_required", "No GHL user context was sent", "payload")
+        try:
+            user = decrypt_user(payload, self._require_key())
+        except SsoError as exc:
+            raise ApiError(
+                401, "invalid_sso", "The GHL user context could not be verified", "payload"
+            ) from exc
+        # Key on activeLocation (GHL's own sub-account payloads carry type "agency"): GHL only
+        # opens the page inside a sub-account for its users and for agency users with access.
+        location_id = user.active_location
+        if not location_id:
+            raise ApiError(
+                403,
+                "no_location",
+                "Open Cast SMS settings from inside a sub-account (no active location)",
+            )
+        found = await self._installations.get(location_key(location_id))
+        owner = found[0].company_id if found is not None else None
+        if owner and user.company_id and owner != user.company_id:
+            log.warning(
+                "settings page refused: user of another agency",
+                extra={"location_id": location_id, "user_id": user.user_id},
+            )
+            raise ApiError(403, "wrong_agency", "This user does not belong to this location")
+        now = self._clock()
+        name = user.user_name or user.email or user.user_id
+        token = signer.issue(location_id, user.user_id, name, now)
+        log.info(
+            "settings page signed in",
+            extra={"location_id": location_id, "user_id": user.user_id, "role": user.role},
+        )
+        return Session(location_id, user.user_id, name, now + signer.ttl_seconds), token
+
+    def _require_key(self) -> str:
+        assert self._settings.ghl_app_sso_key is not None
+        return self._settings.ghl_app_sso_key.get_secret_value()
+
+    def session(self, token: str | None) -> Session:
+        signer = self._require_signer()
+        try:
+            return signer.verify(token or "", self._clock())
+        except SsoError as exc:
+            raise ApiError(
+                401,
+                "session_expired" if str(exc) == "session expired" else "invalid_session",
+                "Your session has expired or is invalid: reload the page",
+                "session",
+            ) from exc
+
+    # The page -----------------------------------------------------------------------------
+    async def _connection(self, location_id: str) -> Connection:
+        found = await self._installations.get(location_key(location_id))
+        if found is None:
+            return Connection("not_installed", "Cast SMS is not installed for this sub-account")
+        installation = found[0]
+        via_agency = getattr(installation, "source", "oauth") == "company"
+        if installation.needs_reauth:
+            return Connection(
+                "needs_reauth",
+                installation.reauth_reason or "GHL refused the token refresh",
+                via_agency,
+            )
+        return Connection("connected", None, via_agency)
+
+    async def view(self, session: Session) -> SettingsView:
+        location_id = session.location_id
+        stored = await self._repo.get(location_id)
+        account = account_from(stored, self._accounts.default)
+        now = self._clock()
+        messages = await self._outbox.recent(location_id, since=now - 7 * DAY, limit=TOTALS_CAP)
+        capped = len(messages) >= TOTALS_CAP
+        return SettingsView(
+            location_id=location_id,
+            user_name=session.user_name,
+            connection=await self._connection(location_id),
+            sender_id=stored.sender_id if stored else None,
+            masked_key=mask_key(stored.cast_api_key) if stored else None,
+            enabled=stored.enabled if stored else True,
+            uses_own_account=account.source == "location",
+            effective_sender_id=account.sender_id,
+            updated_at=stored.updated_at if stored else None,
+            recent=[_row(m) for m in messages[:RECENT_ROWS]],
+            last_24h=_totals(messages, now - DAY, capped=False),
+            last_7d=_totals(messages, now - 7 * DAY, capped=capped),
+        )
+
+    async def save(self, session: Session, form: SettingsForm) -> LocationSettings:
+        stored = await self._repo.get(session.location_id)
+        api_key = stored.cast_api_key if stored else None
+        if form.remove_api_key:
+            api_key = None
+        if form.api_key:
+            api_key = form.api_key
+        updated = LocationSettings(
+            location_id=session.location_id,
+            cast_api_key=api_key,
+            sender_id=form.sender_id,
+            enabled=form.enabled,
+            updated_at=self._clock(),
+            updated_by=session.user_id,
+        )
+        await self._repo.put(updated)
+        self._accounts.invalidate(session.location_id)
+        log.info(
+            "location settings saved",
+            extra={
+                "location_id": session.location_id,
+                "user_id": session.user_id,
+                "own_key": api_key is not None,
+                "key_changed": bool(form.api_key) or form.remove_api_key,
+                "sender_id": form.sender_id,
+                "enabled": form.enabled,
+            },
+        )
+        return updated
+
+    async def send_test(self, session: Session, form: SmsTestForm) -> bool:
+        """Queue a test SMS through the outbox; False when this form was already submitted."""
+        try:
+            to_cast_local(form.phone)
+        except InvalidPhoneNumber as exc:
+            raise ApiError(422, "invalid_phone", f"phone: {exc}", "phone") from exc
+        now = self._clock()
+        recent = await self._outbox.recent(
+            session.location_id, since=now - TEST_SMS_WINDOW_SECONDS, limit=500
+        )
+        if sum(1 for m in recent if m.synthetic) >= TEST_SMS_PER_WINDOW:
+            raise ApiError(
+                429,
+                "too_many_tests",
+                f"At most {TEST_SMS_PER_WINDOW} test messages per "
+                f"{TEST_SMS_WINDOW_SECONDS / 60:.0f} minutes: try again later",
+                "phone",
+            )
+        payload = ProviderOutboundMessage(
+            messageId=f"settings-test:{session.location_id}:{form.nonce}",
+            locationId=session.location_id,
+            phone=form.phone,
+            message=TEST_SMS_TEXT,
+            userId=session.user_id,
+        )
+        message = build_message(payload, self._settings.cast_max_message_chars, now)
+        message.synthetic = True
+        message.record(now, "test_sms", "queued from the settings page")
+        if not await self._outbox.add(message):
+            return False
+        self._wake_worker()
+        log.info(
+            "test SMS queued",
+            extra={
+                "location_id": session.location_id,
+                "user_id": session.user_id,
+                "to": mask_phone(form.phone),
+                "message_id": message.message_id,
+            },
+        )
+        return True

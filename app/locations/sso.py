@@ -1,0 +1,131 @@
+"""GHL custom-page SSO and the page's short-lived signed sessions.
+
+GHL hands the embedded page an encrypted user context (`REQUEST_USER_DATA_RESPONSE`). It is
+CryptoJS AES in passphrase mode with the app's Shared Secret (`GHL_APP_SSO_KEY`):
+base64("Salted__" + 8-byte salt + ciphertext); key and IV come from OpenSSL's EVP_BytesToKey
+(MD5, one iteration) over (secret, salt); AES-256-CBC with PKCS#7 padding.
+
+Every way a payload can be wrong (not base64, no salt header, bad padding, not JSON, no user)
+raises the same `SsoError` with the same message, so the answers give no padding oracle.
+
+After the handshake the page carries a session token in its forms (not a cookie: the page lives
+in a third-party iframe where cookies are unreliable, and a token in the form doubles as the
+CSRF token). It is base64url(JSON) + "." + HMAC-SHA256, with a key derived from the SSO key.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SALT_HEADER = b"Salted__"
+MAX_PAYLOAD_CHARS = 16_384
+
+
+class SsoError(Exception):
+    """The payload or the session cannot be trusted."""
+
+
+class SsoUser(BaseModel):
+    """GHL's decrypted user context. Only `activeLocation` says which location the page is in."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_strip_whitespace=True)
+
+    user_id: str = Field(alias="userId", min_length=1)
+    company_id: str | None = Field(None, alias="companyId")
+    role: str | None = None
+    type: str | None = None
+    user_name: str | None = Field(None, alias="userName")
+    email: str | None = None
+    active_location: str | None = Field(None, alias="activeLocation")
+
+
+def evp_bytes_to_key(secret: bytes, salt: bytes, size: int = 48) -> bytes:
+    """OpenSSL's EVP_BytesToKey with MD5 and one iteration (what CryptoJS uses)."""
+    derived, block = b"", b""
+    while len(derived) < size:
+        block = hashlib.md5(block + secret + salt, usedforsecurity=False).digest()
+        derived += block
+    return derived[:size]
+
+
+def cryptojs_decrypt(payload: str, secret: str) -> bytes:
+    try:
+        raw = base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SsoError("invalid SSO payload") from exc
+    if len(raw) < 32 or not raw.startswith(SALT_HEADER) or (len(raw) - 16) % 16:
+        raise SsoError("invalid SSO payload")
+    salt, ciphertext = raw[8:16], raw[16:]
+    derived = evp_bytes_to_key(secret.encode(), salt)
+    decryptor = Cipher(algorithms.AES(derived[:32]), modes.CBC(derived[32:])).decryptor()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError as exc:
+        raise SsoError("invalid SSO payload") from exc
+
+
+def decrypt_user(payload: str, secret: str) -> SsoUser:
+    if not payload or len(payload) > MAX_PAYLOAD_CHARS:
+        raise SsoError("invalid SSO payload")
+    plaintext = cryptojs_decrypt(payload, secret)
+    try:
+        return SsoUser.model_validate(json.loads(plaintext))
+    except (UnicodeDecodeError, ValueError, ValidationError) as exc:
+        raise SsoError("invalid SSO payload") from exc
+
+
+# Sessions ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Session:
+    location_id: str
+    user_id: str
+    user_name: str
+    expires_at: float
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionSigner:
+    def __init__(self, sso_key: str, ttl_seconds: float) -> None:
+        # A key of its own, so a session token never reveals anything about the SSO key.
+        self._key = hmac.new(sso_key.encode(), b"settings-page-session/v1", "sha256").digest()
+        self.ttl_seconds = ttl_seconds
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), "sha256").digest())
+
+    def issue(self, location_id: str, user_id: str, user_name: str, now: float) -> str:
+        claims = {"loc": location_id, "uid": user_id, "name": user_name}
+        claims["exp"] = round(now + self.ttl_seconds, 3)  # type: ignore[assignment]
+        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{body}.{self._mac(body)}"
+
+    def verify(self, token: str, now: float) -> Session:
+        body, _, mac = (token or "").partition(".")
+        if not body or not mac or not hmac.compare_digest(mac, self._mac(body)):
+            raise SsoError("invalid session")
+        try:
+            claims = json.loads(_unb64(body))
+            session = Session(
+                str(claims["loc"]), str(claims["uid"]), str(claims["name"]), float(claims["exp"])
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SsoError("invalid session") from exc
+        if session.expires_at <= now:
+            raise SsoError("session expired")
+        return session

@@ -1,0 +1,209 @@
+"""The settings page in a real browser (headless Chromium through Selenium), embedded the way GHL
+embeds it: a parent page on another origin iframes /settings and answers the page's
+REQUEST_USER_DATA postMessage with a CryptoJS-encrypted user context."""
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from tests.fakes.server import ServerThread
+from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
+from tests.support.harness import Harness, webhook
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+OWN_KEY = "cast_" + "b10c" * 16
+FRAME_WIDTH = 360  # GHL's narrowest custom-page iframe (a phone)
+WAIT = 20
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # pragma: no cover - the test extra installs it
+    webdriver = None  # type: ignore[assignment]
+
+
+def _browser_missing() -> str | None:
+    if webdriver is None:
+        return "selenium is not installed (pip install -e '.[test]')"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (Path(path).is_file() or shutil.which(path)):
+            return f"{path} is missing (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_available() -> None:
+    missing = _browser_missing()
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the browser test must run in CI: {missing}")
+    pytest.skip(missing)
+
+
+@pytest.fixture
+def driver(browser_available: None, tmp_path: Path) -> Iterator["WebDriver"]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1024,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(argument)
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "driver.log"))
+    browser = webdriver.Chrome(options=options, service=service)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def ghl_parent(bridge_url: str, payload: str | None) -> FastAPI:
+    """A stand-in for GHL's app shell: iframes the custom page, answers REQUEST_USER_DATA."""
+    app = FastAPI()
+    message = {"message": "REQUEST_USER_DATA_RESPONSE", "payload": payload}
+    answer = f"event.source.postMessage({json.dumps(message)}, '*');" if payload else ""
+
+    @app.get("/")
+    async def shell() -> HTMLResponse:
+        return HTMLResponse(
+            f"""<!doctype html><html><head><title>GHL</title></head><body>
+<iframe id="custom-page" title="Cast SMS" src="{bridge_url}/settings"
+        style="width:{FRAME_WIDTH}px;height:1400px;border:0"></iframe>
+<script>
+window.requests = 0;
+window.addEventListener("message", function (event) {{
+  if (!event.data || event.data.message !== "REQUEST_USER_DATA") return;
+  window.requests += 1;
+  {answer}
+}});
+</script></body></html>"""
+        )
+
+    return app
+
+
+@pytest.fixture
+async def started(harness: Harness) -> Harness:
+    harness.env["GHL_APP_SSO_KEY"] = SSO_KEY
+    harness.cast.api_keys.add(OWN_KEY)
+    await harness.seed_installation()
+    harness.start()
+    return harness
+
+
+@pytest.fixture
+def open_in_ghl(started: Harness, driver: "WebDriver") -> Iterator[Any]:
+    servers: list[ServerThread] = []
+
+    def _open(payload: str | None) -> "WebDriver":
+        server = ServerThread(ghl_parent(started.url, payload)).start()
+        servers.append(server)
+        driver.get(server.url + "/")
+        frame = WebDriverWait(driver, WAIT).until(
+            ec.presence_of_element_located((By.ID, "custom-page"))
+        )
+        driver.switch_to.frame(frame)
+        return driver
+
+    yield _open
+    for server in servers:
+        server.stop()
+
+
+def _wait_for(driver: "WebDriver", element_id: str) -> Any:
+    try:
+        return WebDriverWait(driver, WAIT).until(
+            ec.presence_of_element_located((By.ID, element_id))
+        )
+    except WebDriverException as exc:
+        raise AssertionError(f"no #{element_id} in:\n{driver.page_source[:3000]}") from exc
+
+
+async def test_saving_in_the_embedded_page_applies_to_the_next_outbound_message(
+    started: Harness, open_in_ghl: Any
+):
+    browser = open_in_ghl(sso_payload(user_context()))
+
+    form = _wait_for(browser, "settings-form")
+    assert browser.find_element(By.CSS_SELECTOR, "#connection").get_attribute("data-state") == (
+        "connected"
+    )
+    sender = browser.find_element(By.ID, "sender_id")
+    sender.clear()
+    sender.send_keys("BROWSERSMS")
+    browser.find_element(By.ID, "api_key").send_keys(OWN_KEY)
+    enabled = browser.find_element(By.ID, "enabled")
+    if not enabled.is_selected():
+        enabled.click()
+    form.find_element(By.ID, "save").click()
+    notice = _wait_for(browser, "notice")
+    assert "BROWSERSMS" in notice.text
+    assert browser.find_element(By.ID, "current-key").text.endswith("cast_…b10c")
+    assert OWN_KEY not in browser.page_source
+    # Usable at a phone-sized iframe: nothing wider than the frame.
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+
+    await started.post(webhook("m-browser"))
+    await started.wait_for(lambda: started.cast.sent, what="send at Cast")
+
+    (sms,) = started.cast.sent
+    assert (sms["key"], sms["sender_id"]) == (OWN_KEY, "BROWSERSMS")
+
+
+async def test_a_test_sms_from_the_embedded_page_shows_under_recent_messages(
+    started: Harness, open_in_ghl: Any
+):
+    browser = open_in_ghl(sso_payload(user_context()))
+    _wait_for(browser, "test-form")
+
+    browser.find_element(By.ID, "phone").send_keys("09175550199")
+    browser.find_element(By.ID, "send-test").click()
+    _wait_for(browser, "notice")
+    await started.wait_for(lambda: started.cast.sent_to("09175550199"), what="test SMS at Cast")
+    browser.find_element(By.ID, "refresh").click()
+    row = _wait_for(browser, "recent").find_element(By.CSS_SELECTOR, "tbody tr")
+
+    assert "*******0199" in row.text and "test" in row.text
+
+
+async def test_an_invalid_sso_payload_is_refused_in_the_browser(started: Harness, open_in_ghl: Any):
+    browser = open_in_ghl(sso_payload(user_context(), key="a-different-secret"))
+
+    alert = _wait_for(browser, "main").find_element(By.CSS_SELECTOR, "[role=alert]")
+    assert alert.get_attribute("data-error-code") == "invalid_sso"
+    assert browser.find_elements(By.ID, "settings-form") == []
+
+
+async def test_the_page_opened_outside_ghl_has_no_user_and_shows_no_settings(
+    started: Harness, driver: "WebDriver"
+):
+    driver.get(started.url + "/settings")
+
+    WebDriverWait(driver, WAIT).until(
+        ec.text_to_be_present_in_element((By.ID, "sso-status"), "Open Cast SMS")
+    )
+    assert driver.find_elements(By.ID, "settings-form") == []

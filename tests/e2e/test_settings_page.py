@@ -1,0 +1,281 @@
+"""The per-location settings page over HTTP: SSO sign-in, settings applied to sends, test SMS."""
+
+import asyncio
+import html
+import re
+
+import httpx
+import pytest
+
+from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
+from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
+
+OWN_KEY = "cast_" + "5e77" * 16
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Accept": "application/json"}
+
+
+@pytest.fixture
+async def page(harness: Harness) -> Harness:
+    """A running bridge with the SSO key set and an installed location."""
+    harness.env["GHL_APP_SSO_KEY"] = SSO_KEY
+    harness.cast.api_keys.add(OWN_KEY)
+    await harness.seed_installation()
+    harness.start()
+    return harness
+
+
+def hidden(page_html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page_html)
+    assert found, f"no hidden field {name}"
+    return html.unescape(found.group(1))
+
+
+async def post(h: Harness, path: str, data: dict[str, str], **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=h.url, timeout=10) as client:
+        return await client.post(path, data=data, headers=headers)
+
+
+async def sign_in(h: Harness, **context: object) -> tuple[httpx.Response, str]:
+    response = await post(h, "/settings/sso", {"payload": sso_payload(user_context(**context))})
+    assert response.status_code == 200, response.text
+    return response, hidden(response.text, "session")
+
+
+async def save(h: Harness, session: str, **fields: str) -> httpx.Response:
+    return await post(h, "/settings/save", {"session": session, **fields})
+
+
+async def test_the_page_for_ghl_asks_the_parent_window_for_the_user(page: Harness):
+    async with httpx.AsyncClient(base_url=page.url) as client:
+        shell = await client.get("/settings")
+        script = await client.get("/settings/static/settings.js")
+
+    assert shell.status_code == 200
+    assert 'action="/settings/sso"' in shell.text and "/settings/static/settings.js" in shell.text
+    assert "x-frame-options" not in shell.headers  # GHL embeds it
+    assert "form-action 'self'" in shell.headers["content-security-policy"]
+    assert '"REQUEST_USER_DATA"' in script.text and "REQUEST_USER_DATA_RESPONSE" in script.text
+
+
+async def test_a_valid_sso_payload_opens_the_locations_settings(page: Harness):
+    response, session = await sign_in(page)
+
+    assert LOCATION in response.text and "Maria Santos" in response.text
+    assert 'data-state="connected"' in response.text
+    assert "the app's default Cast account" in response.text
+    assert session and response.headers["cache-control"] == "no-store"
+
+
+async def test_an_agency_user_in_the_sub_account_may_sign_in(page: Harness):
+    await sign_in(page, type="agency", role="admin")
+
+
+async def test_an_absent_or_invalid_sso_payload_is_refused(page: Harness):
+    absent = await post(page, "/settings/sso", {})
+    garbage = await post(page, "/settings/sso", {"payload": "bm90IGEgcGF5bG9hZA=="})
+    other_key = await post(
+        page, "/settings/sso", {"payload": sso_payload(user_context(), key="not-the-key")}
+    )
+    as_json = await post(page, "/settings/sso", {"payload": "x"}, **JSON)
+
+    assert [r.status_code for r in (absent, garbage, other_key, as_json)] == [401] * 4
+    assert 'name="session"' not in garbage.text + other_key.text
+    assert 'data-error-code="sso_required"' in absent.text
+    assert as_json.json() == {
+        "error": {
+            "code": "invalid_sso",
+            "message": "The GHL user context could not be verified",
+            "field": "payload",
+        }
+    }
+
+
+async def test_a_user_context_without_an_active_location_is_refused(page: Harness):
+    response = await post(page, "/settings/sso", {"payload": sso_payload(user_context(None))})
+
+    assert response.status_code == 403
+    assert 'data-error-code="no_location"' in response.text
+
+
+async def test_a_user_of_another_agency_is_refused(page: Harness):
+    payload = sso_payload(user_context(company_id="company-other"))
+    response = await post(page, "/settings/sso", {"payload": payload})
+
+    assert response.status_code == 403
+
+
+async def test_saved_settings_apply_to_the_next_outbound_message(page: Harness):
+    _, session = await sign_in(page)
+    saved = await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY, enabled="1")
+    await page.post(webhook("m-own-account"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    assert saved.status_code == 200 and 'id="notice"' in saved.text
+    (sms,) = page.cast.sent
+    assert (sms["key"], sms["sender_id"]) == (OWN_KEY, "MYBRAND")
+    await page.wait_for(lambda: page.statuses_for("m-own-account"), what="status at GHL")
+
+
+async def test_the_key_is_never_shown_in_full(page: Harness):
+    _, session = await sign_in(page)
+    saved = await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY, enabled="1")
+    _, session = await sign_in(page)
+    viewed = await post(page, "/settings/view", {"session": session})
+
+    for response in (saved, viewed):
+        assert OWN_KEY not in response.text and OWN_KEY[5:] not in response.text
+        assert "cast_…5e77" in response.text
+    assert OWN_KEY not in page.logs()
+
+
+async def test_disabled_settings_fall_back_to_the_default_account(page: Harness):
+    _, session = await sign_in(page)
+    await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY)  # "enabled" unticked
+    await page.post(webhook("m-disabled"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    (sms,) = page.cast.sent
+    assert (sms["key"], sms["sender_id"]) == (CAST_KEY, "CASTTEST")
+
+
+async def test_removing_the_key_keeps_the_sender_id_on_the_default_key(page: Harness):
+    _, session = await sign_in(page)
+    await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY, enabled="1")
+    removed = await save(page, session, sender_id="MYBRAND", enabled="1", remove_api_key="1")
+    await page.post(webhook("m-removed"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    assert "none (the app's default account)" in removed.text
+    (sms,) = page.cast.sent
+    assert (sms["key"], sms["sender_id"]) == (CAST_KEY, "MYBRAND")
+
+
+async def test_a_form_without_a_valid_session_is_refused_and_changes_nothing(page: Harness):
+    forged = await save(page, "forged.token", sender_id="EVIL", api_key=OWN_KEY, enabled="1")
+    missing = await post(page, "/settings/save", {"sender_id": "EVIL"}, **JSON)
+    await page.post(webhook("m-after-forgery"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    assert forged.status_code == 401 and 'name="session"' not in forged.text
+    assert missing.status_code == 401 and missing.json()["error"]["field"] == "session"
+    assert page.cast.sent[0]["sender_id"] == "CASTTEST"
+
+
+async def test_an_expired_session_is_refused(harness: Harness):
+    harness.env.update(GHL_APP_SSO_KEY=SSO_KEY, SETTINGS_SESSION_SECONDS="1")
+    harness.start()
+    _, session = await sign_in(harness)
+    await asyncio.sleep(1.1)
+
+    response = await post(harness, "/settings/save", {"session": session}, **JSON)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "session_expired"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"sender_id": "TWELVE CHARS"}, "sender_id"),
+        ({"sender_id": "BAD-ID!"}, "sender_id"),
+        ({"api_key": "sk_live_123456789"}, "api_key"),
+    ],
+    ids=["too-long", "punctuation", "not-a-cast-key"],
+)
+async def test_invalid_settings_are_a_422_naming_the_field(
+    page: Harness, fields: dict[str, str], field: str
+):
+    _, session = await sign_in(page)
+
+    as_page = await save(page, session, **fields)
+    as_json = await post(page, "/settings/save", {"session": session, **fields}, **JSON)
+
+    assert as_page.status_code == 422
+    assert re.search(rf'id="{field}"[^>]*aria-invalid="true"', as_page.text, re.S)
+    assert as_json.status_code == 422 and as_json.json()["error"]["field"] == field
+    _, session = await sign_in(page)  # nothing was saved
+    viewed = await post(page, "/settings/view", {"session": session})
+    assert 'id="sending-with">the app\'s default Cast account' in viewed.text
+
+
+async def test_a_test_sms_is_sent_with_the_locations_settings_and_not_reported_to_ghl(
+    page: Harness,
+):
+    _, session = await sign_in(page)
+    saved = await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY, enabled="1")
+    nonce = hidden(saved.text, "nonce")
+
+    queued = await post(
+        page, "/settings/test-sms", {"session": session, "phone": "0917 555 0101", "nonce": nonce}
+    )
+    await page.wait_for(lambda: page.cast.sent_to("09175550101"), what="test SMS at Cast")
+    message_id = f"settings-test:{LOCATION}:{nonce}"
+
+    assert queued.status_code == 200 and "Test SMS queued" in queued.text
+    (sms,) = page.cast.sent_to("09175550101")
+    assert (sms["key"], sms["sender_id"]) == (OWN_KEY, "MYBRAND")
+    for _ in range(100):  # until the worker is done with it
+        stored = await page.message(message_id)
+        if stored is not None and stored.status is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert stored is not None and stored.synthetic and stored.status == "delivered"
+    await asyncio.sleep(0.3)
+    assert page.statuses_for(message_id) == [] and not any(
+        r.get("message_id") == message_id for r in page.ghl.status_requests
+    )
+
+
+async def test_a_double_submitted_test_sms_is_sent_once(page: Harness):
+    response, session = await sign_in(page)
+    form = {"session": session, "phone": "09175550102", "nonce": hidden(response.text, "nonce")}
+
+    first = await post(page, "/settings/test-sms", form)
+    second = await post(page, "/settings/test-sms", form)
+    await page.wait_for(lambda: page.cast.sent_to("09175550102"), what="test SMS at Cast")
+    await asyncio.sleep(0.5)
+
+    assert "Test SMS queued" in first.text and "already queued" in second.text
+    assert len(page.cast.sent_to("09175550102")) == 1
+
+
+async def test_a_test_sms_to_an_invalid_number_is_a_422_naming_phone(page: Harness):
+    response, session = await sign_in(page)
+    form = {"session": session, "phone": "+1 555 123 4567", "nonce": hidden(response.text, "nonce")}
+
+    refused = await post(page, "/settings/test-sms", form)
+
+    assert refused.status_code == 422
+    assert re.search(r'id="phone"[^>]*aria-invalid="true"', refused.text, re.S)
+    assert "not a Philippine number" in refused.text
+
+
+async def test_recent_messages_show_masked_numbers_statuses_reasons_and_totals(page: Harness):
+    await page.post(webhook("m-ok", phone="+639171230001"))
+    await page.post(webhook("m-bad", phone="+15551230002"))
+    await page.wait_for(lambda: page.statuses_for("m-ok"), what="m-ok reported")
+    await page.wait_for(lambda: page.statuses_for("m-bad"), what="m-bad reported")
+
+    response, _ = await sign_in(page)
+
+    rows = re.findall(r'<tr data-status="(\w+)">(.*?)</tr>', response.text, re.S)
+    assert [status for status, _ in rows] == ["failed", "delivered"]  # newest first
+    failed, delivered = (cells for _, cells in rows)
+    assert "*******0002" in failed and "not a Philippine number" in failed
+    assert "********0001" in delivered
+    assert "+639171230001" not in response.text and "15551230002" not in response.text
+    totals = re.search(r"Last 24 hours</th>(.*?)</tr>", response.text, re.S)
+    assert totals is not None
+    assert re.findall(r"<td>(\d+\+?)</td>", totals.group(1)) == ["1", "1", "0", "2"]
+
+
+async def test_without_an_sso_key_the_page_says_it_is_not_configured(harness: Harness):
+    harness.start()
+
+    async with httpx.AsyncClient(base_url=harness.url) as client:
+        shell = await client.get("/settings")
+    sign = await post(harness, "/settings/sso", {"payload": sso_payload()}, **JSON)
+
+    assert shell.status_code == 503 and "GHL_APP_SSO_KEY" in shell.text
+    assert sign.status_code == 503 and sign.json()["error"]["code"] == "sso_not_configured"
