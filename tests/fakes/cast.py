@@ -37,8 +37,8 @@ class Bucket:
     def take(self, now: float) -> bool:
         if self.tokens < 0:
             self.tokens, self.last = self.capacity, now
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
+        self.tokens = min(self.capacity, self.tokens + max(now - self.last, 0.0) * self.rate)
+        self.last = max(now, self.last)
         if self.tokens >= 1:
             self.tokens -= 1
             return True
@@ -142,6 +142,7 @@ class FakeCast:
 
     def _answer(self, now: float, key: str, idem: str | None, body: Any) -> JSONResponse | Scripted:
         with self._lock:
+            now = time.monotonic()  # when the request is handled, in arrival order
             if not self._ip_bucket.take(now):
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
