@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -37,11 +38,12 @@ from app.outbound.endpoints import router as outbound_router
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
-from app.store import build_store
+from app.store import Store, StoreUnavailable, build_store
 
 log = logging.getLogger("app")
 
 USER_AGENT = "cast-ghl-provider/0.1"
+STORE_START_TIMEOUT_SECONDS = 60.0
 
 
 def _http_client(base_url: str, timeout: float) -> httpx.AsyncClient:
@@ -77,11 +79,25 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+async def _open_store(store: Store) -> None:
+    """Wait for a database that is still starting (compose, a failover) instead of dying."""
+    deadline = time.monotonic() + STORE_START_TIMEOUT_SECONDS
+    while True:
+        try:
+            await store.start()
+            return
+        except StoreUnavailable as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("store not reachable yet; retrying", extra={"reason": str(exc)})
+            await asyncio.sleep(1.0)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     settings: Settings = app.state.settings
     store = build_store(settings)
-    await store.start()
+    await _open_store(store)
     log.info("store opened", extra={"backend": store.backend})
     cast_http = _http_client(str(settings.cast_api_url), settings.cast_api_timeout_seconds)
     ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)

@@ -42,6 +42,12 @@ class MongoStore:
         return self._db[f"queue_{queue}"]
 
     async def start(self) -> None:
+        try:
+            await self._create_indexes()
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
+
+    async def _create_indexes(self) -> None:
         for name in ("outbound", "inbound"):
             await self._queue(name).create_index(
                 [("state", ASCENDING), ("due_at", ASCENDING)], name="state_due"

@@ -1,11 +1,17 @@
 """Process lifecycle: graceful SIGTERM, and start-up from any working directory."""
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import time
+
+import pytest
 
 from app.outbound.repository import QUEUE
 from tests.support.harness import Harness, webhook
+from tests.support.processes import ROOT, free_port, start_mongo_wire_server, stop, wait_ready
 
 
 async def test_sigterm_exits_0_quickly_and_hands_in_flight_work_back(harness: Harness):
@@ -38,3 +44,27 @@ async def test_the_bridge_starts_from_another_working_directory(harness: Harness
     harness.proc = start_bridge(harness.env, harness.port, harness.log_path, cwd=elsewhere)
     response = await harness.post(webhook("m-cwd"))
     assert response.status_code == 202
+
+
+async def test_the_bridge_waits_for_a_mongodb_that_is_still_starting(harness: Harness, backend):
+    if backend != "mongodb":
+        pytest.skip("only a database server can be late")
+    port = free_port()
+    harness.env.update({"MONGO_URI": f"mongodb://127.0.0.1:{port}/?directConnection=true"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        stdout=harness.log_path.open("a"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **harness.env, "PORT": str(harness.port)},
+    )
+    harness.proc = proc
+    await asyncio.sleep(6.5)  # longer than one server-selection timeout (5 s)
+    assert proc.poll() is None, harness.logs()
+    mongo, _ = start_mongo_wire_server(port)
+    try:
+        wait_ready(harness.url, proc, harness.log_path)
+        assert "store not reachable yet" in harness.logs()
+    finally:
+        harness.stop()
+        stop(mongo)
