@@ -14,8 +14,10 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 from app.config import Settings
+from app.queues import QueueRepository
 from app.store import WorkItem
 
 log = logging.getLogger(__name__)
@@ -25,12 +27,18 @@ STORE_ERROR_PAUSE = 1.0
 
 
 class LeasedQueueWorker(ABC):
-    """Subclasses implement `_claim` (lease due items) and `_process` (one item)."""
+    """Runs one queue; subclasses implement `_process` (one item)."""
 
     name = "work"
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        queue: QueueRepository[Any],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
+        self._queue = queue
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -38,13 +46,7 @@ class LeasedQueueWorker(ABC):
         self._stopping = False
 
     @abstractmethod
-    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]: ...
-
-    @abstractmethod
     async def _process(self, item: WorkItem) -> None: ...
-
-    @abstractmethod
-    async def _extend_lease(self, item: WorkItem, until: float) -> bool: ...
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -67,7 +69,7 @@ class LeasedQueueWorker(ABC):
                 continue
             self._wakeup.clear()
             try:
-                items = await self._claim(
+                items = await self._queue.claim(
                     now=self._clock(),
                     lease_seconds=self._settings.lease_seconds,
                     limit=min(free, CLAIM_BATCH),
@@ -99,7 +101,7 @@ class LeasedQueueWorker(ABC):
                 if task.done():
                     continue
                 try:
-                    kept = await self._extend_lease(item, self._clock() + lease)
+                    kept = await self._queue.extend(item, self._clock() + lease)
                 except Exception:
                     log.warning("could not extend a %s lease", self.name, extra={"id": item.id})
                     continue

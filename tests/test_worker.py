@@ -3,12 +3,20 @@
 import asyncio
 import time
 
+from pydantic import BaseModel
+
 from app.config import load_settings
+from app.queues import QueueRepository
 from app.store import DONE, Store, WorkItem
 from app.worker import LeasedQueueWorker
 from tests.support.harness import CAST_KEY
 
 QUEUE = "outbound"
+
+
+class Items(QueueRepository[BaseModel]):
+    queue = QUEUE
+    model = BaseModel
 
 
 class SlowWorker(LeasedQueueWorker):
@@ -20,15 +28,8 @@ class SlowWorker(LeasedQueueWorker):
             lease_seconds=3,
             poll_interval_seconds=0.05,
         )
-        super().__init__(settings)
+        super().__init__(settings, Items(store))
         self.store, self.seconds, self.processed = store, seconds, []
-
-    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
-        return await self.store.claim(QUEUE, now=now, lease_seconds=lease_seconds, limit=limit)
-
-    async def _extend_lease(self, item: WorkItem, until: float) -> bool:
-        assert item.lease
-        return await self.store.extend_lease(QUEUE, item.id, item.lease, until)
 
     async def _process(self, item: WorkItem) -> None:
         await asyncio.sleep(self.seconds)

@@ -7,7 +7,8 @@ import logging
 from app.inbound.schemas import InboundSMS, LastSender
 from app.logs import mask_phone
 from app.phone import InvalidPhoneNumber, to_e164
-from app.store import DONE, PENDING, Store, WorkItem
+from app.queues import QueueRepository
+from app.store import DONE, Store, WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -54,55 +55,23 @@ class RecipientDirectory:
         await self._store.put_doc(RECIPIENTS, phone_e164, data)
 
 
-class InboxRepository:
+class InboxRepository(QueueRepository[InboundSMS]):
     """Inbound messages: insert once by de-duplication key, leased work, unroutable list."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    queue = QUEUE
+    model = InboundSMS
 
     async def add(self, message: InboundSMS) -> bool:
         """False when a message with this de-duplication key was already accepted."""
-        return await self._store.enqueue(
-            QUEUE, message.id, message.model_dump(mode="json"), message.accepted_at
-        )
-
-    async def claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
-        return await self._store.claim(QUEUE, now=now, lease_seconds=lease_seconds, limit=limit)
-
-    async def extend(self, item: WorkItem, until: float) -> bool:
-        assert item.lease is not None
-        return await self._store.extend_lease(QUEUE, item.id, item.lease, until)
-
-    async def reschedule(self, item: WorkItem, message: InboundSMS, due_at: float) -> bool:
-        assert item.lease is not None
-        return await self._store.save(
-            QUEUE,
-            item.id,
-            item.lease,
-            data=message.model_dump(mode="json"),
-            state=PENDING,
-            due_at=due_at,
-        )
+        return await self._enqueue(message.id, message, message.accepted_at)
 
     async def finish(self, item: WorkItem, message: InboundSMS, now: float) -> bool:
         """Write the final state; an unroutable message is also listed for re-routing."""
-        assert item.lease is not None
         if message.status == "unroutable":
             await self._store.put_doc(
                 UNROUTABLE, message.id, {"id": message.id, "at": message.finished_at or now}
             )
-        return await self._store.save(
-            QUEUE,
-            item.id,
-            item.lease,
-            data=message.model_dump(mode="json"),
-            state=DONE,
-            due_at=now,
-        )
-
-    async def get(self, message_id: str) -> InboundSMS | None:
-        item = await self._store.get_item(QUEUE, message_id)
-        return InboundSMS.model_validate(item.data) if item else None
+        return await super().finish(item, message, now)
 
     async def list_unroutable(self, limit: int = 1000) -> list[InboundSMS]:
         """Messages kept because no location could be chosen, oldest id first."""
@@ -129,6 +98,3 @@ class InboxRepository:
             return False
         await self._store.delete_doc(UNROUTABLE, message_id)
         return True
-
-    async def counts(self) -> dict[str, int]:
-        return await self._store.count_items(QUEUE)

@@ -44,18 +44,12 @@ class InboundWorker(LeasedQueueWorker):
         counters: Counters,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(settings, clock)
+        super().__init__(settings, inbox, clock)
         self._inbox = inbox
         self._router = router
         self._ghl = ghl
         self._tokens = tokens
         self._counters = counters
-
-    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
-        return await self._inbox.claim(now=now, lease_seconds=lease_seconds, limit=limit)
-
-    async def _extend_lease(self, item: WorkItem, until: float) -> bool:
-        return await self._inbox.extend(item, until)
 
     async def _process(self, item: WorkItem) -> None:
         message = InboundSMS.model_validate(item.data)

@@ -52,7 +52,7 @@ class OutboundWorker(LeasedQueueWorker):
         recipients: RecipientDirectory | None = None,
         accounts: CastAccounts | None = None,
     ) -> None:
-        super().__init__(settings, clock)
+        super().__init__(settings, outbox, clock)
         self._outbox = outbox
         self._cast = cast
         self._ghl = ghl
@@ -61,12 +61,6 @@ class OutboundWorker(LeasedQueueWorker):
         self._counters = counters
         self._recipients = recipients
         self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
-
-    async def _claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
-        return await self._outbox.claim(now=now, lease_seconds=lease_seconds, limit=limit)
-
-    async def _extend_lease(self, item: WorkItem, until: float) -> bool:
-        return await self._outbox.extend(item, until)
 
     async def _process(self, item: WorkItem) -> None:
         message = OutboundMessage.model_validate(item.data)
