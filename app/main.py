@@ -1,6 +1,7 @@
 """The application factory. Resources are opened in the lifespan and closed on shutdown."""
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -141,6 +142,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
+    # Everything built so far lives as long as the process: move it out of the garbage
+    # collector's sight, so a full collection scans only what requests create (measured:
+    # gen-2 pauses of 50-100 ms under load became ~3 ms; see README, Performance).
+    gc.freeze()
     resources.started = True
     log.info("bridge started", extra={"store": store.backend, "port": settings.port})
     try:
