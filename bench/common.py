@@ -182,6 +182,15 @@ def make_bridge(
     return Bridge(env, workdir / "bridge.log")
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_status_kb(pid: int, field_name: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -233,7 +242,17 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem_kb = proc_meminfo_kb("MemTotal")
+    commit = os.environ.get("BENCH_COMMIT")
+    if commit is None:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        commit = done.stdout.strip() or "unknown"
     return {
+        "commit": commit,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "ram_gib": round(mem_kb / 1024 / 1024, 1),

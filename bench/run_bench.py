@@ -40,6 +40,7 @@ from bench.common import (
     machine,
     make_bridge,
     percentile,
+    proc_cpu_seconds,
     seed_installation,
     signed_webhooks,
     write_bodies,
@@ -57,8 +58,13 @@ TARGETS = {
 }
 
 
-def run_wrk(url: str, bodies_file: Path, n: int, c: int, threads: int) -> dict[str, Any]:
-    """Fire the first `n` bodies of `bodies_file` at `url` with wrk; stop once all are answered."""
+def run_wrk(
+    url: str, bodies_file: Path, n: int, c: int, threads: int, server_pid: int
+) -> dict[str, Any]:
+    """Fire the first `n` bodies of `bodies_file` at `url` with wrk; stop once all are answered.
+
+    Also measures the CPU time the server process used meanwhile (per request: a figure that
+    other work on the machine hardly changes, unlike the rate)."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     done = bodies_file.with_suffix(".done")
@@ -83,9 +89,11 @@ def run_wrk(url: str, bodies_file: Path, n: int, c: int, threads: int) -> dict[s
         str(threads),
         str(done),
     ]
+    cpu_before = proc_cpu_seconds(server_pid)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and not all(flag.exists() for flag in flags):
         time.sleep(0.02)
+    cpu = proc_cpu_seconds(server_pid) - cpu_before
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -94,6 +102,8 @@ def run_wrk(url: str, bodies_file: Path, n: int, c: int, threads: int) -> dict[s
         raise RuntimeError(f"wrk failed: {out}\n{err}")
     result = json.loads(line.removeprefix("WRKJSON "))
     result["per_s"] = result["requests"] / (result["elapsed_us"] / 1e6)
+    result["server_cpu_s"] = cpu
+    result["server_cpu_us_per_request"] = cpu / max(1, result["requests"]) * 1e6
     return result
 
 
@@ -186,7 +196,7 @@ def baseline(bodies_file: Path, n: int, c: int, threads: int, workdir: Path) -> 
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        return run_wrk(f"{url}/webhooks/ghl/outbound", bodies_file, n, c, threads)
+        return run_wrk(f"{url}/webhooks/ghl/outbound", bodies_file, n, c, threads, proc.pid)
     finally:
         stop(proc)
 
@@ -210,7 +220,8 @@ def report(r: dict[str, Any]) -> str:
         f"{r['machine']['ram_gib']} GiB RAM, Python {r['machine']['python']}; 1-min load "
         f"average {r['machine']['loadavg_at_start']:.2f} before the run (other work on the "
         f"machine), {r['machine']['loadavg_at_end']:.2f} after",
-        f"store: {r['store']}   N={n}  C={r['c']}  R={rate:g}/s  wrk threads={r['threads']}",
+        f"store: {r['store']}   N={n}  C={r['c']}  R={rate:g}/s  wrk threads={r['threads']}  "
+        f"commit {r['machine']['commit']}",
         "",
         f"[{mark[ok['ingest_per_s']]}] ingest: {ing['per_s']:.0f} webhooks/s acknowledged "
         f"({ing['requests']} in {ing['elapsed_us'] / 1e6:.2f} s; answers {ing['codes']}, "
@@ -219,9 +230,12 @@ def report(r: dict[str, Any]) -> str:
         f"[{mark[ok['ack_p99_ms']]}] ack latency: p50 {ing['p50_us'] / 1000:.1f} ms, "
         f"p95 {ing['p95_us'] / 1000:.1f} ms, p99 {ing['p99_us'] / 1000:.1f} ms, "
         f"max {ing['max_us'] / 1000:.1f} ms   target p99 < {TARGETS['ack_p99_ms']} ms",
+        f"       bridge CPU during ingest: {ing['server_cpu_us_per_request']:.0f} us per webhook "
+        f"(all its threads; {ing['server_cpu_s']:.1f} s CPU in {ing['elapsed_us'] / 1e6:.1f} s)",
         f"       baseline (bare FastAPI 'return 200', same wrk): {r['baseline']['per_s']:.0f}/s, "
-        f"p99 {r['baseline']['p99_us'] / 1000:.1f} ms  -> bridge ingest = "
-        f"{ing['per_s'] / r['baseline']['per_s']:.2f} x baseline"
+        f"p99 {r['baseline']['p99_us'] / 1000:.1f} ms, "
+        f"{r['baseline']['server_cpu_us_per_request']:.0f} us CPU per request  -> bridge "
+        f"ingest = {ing['per_s'] / r['baseline']['per_s']:.2f} x baseline"
         if r.get("baseline")
         else "       baseline: skipped",
         f"[{mark[ok['cast_time']]}] all {drain['cast_unique']}/{n} messages at fake Cast after "
@@ -287,8 +301,14 @@ def main() -> None:
         print(f"ingest: {args.n} webhooks at concurrency {args.c} ...", flush=True)
         profiler = start_profiler(bridge, args.profile) if args.profile else None
         t0 = time.monotonic()
+        assert bridge.proc is not None
         ingest = run_wrk(
-            f"{bridge.url}/webhooks/ghl/outbound", bodies_file, args.n, args.c, args.threads
+            f"{bridge.url}/webhooks/ghl/outbound",
+            bodies_file,
+            args.n,
+            args.c,
+            args.threads,
+            bridge.proc.pid,
         )
         if profiler is not None:
             stop_profiler(profiler, args.profile)
