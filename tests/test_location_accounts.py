@@ -1,12 +1,18 @@
 """Per-location Cast accounts: stored encrypted, resolved with a short cache, default otherwise."""
 
+import pytest
 from cryptography.fernet import Fernet
 
 from app.config import Settings
+from app.errors import ApiError
 from app.locations.accounts import CastAccounts
 from app.locations.repository import COLLECTION, LocationSettingsRepository
-from app.locations.schemas import CastAccount, LocationSettings
+from app.locations.schemas import CastAccount, LocationSettings, SettingsForm
+from app.locations.service import LocationService
+from app.locations.sso import Session
 from app.oauth.crypto import TokenCipher
+from app.oauth.repository import InstallationRepository
+from app.outbound.repository import OutboxRepository
 from app.store import Store
 
 DEFAULT_KEY = "cast_" + "d" * 64
@@ -106,3 +112,39 @@ async def test_without_a_repository_everyone_uses_the_default() -> None:
     account = await CastAccounts(settings(), None).account_for("loc-1")
 
     assert account.source == "default"
+
+
+async def test_a_key_the_cipher_cannot_read_raises_unless_asked_not_to(store: Store) -> None:
+    await repository(store).put(own())
+    other = repository(store)  # another encryption key: TOKEN_ENCRYPTION_KEY changed
+
+    with pytest.raises(ValueError):
+        await other.get("loc-1")
+    lenient = await other.get("loc-1", strict=False)
+    assert lenient is not None and lenient.key_unreadable and lenient.cast_api_key is None
+    with pytest.raises(ValueError):  # the worker never falls back to another account's key
+        await CastAccounts(settings(), other).account_for("loc-1")
+
+
+async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(store: Store) -> None:
+    await repository(store).put(own())
+    cipher = TokenCipher(Fernet.generate_key())
+    repo = LocationSettingsRepository(store, cipher)
+    service = LocationService(
+        settings(),
+        repo,
+        CastAccounts(settings(), repo),
+        InstallationRepository(store, cipher),
+        OutboxRepository(store),
+        lambda: None,
+    )
+    session = Session("loc-1", "user-1", "Maria", expires_at=2e9)
+
+    view = await service.view(session)
+    assert view.key_unreadable and view.masked_key is None and view.uses_own_account
+    with pytest.raises(ApiError) as refused:
+        await service.save(session, SettingsForm(sender_id="MYBRAND", enabled=True))
+    assert (refused.value.status, refused.value.field) == (422, "api_key")
+    await service.save(session, SettingsForm(sender_id="MYBRAND", api_key=OWN_KEY, enabled=True))
+    stored = await repo.get("loc-1")
+    assert stored is not None and stored.cast_api_key == OWN_KEY and not stored.key_unreadable

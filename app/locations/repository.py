@@ -19,18 +19,24 @@ class LocationSettingsRepository:
         self._store = store
         self._cipher = cipher
 
-    async def get(self, location_id: str) -> LocationSettings | None:
-        """The settings with the key decrypted; ValueError if the key cannot be decrypted."""
+    async def get(self, location_id: str, *, strict: bool = True) -> LocationSettings | None:
+        """The settings with the key decrypted. A key that cannot be decrypted (the encryption
+        key changed) raises ValueError, or with `strict=False` comes back as `key_unreadable`."""
         doc = await self._store.get_doc(COLLECTION, location_id)
         if doc is None:
             return None
         data = dict(doc.data)
         if data.get("cast_api_key"):
-            data["cast_api_key"] = self._cipher.decrypt(data["cast_api_key"])
+            try:
+                data["cast_api_key"] = self._cipher.decrypt(data["cast_api_key"])
+            except ValueError:
+                if strict:
+                    raise
+                data["cast_api_key"], data["key_unreadable"] = None, True
         return LocationSettings.model_validate({**data, "location_id": location_id})
 
     async def put(self, settings: LocationSettings) -> None:
-        data: dict[str, Any] = settings.model_dump(exclude={"location_id"})
+        data: dict[str, Any] = settings.model_dump(exclude={"location_id", "key_unreadable"})
         if settings.cast_api_key:
             data["cast_api_key"] = self._cipher.encrypt(settings.cast_api_key)
         await self._store.put_doc(COLLECTION, settings.location_id, data)

@@ -26,6 +26,7 @@ class LocationSettings(BaseModel):
     enabled: bool = True
     updated_at: float
     updated_by: str | None = None
+    key_unreadable: bool = False  # stored, but TOKEN_ENCRYPTION_KEY cannot decrypt it (not stored)
 
 
 class SettingsForm(BaseModel):
@@ -121,6 +122,7 @@ class SettingsView:
     connection: Connection
     sender_id: str | None
     masked_key: str | None
+    key_unreadable: bool
     enabled: bool
     uses_own_account: bool
     effective_sender_id: str | None

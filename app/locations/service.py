@@ -11,6 +11,7 @@ from app.ghl.schemas import ProviderOutboundMessage
 from app.locations.accounts import CastAccounts, account_from
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import (
+    CastAccount,
     Connection,
     LocationSettings,
     MessageRow,
@@ -171,8 +172,10 @@ class LocationService:
 
     async def view(self, session: Session) -> SettingsView:
         location_id = session.location_id
-        stored = await self._repo.get(location_id)
+        stored = await self._repo.get(location_id, strict=False)
         account = account_from(stored, self._accounts.default)
+        if stored and stored.key_unreadable and stored.enabled:  # the worker refuses to send
+            account = CastAccount("", stored.sender_id, "location")
         now = self._clock()
         messages = await self._outbox.recent(location_id, since=now - 7 * DAY, limit=TOTALS_CAP)
         capped = len(messages) >= TOTALS_CAP
@@ -182,6 +185,7 @@ class LocationService:
             connection=await self._connection(location_id),
             sender_id=stored.sender_id if stored else None,
             masked_key=mask_key(stored.cast_api_key) if stored else None,
+            key_unreadable=stored.key_unreadable if stored else False,
             enabled=stored.enabled if stored else True,
             uses_own_account=account.source == "location",
             effective_sender_id=account.sender_id,
@@ -192,7 +196,15 @@ class LocationService:
         )
 
     async def save(self, session: Session, form: SettingsForm) -> LocationSettings:
-        stored = await self._repo.get(session.location_id)
+        stored = await self._repo.get(session.location_id, strict=False)
+        if stored and stored.key_unreadable and not (form.api_key or form.remove_api_key):
+            raise ApiError(
+                422,
+                "key_unreadable",
+                "Cast API key: the stored key cannot be decrypted (was TOKEN_ENCRYPTION_KEY "
+                "changed?): enter it again or remove it",
+                "api_key",
+            )
         api_key = stored.cast_api_key if stored else None
         if form.remove_api_key:
             api_key = None
