@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     inbound_api_key: SecretStr | None = None
     token_encryption_key: SecretStr | None = None
 
+    # Operations: the admin API (/api/admin/...) and GET /metrics
+    admin_api_key: SecretStr | None = None
+    metrics_bearer_token: SecretStr | None = None
+
     # Per-location settings page (a GHL custom page; users identified by GHL's SSO)
     ghl_app_sso_key: SecretStr | None = None
     settings_session_seconds: float = Field(1800.0, gt=0)
@@ -87,10 +91,22 @@ class Settings(BaseSettings):
             raise ValueError("must start with 'cast_' (Cast API keys look like cast_<64 hex>)")
         return value
 
-    @field_validator("inbound_api_key", "ghl_app_sso_key", mode="before")
+    @field_validator(
+        "inbound_api_key", "ghl_app_sso_key", "admin_api_key", "metrics_bearer_token", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _admin_key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters (python -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
 
     @field_validator("inbound_routes", mode="before")
     @classmethod
@@ -141,6 +157,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _admin_key_is_its_own(self) -> "Settings":
+        admin, inbound = self.admin_api_key, self.inbound_api_key
+        if admin and inbound and admin.get_secret_value() == inbound.get_secret_value():
+            raise ValueError(
+                "ADMIN_API_KEY: must differ from INBOUND_API_KEY (the gateway's key must not "
+                "administer the bridge)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_key(self) -> "Settings":

@@ -5,11 +5,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.admin.service import AdminService
 from app.config import Settings
 from app.ghl.signature import WebhookKeys
 from app.inbound.service import InboundService
 from app.locations.service import LocationService
 from app.metrics import Counters
+from app.metrics.service import MetricsService
 from app.oauth.repository import InstallationRepository
 from app.oauth.service import OAuthService
 from app.oauth.tokens import TokenService
@@ -30,6 +32,8 @@ class Resources:
     oauth: OAuthService
     started: bool = False
     locations: LocationService | None = None  # the settings page
+    admin: AdminService | None = None  # the admin API (operators)
+    metrics: MetricsService | None = None  # GET /metrics
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread

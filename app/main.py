@@ -11,6 +11,8 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.admin.endpoints import router as admin_router
+from app.admin.service import AdminService
 from app.cast.client import CastClient
 from app.cast.pacing import CastPacer
 from app.config import Settings, load_settings
@@ -30,6 +32,9 @@ from app.locations.repository import LocationSettingsRepository
 from app.locations.service import LocationService
 from app.logs import new_request_id, request_id_var
 from app.metrics import Counters
+from app.metrics.endpoints import router as metrics_router
+from app.metrics.http import instrument_http
+from app.metrics.service import MetricsService
 from app.oauth.crypto import build_cipher
 from app.oauth.endpoints import router as oauth_router
 from app.oauth.repository import InstallationRepository
@@ -102,8 +107,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     log.info("store opened", extra={"backend": store.backend})
     cast_http = _http_client(str(settings.cast_api_url), settings.cast_api_timeout_seconds)
     ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)
-    counters = Counters()
-    ghl = GHLClient(ghl_http)
+    counters = Counters()  # this app's Prometheus registry
+    ghl = GHLClient(ghl_http, observer=counters.upstream("ghl"))
     cipher = build_cipher(settings)
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)
@@ -114,7 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     worker = OutboundWorker(
         settings,
         outbox,
-        CastClient(cast_http),
+        CastClient(cast_http, observer=counters.upstream("cast")),
         ghl,
         tokens,
         CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
@@ -139,6 +144,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     )
     resources.locations = LocationService(
         settings, location_settings, accounts, installations, outbox, worker.wake
+    )
+    resources.admin = AdminService(
+        installations,
+        outbox,
+        inbox,
+        resources.inbound,
+        location_settings,
+        accounts,
+        counters,
+        wake_outbound=worker.wake,
+    )
+    resources.metrics = MetricsService(
+        counters, {"outbound": outbox, "inbound": inbox}, app.state.http_metrics_registry
     )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
@@ -173,5 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(locations_router)
     app.include_router(inbound_router)
     app.include_router(oauth_router)
+    app.include_router(admin_router)
+    app.include_router(metrics_router)
+    app.state.http_metrics_registry = instrument_http(app)
     app.add_middleware(RequestIdMiddleware)
     return app

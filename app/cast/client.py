@@ -1,11 +1,13 @@
 """Thin Cast.ph API client. Retrying is the caller's job: this reports what happened."""
 
 import logging
+import time
 
 import httpx
 from pydantic import ValidationError
 
 from app.cast.schemas import ErrorBody, SendRequest, SendResult, StatusResult
+from app.metrics import RequestObserver
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +64,51 @@ def _error_from(response: httpx.Response) -> CastError:
 
 
 class CastClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, observer: RequestObserver | None = None) -> None:
         self._http = http
+        self._observe = observer  # latency and status of every request (metrics)
 
-    async def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+    async def _request(
+        self, method: str, url: str, operation: str, **kwargs: object
+    ) -> httpx.Response:
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
-            return await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+            response = await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+            outcome = str(response.status_code)
+            return response
         except httpx.TimeoutException as exc:
+            outcome = "timeout"
             raise CastError("Cast did not answer in time", status=None, retryable=True) from exc
         except httpx.TransportError as exc:
+            outcome = "connection_error"
             raise CastError(
                 f"could not reach Cast ({type(exc).__name__})", status=None, retryable=True
+            ) from exc
+        finally:
+            if self._observe is not None:
+                self._observe(operation, time.perf_counter() - started, outcome)
+
+    async def account_balance(self, api_key: str) -> int:
+        """`GET /api/v1/account/balance`: the account's credits (a cheap check of the key)."""
+        response = await self._request(
+            "GET", "/api/v1/account/balance", "balance", headers={"X-API-Key": api_key}
+        )
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            return int(response.json()["credits"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CastError(
+                "Cast answered with an unreadable balance",
+                status=response.status_code,
+                retryable=True,
             ) from exc
 
     async def message_status(self, api_key: str, message_id: str) -> StatusResult:
         """The delivery state of a sent message (Cast has no push receipts)."""
         response = await self._request(
-            "GET", f"/api/v1/sms/status/{message_id}", headers={"X-API-Key": api_key}
+            "GET", f"/api/v1/sms/status/{message_id}", "status", headers={"X-API-Key": api_key}
         )
         if response.status_code >= 400:
             raise _error_from(response)
@@ -98,6 +128,7 @@ class CastClient:
         response = await self._request(
             "POST",
             "/api/v1/sms/send",
+            "send",
             json=request.model_dump(exclude_none=True),
             headers=headers,
         )

@@ -1,11 +1,13 @@
 """Thin GoHighLevel (LeadConnector) API client. Retrying is the caller's job."""
 
+import time
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
+from app.metrics import RequestObserver
 
 CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
@@ -35,16 +37,25 @@ def _bearer(token: str, version: str) -> dict[str, str]:
 
 
 class GHLClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, observer: RequestObserver | None = None) -> None:
         self._http = http
+        self._observe = observer  # latency and status of every request (metrics)
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, url: str, operation: str, **kwargs: Any) -> httpx.Response:
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
             response = await self._http.request(method, url, **kwargs)
+            outcome = str(response.status_code)
         except httpx.TimeoutException as exc:
+            outcome = "timeout"
             raise GHLError(f"GHL did not answer {url} in time", status=None) from exc
         except httpx.TransportError as exc:
+            outcome = "connection_error"
             raise GHLError(f"could not reach GHL ({type(exc).__name__})", status=None) from exc
+        finally:
+            if self._observe is not None:
+                self._observe(operation, time.perf_counter() - started, outcome)
         if response.status_code >= 400:
             raise GHLError(
                 f"GHL answered {response.status_code} to {method} {url}",
@@ -59,6 +70,7 @@ class GHLClient:
         await self._send(
             "PUT",
             f"/conversations/messages/{message_id}/status",
+            "message_status",
             json=update.model_dump(exclude_none=True),
             headers=_bearer(token, CONVERSATIONS_VERSION),
         )
@@ -67,6 +79,7 @@ class GHLClient:
         response = await self._send(
             "POST",
             "/conversations/messages/inbound",
+            "add_inbound_message",
             json=message.model_dump(by_alias=True, exclude_none=True),
             headers=_bearer(token, CONVERSATIONS_VERSION),
         )
@@ -78,6 +91,7 @@ class GHLClient:
         response = await self._send(
             "GET",
             "/contacts/search/duplicate",
+            "find_contact",
             params={"locationId": location_id, "number": phone_e164},
             headers=_bearer(token, CONTACTS_VERSION),
         )
@@ -87,6 +101,7 @@ class GHLClient:
         response = await self._send(
             "POST",
             "/contacts/upsert",
+            "upsert_contact",
             json={"locationId": location_id, "phone": phone_e164},
             headers=_bearer(token, CONTACTS_VERSION),
         )
@@ -95,7 +110,7 @@ class GHLClient:
     async def exchange_token(self, form: dict[str, str]) -> TokenResponse:
         """`POST /oauth/token` (authorization_code or refresh_token grant)."""
         response = await self._send(
-            "POST", "/oauth/token", data=form, headers={"Accept": "application/json"}
+            "POST", "/oauth/token", "token", data=form, headers={"Accept": "application/json"}
         )
         return _token_response(response)
 
@@ -106,6 +121,7 @@ class GHLClient:
         response = await self._send(
             "POST",
             "/oauth/locationToken",
+            "location_token",
             data={"companyId": company_id, "locationId": location_id},
             headers=_bearer(company_token, CONTACTS_VERSION),
         )
@@ -120,6 +136,7 @@ class GHLClient:
             response = await self._send(
                 "GET",
                 "/oauth/installedLocations",
+                "installed_locations",
                 params={
                     "companyId": company_id,
                     "appId": app_id,

@@ -98,3 +98,9 @@ class InboxRepository(QueueRepository[InboundSMS]):
             return False
         await self._store.delete_doc(UNROUTABLE, message_id)
         return True
+
+    async def discard(self, message_id: str) -> bool:
+        """Take an unroutable message off the list for good. It stays stored, undelivered.
+
+        False when it was not listed."""
+        return await self._store.delete_doc(UNROUTABLE, message_id)

@@ -11,7 +11,7 @@ Collections:
 """
 
 from app.oauth.crypto import TokenCipher
-from app.oauth.schemas import Installation
+from app.oauth.schemas import Installation, InstallationSummary
 from app.store import Doc, Store
 
 COLLECTION = "installations"
@@ -64,6 +64,15 @@ class InstallationRepository:
 
     async def delete(self, key: str) -> bool:
         return await self._store.delete_doc(COLLECTION, key)
+
+    async def summaries(self, limit: int = 1000) -> list[InstallationSummary]:
+        """What may be shown about each installation; tokens are not even decrypted."""
+        summaries = []
+        for doc in await self._store.list_docs(COLLECTION, limit):
+            data = {k: v for k, v in doc.data.items() if k not in _SECRET_FIELDS}
+            data["location_count"] = len(data.get("location_ids") or [])
+            summaries.append(InstallationSummary.model_validate(data))
+        return summaries
 
     async def list(self) -> list[Installation]:
         return [self._decode(doc) for doc in await self._store.list_docs(COLLECTION)]

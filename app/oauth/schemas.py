@@ -36,6 +36,10 @@ class InstallationSummary(BaseModel):
     expires_at: float
     needs_reauth: bool
     reauth_reason: str | None
+    source: str = "oauth"
+    installed_at: float | None = None
+    updated_at: float | None = None
+    location_count: int = 0  # company installations: locations with tokens through it
 
 
 class AppWebhook(BaseModel):

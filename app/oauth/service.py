@@ -337,7 +337,7 @@ class OAuthService:
         except BaseException:
             await asyncio.shield(self._repo.release_webhook(event.webhook_id))
             raise
-        self._counters.inc(f"app_webhooks_{event.type.lower()}")
+        self._counters.inc("app_webhooks", reason=event.type)
         return {"status": outcome, "webhookId": event.webhook_id}
 
     async def _on_install(self, event: AppWebhook) -> str:

@@ -11,6 +11,13 @@ class Part(BaseModel):
     cast_parts: int | None = None
     dlr: Literal["delivered", "failed"] | None = None
     dlr_status: str | None = None
+    # Sent again after the carrier rejected it (an operator's re-queue): part of the Cast
+    # idempotency key, so Cast does not replay the rejected send's answer.
+    resends: int = 0
+
+    def idempotency_key(self, message_id: str, index: int, total: int) -> str:
+        key = f"ghl:{message_id}:{index}/{total}"
+        return f"{key}:r{self.resends}" if self.resends else key
 
 
 class HistoryEvent(BaseModel):
@@ -44,6 +51,9 @@ class OutboundMessage(BaseModel):
     reported: bool = False
     # A test SMS queued from the settings page: there is no GHL message to report a status to.
     synthetic: bool = False
+    # Re-queued by an operator: the send deadline counts from `requeued_at`.
+    requeues: int = 0
+    requeued_at: float | None = None
     history: list[HistoryEvent] = Field(default_factory=list)
 
     def record(self, at: float, event: str, detail: str | None = None) -> None:
@@ -60,6 +70,32 @@ class OutboundMessage(BaseModel):
         self.status, self.error_code, self.error_message = status, code, message
         self.stage, self.finished_at = "report", at
         self.record(at, status, message)
+
+    def restart(self, at: float) -> None:
+        """Re-queue a failed message: send what was not delivered, then report the new outcome.
+
+        Parts Cast accepted keep their Cast message id and are not sent again (their receipts
+        are polled again), except parts the carrier rejected: those are sent again under a new
+        idempotency key. Parts Cast never accepted are sent with the same key as before, so if
+        an earlier attempt did reach Cast unseen (a timeout), Cast replays it instead of sending
+        a second SMS.
+        """
+        for part in self.parts:
+            if part.dlr == "failed":
+                part.cast_message_id = part.cast_parts = part.dlr = part.dlr_status = None
+                part.resends += 1
+        self.stage, self.status, self.error_code, self.error_message = "send", None, None, None
+        self.delivery = self.finished_at = self.accepted_at = None
+        self.polls = self.send_attempts = self.report_attempts = 0
+        self.token_refreshed = self.reported = False
+        self.requeues += 1
+        self.requeued_at = at
+        self.record(at, "requeued", f"re-queued by an operator (#{self.requeues})")
+
+    @property
+    def send_started_at(self) -> float:
+        """Where the send deadline counts from."""
+        return self.requeued_at if self.requeued_at is not None else self.received_at
 
     @property
     def parts_sent(self) -> int:

@@ -72,6 +72,8 @@ class OutboundService:
             log.info("duplicate outbound webhook", extra={"message_id": payload.message_id})
             return Accepted.DUPLICATE
         self._counters.inc("messages_received")
+        if message.status == "failed":  # refused before sending (INVALID_PHONE, EMPTY_MESSAGE)
+            self._counters.inc("messages_failed", reason=message.error_code)
         self._wake_worker()
         log.info(
             "outbound message queued",

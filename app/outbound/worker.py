@@ -102,7 +102,7 @@ class OutboundWorker(LeasedQueueWorker):
                 "REAUTHORIZATION_NEEDED",
                 f"Cast SMS must be re-installed for this location ({reason})",
             )
-            self._counters.inc("messages_failed")
+            self._counters.inc("messages_failed", reason="REAUTHORIZATION_NEEDED")
             return None
         account = await self._accounts.account_for(message.location_id)
         api_key = account.api_key
@@ -117,7 +117,9 @@ class OutboundWorker(LeasedQueueWorker):
             )
             try:
                 result = await self._cast.send_sms(
-                    api_key, request, idempotency_key=f"ghl:{message.message_id}:{index}/{total}"
+                    api_key,
+                    request,
+                    idempotency_key=part.idempotency_key(message.message_id, index, total),
                 )
             except CastError as exc:
                 return self._cast_failed(message, exc)
@@ -135,7 +137,7 @@ class OutboundWorker(LeasedQueueWorker):
         if self._settings.delivery_status_mode == "accepted":
             message.delivery = "accepted"
             message.finish(now, "delivered")
-            self._counters.inc("messages_delivered")
+            self._counters.inc("messages_delivered", reason="accepted")
             return None
         message.stage, message.accepted_at = "poll", now
         return now + self._settings.dlr_first_poll_seconds
@@ -161,9 +163,7 @@ class OutboundWorker(LeasedQueueWorker):
             if verdict is Receipt.FAILED:
                 code = failure_code(result)
                 message.finish(self._clock(), "failed", code, failure_reason(result))
-                self._counters.inc("messages_failed")
-                self._counters.inc("carrier_rejected")
-                self._counters.inc(f"carrier_rejected_{code}")
+                self._counters.inc("messages_failed", reason=code)
                 return None
         now = self._clock()
         if all(part.dlr == "delivered" for part in message.parts):
@@ -182,12 +182,12 @@ class OutboundWorker(LeasedQueueWorker):
         message.delivery = delivery
         message.record(now, "carrier_receipt", delivery)
         message.finish(now, "delivered")
-        self._counters.inc("messages_delivered")
-        self._counters.inc(f"delivered_{delivery}")
+        self._counters.inc("messages_delivered", reason=delivery)
 
     def _cast_failed(self, message: OutboundMessage, exc: CastError) -> float | None:
         now = self._clock()
-        if exc.retryable and now - message.received_at < self._settings.send_deadline_seconds:
+        started = message.send_started_at
+        if exc.retryable and now - started < self._settings.send_deadline_seconds:
             delay = exc.retry_after or backoff(
                 message.send_attempts, base=CAST_BACKOFF_BASE, cap=CAST_BACKOFF_CAP
             )
@@ -201,7 +201,7 @@ class OutboundWorker(LeasedQueueWorker):
         if exc.retryable:
             detail = f"Gave up after {self._settings.send_deadline_seconds:.0f}s: {detail}"
         message.finish(now, "failed", exc.code or "CAST_UNAVAILABLE", detail)
-        self._counters.inc("messages_failed")
+        self._counters.inc("messages_failed", reason=message.error_code)
         level = logging.ERROR if exc.operator_problem else logging.WARNING
         log.log(
             level,
@@ -244,7 +244,7 @@ class OutboundWorker(LeasedQueueWorker):
             return self._report_failed(message, exc)
         message.reported = True
         message.record(self._clock(), "reported", message.status)
-        self._counters.inc(f"status_reported_{message.status}")
+        self._counters.inc("status_reported", reason=message.status)
         return None
 
     def _report_failed(

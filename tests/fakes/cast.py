@@ -5,6 +5,7 @@
   X-Idempotency-Key (replays the first successful answer, sends nothing new).
 - Scripted answers (`script`) come first: bursts of 429/5xx/4xx, stalls.
 - `GET /api/v1/sms/status/{id}` answers from `dlr` (scripted statuses) for later issues.
+- `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise.
 """
 
 import asyncio
@@ -66,6 +67,7 @@ class FakeCast:
         self.next_dlr: deque[list[dict[str, Any]]] = deque()  # DLR sequences for the next sends
         self.status_errors = 0  # the status endpoint answers this many 500s first
         self.status_requests: list[str] = []
+        self.credits = 1000  # GET /api/v1/account/balance
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_buckets: dict[str, Bucket] = {}
         self._ip_bucket = Bucket(ip_rate, ip_burst)
@@ -104,6 +106,12 @@ class FakeCast:
 
         app.add_api_route("/api/sms/send", send, methods=["POST"])
         app.add_api_route("/api/v1/sms/send", send, methods=["POST"])
+
+        @app.get("/api/v1/account/balance")
+        async def balance(request: Request) -> JSONResponse:
+            if request.headers.get("x-api-key") not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            return JSONResponse({"success": True, "credits": self.credits, "currency": "PHP"})
 
         @app.get("/api/v1/sms/status/{message_id}")
         async def status(message_id: str, request: Request) -> JSONResponse:

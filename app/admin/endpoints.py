@@ -1,0 +1,79 @@
+"""`/api/admin/...`: the operator's HTTP API, behind its own bearer key (ADMIN_API_KEY).
+
+Unset ADMIN_API_KEY → the admin API is off: every admin route answers 404 `admin_disabled`.
+The inbound gateway's key (INBOUND_API_KEY) never works here, and the settings refuse an
+ADMIN_API_KEY equal to it.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from app.admin.schemas import MessageView, RerouteBody, SenderIdBody, SenderIdResult
+from app.admin.service import AdminService
+from app.bearer import require_bearer
+from app.deps import ResourcesDep
+from app.errors import ApiError
+
+
+async def admin_service(request: Request, resources: ResourcesDep) -> AdminService:
+    """The admin service, once the request's bearer token is ADMIN_API_KEY (constant-time)."""
+    key = resources.settings.admin_api_key
+    if key is None or resources.admin is None:
+        raise ApiError(404, "admin_disabled", "the admin API is off: set ADMIN_API_KEY")
+    require_bearer(request, key, "invalid_admin_key", "admin API")
+    return resources.admin
+
+
+AdminDep = Annotated[AdminService, Depends(admin_service)]
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+@router.get("/installations")
+async def list_installations(admin: AdminDep) -> dict[str, Any]:
+    """Every installation (location and agency), without tokens."""
+    rows = await admin.installations()
+    return {"installations": [row.model_dump() for row in rows]}
+
+
+@router.get("/messages/{message_id}")
+async def show_message(message_id: str, admin: AdminDep) -> MessageView:
+    """An outbound message by GHL messageId: where it is, what happened (its history)."""
+    return await admin.message(message_id)
+
+
+@router.post("/messages/{message_id}/requeue", status_code=202)
+async def requeue_message(message_id: str, admin: AdminDep) -> MessageView:
+    """Send a failed message again; 409 when it was delivered or is still in progress."""
+    return await admin.requeue(message_id)
+
+
+@router.get("/inbound/unroutable")
+async def list_unroutable(admin: AdminDep) -> dict[str, Any]:
+    rows = await admin.unroutable()
+    return {"messages": [row.model_dump(by_alias=True) for row in rows]}
+
+
+@router.post("/inbound/{inbound_id:path}/reroute", status_code=202)
+async def reroute_inbound(
+    inbound_id: str, body: Annotated[RerouteBody, Body()], admin: AdminDep
+) -> dict[str, str]:
+    """Deliver an unroutable (or failed) inbound SMS to the given location."""
+    await admin.reroute(inbound_id, body.location_id)
+    return {"status": "queued", "id": inbound_id, "location_id": body.location_id}
+
+
+@router.post("/inbound/{inbound_id:path}/discard")
+async def discard_inbound(inbound_id: str, admin: AdminDep) -> dict[str, str]:
+    """Take an unroutable inbound SMS off the list without delivering it."""
+    await admin.discard(inbound_id)
+    return {"status": "discarded", "id": inbound_id}
+
+
+@router.put("/locations/{location_id}/sender-id")
+async def set_sender_id(
+    location_id: str, body: Annotated[SenderIdBody, Body()], admin: AdminDep
+) -> SenderIdResult:
+    """The deployed Go bridge's call, same path and body, now under ADMIN_API_KEY."""
+    return await admin.set_sender_id(location_id, body.sender_id)

@@ -1,0 +1,165 @@
+"""What the admin API and the operator CLI show and accept. Never a token or a key; phone
+numbers masked to their last 4 digits, as in the logs."""
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from app.inbound.schemas import InboundSMS
+from app.inbound.service import mask_receiver
+from app.locations.schemas import SENDER_ID_MAX
+from app.logs import mask_phone
+from app.outbound.schemas import OutboundMessage
+
+# A phone number in free text; not digits inside an identifier such as CAST00000001.
+_PHONE = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d ()-]{5,}\d(?![A-Za-z0-9])")
+_SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
+
+
+def mask_numbers(text: str | None) -> str | None:
+    """Free text (a failure reason, a history detail) with any phone number in it masked."""
+    return _PHONE.sub(lambda match: mask_phone(match.group()), text) if text else text
+
+
+class Event(BaseModel):
+    at: float
+    event: str
+    detail: str | None = None
+
+
+class PartView(BaseModel):
+    chars: int
+    cast_message_id: str | None
+    cast_parts: int | None
+    dlr: str | None
+    dlr_status: str | None
+    resends: int
+
+
+class MessageView(BaseModel):
+    """One outbound message and its history (the outbox document, phone masked, no text)."""
+
+    message_id: str
+    location_id: str
+    contact_id: str | None
+    to: str
+    state: Literal["pending", "done"]
+    stage: str
+    status: str  # sending, delivered, failed
+    error_code: str | None
+    error_message: str | None
+    delivery: str | None
+    received_at: float
+    accepted_at: float | None
+    finished_at: float | None
+    reported: bool
+    synthetic: bool
+    send_attempts: int
+    report_attempts: int
+    polls: int
+    requeues: int
+    parts: list[PartView]
+    history: list[Event]
+
+    @classmethod
+    def of(cls, message: OutboundMessage, finished: bool) -> "MessageView":
+        return cls(
+            message_id=message.message_id,
+            location_id=message.location_id,
+            contact_id=message.contact_id,
+            to=mask_phone(message.phone),
+            state="done" if finished else "pending",
+            stage=message.stage,
+            status=message.status or "sending",
+            error_code=message.error_code,
+            error_message=mask_numbers(message.error_message),
+            delivery=message.delivery,
+            received_at=message.received_at,
+            accepted_at=message.accepted_at,
+            finished_at=message.finished_at,
+            reported=message.reported,
+            synthetic=message.synthetic,
+            send_attempts=message.send_attempts,
+            report_attempts=message.report_attempts,
+            polls=message.polls,
+            requeues=message.requeues,
+            parts=[
+                PartView(
+                    chars=len(part.text),
+                    cast_message_id=part.cast_message_id,
+                    cast_parts=part.cast_parts,
+                    dlr=part.dlr,
+                    dlr_status=part.dlr_status,
+                    resends=part.resends,
+                )
+                for part in message.parts
+            ],
+            history=[
+                Event(at=e.at, event=e.event, detail=mask_numbers(e.detail))
+                for e in message.history
+            ],
+        )
+
+
+class UnroutableView(BaseModel):
+    """An inbound SMS no location could be chosen for. The text is shown: the operator reads it
+    to decide where it belongs."""
+
+    id: str
+    sender: str = Field(serialization_alias="from")
+    to: str | None
+    text: str
+    received_at: str
+    reason: str | None
+
+    @classmethod
+    def of(cls, message: InboundSMS) -> "UnroutableView":
+        return cls(
+            id=message.id,
+            sender=mask_phone(message.phone),
+            to=mask_receiver(message.to),
+            text=message.text,
+            received_at=message.received_at
+            or datetime.fromtimestamp(message.accepted_at, UTC).isoformat(),
+            reason=message.error_message,
+        )
+
+
+class RerouteBody(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    location_id: str = Field(
+        min_length=1, max_length=100, validation_alias=AliasChoices("location_id", "locationId")
+    )
+
+
+class SenderIdBody(BaseModel):
+    """The Go bridge's body, `{"sender_id": "..."}` (`senderId` accepted too); null or "" clears
+    it (the location then sends with CAST_SENDER_ID, or its own Cast account's default)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    sender_id: str | None = Field(validation_alias=AliasChoices("sender_id", "senderId"))
+
+    @field_validator("sender_id")
+    @classmethod
+    def _shape(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) > SENDER_ID_MAX:
+            raise ValueError(f"at most {SENDER_ID_MAX} characters")
+        if not _SENDER_ID.fullmatch(value):
+            raise ValueError("use letters, digits and spaces only (as approved by Cast)")
+        return value
+
+
+class SenderIdResult(BaseModel):
+    location_id: str
+    sender_id: str | None
+    enabled: bool
+    own_api_key: bool
+    effective_sender_id: str | None  # what the next SMS of this location is sent with
+    installed: bool
+    updated_at: float

@@ -1,0 +1,143 @@
+"""Operator actions, shared by the admin API and the `cast-ghl` CLI (same repositories, same
+rules): installations, a message's history, re-queueing a failed message, unroutable inbound
+SMS, a location's sender ID."""
+
+import logging
+import time
+from collections.abc import Callable
+
+from app.admin.schemas import MessageView, SenderIdResult, UnroutableView
+from app.errors import ApiError
+from app.inbound.repository import InboxRepository
+from app.inbound.service import InboundService
+from app.locations.accounts import CastAccounts, account_from
+from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import LocationSettings
+from app.metrics import Counters
+from app.oauth.repository import InstallationRepository, location_key
+from app.oauth.schemas import InstallationSummary
+from app.outbound.repository import OutboxRepository
+
+log = logging.getLogger(__name__)
+
+# Failures that sending again cannot fix: GHL must send a new message.
+NOT_REQUEUEABLE = {"INVALID_PHONE", "EMPTY_MESSAGE"}
+
+
+class AdminService:
+    def __init__(
+        self,
+        installations: InstallationRepository,
+        outbox: OutboxRepository,
+        inbox: InboxRepository,
+        inbound: InboundService,
+        location_settings: LocationSettingsRepository,
+        accounts: CastAccounts,
+        counters: Counters,
+        wake_outbound: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._installations = installations
+        self._outbox = outbox
+        self._inbox = inbox
+        self._inbound = inbound
+        self._location_settings = location_settings
+        self._accounts = accounts
+        self._counters = counters
+        self._wake_outbound = wake_outbound
+        self._clock = clock
+
+    async def installations(self) -> list[InstallationSummary]:
+        return await self._installations.summaries()
+
+    # Outbound messages --------------------------------------------------------------------
+    async def message(self, message_id: str) -> MessageView:
+        found = await self._outbox.find(message_id)
+        if found is None:
+            raise ApiError(404, "message_not_found", f"no outbound message {message_id!r}")
+        return MessageView.of(*found)
+
+    async def requeue(self, message_id: str) -> MessageView:
+        """Send a failed message again (what was not delivered) and report the new outcome."""
+        found = await self._outbox.find(message_id)
+        if found is None:
+            raise ApiError(404, "message_not_found", f"no outbound message {message_id!r}")
+        message, finished = found
+        if not finished:
+            raise ApiError(
+                409, "message_in_progress", "the message is still being sent or reported"
+            )
+        if message.status != "failed":
+            raise ApiError(
+                409, "message_delivered", "the message was delivered: it is not sent again"
+            )
+        if message.error_code in NOT_REQUEUEABLE or message.to is None:
+            raise ApiError(
+                409,
+                "not_requeueable",
+                f"a message that failed with {message.error_code} cannot be sent again",
+            )
+        now = self._clock()
+        message.restart(now)
+        if not await self._outbox.requeue(message, now):
+            raise ApiError(404, "message_not_found", f"no outbound message {message_id!r}")
+        self._counters.inc("admin_requeued")
+        self._wake_outbound()
+        log.info(
+            "outbound message re-queued by an operator",
+            extra={"message_id": message_id, "requeues": message.requeues},
+        )
+        return MessageView.of(message, False)
+
+    # Unroutable inbound SMS ---------------------------------------------------------------
+    async def unroutable(self, limit: int = 1000) -> list[UnroutableView]:
+        return [UnroutableView.of(m) for m in await self._inbound.list_unroutable(limit)]
+
+    async def reroute(self, inbound_id: str, location_id: str) -> None:
+        if await self._inbox.get(inbound_id) is None:
+            raise ApiError(404, "inbound_not_found", f"no inbound SMS {inbound_id!r}")
+        if not await self._inbound.reroute(inbound_id, location_id):
+            raise ApiError(
+                409,
+                "not_reroutable",
+                "only a finished, undelivered (unroutable or failed) SMS can be re-routed",
+            )
+
+    async def discard(self, inbound_id: str) -> None:
+        if not await self._inbox.discard(inbound_id):
+            raise ApiError(404, "inbound_not_found", f"{inbound_id!r} is not listed as unroutable")
+        self._counters.inc("inbound_discarded")
+        log.info(
+            "unroutable inbound SMS discarded by an operator", extra={"inbound_id": inbound_id}
+        )
+
+    # Per-location sender ID ---------------------------------------------------------------
+    async def set_sender_id(self, location_id: str, sender_id: str | None) -> SenderIdResult:
+        """The Go bridge's admin call: the sender ID a location's SMS are sent with."""
+        stored = await self._location_settings.get(location_id)
+        now = self._clock()
+        updated = LocationSettings(
+            location_id=location_id,
+            cast_api_key=stored.cast_api_key if stored else None,
+            sender_id=sender_id,
+            enabled=stored.enabled if stored else True,
+            updated_at=now,
+            updated_by="admin",
+        )
+        await self._location_settings.put(updated)
+        self._accounts.invalidate(location_id)
+        self._counters.inc("admin_sender_id_set")
+        installed = await self._installations.get(location_key(location_id)) is not None
+        log.info(
+            "sender ID set by an operator",
+            extra={"location_id": location_id, "sender_id": sender_id, "installed": installed},
+        )
+        return SenderIdResult(
+            location_id=location_id,
+            sender_id=sender_id,
+            enabled=updated.enabled,
+            own_api_key=updated.cast_api_key is not None,
+            effective_sender_id=account_from(updated, self._accounts.default).sender_id,
+            installed=installed,
+            updated_at=now,
+        )

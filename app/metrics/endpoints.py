@@ -1,0 +1,19 @@
+"""`GET /metrics` (Prometheus text format), behind METRICS_BEARER_TOKEN when it is set."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.bearer import require_bearer
+from app.deps import ResourcesDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request, resources: ResourcesDep) -> Response:
+    token = resources.settings.metrics_bearer_token
+    if token is not None:
+        require_bearer(request, token, "invalid_metrics_token", "metrics")
+    assert resources.metrics is not None
+    return Response(await resources.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,51 @@
+"""What `GET /metrics` answers: the bridge's counters, the queue gauges read from the store at
+scrape time, and the HTTP metrics of the instrumentator."""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from app.metrics import Counters
+from app.queues import QueueRepository
+
+log = logging.getLogger(__name__)
+
+STORE_TIMEOUT_SECONDS = 2.0
+
+
+class MetricsService:
+    def __init__(
+        self,
+        counters: Counters,
+        queues: Mapping[str, QueueRepository[Any]],
+        http_registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._counters = counters
+        self._queues = queues
+        self._http_registry = http_registry
+        self._clock = clock
+
+    async def _read_queues(self) -> None:
+        for name, queue in self._queues.items():
+            counts = await queue.counts()
+            oldest = await queue.oldest_pending()
+            self._counters.set_queue(name, counts, oldest, self._clock())
+
+    async def exposition(self) -> bytes:
+        """The Prometheus text format. A store that does not answer keeps the last queue
+        values and sets `bridge_store_up` to 0."""
+        try:
+            await asyncio.wait_for(self._read_queues(), STORE_TIMEOUT_SECONDS)
+            self._counters.store_up.set(1)
+        except Exception as exc:  # a scrape must answer even when the store does not
+            self._counters.store_up.set(0)
+            log.warning("metrics: queue gauges not read", extra={"reason": type(exc).__name__})
+        body = self._counters.render()
+        if self._http_registry is not None:
+            body += generate_latest(self._http_registry)
+        return body
