@@ -19,12 +19,14 @@ check failed, 2 invalid settings or usage.
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
@@ -43,7 +45,7 @@ from app.metrics import Counters
 from app.oauth.crypto import build_cipher
 from app.oauth.repository import InstallationRepository
 from app.outbound.repository import OutboxRepository
-from app.store import StoreUnavailable, build_store
+from app.store import SQLITE_FILENAME, StoreUnavailable, build_store
 
 STORE_TIMEOUT_SECONDS = 10.0
 HTTP_TIMEOUT_SECONDS = 10.0
@@ -87,8 +89,16 @@ def _dump(value: BaseModel) -> dict[str, Any]:
 
 
 # The repositories, as the bridge builds them --------------------------------------------------
+def _sqlite_file(settings: Settings) -> Path | None:
+    """The embedded store's file, when the settings use it."""
+    return None if settings.uses_mongo else settings.data_dir.resolve() / SQLITE_FILENAME
+
+
 @asynccontextmanager
 async def admin_service(settings: Settings) -> AsyncIterator[AdminService]:
+    sqlite = _sqlite_file(settings)
+    if sqlite is not None and not sqlite.exists():  # do not create an empty one by mistake
+        raise StoreUnavailable(f"no database at {sqlite}: is DATA_DIR (or MONGO_URI) right?")
     store = build_store(settings)
     await asyncio.wait_for(store.start(), STORE_TIMEOUT_SECONDS)
     try:
@@ -258,6 +268,12 @@ async def _check_store(settings: Settings) -> Check:
         what = f"MongoDB ({database})"
     else:
         what = f"embedded SQLite in {settings.data_dir.resolve()}"
+    sqlite = _sqlite_file(settings)
+    if sqlite is not None and not sqlite.exists():
+        folder = next((p for p in [sqlite, *sqlite.parents] if p.exists()), sqlite.parent)
+        if not os.access(folder, os.W_OK):
+            return Check("store", "FAIL", f"{what}: no database yet and {folder} is not writable")
+        return Check("store", "PASS", f"{what}: no database yet (the bridge creates it at start)")
     store = build_store(settings)
     started = time.perf_counter()
     try:

@@ -178,6 +178,8 @@ async def test_unroutable_lists_kept_replies_then_reroute_and_discard_clear_them
 
 
 async def test_sender_id_sets_and_clears_a_locations_sender_id(harness: Harness):
+    await harness.seed_installation()
+
     code, text = await run("sender-id", LOCATION, "ACME")
     assert code == 0 and "ACME" in text
     stored = await harness.with_store(
@@ -241,7 +243,8 @@ async def test_check_config_names_each_bad_setting(monkeypatch: pytest.MonkeyPat
     assert "GHL_CLIENT_ID" in text and "not-a-cast-key-secret" not in text
 
 
-def test_the_console_script_runs_as_its_own_process(env: dict[str, str], tmp_path: Path):
+async def test_the_console_script_runs_as_its_own_process(harness: Harness, tmp_path: Path):
+    await harness.seed_installation()
     script = Path(sys.executable).parent / "cast-ghl"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
     result = subprocess.run(
@@ -253,4 +256,17 @@ def test_the_console_script_runs_as_its_own_process(env: dict[str, str], tmp_pat
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert [row["location_id"] for row in json.loads(result.stdout)] == [LOCATION]
+
+
+async def test_a_command_never_creates_an_empty_embedded_database(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("MONGO_URI", "")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "wrong-dir"))
+
+    code, _ = await run("installations")
+    check, text = await run("check-config")
+
+    assert code == 1 and not (tmp_path / "wrong-dir").exists()
+    assert check == 0 and "no database yet" in text
