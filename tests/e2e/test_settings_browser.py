@@ -157,7 +157,9 @@ async def test_saving_in_the_embedded_page_applies_to_the_next_outbound_message(
     enabled = browser.find_element(By.ID, "enabled")
     if not enabled.is_selected():
         enabled.click()
-    form.find_element(By.ID, "save").click()
+    save = form.find_element(By.ID, "save")
+    save.click()
+    WebDriverWait(browser, WAIT).until(ec.staleness_of(save))
     notice = _wait_for(browser, "notice")
     assert "BROWSERSMS" in notice.text
     assert browser.find_element(By.ID, "current-key").text.endswith("cast_…b10c")
@@ -181,10 +183,14 @@ async def test_a_test_sms_from_the_embedded_page_shows_under_recent_messages(
     _wait_for(browser, "test-form")
 
     browser.find_element(By.ID, "phone").send_keys("09175550199")
-    browser.find_element(By.ID, "send-test").click()
+    send = browser.find_element(By.ID, "send-test")
+    send.click()
+    WebDriverWait(browser, WAIT).until(ec.staleness_of(send))
     _wait_for(browser, "notice")
     await started.wait_for(lambda: started.cast.sent_to("09175550199"), what="test SMS at Cast")
-    browser.find_element(By.ID, "refresh").click()
+    refresh = browser.find_element(By.ID, "refresh")
+    refresh.click()
+    WebDriverWait(browser, WAIT).until(ec.staleness_of(refresh))  # the new page replaced it
     row = _wait_for(browser, "recent").find_element(By.CSS_SELECTOR, "tbody tr")
 
     assert "*******0199" in row.text and "test" in row.text

@@ -215,7 +215,7 @@ async def test_a_test_sms_is_sent_with_the_locations_settings_and_not_reported_t
     assert queued.status_code == 200 and "Test SMS queued" in queued.text
     (sms,) = page.cast.sent_to("09175550101")
     assert (sms["key"], sms["sender_id"]) == (OWN_KEY, "MYBRAND")
-    for _ in range(100):  # until the worker is done with it
+    for _ in range(300):  # until the worker is done with it (up to 15 s)
         stored = await page.message(message_id)
         if stored is not None and stored.status is not None:
             break
