@@ -23,3 +23,7 @@ def test_attachments_are_appended_one_per_line():
 
 def test_attachments_alone_make_the_text():
     assert compose_text("", ["https://a/1.png"]) == "https://a/1.png"
+
+
+def test_a_line_break_after_a_cut_does_not_cut_the_next_word():
+    assert split_text("aaaaaaaaaaaa \naaaaaaaaaaaa", 12) == ["aaaaaaaaaaaa", "aaaaaaaaaaaa"]

@@ -27,7 +27,7 @@ def split_text(text: str, limit: int) -> list[str]:
         else:
             parts.append(rest[:cut].rstrip())
             rest = rest[cut + 1 :]
-        rest = rest.lstrip(" ")
+        rest = rest.lstrip(" \n")
     if rest:
         parts.append(rest)
     return [part for part in parts if part]

@@ -25,7 +25,11 @@ WAIT = 20
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -191,9 +195,19 @@ async def test_a_test_sms_from_the_embedded_page_shows_under_recent_messages(
     refresh = browser.find_element(By.ID, "refresh")
     refresh.click()
     WebDriverWait(browser, WAIT).until(ec.staleness_of(refresh))  # the new page replaced it
-    row = _wait_for(browser, "recent").find_element(By.CSS_SELECTOR, "tbody tr")
+    # Read the row afresh on every try: the page may be replaced while we look at it.
+    row_text = WebDriverWait(
+        browser, WAIT, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(lambda d: _recent_row_with(d, "0199"))
 
-    assert "*******0199" in row.text and "test" in row.text
+    assert "*******0199" in row_text and "test" in row_text
+
+
+def _recent_row_with(driver: "WebDriver", digits: str) -> str | bool:
+    for row in driver.find_elements(By.CSS_SELECTOR, "#recent tbody tr"):
+        if digits in row.text:
+            return row.text
+    return False
 
 
 async def test_an_invalid_sso_payload_is_refused_in_the_browser(started: Harness, open_in_ghl: Any):
