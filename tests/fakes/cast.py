@@ -139,7 +139,7 @@ class FakeCast:
             body = None
         record = {"at": now, "key": key, "idempotency_key": idem, "body": body}
         self.requests.append(record)
-        answer = self._answer(now, key, idem, body)
+        answer = self._answer(key, idem, body)
         if isinstance(answer, Scripted):
             record["status"] = answer.status
             if answer.stall_seconds:
@@ -148,7 +148,7 @@ class FakeCast:
         record["status"] = answer.status_code
         return answer
 
-    def _answer(self, now: float, key: str, idem: str | None, body: Any) -> JSONResponse | Scripted:
+    def _answer(self, key: str, idem: str | None, body: Any) -> JSONResponse | Scripted:
         with self._lock:
             now = time.monotonic()  # when the request is handled, in arrival order
             if not self._ip_bucket.take(now):
