@@ -39,23 +39,7 @@ async def seed(
     h: Harness, location_id: str = LOCATION, *, expires_in: float = 86399
 ) -> dict[str, Any]:
     """Store a location installation whose token expires in `expires_in` seconds."""
-    pair = h.ghl.issue_pair(location_id)
-    now = time.time()
-    installation = Installation(
-        id=location_key(location_id),
-        kind="location",
-        location_id=location_id,
-        company_id=pair["companyId"],
-        access_token=pair["access_token"],
-        refresh_token=pair["refresh_token"],
-        expires_at=now + expires_in,
-        scopes=pair["scope"].split(),
-        user_type="Location",
-        installed_at=now,
-        updated_at=now,
-    )
-    await h.with_store(lambda store: InstallationRepository(store, CIPHER).put(installation))
-    return pair
+    return await h.seed_pair(location_id, expires_in=expires_in)
 
 
 async def installation(h: Harness, key: str) -> Installation | None:

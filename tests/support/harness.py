@@ -33,6 +33,29 @@ ENCRYPTION_KEY = Fernet.generate_key().decode()
 LOCATION = "loc-1"
 
 
+CIPHER = TokenCipher(ENCRYPTION_KEY.encode())
+
+
+def installation_from_pair(
+    pair: dict[str, Any], location_id: str = LOCATION, *, expires_in: float | None = None
+) -> Installation:
+    """The installation the OAuth callback stores for a token answer of the fake GHL."""
+    now = time.time()
+    return Installation(
+        id=location_key(location_id),
+        kind="location",
+        location_id=location_id,
+        company_id=pair["companyId"],
+        access_token=pair["access_token"],
+        refresh_token=pair["refresh_token"],
+        expires_at=now + (pair["expires_in"] if expires_in is None else expires_in),
+        scopes=pair["scope"].split(),
+        user_type="Location",
+        installed_at=now,
+        updated_at=now,
+    )
+
+
 def open_store(env: dict[str, str]) -> Store:
     if env.get("MONGO_URI"):
         return MongoStore(env["MONGO_URI"], env["MONGO_DB"])
@@ -81,28 +104,17 @@ class Harness:
         return self.log_path.read_text()
 
     async def seed_installation(self, location_id: str = LOCATION) -> str:
-        """Store a location token as the OAuth callback would; returns the access token."""
+        """Store a location token pair as the OAuth callback would; returns the access token."""
+        return (await self.seed_pair(location_id))["access_token"]
+
+    async def seed_pair(
+        self, location_id: str = LOCATION, *, expires_in: float | None = None
+    ) -> dict[str, Any]:
+        """Like `seed_installation`, with the token's lifetime chosen; returns the pair."""
         pair = self.ghl.issue_pair(location_id)
-        now = time.time()
-        installation = Installation(
-            id=location_key(location_id),
-            kind="location",
-            location_id=location_id,
-            company_id=pair["companyId"],
-            access_token=pair["access_token"],
-            refresh_token=pair["refresh_token"],
-            expires_at=now + pair["expires_in"],
-            scopes=pair["scope"].split(),
-            user_type="Location",
-            installed_at=now,
-            updated_at=now,
-        )
-        await self.with_store(
-            lambda store: InstallationRepository(store, TokenCipher(ENCRYPTION_KEY.encode())).put(
-                installation
-            )
-        )
-        return pair["access_token"]
+        installation = installation_from_pair(pair, location_id, expires_in=expires_in)
+        await self.with_store(lambda store: InstallationRepository(store, CIPHER).put(installation))
+        return pair
 
     async def with_store[T](self, action: Callable[[Store], Any]) -> T:
         store = open_store(self.env)
