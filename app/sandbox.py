@@ -91,6 +91,8 @@ async def _walk(tmp: Path) -> dict[str, Any]:
         cast_server.url,
         ghl_server.url,
         INBOUND_API_KEY=gateway_key,
+        ADMIN_API_KEY=secrets.token_urlsafe(24),  # whatever the shell exports, not used here
+        METRICS_BEARER_TOKEN="",
         DELIVERY_STATUS_MODE="carrier",
         INBOUND_ROUTES="",
         GHL_CONVERSATION_PROVIDER_ID="",
