@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import sys
 import uuid
 from contextvars import ContextVar
@@ -10,6 +11,15 @@ from datetime import UTC, datetime
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+# A phone number in free text; not digits inside an identifier such as CAST00000001.
+_PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d ()-]{5,}\d(?![A-Za-z0-9])")
+
+
+def mask_phones_in(text: str | None) -> str | None:
+    """Free text (a failure reason, a history detail) with every phone number in it masked."""
+    return _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text) if text else text
 
 
 def mask_phone(phone: str | None) -> str:

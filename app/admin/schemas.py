@@ -10,17 +10,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
 from app.locations.schemas import SENDER_ID_MAX
-from app.logs import mask_phone
+from app.logs import mask_phone, mask_phones_in
 from app.outbound.schemas import OutboundMessage
 
-# A phone number in free text; not digits inside an identifier such as CAST00000001.
-_PHONE = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d ()-]{5,}\d(?![A-Za-z0-9])")
 _SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
-
-
-def mask_numbers(text: str | None) -> str | None:
-    """Free text (a failure reason, a history detail) with any phone number in it masked."""
-    return _PHONE.sub(lambda match: mask_phone(match.group()), text) if text else text
 
 
 class Event(BaseModel):
@@ -74,7 +67,7 @@ class MessageView(BaseModel):
             stage=message.stage,
             status=message.status or "sending",
             error_code=message.error_code,
-            error_message=mask_numbers(message.error_message),
+            error_message=mask_phones_in(message.error_message),
             delivery=message.delivery,
             received_at=message.received_at,
             accepted_at=message.accepted_at,
@@ -97,7 +90,7 @@ class MessageView(BaseModel):
                 for part in message.parts
             ],
             history=[
-                Event(at=e.at, event=e.event, detail=mask_numbers(e.detail))
+                Event(at=e.at, event=e.event, detail=mask_phones_in(e.detail))
                 for e in message.history
             ],
         )

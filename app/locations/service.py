@@ -1,7 +1,6 @@
 """The settings page's logic: SSO sign-in, what the page shows, saving, the test SMS."""
 
 import logging
-import re
 import time
 from collections.abc import Callable
 
@@ -22,7 +21,7 @@ from app.locations.schemas import (
     mask_key,
 )
 from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
-from app.logs import mask_phone
+from app.logs import mask_phone, mask_phones_in
 from app.oauth.repository import InstallationRepository, location_key
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
@@ -31,7 +30,6 @@ from app.phone import InvalidPhoneNumber, to_cast_local
 
 log = logging.getLogger(__name__)
 
-_PHONE = re.compile(r"\+?\d[\d ()-]{5,}\d")
 
 DAY = 86_400.0
 RECENT_ROWS = 25
@@ -49,17 +47,12 @@ def _totals(messages: list[OutboundMessage], since: float, capped: bool) -> Tota
     return Totals(**counts, capped=capped)
 
 
-def _masked(text: str | None) -> str | None:
-    """A failure reason with any phone number in it masked like the number column."""
-    return _PHONE.sub(lambda match: mask_phone(match.group()), text) if text else text
-
-
 def _row(message: OutboundMessage) -> MessageRow:
     return MessageRow(
         at=message.received_at,
         to=mask_phone(message.phone),
         status=message.status or "sending",
-        reason=_masked(message.error_message) if message.status == "failed" else None,
+        reason=mask_phones_in(message.error_message) if message.status == "failed" else None,
         test=message.synthetic,
     )
 
