@@ -109,6 +109,20 @@ def assert_each_sent_once(cast_sent: list[dict], count: int) -> None:
     assert len(counts) == count and max(counts.values()) == 1
 
 
+# The first send of a sample may arrive up to the pacer's re-reservation threshold (0.25 s) after
+# its slot, which shortens the measured span by as much; no send arrives before its slot.
+JITTER = 0.3
+
+
+def assert_never_faster_than_the_rate(cast_sent: list[dict], key: str) -> None:
+    """n sends of one key need at least (n - 1) / RATE seconds, whatever the sample size."""
+    times = sorted(sms["at"] for sms in cast_sent if sms["key"] == key)
+    assert times[-1] - times[0] >= (len(times) - 1) / RATE - JITTER, (
+        len(times),
+        times[-1] - times[0],
+    )
+
+
 def achieved_rate(cast_sent: list[dict], key: str) -> float:
     times = sorted(sms["at"] for sms in cast_sent if sms["key"] == key)
     return (len(times) - 1) / (times[-1] - times[0])
@@ -123,8 +137,8 @@ async def test_three_replicas_share_one_keys_rate_with_no_429_and_send_each_once
     assert first.cast.rate_limited == 0
     sent = first.cast.sent
     assert_each_sent_once(sent, count)
+    assert_never_faster_than_the_rate(sent, first.env["CAST_API_KEY"])
     rate = achieved_rate(sent, first.env["CAST_API_KEY"])
-    assert rate <= RATE * 1.02, rate
     if count == FULL_COUNT:
         assert rate >= RATE * 0.97, rate
 
@@ -166,7 +180,7 @@ async def test_two_locations_with_their_own_keys_are_paced_separately_at_once(cl
     assert first.cast.rate_limited == 0
     sent = first.cast.sent
     for key in (first.env["CAST_API_KEY"], OTHER_KEY):
-        assert achieved_rate(sent, key) <= RATE * 1.02
+        assert_never_faster_than_the_rate(sent, key)
         if count == FULL_COUNT:  # both keys at full rate at once: 2 x RATE in total
             assert achieved_rate(sent, key) >= RATE * 0.9
     assert {sms["sender_id"] for sms in sent if sms["key"] == OTHER_KEY} == {"OTHER"}
