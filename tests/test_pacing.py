@@ -34,4 +34,4 @@ async def test_different_keys_do_not_wait_for_each_other(store: Store):
     pacer = CastPacer(store, per_key_rate=2, ip_rate=1000)
     started = time.monotonic()
     await asyncio.gather(*(pacer.before_send(f"cast_{i}") for i in range(10)))
-    assert time.monotonic() - started < 0.4
+    assert time.monotonic() - started < 1.5  # one key alone would need 4.5 s
