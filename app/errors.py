@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.store import StoreUnavailable
+
 log = logging.getLogger("app.http")
 
 
@@ -61,7 +63,18 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Nothing was stored: 503 so the sender (GHL, the gateway) retries later."""
+    log.error("store unavailable during a request", extra={"path": request.url.path})
+    response = error_response(
+        503, "store_unavailable", "the database is unavailable; nothing was stored, retry later"
+    )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)

@@ -1,5 +1,6 @@
 """Health and readiness, driven in-process through ASGITransport."""
 
+import json
 import signal
 from collections.abc import AsyncIterator
 
@@ -9,8 +10,9 @@ from asgi_lifespan import LifespanManager
 
 from app.config import load_settings
 from app.main import create_app
-from tests.support.harness import CAST_KEY, ENCRYPTION_KEY
+from tests.support.harness import CAST_KEY, ENCRYPTION_KEY, webhook
 from tests.support.processes import free_port, start_mongo_wire_server, stop
+from tests.support.signing import test_keys
 
 
 def settings_for(**store: str):
@@ -71,5 +73,23 @@ async def test_readyz_is_503_naming_the_store_while_mongodb_is_down_and_recovers
                     break
             else:
                 raise AssertionError("readyz did not recover after MongoDB came back")
+    finally:
+        stop(proc)
+
+
+async def test_a_webhook_while_the_database_is_down_is_a_503_to_retry_not_a_500():
+    port = free_port()
+    proc, uri = start_mongo_wire_server(port)
+    settings = settings_for(mongo_uri=uri, mongo_db="down_test")
+    settings.ghl_webhook_public_key = test_keys().public_pems
+    body = json.dumps(webhook("m-db-down")).encode()
+    headers = {"Content-Type": "application/json", **test_keys().ed25519_headers(body)}
+    try:
+        async for client in client_for(settings):
+            stop(proc, signal.SIGKILL)
+            response = await client.post("/webhooks/ghl/outbound", content=body, headers=headers)
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "store_unavailable"
+            assert response.headers["retry-after"] == "5"
     finally:
         stop(proc)

@@ -82,6 +82,8 @@ class MongoStore:
             await self._queue(queue).insert_one(document)
         except DuplicateKeyError:
             return False
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
         return True
 
     async def claim(

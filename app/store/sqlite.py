@@ -65,7 +65,10 @@ class SQLiteStore:
     def _call[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             raise StoreUnavailable("sqlite store is closed")
-        return fn(self._conn)
+        try:
+            return fn(self._conn)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
+            raise StoreUnavailable(f"sqlite: {exc}") from exc
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
