@@ -1,7 +1,6 @@
 """What the admin API and the operator CLI show and accept. Never a token or a key; phone
 numbers masked to their last 4 digits, as in the logs."""
 
-import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -9,11 +8,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
-from app.locations.schemas import SENDER_ID_MAX
+from app.locations.schemas import checked_sender_id
 from app.logs import mask_phone, mask_phones_in
 from app.outbound.schemas import OutboundMessage
-
-_SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
 
 
 class Event(BaseModel):
@@ -139,13 +136,7 @@ class SenderIdBody(BaseModel):
     @field_validator("sender_id")
     @classmethod
     def _shape(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        if len(value) > SENDER_ID_MAX:
-            raise ValueError(f"at most {SENDER_ID_MAX} characters")
-        if not _SENDER_ID.fullmatch(value):
-            raise ValueError("use letters, digits and spaces only (as approved by Cast)")
-        return value
+        return checked_sender_id(value)
 
 
 class SenderIdResult(BaseModel):

@@ -10,6 +10,17 @@ SENDER_ID_MAX = 11
 _SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
 
 
+def checked_sender_id(value: str | None) -> str | None:
+    """A sender ID as Cast approves them (≤ 11 letters, digits, spaces); empty means none."""
+    if not value:
+        return None
+    if len(value) > SENDER_ID_MAX:
+        raise ValueError(f"at most {SENDER_ID_MAX} characters")
+    if not _SENDER_ID.fullmatch(value):
+        raise ValueError("use letters, digits and spaces only (as approved by Cast)")
+    return value
+
+
 def mask_key(api_key: str | None) -> str | None:
     """`cast_…abcd`: enough to recognise a key, never enough to use it."""
     if not api_key:
@@ -49,13 +60,7 @@ class SettingsForm(BaseModel):
     @field_validator("sender_id")
     @classmethod
     def _sender_id_shape(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if len(value) > SENDER_ID_MAX:
-            raise ValueError(f"at most {SENDER_ID_MAX} characters")
-        if not _SENDER_ID.fullmatch(value):
-            raise ValueError("use letters, digits and spaces only (as approved by Cast)")
-        return value
+        return checked_sender_id(value)
 
     @field_validator("api_key")
     @classmethod
