@@ -70,6 +70,10 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
             raise StoreUnavailable(f"sqlite: {exc}") from exc
 
+    async def _changes_one(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """Run one write statement; True when it changed exactly one row."""
+        return await self._run(lambda c: c.execute(sql, params).rowcount == 1)
+
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -104,16 +108,11 @@ class SQLiteStore:
     # Work items -------------------------------------------------------------------------
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
         payload = _dump(data)
-
-        def _insert(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "INSERT OR IGNORE INTO items (queue, id, state, due_at, lease, attempts, data, "
-                "created_at) VALUES (?, ?, ?, ?, NULL, 0, ?, ?)",
-                (queue, item_id, PENDING, due_at, payload, due_at),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_insert)
+        return await self._changes_one(
+            "INSERT OR IGNORE INTO items (queue, id, state, due_at, lease, attempts, data, "
+            "created_at) VALUES (?, ?, ?, ?, NULL, 0, ?, ?)",
+            (queue, item_id, PENDING, due_at, payload, due_at),
+        )
 
     async def claim(
         self, queue: str, *, now: float, lease_seconds: float, limit: int
@@ -141,26 +140,17 @@ class SQLiteStore:
         due_at: float,
     ) -> bool:
         payload = _dump(data)
-
-        def _save(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "UPDATE items SET data = ?, state = ?, due_at = ?, lease = NULL "
-                "WHERE queue = ? AND id = ? AND lease = ?",
-                (payload, state, due_at, queue, item_id, lease),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_save)
+        return await self._changes_one(
+            "UPDATE items SET data = ?, state = ?, due_at = ?, lease = NULL "
+            "WHERE queue = ? AND id = ? AND lease = ?",
+            (payload, state, due_at, queue, item_id, lease),
+        )
 
     async def extend_lease(self, queue: str, item_id: str, lease: str, until: float) -> bool:
-        def _extend(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "UPDATE items SET due_at = ? WHERE queue = ? AND id = ? AND lease = ?",
-                (until, queue, item_id, lease),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_extend)
+        return await self._changes_one(
+            "UPDATE items SET due_at = ? WHERE queue = ? AND id = ? AND lease = ?",
+            (until, queue, item_id, lease),
+        )
 
     async def get_item(self, queue: str, item_id: str) -> WorkItem | None:
         def _get(c: sqlite3.Connection) -> WorkItem | None:
@@ -174,16 +164,11 @@ class SQLiteStore:
 
     async def requeue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
         payload = _dump(data)
-
-        def _requeue(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "UPDATE items SET data = ?, state = ?, due_at = ?, lease = NULL "
-                "WHERE queue = ? AND id = ?",
-                (payload, PENDING, due_at, queue, item_id),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_requeue)
+        return await self._changes_one(
+            "UPDATE items SET data = ?, state = ?, due_at = ?, lease = NULL "
+            "WHERE queue = ? AND id = ?",
+            (payload, PENDING, due_at, queue, item_id),
+        )
 
     async def count_items(self, queue: str) -> dict[str, int]:
         def _count(c: sqlite3.Connection) -> dict[str, int]:
@@ -251,31 +236,20 @@ class SQLiteStore:
         self, collection: str, doc_id: str, expected_rev: int, data: dict[str, Any]
     ) -> bool:
         payload = _dump(data)
-
-        def _swap(c: sqlite3.Connection) -> bool:
-            if expected_rev == 0:
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO docs (collection, id, rev, data) VALUES (?, ?, 1, ?)",
-                    (collection, doc_id, payload),
-                )
-            else:
-                cur = c.execute(
-                    "UPDATE docs SET rev = rev + 1, data = ? "
-                    "WHERE collection = ? AND id = ? AND rev = ?",
-                    (payload, collection, doc_id, expected_rev),
-                )
-            return cur.rowcount == 1
-
-        return await self._run(_swap)
+        if expected_rev == 0:
+            return await self._changes_one(
+                "INSERT OR IGNORE INTO docs (collection, id, rev, data) VALUES (?, ?, 1, ?)",
+                (collection, doc_id, payload),
+            )
+        return await self._changes_one(
+            "UPDATE docs SET rev = rev + 1, data = ? WHERE collection = ? AND id = ? AND rev = ?",
+            (payload, collection, doc_id, expected_rev),
+        )
 
     async def delete_doc(self, collection: str, doc_id: str) -> bool:
-        def _delete(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_delete)
+        return await self._changes_one(
+            "DELETE FROM docs WHERE collection = ? AND id = ?", (collection, doc_id)
+        )
 
     async def list_docs(self, collection: str, limit: int = 1000) -> list[Doc]:
         def _list(c: sqlite3.Connection) -> list[Doc]:
@@ -289,27 +263,19 @@ class SQLiteStore:
 
     # Seen ids ---------------------------------------------------------------------------
     async def mark_seen(self, namespace: str, key: str, now: float) -> bool:
-        def _mark(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "INSERT OR IGNORE INTO seen (namespace, key, at) VALUES (?, ?, ?)",
-                (namespace, key, now),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_mark)
+        return await self._changes_one(
+            "INSERT OR IGNORE INTO seen (namespace, key, at) VALUES (?, ?, ?)",
+            (namespace, key, now),
+        )
 
     # Named leases -----------------------------------------------------------------------
     async def acquire_lease(self, name: str, owner: str, *, now: float, seconds: float) -> bool:
-        def _acquire(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
-                "WHERE leases.owner = excluded.owner OR leases.until <= ?",
-                (name, owner, now + seconds, now),
-            )
-            return cur.rowcount == 1
-
-        return await self._run(_acquire)
+        return await self._changes_one(
+            "INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+            "WHERE leases.owner = excluded.owner OR leases.until <= ?",
+            (name, owner, now + seconds, now),
+        )
 
     async def release_lease(self, name: str, owner: str) -> None:
         await self._run(
