@@ -63,6 +63,21 @@ class Output:
     def json(self, value: Any) -> None:
         print(json.dumps(value, indent=2, ensure_ascii=False, default=str), file=self.out)
 
+    def listing(
+        self,
+        items: Sequence[BaseModel],
+        empty: str,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """A list command's answer: JSON of the items, a line when empty, else the table."""
+        if self.as_json:
+            self.json([_dump(item) for item in items])
+        elif not items:
+            self.line(empty)
+        else:
+            self.table(headers, rows)
+
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         cells = [[_cell(v) for v in row] for row in rows]
         widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
@@ -122,13 +137,9 @@ async def admin_service(settings: Settings) -> AsyncIterator[AdminService]:
 # Commands ------------------------------------------------------------------------------------
 async def cmd_installations(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     rows = await admin.installations()
-    if out.as_json:
-        out.json([_dump(r) for r in rows])
-        return 0
-    if not rows:
-        out.line("no installations")
-        return 0
-    out.table(
+    out.listing(
+        rows,
+        "no installations",
         ["id", "kind", "location", "company", "source", "token expires", "needs re-install"],
         [
             [
@@ -199,13 +210,9 @@ async def cmd_requeue(admin: AdminService, out: Output, args: argparse.Namespace
 
 async def cmd_unroutable(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     rows = await admin.unroutable()
-    if out.as_json:
-        out.json([_dump(r) for r in rows])
-        return 0
-    if not rows:
-        out.line("no unroutable inbound SMS")
-        return 0
-    out.table(
+    out.listing(
+        rows,
+        "no unroutable inbound SMS",
         ["id", "from", "to", "received", "text"],
         [[r.id, r.sender, r.to, r.received_at, _short(r.text)] for r in rows],
     )
