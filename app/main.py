@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admin.endpoints import router as admin_router
 from app.admin.service import AdminService
+from app.body_limit import BodyLimitMiddleware
 from app.cast.client import CastClient
 from app.cast.pacing import CastPacer
 from app.config import Settings, load_settings
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth_router)
     app.include_router(admin_router)
     app.include_router(metrics_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=app.state.settings.max_body_bytes)
     app.state.http_metrics_registry = instrument_http(app)
     app.add_middleware(RequestIdMiddleware)
     return app

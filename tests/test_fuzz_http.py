@@ -18,13 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.main import create_app
 from tests.fakes.cast import FakeCast
 from tests.fakes.ghl import FakeGHL
 from tests.fakes.server import ServerThread
 from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env, webhook
 from tests.support.signing import test_keys
+from tests.test_health import settings_for
 
 INBOUND_KEY = "inbound-fuzz-key-0123456789"
+ADMIN_KEY = "admin-fuzz-key-0123456789"
+MAX_BODY = 8192  # MAX_BODY_BYTES of the fuzzed bridge: small, so oversized bodies stay cheap
 OUTBOUND_PATHS = ["/webhooks/ghl/outbound", "/api/ghl/v1/webhook/messages"]
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "80")),
@@ -61,6 +65,8 @@ def fuzz_bridge(
         cast_server.url,
         ghl_server.url,
         INBOUND_API_KEY=INBOUND_KEY,
+        ADMIN_API_KEY=ADMIN_KEY,
+        MAX_BODY_BYTES=str(MAX_BODY),
         LOG_LEVEL="WARNING",
     )
     harness = Harness(cast=cast, ghl=ghl, env=env, log_path=tmp / "bridge.log")
@@ -73,6 +79,13 @@ def fuzz_bridge(
         harness.stop()
         cast_server.stop()
         ghl_server.stop()
+
+
+def every_route() -> list[str]:
+    """Every path the app serves (templates made literal), whether or not in its schema."""
+    app = create_app(settings_for(data_dir="unused", mongo_uri=""))
+    paths = {getattr(route, "path", "") for route in app.routes}
+    return sorted(p.replace("{", "").replace("}", "").replace(":path", "") for p in paths if p)
 
 
 def counts(harness: Harness) -> dict[str, int]:
@@ -264,9 +277,7 @@ def test_the_inbound_gateway_with_its_key_never_answers_a_5xx(fuzz_bridge):
 
 def test_any_method_on_any_route_is_never_a_5xx_nor_an_unauthenticated_write(fuzz_bridge):
     harness, client = fuzz_bridge
-    schema = client.get("/openapi.json")
-    routes = sorted(schema.json()["paths"]) if schema.status_code == 200 else []
-    routes += [*OUTBOUND_PATHS, "/webhooks/cast/inbound", "/nope", "/webhooks/ghl/outbound/x"]
+    routes = [*every_route(), "/nope", "/webhooks/ghl/outbound/x"]
     before = counts(harness)
     query = st.dictionaries(st.text(max_size=10), st.text(max_size=30))  # no lone surrogates
 
@@ -280,7 +291,6 @@ def test_any_method_on_any_route_is_never_a_5xx_nor_an_unauthenticated_write(fuz
         content_types,
     )
     def check(method, path, body, headers, params, content_type):
-        path = path.replace("{", "").replace("}", "")  # template segments become literal text
         response = client.request(
             method,
             path,
@@ -294,3 +304,56 @@ def test_any_method_on_any_route_is_never_a_5xx_nor_an_unauthenticated_write(fuz
 
     check()
     assert counts(harness) == before
+
+
+def _chunks(body: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_a_body_over_max_body_bytes_is_413_on_every_route_declared_or_chunked(fuzz_bridge):
+    harness, client = fuzz_bridge
+    before = counts(harness)
+    keys = test_keys()
+    credentials = st.sampled_from(
+        [
+            {},
+            {"X-API-Key": INBOUND_KEY, "Authorization": f"Bearer {ADMIN_KEY}"},
+            "signed",
+        ]
+    )
+
+    @settings(FUZZ, max_examples=max(FUZZ.max_examples // 2, 10))
+    @given(
+        st.sampled_from(["POST", "PUT", "PATCH", "DELETE"]),
+        st.sampled_from(every_route()),
+        st.integers(MAX_BODY + 1, 4 * MAX_BODY),
+        st.sampled_from([None, 1, 100, 4096]),
+        credentials,
+        extra_headers,
+    )
+    def check(method, path, size, chunk, auth, headers):
+        body = b"{" + b"x" * (size - 2) + b"}"
+        auth = keys.ed25519_headers(body) if auth == "signed" else auth
+        content = body if chunk is None else _chunks(body, chunk)
+        response = client.request(method, path, content=content, headers={**headers, **auth})
+        if chunk is None:  # Content-Length says it: refused before routing, unread
+            assert response.status_code == 413, (method, path, response.status_code)
+        else:  # chunked: 413 once read past the limit; a route that reads nothing refuses first
+            assert response.status_code in (401, 404, 405, 413), (method, path, response.text)
+        assert _is_error_body(response), response.text
+
+    check()
+    assert counts(harness) == before
+    assert harness.proc is not None and harness.proc.poll() is None
+
+
+def test_a_chunked_signed_webhook_over_the_limit_is_413_before_its_signature(fuzz_bridge):
+    _, client = fuzz_bridge
+    body = json.dumps(webhook("fz-big", message="x" * MAX_BODY)).encode()
+
+    response = client.post(
+        OUTBOUND_PATHS[0], content=_chunks(body, 1000), headers=test_keys().ed25519_headers(body)
+    )
+
+    assert response.status_code == 413

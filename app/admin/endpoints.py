@@ -7,13 +7,14 @@ ADMIN_API_KEY equal to it.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from app.admin.schemas import MessageView, RerouteBody, SenderIdBody, SenderIdResult
 from app.admin.service import AdminService
 from app.bearer import require_bearer
 from app.deps import ResourcesDep
 from app.errors import ApiError
+from app.ghl.webhooks import parse_payload
 
 
 async def admin_service(request: Request, resources: ResourcesDep) -> AdminService:
@@ -26,6 +27,14 @@ async def admin_service(request: Request, resources: ResourcesDep) -> AdminServi
 
 
 AdminDep = Annotated[AdminService, Depends(admin_service)]
+
+
+async def admin_body(request: Request, admin: AdminDep) -> bytes:
+    """The raw body, read only once the key matched: nothing is parsed for an unknown caller."""
+    return await request.body()
+
+
+AdminBody = Annotated[bytes, Depends(admin_body)]
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -56,10 +65,9 @@ async def list_unroutable(admin: AdminDep) -> dict[str, Any]:
 
 
 @router.post("/inbound/{inbound_id:path}/reroute", status_code=202)
-async def reroute_inbound(
-    inbound_id: str, body: Annotated[RerouteBody, Body()], admin: AdminDep
-) -> dict[str, str]:
+async def reroute_inbound(inbound_id: str, raw: AdminBody, admin: AdminDep) -> dict[str, str]:
     """Deliver an unroutable (or failed) inbound SMS to the given location."""
+    body = parse_payload(RerouteBody, raw)
     await admin.reroute(inbound_id, body.location_id)
     return {"status": "queued", "id": inbound_id, "location_id": body.location_id}
 
@@ -72,8 +80,7 @@ async def discard_inbound(inbound_id: str, admin: AdminDep) -> dict[str, str]:
 
 
 @router.put("/locations/{location_id}/sender-id")
-async def set_sender_id(
-    location_id: str, body: Annotated[SenderIdBody, Body()], admin: AdminDep
-) -> SenderIdResult:
+async def set_sender_id(location_id: str, raw: AdminBody, admin: AdminDep) -> SenderIdResult:
     """The deployed Go bridge's call, same path and body, now under ADMIN_API_KEY."""
+    body = parse_payload(SenderIdBody, raw)
     return await admin.set_sender_id(location_id, body.sender_id)
