@@ -24,7 +24,7 @@ from app.ghl.signature import load_webhook_keys
 from app.health.endpoints import router as health_router
 from app.inbound.endpoints import router as inbound_router
 from app.inbound.repository import InboxRepository, RecipientDirectory
-from app.inbound.routing import InboundRouter
+from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.service import InboundService
 from app.inbound.worker import InboundWorker
 from app.locations.accounts import CastAccounts
@@ -116,7 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     accounts = CastAccounts(settings, location_settings)
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
-    recipients = RecipientDirectory(store)
+    recipients = RecipientDirectory(store, routing_window(settings))
     worker = OutboundWorker(
         settings,
         outbox,

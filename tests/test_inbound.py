@@ -10,7 +10,7 @@ from app.config import SettingsError, load_settings
 from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
 from app.inbound.repository import InboxRepository, RecipientDirectory
-from app.inbound.routing import InboundRouter, route_key
+from app.inbound.routing import InboundRouter, NoRoute, Route, route_key
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.store import DONE, PENDING, Store
 
@@ -101,59 +101,172 @@ def test_route_keys_normalise_numbers_and_sender_ids():
     assert route_key(" Cast Ph ") == "CASTPH"
 
 
-async def test_the_most_recent_sender_within_the_window_wins(store: Store):
-    directory = RecipientDirectory(store)
-    router = InboundRouter(settings(inbound_routes='{"CAST": "loc-mapped"}'), directory)
-    await directory.remember("09171234567", "loc-old", NOW - 2 * DAY)
-    await directory.remember("+639171234567", "loc-new", NOW - DAY)
+def router(directory: RecipientDirectory, **overrides: object) -> InboundRouter:
+    return InboundRouter(settings(**overrides), directory)
 
-    route = await router.route(PHONE, "CAST", NOW)
 
-    assert route is not None and (route.location_id, route.routed_by) == (
-        "loc-new",
+def directory_for(store: Store, days: float = 30) -> RecipientDirectory:
+    return RecipientDirectory(store, days * DAY)
+
+
+def routed(route: Route | NoRoute) -> tuple[str, str]:
+    assert isinstance(route, Route), route
+    return route.location_id, route.routed_by
+
+
+async def test_the_only_location_that_texted_the_number_gets_the_reply(store: Store):
+    directory = directory_for(store)
+    await directory.remember("09171234567", "loc-1", "ACME", NOW - DAY)
+
+    route = await router(directory, inbound_routes='{"OTHER": "loc-mapped"}').route(
+        PHONE, "OTHER", NOW
+    )
+
+    assert routed(route) == ("loc-1", "recent_outbound")
+
+
+async def test_among_several_senders_the_reply_goes_to_the_one_whose_sender_id_it_answers(
+    store: Store,
+):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", "ACME", NOW - 2 * DAY)
+    await directory.remember(PHONE, "loc-2", "Beta Shop", NOW - DAY)
+
+    assert routed(await router(directory).route(PHONE, "acme", NOW)) == (
+        "loc-1",
+        "recent_outbound",
+    )
+    assert routed(await router(directory).route(PHONE, "BETASHOP", NOW)) == (
+        "loc-2",
         "recent_outbound",
     )
 
 
-async def test_past_the_window_the_receiving_number_route_applies(store: Store):
-    directory = RecipientDirectory(store)
-    router = InboundRouter(
-        settings(inbound_routes='{"09991234567": "loc-mapped"}', inbound_routing_window_days=1),
-        directory,
+async def test_a_sim_number_sender_matches_any_spelling_of_to(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", "ACME", NOW)
+    await directory.remember(PHONE, "loc-2", "09991234567", NOW)
+
+    route = await router(directory).route(PHONE, "+63 999 123 4567", NOW)
+
+    assert routed(route) == ("loc-2", "recent_outbound")
+
+
+async def test_several_senders_and_a_to_that_singles_none_out_is_held_naming_them(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", "ACME", NOW - DAY)
+    await directory.remember(PHONE, "loc-2", "BETA", NOW)
+
+    for to in ("OTHER", None):
+        route = await router(directory).route(PHONE, to, NOW)
+        assert isinstance(route, NoRoute)
+        assert route.reason.startswith("2 locations sent an SMS to this number in the last 30 days")
+        assert "(loc-2, loc-1)" in route.reason and "its own sender ID" in route.reason
+
+
+async def test_two_senders_with_the_same_sender_id_are_never_told_apart(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", "SHARED", NOW - DAY)
+    await directory.remember(PHONE, "loc-2", "SHARED", NOW)
+
+    assert isinstance(await router(directory).route(PHONE, "SHARED", NOW), NoRoute)
+
+
+async def test_a_sender_whose_sender_id_is_unknown_keeps_the_reply_ambiguous(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", "ACME", NOW - DAY)
+    await directory.remember(PHONE, "loc-2", None, NOW)  # Cast's default for its account
+
+    assert isinstance(await router(directory).route(PHONE, "ACME", NOW), NoRoute)
+
+
+async def test_an_inbound_route_singles_out_its_location_among_several_senders(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", None, NOW - DAY)
+    await directory.remember(PHONE, "loc-2", "BETA", NOW)
+
+    route = await router(directory, inbound_routes='{"09991234567": "loc-1"}').route(
+        PHONE, "09991234567", NOW
     )
-    await directory.remember(PHONE, "loc-stale", NOW - 1.5 * DAY)
 
-    route = await router.route(PHONE, "+63 999 123 4567", NOW)
+    assert routed(route) == ("loc-1", "recent_outbound")
 
-    assert route is not None and (route.location_id, route.routed_by) == ("loc-mapped", "route")
+
+async def test_past_the_window_the_receiving_number_route_applies(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-stale", "ACME", NOW - 1.5 * DAY)
+
+    route = await router(
+        directory, inbound_routes='{"09991234567": "loc-mapped"}', inbound_routing_window_days=1
+    ).route(PHONE, "+63 999 123 4567", NOW)
+
+    assert routed(route) == ("loc-mapped", "route")
 
 
 async def test_no_sender_and_no_route_is_unroutable(store: Store):
-    router = InboundRouter(settings(inbound_routes='{"CAST": "loc"}'), RecipientDirectory(store))
+    no_route = router(directory_for(store), inbound_routes='{"CAST": "loc"}')
 
-    assert await router.route(PHONE, "OTHER", NOW) is None
-    assert await router.route(PHONE, None, NOW) is None
+    other = await no_route.route(PHONE, "OTHER", NOW)
+    absent = await no_route.route(PHONE, None, NOW)
 
-
-async def test_an_older_send_never_replaces_a_newer_last_sender(store: Store):
-    directory = RecipientDirectory(store)
-    await directory.remember(PHONE, "loc-new", NOW)
-    await directory.remember(PHONE, "loc-old", NOW - 10)
-
-    last = await directory.last_sender(PHONE)
-    assert last is not None and last.location_id == "loc-new"
+    assert isinstance(other, NoRoute) and "no INBOUND_ROUTES entry for 'OTHER'" in other.reason
+    assert isinstance(absent, NoRoute) and "no 'to' was given" in absent.reason
 
 
-async def test_concurrent_remembers_keep_the_latest(store: Store):
-    directory = RecipientDirectory(store)
-    await asyncio.gather(*(directory.remember(PHONE, f"loc-{i}", NOW + i) for i in range(10)))
+# The recipient directory ---------------------------------------------------------------------
 
-    last = await directory.last_sender(PHONE)
-    assert last is not None and (last.location_id, last.at) == ("loc-9", NOW + 9)
+
+async def test_every_location_that_texted_a_number_is_remembered_with_its_sender(store: Store):
+    directory = directory_for(store)
+    await directory.remember("09171234567", "loc-1", "ACME", NOW - 10)
+    await directory.remember("+639171234567", "loc-2", None, NOW)
+
+    assert [(s.location_id, s.sender, s.at) for s in await directory.senders(PHONE, 0)] == [
+        ("loc-2", None, NOW),
+        ("loc-1", "ACME", NOW - 10),
+    ]
+    assert [s.location_id for s in await directory.senders(PHONE, NOW - 5)] == ["loc-2"]
+
+
+async def test_an_older_send_never_replaces_a_locations_newer_one(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-1", "NEW", NOW)
+    await directory.remember(PHONE, "loc-1", "OLD", NOW - 10)
+
+    assert [(s.sender, s.at) for s in await directory.senders(PHONE, 0)] == [("NEW", NOW)]
+
+
+async def test_concurrent_remembers_keep_every_location(store: Store):
+    directory = directory_for(store)
+    await asyncio.gather(
+        *(directory.remember(PHONE, f"loc-{i}", f"S{i}", NOW + i) for i in range(10))
+    )
+
+    senders = await directory.senders(PHONE, 0)
+    assert sorted(s.location_id for s in senders) == sorted(f"loc-{i}" for i in range(10))
+
+
+async def test_senders_past_the_window_are_dropped_on_the_next_write(store: Store):
+    directory = directory_for(store, days=1)
+    await directory.remember(PHONE, "loc-old", "OLD", NOW - 2 * DAY)
+    await directory.remember(PHONE, "loc-new", "NEW", NOW)
+
+    doc = await store.get_doc("recipients", PHONE)
+    assert doc is not None and [s["location_id"] for s in doc.data["senders"]] == ["loc-new"]
+
+
+async def test_a_recipient_stored_by_an_earlier_version_reads_as_one_unknown_sender(store: Store):
+    await store.put_doc("recipients", PHONE, {"location_id": "loc-1", "at": NOW})
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-2", "BETA", NOW + 1)
+
+    senders = await directory.senders(PHONE, 0)
+    assert [(s.location_id, s.sender) for s in senders] == [("loc-2", "BETA"), ("loc-1", None)]
+    assert isinstance(await router(directory).route(PHONE, "BETA", NOW + 2), NoRoute)
 
 
 async def test_remembering_a_non_ph_number_is_a_no_op(store: Store):
-    await RecipientDirectory(store).remember("+14155550123", "loc", NOW)
+    await directory_for(store).remember("+14155550123", "loc", "ACME", NOW)
     assert await store.list_docs("recipients") == []
 
 

@@ -1,10 +1,11 @@
 """The inbox (inbound messages as work items of the `inbound` queue) and the recipient
-directory (which location last sent an SMS to a number). The only inbound code touching the store.
+directory (which locations texted a number, and from which sender). The only inbound code
+touching the store.
 """
 
 import logging
 
-from app.inbound.schemas import InboundSMS, LastSender
+from app.inbound.schemas import InboundSMS, RecentSender, Recipient
 from app.logs import mask_phone
 from app.phone import InvalidPhoneNumber, to_e164
 from app.queues import QueueRepository
@@ -15,44 +16,76 @@ log = logging.getLogger(__name__)
 QUEUE = "inbound"
 RECIPIENTS = "recipients"
 UNROUTABLE = "inbound_unroutable"
-SWAP_TRIES = 5
+# Compare-and-swap rounds: a failed round means another writer succeeded, so this bounds the
+# number of concurrent writers to one number, not the time.
+SWAP_TRIES = 100
+# Senders kept per number, newest first. Dropping the oldest of many never makes a number look
+# as if only one location texted it.
+MAX_SENDERS = 50
 
 
 class RecipientDirectory:
-    """The location that most recently sent an SMS to each number, keyed by E.164."""
+    """Every location that texted each number (keyed by E.164) within `keep_seconds`, with when
+    it last did and the sender ID or number its SMS went out with."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, keep_seconds: float) -> None:
         self._store = store
+        self._keep_seconds = keep_seconds
 
-    async def last_sender(self, phone_e164: str) -> LastSender | None:
+    async def senders(self, phone_e164: str, since: float) -> list[RecentSender]:
+        """The locations that texted `phone_e164` at or after `since`, newest first."""
         doc = await self._store.get_doc(RECIPIENTS, phone_e164)
-        return LastSender.model_validate(doc.data) if doc else None
+        if doc is None:
+            return []
+        found = Recipient.model_validate(doc.data).senders
+        return sorted((s for s in found if s.at >= since), key=lambda s: s.at, reverse=True)
 
-    async def remember(self, phone: str | None, location_id: str, at: float) -> None:
-        """Record that `location_id` sent to `phone` (any PH format) at `at`.
+    async def remember(
+        self, phone: str | None, location_id: str, sender: str | None, at: float
+    ) -> None:
+        """Record that `location_id` texted `phone` (any PH format) at `at` from `sender`.
 
         Best effort: called by the outbound worker once Cast accepted a message; a failure is
-        logged and never affects the outbound message. A later `at` always wins.
+        logged and never affects the outbound message. For each location a later `at` wins.
         """
         try:
-            await self._remember(to_e164(phone or ""), location_id, at)
+            phone_e164 = to_e164(phone or "")
         except InvalidPhoneNumber:
             return
+        entry = RecentSender(location_id=location_id, sender=sender, at=at)
+        try:
+            await self._remember(phone_e164, entry)
         except Exception:
             log.exception(
-                "could not remember the last sender of a number",
+                "could not remember who texted a number",
                 extra={"to": mask_phone(phone), "location_id": location_id},
             )
 
-    async def _remember(self, phone_e164: str, location_id: str, at: float) -> None:
-        data = LastSender(location_id=location_id, at=at).model_dump()
+    async def _remember(self, phone_e164: str, entry: RecentSender) -> None:
         for _ in range(SWAP_TRIES):
             doc = await self._store.get_doc(RECIPIENTS, phone_e164)
-            if doc is not None and LastSender.model_validate(doc.data).at > at:
+            current = Recipient.model_validate(doc.data) if doc else Recipient()
+            merged = self._merged(current, entry)
+            if merged is None:
                 return
-            if await self._store.swap_doc(RECIPIENTS, phone_e164, doc.rev if doc else 0, data):
+            if await self._store.swap_doc(
+                RECIPIENTS, phone_e164, doc.rev if doc else 0, merged.model_dump()
+            ):
                 return
-        await self._store.put_doc(RECIPIENTS, phone_e164, data)
+        raise RuntimeError(f"{SWAP_TRIES} concurrent updates of one recipient")
+
+    def _merged(self, current: Recipient, entry: RecentSender) -> Recipient | None:
+        """`current` with `entry` in it and senders past `keep_seconds` dropped; None when the
+        location's recorded send is not older than `entry`."""
+        mine = [s for s in current.senders if s.location_id == entry.location_id]
+        if mine and mine[0].at >= entry.at:
+            return None
+        horizon = entry.at - self._keep_seconds
+        others = [
+            s for s in current.senders if s.location_id != entry.location_id and s.at >= horizon
+        ]
+        newest = sorted([entry, *others], key=lambda s: s.at, reverse=True)
+        return Recipient(senders=newest[:MAX_SENDERS])
 
 
 class InboxRepository(QueueRepository[InboundSMS]):

@@ -4,7 +4,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.phone import InvalidPhoneNumber, to_e164
 
@@ -76,11 +76,29 @@ class InboundPayload(BaseModel):
         return f"h:{digest[:40]}"
 
 
-class LastSender(BaseModel):
-    """Which location last sent an SMS to a number (the `recipients` collection)."""
+class RecentSender(BaseModel):
+    """A location that sent an SMS to a number: when it last did, and the sender ID or number
+    the SMS went out with (None: Cast picked the account's default, unknown to the bridge)."""
 
     location_id: str
+    sender: str | None = None
     at: float
+
+
+class Recipient(BaseModel):
+    """Every location that texted one number (the `recipients` collection, keyed by E.164).
+
+    A document of the earlier shape `{location_id, at}` (only the last sender) reads as one
+    sender whose sender ID is unknown."""
+
+    senders: list[RecentSender] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_shape(cls, data: object) -> object:
+        if isinstance(data, dict) and "senders" not in data and "location_id" in data:
+            return {"senders": [data]}
+        return data
 
 
 class HistoryEvent(BaseModel):

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import InboundMessage
 from app.inbound.repository import InboxRepository
-from app.inbound.routing import InboundRouter
+from app.inbound.routing import InboundRouter, Route
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
 from app.logs import mask_phone
@@ -97,14 +97,10 @@ class InboundWorker(LeasedQueueWorker):
     async def _route(self, message: InboundSMS) -> bool:
         now = self._clock()
         route = await self._router.route(message.phone, message.to, message.accepted_at)
-        if route is not None:
+        if isinstance(route, Route):
             message.assign(now, route.location_id, route.routed_by)
             return True
-        days = self._router.window_seconds / 86_400
-        reason = f"no location sent an SMS to this number in the last {days:g} days and " + (
-            f"no INBOUND_ROUTES entry for {message.to!r}" if message.to else "no 'to' was given"
-        )
-        message.finish(now, "unroutable", "UNROUTABLE", reason)
+        message.finish(now, "unroutable", "UNROUTABLE", route.reason)
         self._counters.inc("inbound_unroutable")
         log.warning(
             "inbound SMS is unroutable; kept for re-routing",

@@ -131,8 +131,11 @@ class OutboundWorker(LeasedQueueWorker):
                 f"part {index}/{total} {result.message_id}"
                 + (" (replay)" if result.replayed else ""),
             )
-        if self._recipients is not None:  # replies from this number come back to this location
-            await self._recipients.remember(message.to, message.location_id, self._clock())
+        # Replies from this number may come back to this location; a test SMS never counts.
+        if self._recipients is not None and not message.synthetic:
+            await self._recipients.remember(
+                message.to, message.location_id, account.sender_id, self._clock()
+            )
         now = self._clock()
         if self._settings.delivery_status_mode == "accepted":
             message.delivery = "accepted"

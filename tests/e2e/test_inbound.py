@@ -16,6 +16,8 @@ from app.store import Store
 from tests.support.harness import LOCATION, Harness, webhook
 
 INBOUND_KEY = "inbound-test-key-5f1c2a9e"
+ADMIN_KEY = "admin-test-key-7d3e9b1c4a"
+DAY = 86_400.0
 OTHER_LOCATION = "loc-2"
 SENDER = "09171234567"
 SENDER_E164 = "+639171234567"
@@ -72,15 +74,24 @@ async def text_from(h: Harness, location: str, message_id: str) -> None:
     assert response.status_code == 202
 
     async def poll(store: Store) -> None:
-        directory = RecipientDirectory(store)
+        directory = RecipientDirectory(store, DAY)
         for _ in range(300):
-            last = await directory.last_sender(SENDER_E164)
-            if last is not None and last.location_id == location:
+            if location in [s.location_id for s in await directory.senders(SENDER_E164, 0)]:
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"{location} never became the last sender\n{h.logs()[-2000:]}")
+        raise AssertionError(f"{location} never became a recent sender\n{h.logs()[-2000:]}")
 
     await h.with_store(poll)
+
+
+async def set_sender_id(h: Harness, location: str, sender_id: str) -> None:
+    async with httpx.AsyncClient(base_url=h.url, timeout=10) as client:
+        response = await client.put(
+            f"/api/admin/locations/{location}/sender-id",
+            json={"sender_id": sender_id},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+    assert response.status_code == 200, response.text
 
 
 def added(h: Harness) -> list[dict[str, Any]]:
@@ -106,14 +117,16 @@ async def inbound_bridge(gateway: Harness) -> Harness:
 # Routing ------------------------------------------------------------------------------------
 
 
-async def test_a_reply_lands_in_the_location_that_last_texted_the_number(gateway: Harness):
+async def test_a_reply_lands_in_the_location_whose_sender_id_it_was_sent_to(gateway: Harness):
+    gateway.env["ADMIN_API_KEY"] = ADMIN_KEY
     await gateway.seed_installation(LOCATION)
     token_2 = await gateway.seed_installation(OTHER_LOCATION)
     gateway.start()
-    await text_from(gateway, LOCATION, "m-first")
+    await set_sender_id(gateway, OTHER_LOCATION, "LOC2SHOP")
     await text_from(gateway, OTHER_LOCATION, "m-second")
+    await text_from(gateway, LOCATION, "m-first")  # the latest sender, from CASTTEST
 
-    response = await post_sms(gateway, sms("gw-thread"))
+    response = await post_sms(gateway, sms("gw-thread", to="LOC2SHOP"))
 
     assert response.status_code == 202
     assert response.json() == {"status": "queued", "id": "gw:gw-thread"}
@@ -133,6 +146,25 @@ async def test_a_reply_lands_in_the_location_that_last_texted_the_number(gateway
         "ghl_accepted",
         "delivered",
     ]
+
+
+async def test_a_reply_two_locations_may_be_owed_is_held_never_given_to_the_last_sender(
+    gateway: Harness,
+):
+    await gateway.seed_installation(LOCATION)
+    await gateway.seed_installation(OTHER_LOCATION)
+    gateway.start()
+    await text_from(gateway, LOCATION, "m-first")
+    await text_from(gateway, OTHER_LOCATION, "m-second")  # same sender ID, CASTTEST
+
+    await post_sms(gateway, sms("gw-shared"))
+
+    record = await wait_record(gateway, "gw:gw-shared", "unroutable")
+    assert record.location_id is None and record.error_code == "UNROUTABLE"
+    assert f"({OTHER_LOCATION}, {LOCATION})" in (record.error_message or "")
+    kept = await gateway.with_store(lambda store: InboxRepository(store).list_unroutable())
+    assert [message.id for message in kept] == ["gw:gw-shared"]
+    assert gateway.ghl.inbound_requests == []
 
 
 async def test_without_a_recent_sender_the_receiving_number_route_decides(gateway: Harness):

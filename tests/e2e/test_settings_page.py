@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 
+from app.inbound.repository import RecipientDirectory
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
 
@@ -225,6 +226,25 @@ async def test_a_test_sms_is_sent_with_the_locations_settings_and_not_reported_t
     assert page.statuses_for(message_id) == [] and not any(
         r.get("message_id") == message_id for r in page.ghl.status_requests
     )
+
+
+async def test_a_test_sms_never_makes_the_location_the_one_replies_go_to(page: Harness):
+    response, session = await sign_in(page)
+    form = {"session": session, "phone": "09175550103", "nonce": hidden(response.text, "nonce")}
+
+    await post(page, "/settings/test-sms", form)
+    await page.wait_for(lambda: page.cast.sent_to("09175550103"), what="test SMS at Cast")
+    message_id = f"settings-test:{LOCATION}:{form['nonce']}"
+    for _ in range(300):  # until the worker is done with it (up to 15 s)
+        stored = await page.message(message_id)
+        if stored is not None and stored.status is not None:
+            break
+        await asyncio.sleep(0.05)
+
+    senders = await page.with_store(
+        lambda store: RecipientDirectory(store, 86_400).senders("+639175550103", 0)
+    )
+    assert stored is not None and stored.status == "delivered" and senders == []
 
 
 async def test_a_double_submitted_test_sms_is_sent_once(page: Harness):
