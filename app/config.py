@@ -15,6 +15,9 @@ DEFAULT_SCOPES = (
     "conversations.readonly contacts.readonly contacts.write"
 )
 
+DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
+DEFAULT_OPT_IN_KEYWORDS = ("START", "UNSTOP")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -67,6 +70,11 @@ class Settings(BaseSettings):
     inbound_routing_window_days: float = Field(30.0, gt=0)
     inbound_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     inbound_deadline_seconds: float = Field(3600.0, gt=0)
+
+    # Opt-outs (STOP): keywords of an inbound SMS, and Cast's unsubscribe list
+    opt_out_keywords: Annotated[tuple[str, ...], NoDecode] = DEFAULT_OPT_OUT_KEYWORDS
+    opt_in_keywords: Annotated[tuple[str, ...], NoDecode] = DEFAULT_OPT_IN_KEYWORDS
+    cast_optout_sync_seconds: float = Field(300.0, ge=0)
 
     # Storage
     mongo_uri: SecretStr | None = None
@@ -128,6 +136,30 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must map non-empty numbers or sender IDs to non-empty locationIds")
         return {k.strip(): v.strip() for k, v in value.items()}
+
+    @field_validator("opt_out_keywords", "opt_in_keywords", mode="before")
+    @classmethod
+    def _keyword_list(cls, value: object) -> object:
+        """Comma-separated words (any case); empty turns the keywords off."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be comma-separated words, e.g. STOP,UNSUBSCRIBE")
+        words = tuple(dict.fromkeys(str(word).strip().upper() for word in value))
+        words = tuple(word for word in words if word)
+        if any(len(word.split()) != 1 for word in words):
+            raise ValueError("each keyword must be one word, e.g. STOP,UNSUBSCRIBE")
+        return words
+
+    @model_validator(mode="after")
+    def _keywords_do_not_overlap(self) -> "Settings":
+        both = sorted(set(self.opt_out_keywords) & set(self.opt_in_keywords))
+        if both:
+            raise ValueError(
+                f"OPT_IN_KEYWORDS: {', '.join(both)} is also in OPT_OUT_KEYWORDS (a word must "
+                "mean one thing)"
+            )
+        return self
 
     @field_validator("mongo_uri")
     @classmethod

@@ -15,6 +15,7 @@ from app.metrics.service import MetricsService
 from app.oauth.repository import InstallationRepository
 from app.oauth.service import OAuthService
 from app.oauth.tokens import TokenService
+from app.optouts.service import OptOutService
 from app.outbound.service import OutboundService
 from app.store import Store
 
@@ -34,6 +35,7 @@ class Resources:
     locations: LocationService | None = None  # the settings page
     admin: AdminService | None = None  # the admin API (operators)
     metrics: MetricsService | None = None  # GET /metrics
+    optouts: OptOutService | None = None  # the suppression list
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread

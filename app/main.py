@@ -41,6 +41,10 @@ from app.oauth.endpoints import router as oauth_router
 from app.oauth.repository import InstallationRepository
 from app.oauth.service import OAuthService
 from app.oauth.tokens import TokenService
+from app.optouts.repository import DndQueue, OptOutList, SyncLedger
+from app.optouts.service import OptOutService
+from app.optouts.sync import CastOptOutSync
+from app.optouts.worker import DndWorker
 from app.outbound.endpoints import router as outbound_router
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
@@ -117,20 +121,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
     recipients = RecipientDirectory(store, routing_window(settings))
+    cast = CastClient(cast_http, observer=counters.upstream("cast"))
+    pacer = CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate)
+    dnd_queue = DndQueue(store)
+    dnd_worker = DndWorker(settings, dnd_queue, ghl, tokens, counters)
+    optouts = OptOutService(settings, OptOutList(store), dnd_queue, counters, dnd_worker.wake)
     worker = OutboundWorker(
         settings,
         outbox,
-        CastClient(cast_http, observer=counters.upstream("cast")),
+        cast,
         ghl,
         tokens,
-        CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
+        pacer,
         counters,
         accounts=accounts,
         recipients=recipients,
+        optouts=optouts,
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(
-        settings, inbox, InboundRouter(settings, recipients), ghl, tokens, counters
+        settings,
+        inbox,
+        InboundRouter(settings, recipients),
+        ghl,
+        tokens,
+        counters,
+        optouts=optouts,
+    )
+    optout_sync = CastOptOutSync(
+        settings, SyncLedger(store), installations, accounts, cast, pacer, optouts, counters
     )
     resources = Resources(
         settings=settings,
@@ -143,8 +162,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         inbound=InboundService(inbox, counters, inbound_worker.wake),
         oauth=OAuthService(settings, installations, tokens, ghl, counters),
     )
+    resources.optouts = optouts
     resources.locations = LocationService(
-        settings, location_settings, accounts, installations, outbox, worker.wake
+        settings, location_settings, accounts, installations, outbox, worker.wake, optouts
     )
     resources.admin = AdminService(
         installations,
@@ -155,12 +175,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         accounts,
         counters,
         wake_outbound=worker.wake,
+        optouts=optouts,
     )
     resources.metrics = MetricsService(
-        counters, {"outbound": outbox, "inbound": inbox}, app.state.http_metrics_registry
+        counters,
+        {"outbound": outbox, "inbound": inbox, "dnd": dnd_queue},
+        app.state.http_metrics_registry,
     )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
+    dnd_task = asyncio.create_task(dnd_worker.run(), name="dnd-worker")
+    sync_task = asyncio.create_task(optout_sync.run(), name="cast-optout-sync")
     # Everything built so far lives as long as the process: move it out of the garbage
     # collector's sight, so a full collection scans only what requests create (measured:
     # gen-2 pauses of 50-100 ms under load became ~3 ms; see README, Performance).
@@ -172,11 +197,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     finally:
         resources.started = False
         log.info("shutting down: releasing in-flight work")
+        optout_sync.stop()
         await asyncio.gather(
             worker.stop(settings.shutdown_timeout_seconds),
             inbound_worker.stop(settings.shutdown_timeout_seconds),
+            dnd_worker.stop(settings.shutdown_timeout_seconds),
         )
-        await asyncio.gather(worker_task, inbound_task)
+        await asyncio.gather(worker_task, inbound_task, dnd_task, sync_task)
         await cast_http.aclose()
         await ghl_http.aclose()
         await store.close()

@@ -228,3 +228,25 @@ async def test_list_items_honours_since_limit_and_queue(store: Store) -> None:
 async def test_list_items_refuses_a_key_that_is_not_a_field_name(store: Store) -> None:
     with pytest.raises(ValueError):
         await store.list_items("outbound", key="a') OR 1=1 --", value="x", since=0, limit=1)
+
+
+async def test_list_docs_with_prefix_lists_only_ids_starting_with_it_by_id(store: Store) -> None:
+    for doc_id in ("loc-1:+639170000002", "loc-1:+639170000001", "loc-10:+639170000003", "loc-2:x"):
+        await store.put_doc("optouts", doc_id, {"id": doc_id})
+    await store.put_doc("other", "loc-1:+639170000009", {})
+
+    found = await store.list_docs_with_prefix("optouts", "loc-1:")
+
+    assert [d.id for d in found] == ["loc-1:+639170000001", "loc-1:+639170000002"]
+    assert found[0].data == {"id": "loc-1:+639170000001"}
+    assert [d.id for d in await store.list_docs_with_prefix("optouts", "loc-1:", 1)] == [
+        "loc-1:+639170000001"
+    ]
+
+
+async def test_count_docs_counts_ids_starting_with_a_prefix(store: Store) -> None:
+    for doc_id in ("a:1", "a:2", "ab:3", "b:1"):
+        await store.put_doc("optouts", doc_id, {})
+    assert await store.count_docs("optouts", "a:") == 2
+    assert await store.count_docs("optouts") == 4
+    assert await store.count_docs("optouts", "zz") == 0

@@ -16,6 +16,7 @@ from app.locations.schemas import LocationSettings
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
+from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class AdminService:
         counters: Counters,
         wake_outbound: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        optouts: OptOutService | None = None,
     ) -> None:
         self._installations = installations
         self._outbox = outbox
@@ -46,6 +48,7 @@ class AdminService:
         self._counters = counters
         self._wake_outbound = wake_outbound
         self._clock = clock
+        self._optouts = optouts
 
     async def installations(self) -> list[InstallationSummary]:
         return await self._installations.summaries()

@@ -1,18 +1,37 @@
 """Thin Cast.ph API client. Retrying is the caller's job: this reports what happened."""
 
 import logging
+import re
 import time
 
 import httpx
 from pydantic import ValidationError
 
-from app.cast.schemas import ErrorBody, SendRequest, SendResult, StatusResult
+from app.cast.schemas import (
+    ErrorBody,
+    SendRequest,
+    SendResult,
+    StatusResult,
+    Unsubscribed,
+    UnsubscribedList,
+)
 from app.metrics import RequestObserver
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = {429, 500, 502, 503, 504}
 OPERATOR_STATUSES = {401, 402, 403}
+# How Cast refuses a send to a number that used its unsubscribe link is not documented
+# (cast-api.md §5.9): recognise the plausible codes, or a refusal whose words say so.
+UNSUBSCRIBED_CODES = {
+    "ALREADY_UNSUBSCRIBED",
+    "UNSUBSCRIBED",
+    "RECIPIENT_UNSUBSCRIBED",
+    "NUMBER_UNSUBSCRIBED",
+    "OPTED_OUT",
+    "RECIPIENT_OPTED_OUT",
+}
+_UNSUBSCRIBED_WORDS = re.compile(r"unsubscrib|opted[ _-]?out|opt[ _-]out", re.IGNORECASE)
 
 
 class CastError(Exception):
@@ -37,6 +56,13 @@ class CastError(Exception):
     @property
     def operator_problem(self) -> bool:
         return self.status in OPERATOR_STATUSES
+
+    @property
+    def recipient_unsubscribed(self) -> bool:
+        """Cast refused because the recipient opted out (of this sender ID)."""
+        if self.status is None or self.retryable or self.status in (401, 402):
+            return False
+        return self.code in UNSUBSCRIBED_CODES or bool(_UNSUBSCRIBED_WORDS.search(self.message))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -101,6 +127,22 @@ class CastClient:
         except (ValueError, KeyError, TypeError) as exc:
             raise CastError(
                 "Cast answered with an unreadable balance",
+                status=response.status_code,
+                retryable=True,
+            ) from exc
+
+    async def unsubscribed(self, api_key: str) -> list[Unsubscribed]:
+        """`GET /api/v1/account/unsubscribed`: numbers that opted out of the key's sender IDs."""
+        response = await self._request(
+            "GET", "/api/v1/account/unsubscribed", "unsubscribed", headers={"X-API-Key": api_key}
+        )
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            return UnsubscribedList.model_validate_json(response.content).data
+        except ValidationError as exc:
+            raise CastError(
+                "Cast answered with an unreadable unsubscribe list",
                 status=response.status_code,
                 retryable=True,
             ) from exc

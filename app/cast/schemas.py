@@ -36,3 +36,20 @@ class StatusResult(BaseModel):
     error_message: str | None = None
     sent_at: str | None = None
     delivered_at: str | None = None
+
+
+class Unsubscribed(BaseModel):
+    """One entry of `GET /api/v1/account/unsubscribed`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phone: str
+    sender_id: str | None = None
+    unsubscribed_at: str | None = None
+
+
+class UnsubscribedList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    success: bool = True
+    data: list[Unsubscribed] = []

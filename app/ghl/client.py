@@ -2,6 +2,7 @@
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -106,6 +107,26 @@ class GHLClient:
             headers=_bearer(token, CONTACTS_VERSION),
         )
         return response.json()["contact"]
+
+    async def get_contact(self, token: str, contact_id: str) -> dict[str, Any]:
+        """`GET /contacts/{id}`: the contact, with `dnd` and `dndSettings`."""
+        response = await self._send(
+            "GET",
+            f"/contacts/{quote(contact_id, safe='')}",
+            "get_contact",
+            headers=_bearer(token, CONTACTS_VERSION),
+        )
+        return response.json().get("contact") or {}
+
+    async def update_contact(self, token: str, contact_id: str, fields: dict[str, Any]) -> None:
+        """`PUT /contacts/{id}`: a partial update (here: `dndSettings`)."""
+        await self._send(
+            "PUT",
+            f"/contacts/{quote(contact_id, safe='')}",
+            "update_contact",
+            json=fields,
+            headers=_bearer(token, CONTACTS_VERSION),
+        )
 
     async def exchange_token(self, form: dict[str, str]) -> TokenResponse:
         """`POST /oauth/token` (authorization_code or refresh_token grant)."""

@@ -125,6 +125,13 @@ class InboundSMS(BaseModel):
     contact_created: bool = False
     conversation_id: str | None = None
     ghl_message_id: str | None = None
+    in_ghl: bool = False  # added to the GHL conversation (never added twice by a retry)
+    # An opt-out/opt-in keyword (OPT_OUT_KEYWORDS, OPT_IN_KEYWORDS): two stages of its own, the
+    # suppression list updated before GHL is asked, the contact's DND update queued after.
+    keyword: str | None = None
+    opt_out: bool | None = None
+    consent_recorded: bool = False
+    dnd_requested: bool = False
     attempts: int = 0
     token_refreshed: bool = False
     error_code: str | None = None
@@ -154,6 +161,13 @@ class InboundSMS(BaseModel):
             return self.received_at
         return datetime.fromtimestamp(self.accepted_at, UTC).isoformat()
 
+    @property
+    def received_timestamp(self) -> float:
+        """`date` as a Unix time."""
+        if self.received_at is not None:
+            return datetime.fromisoformat(self.received_at).timestamp()
+        return self.accepted_at
+
     def record(self, at: float, event: str, detail: str | None = None) -> None:
         self.history.append(HistoryEvent(at=at, event=event, detail=detail))
         del self.history[:-HISTORY_LIMIT]
@@ -166,6 +180,7 @@ class InboundSMS(BaseModel):
         self.token_refreshed = False
         if routed_by == "manual":
             self.contact_id = None
+            self.in_ghl = self.consent_recorded = self.dnd_requested = False
         self.record(at, "routed", f"{location_id} ({routed_by})")
 
     def finish(

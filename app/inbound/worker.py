@@ -22,6 +22,8 @@ from app.inbound.service import mask_receiver
 from app.logs import mask_phone
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
+from app.optouts.schemas import dnd_note
+from app.optouts.service import OptOutService
 from app.retry import backoff
 from app.store import WorkItem
 from app.worker import LeasedQueueWorker
@@ -43,6 +45,7 @@ class InboundWorker(LeasedQueueWorker):
         tokens: TokenService,
         counters: Counters,
         clock: Callable[[], float] = time.time,
+        optouts: OptOutService | None = None,
     ) -> None:
         super().__init__(settings, inbox, clock)
         self._inbox = inbox
@@ -50,6 +53,7 @@ class InboundWorker(LeasedQueueWorker):
         self._ghl = ghl
         self._tokens = tokens
         self._counters = counters
+        self._optouts = optouts  # STOP/START keywords (None: ignored, unit tests)
 
     async def _process(self, item: WorkItem) -> None:
         message = InboundSMS.model_validate(item.data)
@@ -71,15 +75,21 @@ class InboundWorker(LeasedQueueWorker):
         """Route and deliver: when to retry, or None once the outcome is final."""
         if message.location_id is None and not await self._route(message):
             return None
-        message.attempts += 1
-        try:
-            await self._add_to_ghl(message)
-        except (GHLError, TokenUnavailable) as exc:
-            return self._failed(message, exc)
+        await self._record_consent(message)
+        if not message.in_ghl:
+            message.attempts += 1
+            try:
+                await self._add_to_ghl(message)
+            except (GHLError, TokenUnavailable) as exc:
+                return self._failed(message, exc)
+            message.in_ghl = True
+            message.record(
+                self._clock(),
+                "ghl_accepted",
+                f"{message.ghl_message_id} in {message.conversation_id}",
+            )
+        await self._request_dnd(message)
         now = self._clock()
-        message.record(
-            now, "ghl_accepted", f"{message.ghl_message_id} in {message.conversation_id}"
-        )
         message.finish(now, "delivered")
         self._counters.inc("inbound_delivered")
         log.info(
@@ -93,6 +103,45 @@ class InboundWorker(LeasedQueueWorker):
             },
         )
         return None
+
+    async def _record_consent(self, message: InboundSMS) -> None:
+        """STOP/START: update the location's suppression list (once, before GHL is asked)."""
+        if self._optouts is None or message.consent_recorded:
+            return
+        assert message.location_id is not None
+        keyword = self._optouts.keyword(message.text)
+        if keyword is not None:
+            message.keyword, message.opt_out = keyword.word, keyword.opt_out
+            if keyword.opt_out:
+                await self._optouts.opt_out(
+                    message.location_id,
+                    message.phone,
+                    source="keyword",
+                    at=message.received_timestamp,
+                    keyword=keyword.word,
+                )
+            else:
+                await self._optouts.opt_in(message.location_id, message.phone, keyword=keyword.word)
+            message.record(self._clock(), "opt_out" if keyword.opt_out else "opt_in", keyword.word)
+        message.consent_recorded = True
+
+    async def _request_dnd(self, message: InboundSMS) -> None:
+        """STOP/START: queue the contact's SMS DND update (once per message)."""
+        if self._optouts is None or message.keyword is None or message.dnd_requested:
+            return
+        assert message.location_id is not None and message.opt_out is not None
+        note = dnd_note("keyword", message.received_timestamp, keyword=message.keyword)
+        await self._optouts.request_dnd(
+            f"inbound:{message.id}",
+            message.location_id,
+            message.phone,
+            opt_out=message.opt_out,
+            note=note,
+            source="keyword",
+            contact_id=message.contact_id,
+        )
+        message.dnd_requested = True
+        message.record(self._clock(), "dnd_requested", "set" if message.opt_out else "clear")
 
     async def _route(self, message: InboundSMS) -> bool:
         now = self._clock()

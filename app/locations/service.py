@@ -23,6 +23,7 @@ from app.locations.schemas import (
 from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
 from app.logs import mask_phone, mask_phones_in
 from app.oauth.repository import InstallationRepository, location_key
+from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.outbound.service import build_message
@@ -66,6 +67,7 @@ class LocationService:
         installations: InstallationRepository,
         outbox: OutboxRepository,
         wake_worker: Callable[[], None],
+        optouts: OptOutService | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -74,6 +76,7 @@ class LocationService:
         self._installations = installations
         self._outbox = outbox
         self._wake_worker = wake_worker
+        self._optouts = optouts
         self._clock = clock
         key = settings.ghl_app_sso_key
         self._signer = (

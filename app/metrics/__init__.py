@@ -40,6 +40,10 @@ _REASON_LABELS = {
     "messages": "reason",
     "status_reports": "outcome",
     "app_webhooks": "type",
+    "optouts": "source",
+    "sends_refused_optout": "source",
+    "dnd_updates": "outcome",
+    "optout_syncs": "outcome",
 }
 
 
@@ -81,6 +85,14 @@ EVENTS: dict[str, Event] = {
     "inbound_rejected_auth": _event("inbound", event="rejected_auth"),
     "inbound_rejected_payload": _event("inbound", event="rejected_payload"),
     "inbound_retries": _event("retries", step="ghl_inbound"),
+    # Opt-outs (reason = source: keyword, cast, cast_refusal; operator: admin, cli)
+    "optouts_recorded": _event("optouts", event="opt_out"),
+    "optins_recorded": _event("optouts", event="opt_in"),
+    "optouts_lifted": _event("optouts", event="lifted"),
+    "sends_refused_optout": _event("sends_refused_optout"),
+    "dnd_updates": _event("dnd_updates"),  # reason: set, cleared, unchanged, no_contact, failed
+    "dnd_retries": _event("retries", step="ghl_dnd"),
+    "optout_syncs": _event("optout_syncs"),  # reason: ok, failed
     # OAuth
     "token_refreshes": _event("token_refreshes", outcome="ok"),
     "token_refresh_failures": _event("token_refreshes", outcome="failed"),
@@ -130,6 +142,22 @@ class Counters:
             "status_reports", "Status reports to GHL, by outcome", ("outcome",)
         )
         self.inbound = counter("inbound", "Inbound SMS, by event", ("event",))
+        self.optouts = counter(
+            "optouts",
+            "Opt-outs recorded, opt-ins, and opt-outs lifted by an operator, by source",
+            ("event", "source"),
+        )
+        self.sends_refused_optout = counter(
+            "sends_refused_optout",
+            "Outbound messages not sent because the recipient opted out, by the opt-out's source",
+            ("source",),
+        )
+        self.dnd_updates = counter(
+            "ghl_dnd_updates", "Contact SMS DND updates in GHL, by outcome", ("outcome",)
+        )
+        self.optout_syncs = counter(
+            "cast_optout_syncs", "Reads of Cast's unsubscribe list, by outcome", ("outcome",)
+        )
         self.token_refreshes = counter(
             "token_refreshes", "GHL OAuth token refreshes, by outcome", ("outcome",)
         )

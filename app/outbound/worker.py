@@ -23,9 +23,12 @@ from app.inbound.repository import RecipientDirectory
 from app.locations.accounts import CastAccounts
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
+from app.optouts.schemas import OptOut, dnd_note
+from app.optouts.service import OptOutService
 from app.outbound.receipts import Receipt, classify, failure_code, failure_reason, next_poll_delay
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
+from app.phone import to_e164
 from app.retry import backoff
 from app.store import WorkItem
 from app.worker import LeasedQueueWorker
@@ -51,6 +54,7 @@ class OutboundWorker(LeasedQueueWorker):
         clock: Callable[[], float] = time.time,
         recipients: RecipientDirectory | None = None,
         accounts: CastAccounts | None = None,
+        optouts: OptOutService | None = None,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -61,6 +65,7 @@ class OutboundWorker(LeasedQueueWorker):
         self._counters = counters
         self._recipients = recipients
         self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
+        self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
 
     async def _process(self, item: WorkItem) -> None:
         message = OutboundMessage.model_validate(item.data)
@@ -104,6 +109,10 @@ class OutboundWorker(LeasedQueueWorker):
             )
             self._counters.inc("messages_failed", reason="REAUTHORIZATION_NEEDED")
             return None
+        if self._optouts is not None:
+            optout = await self._optouts.refusal(message.location_id, message.to)
+            if optout is not None:
+                return self._refuse(message, optout)
         account = await self._accounts.account_for(message.location_id)
         api_key = account.api_key
         total = len(message.parts)
@@ -122,6 +131,8 @@ class OutboundWorker(LeasedQueueWorker):
                     idempotency_key=part.idempotency_key(message.message_id, index, total),
                 )
             except CastError as exc:
+                if exc.recipient_unsubscribed and self._optouts is not None:
+                    return await self._unsubscribed_at_cast(message, account.sender_id, exc)
                 return self._cast_failed(message, exc)
             part.cast_message_id, part.cast_parts = result.message_id, result.parts
             self._counters.inc("cast_sends")
@@ -144,6 +155,38 @@ class OutboundWorker(LeasedQueueWorker):
             return None
         message.stage, message.accepted_at = "poll", now
         return now + self._settings.dlr_first_poll_seconds
+
+    def _refuse(self, message: OutboundMessage, optout: OptOut) -> None:
+        """The recipient opted out: fail the message without asking Cast."""
+        assert self._optouts is not None
+        message.finish(self._clock(), "failed", "OPTED_OUT", optout.reason)
+        self._counters.inc("messages_failed", reason="OPTED_OUT")
+        self._optouts.refused(optout)
+        log.info(
+            "outbound message not sent: the recipient opted out",
+            extra={"message_id": message.message_id, "source": optout.source},
+        )
+
+    async def _unsubscribed_at_cast(
+        self, message: OutboundMessage, sender_id: str | None, exc: CastError
+    ) -> None:
+        """Cast refused because the number used its unsubscribe link: list it, set DND."""
+        assert self._optouts is not None
+        now, phone = self._clock(), to_e164(message.to or "")
+        message.record(now, "cast_refused", exc.message)
+        optout = await self._optouts.opt_out(
+            message.location_id, phone, source="cast_refusal", at=now, sender_id=sender_id
+        )
+        await self._optouts.request_dnd(
+            f"refused:{message.message_id}",
+            message.location_id,
+            phone,
+            opt_out=True,
+            note=dnd_note("cast_refusal", now, sender_id=sender_id),
+            source="cast_refusal",
+            contact_id=message.contact_id,
+        )
+        self._refuse(message, optout)
 
     # Stage 2: delivery receipts -------------------------------------------------------------
     async def _poll(self, message: OutboundMessage) -> float | None:

@@ -15,6 +15,9 @@ from typing import Any, Protocol
 PENDING = "pending"
 DONE = "done"
 
+# Above every character, so ids starting with a prefix p are the range [p, p + ID_RANGE_END).
+ID_RANGE_END = "\U0010ffff"
+
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
@@ -119,6 +122,14 @@ class Store(Protocol):
     async def delete_doc(self, collection: str, doc_id: str) -> bool: ...
 
     async def list_docs(self, collection: str, limit: int = 1000) -> list[Doc]: ...
+
+    async def list_docs_with_prefix(
+        self, collection: str, prefix: str, limit: int = 1000
+    ) -> list[Doc]:
+        """Documents whose id starts with `prefix`, by id, at most `limit` (an id range scan)."""
+
+    async def count_docs(self, collection: str, prefix: str = "") -> int:
+        """How many documents' ids start with `prefix`."""
 
     # Seen ids (webhook replay protection) ---------------------------------------------
     async def mark_seen(self, namespace: str, key: str, now: float) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem, field_name
+from app.store.base import DONE, ID_RANGE_END, PENDING, Doc, StoreUnavailable, WorkItem, field_name
 
 DEFAULT_DB = "cast_ghl"
 
@@ -26,6 +26,11 @@ def _item(queue: str, raw: dict[str, Any]) -> WorkItem:
         data=raw.get("data", {}),
         created_at=raw["created_at"],
     )
+
+
+def _id_prefix(prefix: str) -> dict[str, Any]:
+    """Ids starting with `prefix`, as a range on `_id` (uses the primary index, unlike $regex)."""
+    return {"_id": {"$gte": prefix, "$lt": prefix + ID_RANGE_END}}
 
 
 class MongoStore:
@@ -48,7 +53,7 @@ class MongoStore:
             raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
 
     async def _create_indexes(self) -> None:
-        for name in ("outbound", "inbound"):
+        for name in ("outbound", "inbound", "dnd"):
             await self._queue(name).create_index(
                 [("state", ASCENDING), ("due_at", ASCENDING)], name="state_due"
             )
@@ -198,6 +203,15 @@ class MongoStore:
     async def list_docs(self, collection: str, limit: int = 1000) -> list[Doc]:
         cursor = self._db[collection].find({}).sort("_id", ASCENDING).limit(limit)
         return [Doc(raw["_id"], raw["rev"], raw["data"]) async for raw in cursor]
+
+    async def list_docs_with_prefix(
+        self, collection: str, prefix: str, limit: int = 1000
+    ) -> list[Doc]:
+        cursor = self._db[collection].find(_id_prefix(prefix)).sort("_id", ASCENDING).limit(limit)
+        return [Doc(raw["_id"], raw["rev"], raw["data"]) async for raw in cursor]
+
+    async def count_docs(self, collection: str, prefix: str = "") -> int:
+        return await self._db[collection].count_documents(_id_prefix(prefix))
 
     # Seen ids ---------------------------------------------------------------------------
     async def mark_seen(self, namespace: str, key: str, now: float) -> bool:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from app.store.base import DONE, PENDING, Doc, StoreUnavailable, WorkItem, field_name
+from app.store.base import DONE, ID_RANGE_END, PENDING, Doc, StoreUnavailable, WorkItem, field_name
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -260,6 +260,29 @@ class SQLiteStore:
             return [Doc(row[0], row[1], json.loads(row[2])) for row in rows]
 
         return await self._run(_list)
+
+    async def list_docs_with_prefix(
+        self, collection: str, prefix: str, limit: int = 1000
+    ) -> list[Doc]:
+        def _list(c: sqlite3.Connection) -> list[Doc]:
+            rows = c.execute(
+                "SELECT id, rev, data FROM docs WHERE collection = ? AND id >= ? AND id < ? "
+                "ORDER BY id LIMIT ?",
+                (collection, prefix, prefix + ID_RANGE_END, limit),
+            ).fetchall()
+            return [Doc(row[0], row[1], json.loads(row[2])) for row in rows]
+
+        return await self._run(_list)
+
+    async def count_docs(self, collection: str, prefix: str = "") -> int:
+        def _count(c: sqlite3.Connection) -> int:
+            (count,) = c.execute(
+                "SELECT COUNT(*) FROM docs WHERE collection = ? AND id >= ? AND id < ?",
+                (collection, prefix, prefix + ID_RANGE_END),
+            ).fetchone()
+            return count
+
+        return await self._run(_count)
 
     # Seen ids ---------------------------------------------------------------------------
     async def mark_seen(self, namespace: str, key: str, now: float) -> bool:

@@ -6,6 +6,10 @@
 - Scripted answers (`script`) come first: bursts of 429/5xx/4xx, stalls.
 - `GET /api/v1/sms/status/{id}` answers from `dlr` (scripted statuses) for later issues.
 - `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise.
+- `GET /api/v1/account/unsubscribed`: the key's numbers that used the unsubscribe link
+  (`unsubscribe(...)`); a send to one of them from that sender ID is refused. How Cast reports
+  that refusal is undocumented (cast-api.md §5.9): the fake answers with the least specific
+  shape, `400 VALIDATION_ERROR` and words only (`unsubscribed_refusal` changes it).
 """
 
 import asyncio
@@ -68,6 +72,9 @@ class FakeCast:
         self.status_errors = 0  # the status endpoint answers this many 500s first
         self.status_requests: list[str] = []
         self.credits = 1000  # GET /api/v1/account/balance
+        self.unsubscribed: dict[str, list[dict[str, Any]]] = {}  # key -> list entries
+        self.unsubscribed_requests: list[str] = []  # the key of every list request
+        self.unsubscribed_refusal = (400, "VALIDATION_ERROR", "Recipient has unsubscribed")
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_buckets: dict[str, Bucket] = {}
         self._ip_bucket = Bucket(ip_rate, ip_burst)
@@ -84,6 +91,20 @@ class FakeCast:
         )
         for _ in range(count):
             self.script.append(Scripted(status, **kwargs))
+
+    def unsubscribe(
+        self, key: str, phone: str, sender_id: str | None, at: str = "2026-12-01T08:00:00Z"
+    ) -> None:
+        """As if `phone` had used Cast's one-click link for `sender_id` of `key`'s account."""
+        entry = {"phone": phone, "sender_id": sender_id, "unsubscribed_at": at, "ip": None}
+        self.unsubscribed.setdefault(key, []).append(entry)
+
+    def _is_unsubscribed(self, key: str, to: str, sender_id: str | None) -> bool:
+        return any(
+            _national(entry["phone"]) == _national(to)
+            and (sender_id is None or entry["sender_id"] in (None, sender_id))
+            for entry in self.unsubscribed.get(key, [])
+        )
 
     def sent_to(self, to: str) -> list[dict[str, Any]]:
         return [sms for sms in self.sent if sms["to"] == to]
@@ -112,6 +133,14 @@ class FakeCast:
             if request.headers.get("x-api-key") not in self.api_keys:
                 return _error(401, "INVALID_API_KEY", "invalid API key")
             return JSONResponse({"success": True, "credits": self.credits, "currency": "PHP"})
+
+        @app.get("/api/v1/account/unsubscribed")
+        async def unsubscribed(request: Request) -> JSONResponse:
+            key = request.headers.get("x-api-key", "")
+            if key not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            self.unsubscribed_requests.append(key)
+            return JSONResponse({"success": True, "data": self.unsubscribed.get(key, [])})
 
         @app.get("/api/v1/sms/status/{message_id}")
         async def status(message_id: str, request: Request) -> JSONResponse:
@@ -171,6 +200,8 @@ class FakeCast:
             to = str(body["to"])
             if not (7 <= len(to) <= 20):
                 return _error(400, "VALIDATION_ERROR", "invalid phone number")
+            if self._is_unsubscribed(key, to, body.get("sender_id")):
+                return _error(*self.unsubscribed_refusal)
             message_id = f"CAST{next(self._ids):08d}"
             parts = _parts(str(body["message"]))
             answer = {"success": True, "message_id": message_id, "parts": parts}
@@ -191,6 +222,12 @@ class FakeCast:
             if idem:
                 self._idempotent[(key, idem)] = answer
             return JSONResponse(answer)
+
+
+def _national(phone: str) -> str:
+    """A PH mobile number in any format -> its 10 national digits (9XXXXXXXXX)."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return digits[-10:]
 
 
 def _parts(text: str) -> int:

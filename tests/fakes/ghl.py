@@ -1,6 +1,10 @@
-"""A fake GoHighLevel API over real HTTP: OAuth token endpoints and the conversations API.
+"""A fake GoHighLevel API over real HTTP: OAuth token endpoints, the conversations API and
+contacts (search by number, upsert, `GET`/`PUT /contacts/{id}` with `dndSettings`).
 
-Refresh tokens are single-use like GHL's: a second use answers 400 invalid_grant.
+Refresh tokens are single-use like GHL's: a second use answers 400 invalid_grant. A contact PUT
+is strict: a `dndSettings` in the body replaces the contact's whole `dndSettings` (a client
+that sends only `SMS` loses the other channels), and a status other than active / inactive /
+permanent is a 422.
 """
 
 import asyncio
@@ -34,6 +38,8 @@ class FakeGHL:
         self.inbound_requests: list[dict[str, Any]] = []  # every attempt, refused ones too
         self.inbound_stalls: deque[float] = deque()  # stall, then 504 without adding
         self.contact_upserts: list[dict[str, Any]] = []
+        self.contact_updates: list[dict[str, Any]] = []  # accepted PUT /contacts/{id}
+        self.contact_script: deque[int] = deque()  # answers of the next contact GET/PUTs
         self.expires_in = 86399
         self.token_delay = 0.0  # seconds each /oauth/token answer takes (widens race windows)
         self.installed: dict[str, list[str]] = {}  # companyId -> locations with the app
@@ -76,6 +82,22 @@ class FakeGHL:
 
     def code_calls(self) -> list[dict[str, str]]:
         return [r for r in self.token_requests if r.get("grant_type") == "authorization_code"]
+
+    def add_contact(self, location_id: str, phone: str, **fields: Any) -> dict[str, Any]:
+        contact = {"id": f"contact-{next(self._ids)}", "phone": phone, "locationId": location_id}
+        self.contacts[(location_id, phone)] = {**contact, **fields}
+        return self.contacts[(location_id, phone)]
+
+    def contact(self, location_id: str, phone: str) -> dict[str, Any] | None:
+        return self.contacts.get((location_id, phone))
+
+    def sms_dnd(self, location_id: str, phone: str) -> str | None:
+        """The contact's `dndSettings.SMS.status`, or None."""
+        contact = self.contacts.get((location_id, phone)) or {}
+        return (contact.get("dndSettings") or {}).get("SMS", {}).get("status")
+
+    def _contact_by_id(self, contact_id: str) -> dict[str, Any] | None:
+        return next((c for c in self.contacts.values() if c["id"] == contact_id), None)
 
     def spend_refresh_token(self, refresh: str) -> None:
         """As if someone else had used it: the next use answers invalid_grant."""
@@ -203,6 +225,43 @@ class FakeGHL:
                     "locationId": body["locationId"],
                 }
             return JSONResponse({"new": new, "contact": self.contacts[key]})
+
+        @app.get("/contacts/{contact_id}")
+        async def get_contact(contact_id: str, request: Request) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            if self.contact_script:
+                code = self.contact_script.popleft()
+                return JSONResponse({"message": "scripted"}, status_code=code)
+            contact = self._contact_by_id(contact_id)
+            if contact is None:
+                return JSONResponse({"message": "Contact not found"}, status_code=404)
+            return JSONResponse({"contact": {"dnd": False, **contact}})
+
+        @app.put("/contacts/{contact_id}")
+        async def update_contact(contact_id: str, request: Request) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            if request.headers.get("version") != "2021-07-28":
+                return JSONResponse({"message": "Version header required"}, status_code=400)
+            if self.contact_script:
+                code = self.contact_script.popleft()
+                return JSONResponse({"message": "scripted"}, status_code=code)
+            contact = self._contact_by_id(contact_id)
+            if contact is None:
+                return JSONResponse({"message": "Contact not found"}, status_code=404)
+            body = await request.json()
+            settings = body.get("dndSettings")
+            if settings is not None:
+                statuses = {"active", "inactive", "permanent"}
+                if not isinstance(settings, dict) or any(
+                    not isinstance(v, dict) or v.get("status") not in statuses
+                    for v in settings.values()
+                ):
+                    return JSONResponse({"message": "invalid dndSettings"}, status_code=422)
+                contact["dndSettings"] = settings  # replaces every channel
+            self.contact_updates.append({"contact_id": contact_id, "body": body})
+            return JSONResponse({"succeded": True, "contact": contact})
 
         @app.post("/conversations/messages/inbound")
         async def inbound(request: Request) -> JSONResponse:

@@ -1,0 +1,123 @@
+"""An opt-out on the suppression list, a DND update for GHL, and what operators see of them."""
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.logs import mask_phone
+
+HISTORY_LIMIT = 30
+
+# keyword: the recipient replied STOP; cast: on Cast's unsubscribe list (the sync);
+# cast_refusal: Cast refused a send because the number unsubscribed.
+Source = Literal["keyword", "cast", "cast_refusal"]
+
+
+def day(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+
+
+def minute(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class OptOut(BaseModel):
+    """One number a location must not text (the `optouts` collection)."""
+
+    location_id: str
+    phone: str  # E.164
+    source: Source
+    at: float  # when the recipient opted out, as far as the bridge knows
+    recorded_at: float
+    keyword: str | None = None  # the word replied (source keyword)
+    sender_id: str | None = None  # the sender ID unsubscribed from (Cast sources)
+
+    @property
+    def reason(self) -> str:
+        """Why a send was refused, in words a GHL user understands."""
+        if self.source == "keyword":
+            return f"The recipient opted out (replied {self.keyword or 'STOP'} on {day(self.at)})"
+        if self.source == "cast":
+            return f"The recipient opted out through Cast's unsubscribe link (on {day(self.at)})"
+        return (
+            "The recipient opted out through Cast's unsubscribe link "
+            f"(Cast refused an SMS to them on {day(self.at)})"
+        )
+
+    @property
+    def dnd_note(self) -> str:
+        return dnd_note(self.source, self.at, keyword=self.keyword, sender_id=self.sender_id)
+
+
+def dnd_note(
+    source: Source, at: float, *, keyword: str | None = None, sender_id: str | None = None
+) -> str:
+    """The message stored with the contact's SMS DND in GHL: when and why."""
+    if source == "keyword":
+        return f"Replied {keyword or 'STOP'} on {minute(at)} (Cast SMS)"
+    sender = f" for sender ID {sender_id}" if sender_id else ""
+    return f"Unsubscribed through Cast's link{sender} on {minute(at)} (Cast SMS)"
+
+
+class HistoryEvent(BaseModel):
+    at: float
+    event: str
+    detail: str | None = None
+
+
+DndOutcome = Literal["pending", "set", "cleared", "unchanged", "no_contact", "failed"]
+
+
+class DndTask(BaseModel):
+    """Set or clear one contact's SMS DND in GHL (a work item of the `dnd` queue)."""
+
+    id: str
+    location_id: str
+    phone: str  # E.164: finds the contact when its id is not known
+    contact_id: str | None = None
+    opt_out: bool  # True: dndSettings.SMS.status "active"; False: "inactive"
+    note: str  # dndSettings.SMS.message
+    source: str
+    created_at: float
+    attempts: int = 0
+    token_refreshed: bool = False
+    outcome: DndOutcome = "pending"
+    error: str | None = None
+    finished_at: float | None = None
+    history: list[HistoryEvent] = Field(default_factory=list)
+
+    def record(self, at: float, event: str, detail: str | None = None) -> None:
+        self.history.append(HistoryEvent(at=at, event=event, detail=detail))
+        del self.history[:-HISTORY_LIMIT]
+
+    def finish(self, at: float, outcome: DndOutcome, error: str | None = None) -> None:
+        self.outcome, self.error, self.finished_at = outcome, error, at
+        self.record(at, outcome, error)
+
+
+class OptOutView(BaseModel):
+    """An opt-out as the admin API and the CLI show it: the number masked; `id` names it for
+    removal without the full number."""
+
+    id: str
+    location_id: str
+    phone: str
+    source: Source
+    keyword: str | None
+    sender_id: str | None
+    at: float
+    recorded_at: float
+
+    @classmethod
+    def of(cls, optout: OptOut, entry_id: str) -> "OptOutView":
+        return cls(
+            id=entry_id,
+            location_id=optout.location_id,
+            phone=mask_phone(optout.phone),
+            source=optout.source,
+            keyword=optout.keyword,
+            sender_id=optout.sender_id,
+            at=optout.at,
+            recorded_at=optout.recorded_at,
+        )

@@ -1,0 +1,153 @@
+"""The DND worker: sets or clears a contact's SMS do-not-disturb in GHL, one queued task each.
+
+Same leased queue as the outbox and the inbox (`app/worker.py`). The contact is read first
+(`GET /contacts/{id}`) and only its `dndSettings.SMS` entry is changed (`PUT /contacts/{id}`
+with the other channels' settings as they were), so nothing else the GHL user set is lost; an
+SMS DND already as wanted is left alone, and a `permanent` one is never cleared. GHL 429/5xx/
+timeouts are retried with backoff for DND_DEADLINE_SECONDS; a 401 refreshes the token once.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from app.config import Settings
+from app.ghl.client import GHLClient, GHLError
+from app.logs import mask_phone, mask_phones_in
+from app.metrics import Counters
+from app.oauth.tokens import TokenService, TokenUnavailable
+from app.optouts.repository import DndQueue
+from app.optouts.schemas import DndOutcome, DndTask
+from app.retry import backoff
+from app.store import WorkItem
+from app.worker import LeasedQueueWorker
+
+log = logging.getLogger(__name__)
+
+GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
+DND_DEADLINE_SECONDS = 3600.0
+# GHL's SMS DND states that already stop SMS: an opt-out leaves them, an opt-in clears "active"
+# only ("permanent" is the GHL user's decision).
+BLOCKING = {"active", "permanent"}
+
+
+def sms_dnd(contact: dict[str, Any]) -> str | None:
+    settings = contact.get("dndSettings") or {}
+    sms = settings.get("SMS") if isinstance(settings, dict) else None
+    return sms.get("status") if isinstance(sms, dict) else None
+
+
+class DndWorker(LeasedQueueWorker):
+    name = "dnd"
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: DndQueue,
+        ghl: GHLClient,
+        tokens: TokenService,
+        counters: Counters,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, queue, clock)
+        self._tasks = queue
+        self._ghl = ghl
+        self._tokens = tokens
+        self._counters = counters
+
+    async def _process(self, item: WorkItem) -> None:
+        task = DndTask.model_validate(item.data)
+        try:
+            due_at = await self._apply(task)
+            if due_at is not None:
+                await self._tasks.reschedule(item, task, due_at)
+                return
+            await self._tasks.finish(item, task, self._clock())
+        except asyncio.CancelledError:
+            await asyncio.shield(self._tasks.reschedule(item, task, self._clock()))
+            raise
+        except Exception:
+            log.exception("unexpected error on a DND update", extra={"dnd_id": item.id})
+            await self._tasks.reschedule(item, task, self._clock() + GHL_BACKOFF_CAP)
+
+    async def _apply(self, task: DndTask) -> float | None:
+        """Update GHL: when to retry, or None once the outcome is final."""
+        task.attempts += 1
+        try:
+            outcome = await self._with_token(task)
+        except (GHLError, TokenUnavailable) as exc:
+            return self._failed(task, exc)
+        task.finish(self._clock(), outcome)
+        self._counters.inc("dnd_updates", reason=outcome)
+        log.info(
+            "contact SMS DND " + ("set" if task.opt_out else "cleared") + f": {outcome}",
+            extra={
+                "dnd_id": task.id,
+                "location_id": task.location_id,
+                "contact_id": task.contact_id,
+                "to": mask_phone(task.phone),
+                "source": task.source,
+            },
+        )
+        return None
+
+    async def _with_token(self, task: DndTask) -> DndOutcome:
+        token = await self._tokens.access_token(task.location_id)
+        try:
+            return await self._update(token, task)
+        except GHLError as exc:
+            if not exc.unauthorized or task.token_refreshed:
+                raise
+            task.token_refreshed = True
+            task.record(self._clock(), "token_refresh", "GHL answered 401")
+            token = await self._tokens.refresh_after_unauthorized(task.location_id, token)
+            return await self._update(token, task)
+
+    async def _update(self, token: str, task: DndTask) -> DndOutcome:
+        if task.contact_id is None:
+            found = await self._ghl.find_contact_by_phone(token, task.location_id, task.phone)
+            if found is None:
+                return "no_contact"  # nobody to protect in this location
+            task.contact_id = str(found["id"])
+        try:
+            contact = await self._ghl.get_contact(token, task.contact_id)
+        except GHLError as exc:
+            if exc.status == 404:
+                return "no_contact"  # deleted meanwhile
+            raise
+        current = sms_dnd(contact)
+        if (current in BLOCKING) if task.opt_out else (current != "active"):
+            return "unchanged"
+        channels = dict(contact.get("dndSettings") or {})
+        channels["SMS"] = {"status": "active" if task.opt_out else "inactive", "message": task.note}
+        await self._ghl.update_contact(token, task.contact_id, {"dndSettings": channels})
+        return "set" if task.opt_out else "cleared"
+
+    def _failed(self, task: DndTask, exc: GHLError | TokenUnavailable) -> float | None:
+        now = self._clock()
+        # 403 on contacts: a missing contacts.write scope (an old install), not a passing state.
+        retryable = isinstance(exc, GHLError) and (
+            (exc.retryable and exc.status != 403) or exc.unauthorized
+        )
+        if retryable and now - task.created_at < DND_DEADLINE_SECONDS:
+            delay = backoff(task.attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
+            task.record(now, "ghl_retry", f"{exc.message}; retrying in {delay:.1f}s")
+            self._counters.inc("dnd_retries")
+            return now + delay
+        detail = exc.message
+        if isinstance(exc, GHLError) and exc.body:
+            detail = f"{detail}: {exc.body}"
+        task.finish(now, "failed", mask_phones_in(detail))
+        self._counters.inc("dnd_updates", reason="failed")
+        log.error(
+            "could not update the contact's SMS DND in GHL",
+            extra={
+                "dnd_id": task.id,
+                "location_id": task.location_id,
+                "to": mask_phone(task.phone),
+                "reason": exc.message,
+            },
+        )
+        return None

@@ -1,0 +1,174 @@
+"""Opt-out rules without HTTP servers: keywords, recognising Cast's refusal, the settings, the
+sync's memory across restarts and the DND update's care for the contact's other settings."""
+
+import httpx
+import pytest
+
+from app.cast.client import CastClient, CastError
+from app.cast.pacing import CastPacer
+from app.config import Settings, SettingsError, load_settings
+from app.ghl.client import GHLClient
+from app.locations.accounts import CastAccounts
+from app.metrics import Counters
+from app.oauth.repository import InstallationRepository
+from app.oauth.tokens import TokenService
+from app.optouts.keywords import Keyword, match_keyword
+from app.optouts.repository import DndQueue, OptOutList, SyncLedger
+from app.optouts.service import OptOutService
+from app.optouts.sync import CastOptOutSync
+from app.optouts.worker import DndWorker
+from app.store import Store
+from tests.fakes.cast import FakeCast
+from tests.fakes.ghl import FakeGHL
+from tests.support.harness import CAST_KEY, CIPHER, installation_from_pair
+
+OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
+IN = ("START", "UNSTOP")
+PHONE = "+639171234567"
+REQUIRED = {"ghl_client_id": "id", "ghl_client_secret": "s", "cast_api_key": CAST_KEY}
+
+
+# Keywords -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["STOP", "stop", " Stop. ", "STOP!!", "hinto", "Quit?\n"])
+def test_the_whole_text_being_an_opt_out_word_is_an_opt_out(text: str) -> None:
+    keyword = match_keyword(text, OUT, IN)
+    assert keyword is not None and keyword.opt_out
+
+
+@pytest.mark.parametrize("text", ["stop texting me", "STOP 2", "don't stop", "S T O P", "..."])
+def test_a_keyword_inside_other_words_is_not_an_opt_out(text: str) -> None:
+    assert match_keyword(text, OUT, IN) is None
+
+
+def test_start_is_an_opt_in() -> None:
+    assert match_keyword("Start!", OUT, IN) == Keyword("START", opt_out=False)
+
+
+def test_keywords_are_configurable_and_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPT_OUT_KEYWORDS", " alto , Stop ")
+    monkeypatch.setenv("OPT_IN_KEYWORDS", "")
+    settings = load_settings(**REQUIRED, _env_file=None)
+    assert (settings.opt_out_keywords, settings.opt_in_keywords) == (("ALTO", "STOP"), ())
+
+
+def test_a_word_cannot_opt_out_and_in() -> None:
+    with pytest.raises(SettingsError, match="OPT_IN_KEYWORDS: STOP is also in OPT_OUT_KEYWORDS"):
+        load_settings(**REQUIRED, opt_in_keywords="start,stop", _env_file=None)
+
+
+# Cast's refusal -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "code", "words"),
+    [
+        (400, "VALIDATION_ERROR", "Recipient has unsubscribed"),
+        (403, "RECIPIENT_OPTED_OUT", "Forbidden"),
+        (422, "ALREADY_UNSUBSCRIBED", "already unsubscribed"),
+    ],
+)
+def test_a_refusal_naming_an_unsubscribe_is_the_recipients_opt_out(status, code, words) -> None:
+    error = CastError(
+        f"Cast refused the SMS ({status} {code}): {words}",
+        status=status,
+        code=code,
+        retryable=False,
+    )
+    assert error.recipient_unsubscribed
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [(400, "VALIDATION_ERROR", False), (402, "INSUFFICIENT_CREDITS", False), (503, "X", True)],
+)
+def test_other_refusals_are_not_opt_outs(status, code, retryable) -> None:
+    error = CastError(
+        f"Cast refused the SMS ({status} {code}): bad",
+        status=status,
+        code=code,
+        retryable=retryable,
+    )
+    assert not error.recipient_unsubscribed
+
+
+# The Cast sync --------------------------------------------------------------------------------
+def _settings(**extra: object) -> Settings:
+    return load_settings(**REQUIRED, cast_sender_id="CASTTEST", _env_file=None, **extra)
+
+
+async def _sync(store: Store, cast: FakeCast, http: httpx.AsyncClient) -> CastOptOutSync:
+    settings = _settings()
+    counters = Counters()
+    service = OptOutService(settings, OptOutList(store), DndQueue(store), counters)
+    return CastOptOutSync(
+        settings,
+        SyncLedger(store),
+        InstallationRepository(store, CIPHER),
+        CastAccounts(settings, None),
+        CastClient(http),
+        CastPacer(store, 10, 30),
+        service,
+        counters,
+    )
+
+
+async def test_a_restarted_sync_does_not_handle_an_entry_again(store: Store) -> None:
+    ghl, cast = FakeGHL(), FakeCast({CAST_KEY})
+    await InstallationRepository(store, CIPHER).put(
+        installation_from_pair(ghl.issue_pair("l1"), "l1")
+    )
+    cast.unsubscribe(CAST_KEY, PHONE, "CASTTEST")
+    transport = httpx.ASGITransport(app=cast.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
+        assert await (await _sync(store, cast, http)).sync_once() == 1
+        assert await OptOutList(store).remove("l1", PHONE) is not None  # lifted meanwhile
+        assert await (await _sync(store, cast, http)).sync_once() == 0  # a new process
+    assert await OptOutList(store).get("l1", PHONE) is None
+    assert (await DndQueue(store).counts())["pending"] == 1
+
+
+# The DND update -----------------------------------------------------------------------------
+async def _dnd_worker(store: Store, ghl: FakeGHL, http: httpx.AsyncClient) -> DndWorker:
+    settings = _settings()
+    client = GHLClient(http)
+    installations = InstallationRepository(store, CIPHER)
+    await installations.put(installation_from_pair(ghl.issue_pair("l1"), "l1"))
+    tokens = TokenService(settings, store, installations, client, Counters())
+    return DndWorker(settings, DndQueue(store), client, tokens, Counters())
+
+
+async def _run_one(store: Store, worker: DndWorker, opt_out: bool, contact_id: str) -> None:
+    service = OptOutService(_settings(), OptOutList(store), DndQueue(store), Counters())
+    await service.request_dnd(
+        "t1",
+        "l1",
+        PHONE,
+        opt_out=opt_out,
+        note="Replied STOP",
+        source="keyword",
+        contact_id=contact_id,
+    )
+    (item,) = await DndQueue(store).claim(now=9e9, lease_seconds=10, limit=1)
+    await worker._process(item)
+
+
+async def test_setting_sms_dnd_keeps_the_contacts_other_channels(store: Store) -> None:
+    ghl = FakeGHL()
+    email = {"status": "active", "message": "bounced"}
+    contact = ghl.add_contact("l1", PHONE, dndSettings={"Email": email})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=ghl.app), base_url="http://g"
+    ) as http:
+        await _run_one(store, await _dnd_worker(store, ghl, http), True, contact["id"])
+    assert contact["dndSettings"] == {
+        "Email": email,
+        "SMS": {"status": "active", "message": "Replied STOP"},
+    }
+
+
+async def test_an_opt_in_never_clears_a_permanent_dnd(store: Store) -> None:
+    ghl = FakeGHL()
+    contact = ghl.add_contact("l1", PHONE, dndSettings={"SMS": {"status": "permanent"}})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=ghl.app), base_url="http://g"
+    ) as http:
+        await _run_one(store, await _dnd_worker(store, ghl, http), False, contact["id"])
+    assert ghl.contact_updates == [] and ghl.sms_dnd("l1", PHONE) == "permanent"
