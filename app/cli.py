@@ -8,7 +8,7 @@ message within a poll interval).
     cast-ghl unroutable               inbound SMS no location could be chosen for
     cast-ghl reroute <id> <location>  deliver one of them to a location
     cast-ghl discard <id>             take one of them off the list
-    cast-ghl sender-id <location> [<sender ID> | --clear]
+    cast-ghl sender-id <location> [<sender ID> | --clear] [--channel sms|sim]
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
     cast-ghl sandbox                  the whole path on fakes, no credentials (repository checkout)
 
@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from app.admin.schemas import MessageView, SenderIdBody
 from app.admin.service import AdminService
 from app.cast.client import CastClient, CastError
+from app.cast.senders import SenderDirectory
 from app.config import Settings, SettingsError, load_settings
 from app.errors import ApiError, validation_error
 from app.inbound.repository import InboxRepository
@@ -116,21 +117,24 @@ async def admin_service(settings: Settings) -> AsyncIterator[AdminService]:
         raise StoreUnavailable(f"no database at {sqlite}: is DATA_DIR (or MONGO_URI) right?")
     store = build_store(settings)
     await asyncio.wait_for(store.start(), STORE_TIMEOUT_SECONDS)
+    cast_http = httpx.AsyncClient(base_url=str(settings.cast_api_url), timeout=HTTP_TIMEOUT_SECONDS)
     try:
         cipher = build_cipher(settings)
         counters = Counters()
         inbox = InboxRepository(store)
         location_settings = LocationSettingsRepository(store, cipher)
+        senders = SenderDirectory(CastClient(cast_http))  # sender IDs are checked with Cast
         yield AdminService(
             InstallationRepository(store, cipher),
             OutboxRepository(store),
             inbox,
             InboundService(inbox, counters, lambda: None),
             location_settings,
-            CastAccounts(settings, location_settings),
+            CastAccounts(settings, location_settings, senders=senders),
             counters,
         )
     finally:
+        await cast_http.aclose()
         await store.close()
 
 
@@ -242,22 +246,32 @@ async def cmd_discard(admin: AdminService, out: Output, args: argparse.Namespace
     return 0
 
 
+_CHANNEL_SOURCES = {
+    "setting": "set by hand",
+    "cast": "as Cast lists the sender ID",
+    "assumed": "assumed: Cast's sender-ID list could not be read",
+}
+
+
 async def cmd_sender_id(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     if args.sender_id is None and not args.clear:
         raise ApiError(422, "invalid_payload", "give a sender ID or --clear", "sender_id")
     try:
-        sender_id = SenderIdBody.model_validate({"sender_id": args.sender_id}).sender_id
+        body = SenderIdBody.model_validate({"sender_id": args.sender_id, "channel": args.channel})
     except ValidationError as exc:
         raise validation_error(exc) from None
-    result = await admin.set_sender_id(args.location_id, sender_id)
+    result = await admin.set_sender_id(args.location_id, body.sender_id, body.channel)
     if out.as_json:
         out.json(_dump(result))
     else:
         out.line(
             f"{result.location_id}: sender ID {result.sender_id or '(cleared)'}; its SMS now go "
-            f"out as {result.effective_sender_id or "the Cast account's default"}"
+            f"out as {result.effective_sender_id or "the Cast account's default"} through the "
+            f"{result.channel} channel ({_CHANNEL_SOURCES[result.channel_source]})"
             + ("" if result.installed else " (this location has not installed the app)")
         )
+        if result.note:
+            out.line(f"not checked with Cast: {result.note}")
     return 0
 
 
@@ -402,6 +416,11 @@ def parser() -> argparse.ArgumentParser:
     sender.add_argument("location_id")
     sender.add_argument("sender_id", nargs="?")
     sender.add_argument("--clear", action="store_true", help="send with the default again")
+    sender.add_argument(
+        "--channel",
+        choices=["sms", "sim"],
+        help="the sender's Cast channel, when Cast's sender-ID list cannot say (default: ask Cast)",
+    )
     sub.add_parser("check-config", parents=[common], help="settings, database, GHL and Cast")
     sub.add_parser(
         "sandbox", parents=[common], help="the whole path on local fakes, no credentials"

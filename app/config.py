@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.locations.schemas import checked_sender_id
+
 DEFAULT_SCOPES = (
     "conversations/message.write conversations/message.readonly conversations.write "
     "conversations.readonly contacts.readonly contacts.write"
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     # Cast.ph
     cast_api_key: SecretStr
     cast_api_url: AnyHttpUrl = AnyHttpUrl("https://api.cast.ph")
-    cast_sender_id: str | None = Field(None, max_length=11)
+    cast_sender_id: str | None = Field(None, max_length=16)  # a name (≤ 11) or a SIM number
     cast_api_timeout_seconds: float = Field(15.0, gt=0)
     cast_rate_per_key: float = Field(10.0, gt=0, description="messages/s per Cast API key")
     cast_ip_rate: float = Field(30.0, gt=0, description="requests/s for all Cast calls")
@@ -190,6 +192,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("cast_sender_id")
+    @classmethod
+    def _sender_id_shape(cls, value: str | None) -> str | None:
+        return checked_sender_id(value)
 
     @model_validator(mode="after")
     def _admin_key_is_its_own(self) -> "Settings":

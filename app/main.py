@@ -16,6 +16,7 @@ from app.admin.service import AdminService
 from app.body_limit import BodyLimitMiddleware
 from app.cast.client import CastClient
 from app.cast.pacing import CastPacer
+from app.cast.senders import SenderDirectory
 from app.config import Settings, load_settings
 from app.deps import Resources
 from app.errors import install_error_handlers
@@ -117,7 +118,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     cipher = build_cipher(settings)
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)
-    accounts = CastAccounts(settings, location_settings)
+    cast = CastClient(cast_http, observer=counters.upstream("cast"))
+    pacer = CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate)
+    senders = SenderDirectory(cast, pacer.before_poll)
+    accounts = CastAccounts(settings, location_settings, senders=senders)
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
     recipients = RecipientDirectory(store, routing_window(settings))

@@ -2,12 +2,13 @@
 
 Starts the fake GHL and the fake Cast the test suite uses (`tests/fakes/`, one implementation),
 then the bridge itself (`python -m app`, embedded SQLite in a temporary directory, test signing
-keys), installs a location, and walks:
+keys), installs a location whose sender ID is a SIM number (Cast's SIM gateway: the two-way
+channel, issue 21), and walks:
 
 1. GHL → bridge: a signed ProviderOutboundMessage;
-2. bridge → Cast: the SMS (then the delivery receipt poll);
+2. bridge → Cast: the SMS through `/api/v1/sim/send` (then the receipt poll on `/sim/status`);
 3. bridge → GHL: the status `delivered`;
-4. Cast's gateway → bridge: the recipient's reply;
+4. Cast's gateway → bridge: the recipient's reply, addressed to the SIM number;
 5. bridge → GHL: the contact and the inbound message in its conversation;
 
 and prints what each side saw. It needs the repository checkout (the fakes live in `tests/`,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+639171234567"
-SENDER_ID = "CASTTEST"
+SENDER_ID = "+639170000001"  # a SIM number Cast approved for the `sim` channel: replies come back
 OUTBOUND_ID = "sandbox-msg-1"
 REPLY_ID = "sandbox-reply-1"
 TEXT = "Hello from the Cast SMS sandbox"
@@ -83,6 +84,7 @@ async def _walk(tmp: Path) -> dict[str, Any]:
     from tests.support.processes import start_bridge
 
     cast = FakeCast({CAST_KEY}, per_key_rate=50)
+    cast.approve(CAST_KEY, SENDER_ID, "sim")
     ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET)
     cast_server, ghl_server = ServerThread(cast.app).start(), ServerThread(ghl.app).start()
     gateway_key = secrets.token_urlsafe(24)
@@ -91,6 +93,7 @@ async def _walk(tmp: Path) -> dict[str, Any]:
         cast_server.url,
         ghl_server.url,
         INBOUND_API_KEY=gateway_key,
+        CAST_SENDER_ID=SENDER_ID,
         ADMIN_API_KEY=secrets.token_urlsafe(24),  # whatever the shell exports, not used here
         METRICS_BEARER_TOKEN="",
         DELIVERY_STATUS_MODE="carrier",
@@ -128,8 +131,8 @@ async def _walk(tmp: Path) -> dict[str, Any]:
             steps.append(
                 {
                     "side": "Cast received",
-                    "what": f"SMS to {sms['to']} from sender ID {sms['sender_id']}: "
-                    f"{sms['message']!r}",
+                    "what": f"POST /api/v1/{sms['channel']}/send: SMS to {sms['to']} from "
+                    f"sender ID {sms['sender_id']}: {sms['message']!r}",
                     "answer": f"{sms['message_id']} (X-Idempotency-Key {sms['idempotency_key']})",
                 }
             )
@@ -138,7 +141,7 @@ async def _walk(tmp: Path) -> dict[str, Any]:
                 {
                     "side": "Cast received",
                     "what": f"{len(cast.status_requests)} delivery receipt poll(s) "
-                    f"GET /api/v1/sms/status/{cast.status_requests[-1]}",
+                    f"GET /api/v1/{cast.sent[-1]['channel']}/status/{cast.status_requests[-1]}",
                     "answer": "delivered (DELIVRD)",
                 }
             )
@@ -195,9 +198,13 @@ async def _walk(tmp: Path) -> dict[str, Any]:
         report["metrics"] = [
             line
             for line in metrics.splitlines()
-            if line.startswith(("bridge_messages_total", "bridge_inbound_total"))
+            if line.startswith(
+                ("bridge_messages_total", "bridge_inbound_total", "bridge_cast_parts_accepted")
+            )
         ]
-        delivered = harness.statuses_for(OUTBOUND_ID) == [{"status": "delivered"}]
+        delivered = harness.statuses_for(OUTBOUND_ID) == [{"status": "delivered"}] and all(
+            sms["channel"] == "sim" for sms in cast.sent
+        )
         report["ok"] = delivered and len(ghl.inbound) == 1
         report["outbound"] = "delivered" if delivered else "not delivered"
         report["inbound"] = "added to the GHL conversation" if ghl.inbound else "not added"

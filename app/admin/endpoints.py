@@ -83,4 +83,4 @@ async def discard_inbound(inbound_id: str, admin: AdminDep) -> dict[str, str]:
 async def set_sender_id(location_id: str, raw: AdminBody, admin: AdminDep) -> SenderIdResult:
     """The deployed Go bridge's call, same path and body, now under ADMIN_API_KEY."""
     body = parse_payload(SenderIdBody, raw)
-    return await admin.set_sender_id(location_id, body.sender_id)
+    return await admin.set_sender_id(location_id, body.sender_id, body.channel)

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from app.cast.schemas import Channel
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
-from app.locations.schemas import checked_sender_id
+from app.locations.schemas import checked_channel, checked_sender_id
 from app.logs import mask_phone, mask_phones_in
 from app.outbound.schemas import OutboundMessage
 
@@ -25,6 +26,7 @@ class PartView(BaseModel):
     cast_parts: int | None
     dlr: str | None
     dlr_status: str | None
+    channel: str | None  # the Cast channel it was accepted on: sms or sim
     resends: int
 
 
@@ -35,6 +37,8 @@ class MessageView(BaseModel):
     location_id: str
     contact_id: str | None
     to: str
+    channel: str | None  # sms or sim; None before the first send attempt
+    sender_id: str | None
     state: Literal["pending", "done"]
     stage: str
     status: str  # sending, delivered, failed
@@ -60,6 +64,8 @@ class MessageView(BaseModel):
             location_id=message.location_id,
             contact_id=message.contact_id,
             to=mask_phone(message.phone),
+            channel=message.channel,
+            sender_id=message.sender_id,
             state="done" if finished else "pending",
             stage=message.stage,
             status=message.status or "sending",
@@ -82,6 +88,7 @@ class MessageView(BaseModel):
                     cast_parts=part.cast_parts,
                     dlr=part.dlr,
                     dlr_status=part.dlr_status,
+                    channel=part.channel,
                     resends=part.resends,
                 )
                 for part in message.parts
@@ -127,16 +134,24 @@ class RerouteBody(BaseModel):
 
 class SenderIdBody(BaseModel):
     """The Go bridge's body, `{"sender_id": "..."}` (`senderId` accepted too); null or "" clears
-    it (the location then sends with CAST_SENDER_ID, or its own Cast account's default)."""
+    it (the location then sends with CAST_SENDER_ID, or its own Cast account's default).
+    `channel` (`sms` or `sim`) sets the sender's Cast channel by hand, for when Cast's sender-ID
+    list cannot say; absent or null: as Cast lists it."""
 
     model_config = ConfigDict(str_strip_whitespace=True)
 
     sender_id: str | None = Field(validation_alias=AliasChoices("sender_id", "senderId"))
+    channel: Channel | None = None
 
     @field_validator("sender_id")
     @classmethod
     def _shape(cls, value: str | None) -> str | None:
         return checked_sender_id(value)
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        return checked_channel(value)
 
 
 class SenderIdResult(BaseModel):
@@ -145,5 +160,9 @@ class SenderIdResult(BaseModel):
     enabled: bool
     own_api_key: bool
     effective_sender_id: str | None  # what the next SMS of this location is sent with
+    channel: str  # the Cast channel its next SMS goes out through (sms or sim)
+    channel_source: str  # setting (by hand), cast (Cast's sender-ID list) or assumed
+    checked_with_cast: bool  # Cast's list of approved sender IDs was read and names it
+    note: str | None = None  # why it could not be checked
     installed: bool
     updated_at: float

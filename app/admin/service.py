@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from app.admin.schemas import MessageView, SenderIdResult, UnroutableView
+from app.cast.schemas import Channel
 from app.errors import ApiError
 from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
@@ -115,14 +116,23 @@ class AdminService:
         )
 
     # Per-location sender ID ---------------------------------------------------------------
-    async def set_sender_id(self, location_id: str, sender_id: str | None) -> SenderIdResult:
-        """The Go bridge's admin call: the sender ID a location's SMS are sent with."""
+    async def set_sender_id(
+        self, location_id: str, sender_id: str | None, channel: Channel | None = None
+    ) -> SenderIdResult:
+        """The Go bridge's admin call: the sender ID a location's SMS are sent with (checked
+        against the account's approved sender IDs when Cast answers), and optionally its
+        channel set by hand."""
         stored = await self._location_settings.get(location_id)
+        api_key = stored.cast_api_key if stored else None
+        check = await self._accounts.check_sender(
+            api_key or self._accounts.default.api_key, sender_id, channel
+        )
         now = self._clock()
         updated = LocationSettings(
             location_id=location_id,
-            cast_api_key=stored.cast_api_key if stored else None,
-            sender_id=sender_id,
+            cast_api_key=api_key,
+            sender_id=check.sender_id,
+            channel=channel,
             enabled=stored.enabled if stored else True,
             updated_at=now,
             updated_by="admin",
@@ -133,14 +143,24 @@ class AdminService:
         installed = await self._installations.get(location_key(location_id)) is not None
         log.info(
             "sender ID set by an operator",
-            extra={"location_id": location_id, "sender_id": sender_id, "installed": installed},
+            extra={
+                "location_id": location_id,
+                "sender_id": check.sender_id,
+                "channel": channel,
+                "installed": installed,
+            },
         )
+        account = await self._accounts.with_channel(account_from(updated, self._accounts.default))
         return SenderIdResult(
             location_id=location_id,
-            sender_id=sender_id,
+            sender_id=check.sender_id,
             enabled=updated.enabled,
             own_api_key=updated.cast_api_key is not None,
-            effective_sender_id=account_from(updated, self._accounts.default).sender_id,
+            effective_sender_id=account.sender_id,
+            channel=account.channel,
+            channel_source=account.channel_source,
+            checked_with_cast=check.checked,
+            note=check.note,
             installed=installed,
             updated_at=now,
         )

@@ -5,10 +5,13 @@ import re
 import time
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.cast.schemas import (
+    Channel,
     ErrorBody,
+    SenderId,
+    SenderIdList,
     SendRequest,
     SendResult,
     StatusResult,
@@ -32,6 +35,13 @@ UNSUBSCRIBED_CODES = {
     "RECIPIENT_OPTED_OUT",
 }
 _UNSUBSCRIBED_WORDS = re.compile(r"unsubscrib|opted[ _-]?out|opt[ _-]out", re.IGNORECASE)
+
+# Cast error codes a GHL user can act on, in their words (shown as the failure reason in GHL).
+USER_REASONS = {
+    "CHANNEL_NOT_ALLOWED": (
+        "This Cast account cannot send through the SIM gateway; ask Cast to enable it"
+    ),
+}
 
 
 class CastError(Exception):
@@ -63,6 +73,10 @@ class CastError(Exception):
         if self.status is None or self.retryable or self.status in (401, 402):
             return False
         return self.code in UNSUBSCRIBED_CODES or bool(_UNSUBSCRIBED_WORDS.search(self.message))
+
+    def reason(self) -> str:
+        """What to tell a GHL user: Cast's error in their words where we know it."""
+        return USER_REASONS.get(self.code or "", self.message)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -115,6 +129,16 @@ class CastClient:
             if self._observe is not None:
                 self._observe(operation, time.perf_counter() - started, outcome)
 
+    async def _get[M: BaseModel](
+        self, api_key: str, path: str, operation: str, model: type[M], what: str
+    ) -> M:
+        response = await self._request(
+            "GET", f"/api/v1/{path}", operation, headers={"X-API-Key": api_key}
+        )
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return _read(response, model, what)
+
     async def account_balance(self, api_key: str) -> int:
         """`GET /api/v1/account/balance`: the account's credits (a cheap check of the key)."""
         response = await self._request(
@@ -147,41 +171,43 @@ class CastClient:
                 retryable=True,
             ) from exc
 
-    async def message_status(self, api_key: str, message_id: str) -> StatusResult:
-        """The delivery state of a sent message (Cast has no push receipts)."""
-        response = await self._request(
-            "GET", f"/api/v1/sms/status/{message_id}", "status", headers={"X-API-Key": api_key}
+    async def sender_ids(self, api_key: str) -> list[SenderId]:
+        """`GET /api/v1/account/sender-ids`: the account's approved sender IDs and their channel."""
+        found = await self._get(api_key, "account/sender-ids", "sender_ids", SenderIdList, "list")
+        return found.sender_ids
+
+    async def message_status(
+        self, api_key: str, message_id: str, channel: Channel = "sms"
+    ) -> StatusResult:
+        """The delivery state of a message sent through `channel` (no push receipts at Cast)."""
+        return await self._get(
+            api_key,
+            f"{channel}/status/{message_id}",
+            _operation("status", channel),
+            StatusResult,
+            "status",
         )
-        if response.status_code >= 400:
-            raise _error_from(response)
-        try:
-            return StatusResult.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise CastError(
-                "Cast answered with an unreadable status",
-                status=response.status_code,
-                retryable=True,
-            ) from exc
 
     async def send_sms(
-        self, api_key: str, request: SendRequest, *, idempotency_key: str
+        self,
+        api_key: str,
+        request: SendRequest,
+        *,
+        idempotency_key: str,
+        channel: Channel = "sms",
     ) -> SendResult:
+        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`)."""
         headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
         response = await self._request(
             "POST",
-            "/api/v1/sms/send",
-            "send",
+            f"/api/v1/{channel}/send",
+            _operation("send", channel),
             json=request.model_dump(exclude_none=True),
             headers=headers,
         )
         if response.status_code >= 400:
             raise _error_from(response)
-        try:
-            result = SendResult.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise CastError(
-                "Cast answered with an unreadable body", status=response.status_code, retryable=True
-            ) from exc
+        result = _read(response, SendResult, "body")
         if not result.success:
             raise _error_from(response)
         if not result.message_id:
@@ -192,3 +218,19 @@ class CastClient:
             )
         result.replayed = response.headers.get("x-idempotent-replay", "").lower() == "true"
         return result
+
+
+def _operation(name: str, channel: Channel) -> str:
+    """The metrics operation: `send`/`status` on the SMS channel, `sim_send`/`sim_status`."""
+    return name if channel == "sms" else f"{channel}_{name}"
+
+
+def _read[M: BaseModel](response: httpx.Response, model: type[M], what: str) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise CastError(
+            f"Cast answered with an unreadable {what}",
+            status=response.status_code,
+            retryable=True,
+        ) from exc

@@ -1,4 +1,11 @@
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
+
+# The Cast channel a sender ID is approved for (cast-api.md §2): `sms` is the SMPP route (usually
+# an alphanumeric brand name nobody can reply to), `sim` is Cast's SIM gateway (a mobile number).
+Channel = Literal["sms", "sim"]
+CHANNELS: tuple[Channel, ...] = ("sms", "sim")
 
 
 class SendRequest(BaseModel):
@@ -53,3 +60,24 @@ class UnsubscribedList(BaseModel):
 
     success: bool = True
     data: list[Unsubscribed] = []
+
+
+class SenderId(BaseModel):
+    """One approved sender ID of an account (`GET /api/v1/account/sender-ids`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    sender_id: str
+    label: str | None = None
+    channel: str  # `sms` or `sim` today; kept as text so a new channel does not break reading
+
+    @property
+    def known_channel(self) -> Channel | None:
+        return self.channel if self.channel in CHANNELS else None  # type: ignore[return-value]
+
+
+class SenderIdList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    success: bool = True
+    sender_ids: list[SenderId]

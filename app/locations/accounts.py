@@ -2,10 +2,15 @@
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
+from app.cast.client import CastError
+from app.cast.schemas import Channel, SenderId
+from app.cast.senders import SenderDirectory, find_sender
 from app.config import Settings
+from app.errors import ApiError
 from app.locations.repository import LocationSettingsRepository
-from app.locations.schemas import CastAccount, LocationSettings
+from app.locations.schemas import CastAccount, LocationSettings, SenderCheck
 
 ACCOUNT_CACHE_SECONDS = 5.0
 
@@ -19,21 +24,27 @@ def account_from(settings: LocationSettings | None, default: CastAccount) -> Cas
     if settings is None or not settings.enabled:
         return default
     if settings.cast_api_key:
-        return CastAccount(settings.cast_api_key, settings.sender_id, "location")
-    if settings.sender_id:
-        return CastAccount(default.api_key, settings.sender_id, "location")
-    return default
+        account = CastAccount(settings.cast_api_key, settings.sender_id, "location")
+    elif settings.sender_id:
+        account = CastAccount(default.api_key, settings.sender_id, "location")
+    else:
+        account = default
+    if settings.channel is not None:
+        account = replace(account, channel=settings.channel, channel_source="setting")
+    return account
 
 
 class CastAccounts:
     """`account_for(location_id)`, cached a few seconds; a save in this process invalidates it at
-    once, other processes see it within `ttl` seconds."""
+    once, other processes see it within `ttl` seconds. The sender's channel comes from the
+    location's setting, else from Cast's sender-ID list (`senders`, cached there)."""
 
     def __init__(
         self,
         settings: Settings,
         repository: LocationSettingsRepository | None,
         *,
+        senders: SenderDirectory | None = None,
         ttl: float = ACCOUNT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -41,11 +52,24 @@ class CastAccounts:
             settings.cast_api_key.get_secret_value(), settings.cast_sender_id, "default"
         )
         self._repo = repository
+        self.senders = senders
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, CastAccount]] = {}
 
     async def account_for(self, location_id: str) -> CastAccount:
+        """The key, sender ID and channel the location's next message goes out with."""
+        return await self.with_channel(await self._configured(location_id))
+
+    async def with_channel(self, account: CastAccount) -> CastAccount:
+        if account.channel_source == "setting" or self.senders is None:
+            return account
+        channel = await self.senders.channel_of(account.api_key, account.sender_id)
+        if channel is None:
+            return account
+        return replace(account, channel=channel, channel_source="cast")
+
+    async def _configured(self, location_id: str) -> CastAccount:
         if self._repo is None:
             return self.default
         now = self._clock()
@@ -60,3 +84,35 @@ class CastAccounts:
 
     def invalidate(self, location_id: str) -> None:
         self._cache.pop(location_id, None)
+
+    async def check_sender(
+        self, api_key: str, sender_id: str | None, channel: Channel | None
+    ) -> SenderCheck:
+        """A sender ID about to be saved, checked against the account's approved list (asked
+        afresh). A sender Cast does not list, or lists for another channel than `channel`, is
+        refused (422 naming the approved ones); when Cast cannot be asked it is accepted as
+        typed, and the answer says so."""
+        if sender_id is None:
+            return SenderCheck(None, channel, checked=False)
+        if self.senders is None:
+            return SenderCheck(sender_id, channel, checked=False, note="not checked with Cast")
+        try:
+            approved = await self.senders.senders(api_key, max_age=0.0)
+        except CastError as exc:
+            return SenderCheck(
+                sender_id, channel, checked=False, note=f"Cast could not be asked: {exc.reason}"
+            )
+        found = find_sender(approved, sender_id)
+        if found is None or found.known_channel is None:
+            raise _refused(f"{sender_id} is not approved for this Cast account", approved)
+        if channel is not None and found.known_channel != channel:
+            raise _refused(
+                f"{found.sender_id} is approved for the {found.channel} channel, not {channel}",
+                approved,
+            )
+        return SenderCheck(found.sender_id, found.known_channel, checked=True)
+
+
+def _refused(reason: str, approved: list[SenderId]) -> ApiError:
+    listed = ", ".join(f"{s.sender_id} ({s.channel})" for s in approved) or "none yet"
+    return ApiError(422, "sender_id_not_approved", f"{reason}; approved: {listed}", "sender_id")

@@ -24,7 +24,12 @@ from app.locations.sso import Session
 router = APIRouter(prefix="/settings", tags=["settings"], include_in_schema=False)
 
 MAX_FORM_BYTES = 32_768
-_LABELS = {"sender_id": "Sender ID", "api_key": "Cast API key", "phone": "Mobile number"}
+_LABELS = {
+    "sender_id": "Sender ID",
+    "channel": "Sender kind",
+    "api_key": "Cast API key",
+    "phone": "Mobile number",
+}
 _TITLES = {
     401: "Not signed in",
     403: "Not allowed",
@@ -169,21 +174,27 @@ async def save(request: Request, service: LocationServiceDep) -> Response:
     async def action(session: Session, token: str, form: dict[str, str]) -> Response:
         fields = {
             "sender_id": form.get("sender_id"),
+            "channel": form.get("channel"),
             "api_key": form.get("api_key"),
             "enabled": "enabled" in form,
             "remove_api_key": "remove_api_key" in form,
         }
         try:
-            updated = await service.save(session, _parse(SettingsForm, fields))
+            updated, check = await service.save(session, _parse(SettingsForm, fields))
         except ApiError as exc:
             if _wants_json(request):
                 raise
-            values = {"sender_id": form.get("sender_id", "")}
+            values = {"sender_id": form.get("sender_id", ""), "channel": form.get("channel", "")}
             return await _page(
                 service, session, token, status_code=exc.status, error=exc, values=values
             )
         sender = updated.sender_id or "Cast's default for the account"
-        return await _page(service, session, token, notice=f"Saved. Sender ID: {sender}.")
+        notice = f"Saved. Sender ID: {sender}."
+        if check.checked:
+            notice += f" Cast approved it for the {check.channel} channel."
+        elif check.note and updated.sender_id:
+            notice += f" It could not be checked ({check.note}): it is used as typed."
+        return await _page(service, session, token, notice=notice)
 
     return await _with_session(request, service, action)
 

@@ -6,19 +6,37 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.cast.schemas import Channel
+
 SENDER_ID_MAX = 11
 _SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
+_SIM_NUMBER = re.compile(r"\+?[0-9]{7,15}")  # a SIM gateway sender is a mobile number
+
+ChannelSource = Literal["setting", "cast", "assumed"]
 
 
 def checked_sender_id(value: str | None) -> str | None:
-    """A sender ID as Cast approves them (≤ 11 letters, digits, spaces); empty means none."""
+    """A sender ID as Cast approves them (a name of ≤ 11 letters, digits, spaces, or a SIM
+    mobile number such as +639171234567); empty means none."""
     if not value:
         return None
+    number = re.sub(r"[\s()-]", "", value)
+    if _SIM_NUMBER.fullmatch(number):
+        return number
     if len(value) > SENDER_ID_MAX:
-        raise ValueError(f"at most {SENDER_ID_MAX} characters")
+        raise ValueError(f"at most {SENDER_ID_MAX} characters (or a mobile number)")
     if not _SENDER_ID.fullmatch(value):
         raise ValueError("use letters, digits and spaces only (as approved by Cast)")
     return value
+
+
+def checked_channel(value: str | None) -> Channel | None:
+    """An explicit channel (`sms` or `sim`); empty means "as Cast lists the sender ID"."""
+    if not value:
+        return None
+    if value not in ("sms", "sim"):
+        raise ValueError("choose sms, sim, or leave it empty (as Cast lists the sender ID)")
+    return value  # type: ignore[return-value]
 
 
 def mask_key(api_key: str | None) -> str | None:
@@ -34,6 +52,9 @@ class LocationSettings(BaseModel):
     location_id: str
     cast_api_key: str | None = None
     sender_id: str | None = None
+    # The sender's Cast channel when set by hand (where Cast cannot be asked); None: as Cast's
+    # sender-ID list says.
+    channel: Channel | None = None
     enabled: bool = True
     updated_at: float
     updated_by: str | None = None
@@ -46,11 +67,12 @@ class SettingsForm(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True)
 
     sender_id: str | None = None
+    channel: Channel | None = None
     api_key: str | None = Field(None, max_length=200)
     enabled: bool = False
     remove_api_key: bool = False
 
-    @field_validator("sender_id", "api_key", mode="before")
+    @field_validator("sender_id", "api_key", "channel", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -83,11 +105,26 @@ class SmsTestForm(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class CastAccount:
-    """The Cast key and sender ID a location sends with."""
+    """The Cast key and sender ID a location sends with, and the sender's channel: set by hand
+    (`setting`), read from Cast's sender-ID list (`cast`), or `assumed` (`sms`, as before
+    channels were known) when neither says."""
 
     api_key: str
     sender_id: str | None
     source: Literal["location", "default"]
+    channel: Channel = "sms"
+    channel_source: ChannelSource = "assumed"
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCheck:
+    """A sender ID as it will be saved: Cast's own spelling and channel when Cast was asked
+    (`checked`), else as typed, with `note` saying why it could not be checked."""
+
+    sender_id: str | None
+    channel: Channel | None
+    checked: bool
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +168,9 @@ class SettingsView:
     enabled: bool
     uses_own_account: bool
     effective_sender_id: str | None
+    channel: Channel  # the channel the next message goes out through
+    channel_source: ChannelSource
+    channel_setting: Channel | None  # the explicit per-location choice, if any
     updated_at: float | None
     recent: list[MessageRow]
     last_24h: Totals

@@ -14,6 +14,7 @@ from app.locations.schemas import (
     Connection,
     LocationSettings,
     MessageRow,
+    SenderCheck,
     SettingsForm,
     SettingsView,
     SmsTestForm,
@@ -172,6 +173,8 @@ class LocationService:
         account = account_from(stored, self._accounts.default)
         if stored and stored.key_unreadable and stored.enabled:  # the worker refuses to send
             account = CastAccount("", stored.sender_id, "location")
+        else:
+            account = await self._accounts.with_channel(account)
         now = self._clock()
         messages = await self._outbox.recent(location_id, since=now - 7 * DAY, limit=TOTALS_CAP)
         capped = len(messages) >= TOTALS_CAP
@@ -185,13 +188,18 @@ class LocationService:
             enabled=stored.enabled if stored else True,
             uses_own_account=account.source == "location",
             effective_sender_id=account.sender_id,
+            channel=account.channel,
+            channel_source=account.channel_source,
+            channel_setting=stored.channel if stored else None,
             updated_at=stored.updated_at if stored else None,
             recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
         )
 
-    async def save(self, session: Session, form: SettingsForm) -> LocationSettings:
+    async def save(
+        self, session: Session, form: SettingsForm
+    ) -> tuple[LocationSettings, SenderCheck]:
         stored = await self._repo.get(session.location_id, strict=False)
         if stored and stored.key_unreadable and not (form.api_key or form.remove_api_key):
             raise ApiError(
@@ -206,10 +214,14 @@ class LocationService:
             api_key = None
         if form.api_key:
             api_key = form.api_key
+        check = await self._accounts.check_sender(
+            api_key or self._accounts.default.api_key, form.sender_id, form.channel
+        )
         updated = LocationSettings(
             location_id=session.location_id,
             cast_api_key=api_key,
-            sender_id=form.sender_id,
+            sender_id=check.sender_id,
+            channel=form.channel,
             enabled=form.enabled,
             updated_at=self._clock(),
             updated_by=session.user_id,
@@ -223,11 +235,13 @@ class LocationService:
                 "user_id": session.user_id,
                 "own_key": api_key is not None,
                 "key_changed": bool(form.api_key) or form.remove_api_key,
-                "sender_id": form.sender_id,
+                "sender_id": check.sender_id,
+                "channel": check.channel,
+                "sender_checked": check.checked,
                 "enabled": form.enabled,
             },
         )
-        return updated
+        return updated, check
 
     async def send_test(self, session: Session, form: SmsTestForm) -> bool:
         """Queue a test SMS through the outbox; False when this form was already submitted."""

@@ -44,6 +44,7 @@ _REASON_LABELS = {
     "sends_refused_optout": "source",
     "dnd_updates": "outcome",
     "optout_syncs": "outcome",
+    "cast_parts": "channel",
 }
 
 
@@ -136,7 +137,11 @@ class Counters:
             "DLR code, INVALID_PHONE, ...) or, for delivered, confirmed/unconfirmed/accepted",
             ("status", "reason"),
         )
-        self.cast_parts = counter("cast_parts_accepted", "Message parts Cast accepted")
+        self.cast_parts = counter(
+            "cast_parts_accepted",
+            "Message parts Cast accepted, by channel (sms: /sms/send, sim: the SIM gateway)",
+            ("channel",),
+        )
         self.retries = counter("retries", "Retries scheduled, by step", ("step",))
         self.status_reports = counter(
             "status_reports", "Status reports to GHL, by outcome", ("outcome",)

@@ -2,6 +2,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.cast.schemas import Channel
+
 HISTORY_LIMIT = 60
 
 
@@ -11,6 +13,7 @@ class Part(BaseModel):
     cast_parts: int | None = None
     dlr: Literal["delivered", "failed"] | None = None
     dlr_status: str | None = None
+    channel: Channel | None = None  # the Cast channel it was accepted on (its receipts are there)
     # Sent again after the carrier rejected it (an operator's re-queue): part of the Cast
     # idempotency key, so Cast does not replay the rejected send's answer.
     resends: int = 0
@@ -36,6 +39,10 @@ class OutboundMessage(BaseModel):
     to: str | None = None
     parts: list[Part]
     attachments: list[str] = Field(default_factory=list)
+    # The route, fixed at the first send attempt so every part and every retry (same idempotency
+    # key) goes the same way; a sender switched meanwhile applies to the next message.
+    channel: Channel | None = None
+    sender_id: str | None = None
     stage: Literal["send", "poll", "report"] = "send"
     status: Literal["delivered", "failed"] | None = None
     error_code: str | None = None
@@ -78,12 +85,16 @@ class OutboundMessage(BaseModel):
         are polled again), except parts the carrier rejected: those are sent again under a new
         idempotency key. Parts Cast never accepted are sent with the same key as before, so if
         an earlier attempt did reach Cast unseen (a timeout), Cast replays it instead of sending
-        a second SMS.
+        a second SMS. While a part stays accepted the rest keep its route; otherwise the
+        location's current sender and channel are taken (a fix after CHANNEL_NOT_ALLOWED).
         """
         for part in self.parts:
             if part.dlr == "failed":
                 part.cast_message_id = part.cast_parts = part.dlr = part.dlr_status = None
+                part.channel = None
                 part.resends += 1
+        if not self.parts_sent:
+            self.channel = self.sender_id = None
         self.stage, self.status, self.error_code, self.error_message = "send", None, None, None
         self.delivery = self.finished_at = self.accepted_at = None
         self.polls = self.send_attempts = self.report_attempts = 0

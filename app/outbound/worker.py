@@ -15,12 +15,13 @@ from typing import Literal
 
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
-from app.cast.schemas import SendRequest
+from app.cast.schemas import Channel, SendRequest
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
 from app.inbound.repository import RecipientDirectory
 from app.locations.accounts import CastAccounts
+from app.locations.schemas import CastAccount
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
@@ -115,27 +116,30 @@ class OutboundWorker(LeasedQueueWorker):
                 return self._refuse(message, optout)
         account = await self._accounts.account_for(message.location_id)
         api_key = account.api_key
+        channel = self._route(message, account)
         total = len(message.parts)
         for index, part in enumerate(message.parts, start=1):
             if part.cast_message_id:
                 continue
-            await self._pacer.before_send(api_key)
+            await self._pacer.before_send(api_key)  # one budget per key, both channels
             message.send_attempts += 1
             request = SendRequest(
-                to=message.to or "", message=part.text, sender_id=account.sender_id
+                to=message.to or "", message=part.text, sender_id=message.sender_id
             )
             try:
                 result = await self._cast.send_sms(
                     api_key,
                     request,
                     idempotency_key=part.idempotency_key(message.message_id, index, total),
+                    channel=channel,
                 )
             except CastError as exc:
                 if exc.recipient_unsubscribed and self._optouts is not None:
-                    return await self._unsubscribed_at_cast(message, account.sender_id, exc)
+                    return await self._unsubscribed_at_cast(message, message.sender_id, exc)
                 return self._cast_failed(message, exc)
             part.cast_message_id, part.cast_parts = result.message_id, result.parts
-            self._counters.inc("cast_sends")
+            part.channel = channel
+            self._counters.inc("cast_sends", reason=channel)
             message.record(
                 self._clock(),
                 "cast_accepted",
@@ -188,6 +192,18 @@ class OutboundWorker(LeasedQueueWorker):
         )
         self._refuse(message, optout)
 
+    def _route(self, message: OutboundMessage, account: CastAccount) -> Channel:
+        """The message's channel and sender ID: chosen at the first attempt, kept after."""
+        if message.channel is None:
+            message.channel, message.sender_id = account.channel, account.sender_id
+            message.record(
+                self._clock(),
+                "route",
+                f"{account.channel} channel ({account.channel_source}), sender "
+                f"{account.sender_id or "Cast's default"}",
+            )
+        return message.channel
+
     # Stage 2: delivery receipts -------------------------------------------------------------
     async def _poll(self, message: OutboundMessage) -> float | None:
         """Ask Cast how each part fared: when to ask again, or None once the outcome is known."""
@@ -198,7 +214,9 @@ class OutboundWorker(LeasedQueueWorker):
                 continue
             await self._pacer.before_poll()
             try:
-                result = await self._cast.message_status(api_key, part.cast_message_id)
+                result = await self._cast.message_status(
+                    api_key, part.cast_message_id, part.channel or "sms"
+                )
             except CastError as exc:
                 message.record(self._clock(), "dlr_unknown", exc.message)
                 continue
@@ -241,7 +259,7 @@ class OutboundWorker(LeasedQueueWorker):
             self._counters.inc("cast_retries")
             return now + delay
         total = len(message.parts)
-        detail = exc.message
+        detail = exc.reason
         if total > 1:
             detail += f" ({message.parts_sent} of {total} parts sent)"
         if exc.retryable:

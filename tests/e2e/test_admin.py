@@ -112,12 +112,14 @@ async def test_a_message_and_its_history_are_shown_by_ghl_message_id(admin: Harn
     assert shown["delivery"] == "confirmed" and shown["reported"] is True
     assert [e["event"] for e in shown["history"]] == [
         "received",
+        "route",
         "cast_accepted",
         "carrier_receipt",
         "delivered",
         "reported",
     ]
     assert shown["parts"][0]["cast_message_id"] == admin.cast.sent[0]["message_id"]
+    assert (shown["channel"], shown["parts"][0]["channel"]) == ("sms", "sms")
     assert "Hello from GHL" not in str(shown) and "9171234567" not in str(shown)
     missing = await call(admin, "GET", "/api/admin/messages/m-nope")
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "message_not_found")

@@ -29,7 +29,10 @@ def test_the_sandbox_walks_a_message_and_a_reply_through_and_shows_them_delivere
 
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "SMS to 09171234567 from sender ID CASTTEST" in out  # what Cast saw
+    # what Cast saw: the SIM gateway, from the SIM number the reply then goes to
+    assert "POST /api/v1/sim/send: SMS to 09171234567 from sender ID +639170000001" in out
+    assert "GET /api/v1/sim/status/" in out
+    assert "inbound SMS from 09171234567 to +639170000001" in out
     assert '{"status": "delivered"}' in out  # what GHL saw for the message
     assert "POST /conversations/messages/inbound" in out and "YES, see you at 3" in out
     assert 'bridge_messages_total{reason="confirmed",status="delivered"} 1.0' in out

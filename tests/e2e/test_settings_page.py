@@ -299,3 +299,21 @@ async def test_without_an_sso_key_the_page_says_it_is_not_configured(harness: Ha
 
     assert shell.status_code == 503 and "GHL_APP_SSO_KEY" in shell.text
     assert sign.status_code == 503 and sign.json()["error"]["code"] == "sso_not_configured"
+
+
+async def test_the_page_says_which_kind_of_sender_is_in_use_and_refuses_an_unapproved_one(
+    page: Harness,
+):
+    page.cast.approve(CAST_KEY, "CASTTEST", "sms")
+    page.cast.approve(CAST_KEY, "+639170000001", "sim")
+    opened, session = await sign_in(page)
+
+    refused = await save(page, session, sender_id="NOPE", enabled="1")
+    saved = await save(page, session, sender_id="0917 000 0001", enabled="1")
+
+    assert 'data-channel="sms"' in opened.text and "customers cannot reply" in opened.text
+    assert refused.status_code == 422
+    assert "NOPE is not approved for this Cast account; approved: CASTTEST (sms), " in refused.text
+    assert saved.status_code == 200
+    assert "Sender ID: +639170000001. Cast approved it for the sim channel." in saved.text
+    assert 'data-channel="sim"' in saved.text and "replies land in the conversation" in saved.text

@@ -1,15 +1,24 @@
 """A fake Cast.ph API that speaks real HTTP and behaves like the real one where we depend on it.
 
-- `POST /api/sms/send` and `/api/v1/sms/send`: checks X-API-Key, validates the body, enforces
-  the per-key message rate and the per-IP request rate (429 + Retry-After), and honours
-  X-Idempotency-Key (replays the first successful answer, sends nothing new).
+- `POST /api/sms/send`, `/api/v1/sms/send` and the SIM gateway's `/api/sim/send`,
+  `/api/v1/sim/send`: checks X-API-Key, validates the body, enforces the per-key message rate
+  (one budget per key across both channels: the stricter reading of cast-api.md §9) and the
+  per-IP request rate (429 + Retry-After), and honours X-Idempotency-Key (replays the first
+  successful answer, sends nothing new).
+- Channels (cast-api.md §2): `/sim/send` needs `sim` in the key's allowed channels (else 403
+  CHANNEL_NOT_ALLOWED). A key with approved sender IDs (`approve`) may only send a sender
+  through the endpoint of its channel (else 400 VALIDATION_ERROR). A key the test did not
+  describe is a Cast that cannot say: any sender ID goes on `/sms/send`, as before, and its
+  sender-ID list answers 404.
 - Scripted answers (`script`) come first: bursts of 429/5xx/4xx, stalls.
-- `GET /api/v1/sms/status/{id}` answers from `dlr` (scripted statuses) for later issues.
-- `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise.
 - `GET /api/v1/account/unsubscribed`: the key's numbers that used the unsubscribe link
   (`unsubscribe(...)`); a send to one of them from that sender ID is refused. How Cast reports
   that refusal is undocumented (cast-api.md §5.9): the fake answers with the least specific
   shape, `400 VALIDATION_ERROR` and words only (`unsubscribed_refusal` changes it).
+- `GET /api/v1/{sms,sim}/status/{id}` answers from `dlr` (scripted statuses), only on the
+  channel the message was sent through (404 on the other).
+- `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise;
+  `GET /api/v1/account/sender-ids`: the key's approved sender IDs with their channel.
 """
 
 import asyncio
@@ -22,6 +31,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+DEFAULT_CHANNELS = frozenset({"sms", "otp", "bulk"})
 
 
 @dataclass
@@ -75,6 +86,10 @@ class FakeCast:
         self.unsubscribed: dict[str, list[dict[str, Any]]] = {}  # key -> list entries
         self.unsubscribed_requests: list[str] = []  # the key of every list request
         self.unsubscribed_refusal = (400, "VALIDATION_ERROR", "Recipient has unsubscribed")
+        self.senders: dict[str, list[dict[str, Any]]] = {}  # key -> approved sender IDs
+        self.allowed_channels: dict[str, set[str]] = {}  # key -> channels (default: no sim)
+        self.account_requests: list[str] = []  # paths of GET /api/v1/account/... calls
+        self._channel_of: dict[str, str] = {}  # message id -> channel it was sent through
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_buckets: dict[str, Bucket] = {}
         self._ip_bucket = Bucket(ip_rate, ip_burst)
@@ -106,6 +121,20 @@ class FakeCast:
             for entry in self.unsubscribed.get(key, [])
         )
 
+    def approve(
+        self, key: str, sender_id: str, channel: str = "sms", *, enable_channel: bool = True
+    ) -> None:
+        """Approve `sender_id` for `channel` on `key`; a `sim` sender also enables the SIM
+        gateway for the key unless `enable_channel` is False (the 403 case)."""
+        self.senders.setdefault(key, []).append(
+            {"sender_id": sender_id, "label": sender_id, "channel": channel}
+        )
+        if enable_channel:
+            self.channels_of(key).add(channel)
+
+    def channels_of(self, key: str) -> set[str]:
+        return self.allowed_channels.setdefault(key, set(DEFAULT_CHANNELS))
+
     def sent_to(self, to: str) -> list[dict[str, Any]]:
         return [sms for sms in self.sent if sms["to"] == to]
 
@@ -122,16 +151,19 @@ class FakeCast:
     def _build_app(self) -> FastAPI:
         app = FastAPI()
 
-        async def send(request: Request) -> JSONResponse:
-            return await self._send(request)
+        for channel in ("sms", "sim"):
 
-        app.add_api_route("/api/sms/send", send, methods=["POST"])
-        app.add_api_route("/api/v1/sms/send", send, methods=["POST"])
+            async def send(request: Request, channel: str = channel) -> JSONResponse:
+                return await self._send(request, channel)
+
+            app.add_api_route(f"/api/{channel}/send", send, methods=["POST"])
+            app.add_api_route(f"/api/v1/{channel}/send", send, methods=["POST"])
 
         @app.get("/api/v1/account/balance")
         async def balance(request: Request) -> JSONResponse:
             if request.headers.get("x-api-key") not in self.api_keys:
                 return _error(401, "INVALID_API_KEY", "invalid API key")
+            self.account_requests.append("balance")
             return JSONResponse({"success": True, "credits": self.credits, "currency": "PHP"})
 
         @app.get("/api/v1/account/unsubscribed")
@@ -142,8 +174,18 @@ class FakeCast:
             self.unsubscribed_requests.append(key)
             return JSONResponse({"success": True, "data": self.unsubscribed.get(key, [])})
 
-        @app.get("/api/v1/sms/status/{message_id}")
-        async def status(message_id: str, request: Request) -> JSONResponse:
+        @app.get("/api/v1/account/sender-ids")
+        async def sender_ids(request: Request) -> JSONResponse:
+            key = request.headers.get("x-api-key", "")
+            if key not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            self.account_requests.append("sender-ids")
+            if key not in self.senders:
+                return _error(404, "NOT_FOUND", "no sender IDs to list")
+            return JSONResponse({"success": True, "sender_ids": self.senders[key]})
+
+        @app.get("/api/v1/{channel}/status/{message_id}")
+        async def status(channel: str, message_id: str, request: Request) -> JSONResponse:
             if request.headers.get("x-api-key") not in self.api_keys:
                 return _error(401, "INVALID_API_KEY", "invalid API key")
             self.status_requests.append(message_id)
@@ -151,14 +193,14 @@ class FakeCast:
                 self.status_errors -= 1
                 return _error(500, "INTERNAL_ERROR", "scripted status error")
             steps = self.dlr.get(message_id)
-            if steps is None:
+            if steps is None or self._channel_of.get(message_id) != channel:
                 return _error(404, "NOT_FOUND", "message not found")
             step = steps[0] if len(steps) == 1 else steps.popleft()
             return JSONResponse({"success": True, "message_id": message_id, **step})
 
         return app
 
-    async def _send(self, request: Request) -> JSONResponse:
+    async def _send(self, request: Request, channel: str) -> JSONResponse:
         now = time.monotonic()
         key = request.headers.get("x-api-key", "")
         idem = request.headers.get("x-idempotency-key")
@@ -166,9 +208,15 @@ class FakeCast:
             body = await request.json()
         except ValueError:
             body = None
-        record = {"at": now, "key": key, "idempotency_key": idem, "body": body}
+        record = {
+            "at": now,
+            "key": key,
+            "idempotency_key": idem,
+            "body": body,
+            "channel": channel,
+        }
         self.requests.append(record)
-        answer = self._answer(key, idem, body)
+        answer = self._answer(key, idem, body, channel)
         if isinstance(answer, Scripted):
             record["status"] = answer.status
             if answer.stall_seconds:
@@ -177,7 +225,9 @@ class FakeCast:
         record["status"] = answer.status_code
         return answer
 
-    def _answer(self, key: str, idem: str | None, body: Any) -> JSONResponse | Scripted:
+    def _answer(
+        self, key: str, idem: str | None, body: Any, channel: str
+    ) -> JSONResponse | Scripted:
         with self._lock:
             now = time.monotonic()  # when the request is handled, in arrival order
             if not self._ip_bucket.take(now):
@@ -191,6 +241,8 @@ class FakeCast:
                 )
             if self.script:
                 return self.script.popleft()
+            if channel not in self.channels_of(key):
+                return _error(403, "CHANNEL_NOT_ALLOWED", f"the {channel} channel is not enabled")
             bucket = self._key_buckets.setdefault(key, Bucket(self.per_key_rate, self.per_key_rate))
             if not bucket.take(now):
                 self.rate_limited += 1
@@ -202,6 +254,9 @@ class FakeCast:
                 return _error(400, "VALIDATION_ERROR", "invalid phone number")
             if self._is_unsubscribed(key, to, body.get("sender_id")):
                 return _error(*self.unsubscribed_refusal)
+            refused = self._sender_refused(key, channel, body.get("sender_id"))
+            if refused is not None:
+                return refused
             message_id = f"CAST{next(self._ids):08d}"
             parts = _parts(str(body["message"]))
             answer = {"success": True, "message_id": message_id, "parts": parts}
@@ -211,6 +266,7 @@ class FakeCast:
                     "to": to,
                     "message": body["message"],
                     "sender_id": body.get("sender_id"),
+                    "channel": channel,
                     "key": key,
                     "idempotency_key": idem,
                     "message_id": message_id,
@@ -219,9 +275,25 @@ class FakeCast:
             self.dlr[message_id] = deque(
                 self.next_dlr.popleft() if self.next_dlr else self.default_dlr
             )
+            self._channel_of[message_id] = channel
             if idem:
                 self._idempotent[(key, idem)] = answer
             return JSONResponse(answer)
+
+    def _sender_refused(self, key: str, channel: str, sender_id: Any) -> JSONResponse | None:
+        """400 unless the key's sender ID (or, when none is given, its first one) is approved
+        for `channel`; None for a key with no described senders (any sender, `sms` only)."""
+        approved = self.senders.get(key)
+        if approved is None:
+            return None
+        here = [s["sender_id"] for s in approved if s["channel"] == channel]
+        if (sender_id is None and here) or sender_id in here:
+            return None
+        return _error(
+            400,
+            "VALIDATION_ERROR",
+            f"sender_id {sender_id!r} is not approved for the {channel} channel",
+        )
 
 
 def _national(phone: str) -> str:

@@ -1,0 +1,128 @@
+"""The approved sender IDs of each Cast account and the channel each belongs to (cast-api.md §2,
+§5.14): a message goes out through its sender's channel, `/sms/send` or `/sim/send`.
+
+The list (`GET /api/v1/account/sender-ids`) is cached per key fingerprint: asked again after
+`ttl` seconds, and on a miss (a sender ID the cached list does not name) at most every
+`miss_ttl` seconds. One request per key at a time; each waits for the per-IP budget like a
+receipt poll (`pace`), never for the key's send budget. When Cast cannot be asked, the last list
+known is used; with none, the answer is "not known" and the caller decides.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from app.cast.client import CastClient, CastError
+from app.cast.pacing import key_fingerprint
+from app.cast.schemas import Channel, SenderId
+from app.phone import InvalidPhoneNumber, to_e164
+
+log = logging.getLogger(__name__)
+
+SENDER_LIST_SECONDS = 300.0
+MISS_REFRESH_SECONDS = 30.0
+
+
+def sender_key(value: str) -> str:
+    """How two spellings of one sender ID compare: a PH mobile number in any format as E.164,
+    a name without spaces, upper case."""
+    try:
+        return to_e164(value)
+    except InvalidPhoneNumber:
+        return "".join(value.split()).upper()
+
+
+def find_sender(senders: list[SenderId], sender_id: str) -> SenderId | None:
+    wanted = sender_key(sender_id)
+    return next((s for s in senders if sender_key(s.sender_id) == wanted), None)
+
+
+def default_channel(senders: list[SenderId]) -> Channel:
+    """The channel of a send without a sender ID (Cast then picks one of the account's):
+    `sms` when the account has an `sms` sender (or none at all), else its first SIM number's."""
+    channels = [s.known_channel for s in senders]
+    return "sim" if channels and "sms" not in channels and "sim" in channels else "sms"
+
+
+@dataclass(slots=True)
+class _Listing:
+    fetched_at: float
+    senders: list[SenderId]
+
+
+class SenderDirectory:
+    def __init__(
+        self,
+        cast: CastClient,
+        pace: Callable[[], Awaitable[None]] | None = None,
+        *,
+        ttl: float = SENDER_LIST_SECONDS,
+        miss_ttl: float = MISS_REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cast = cast
+        self._pace = pace
+        self._ttl, self._miss_ttl = ttl, miss_ttl
+        self._clock = clock
+        self._listings: dict[str, _Listing] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def senders(self, api_key: str, *, max_age: float | None = None) -> list[SenderId]:
+        """The account's approved sender IDs, at most `max_age` (default `ttl`) seconds old.
+
+        Raises CastError when Cast cannot be asked and no list was ever read for this key."""
+        fingerprint = key_fingerprint(api_key)
+        age = self._ttl if max_age is None else max_age
+        listing = self._listings.get(fingerprint)
+        if listing is not None and self._clock() - listing.fetched_at <= age:
+            return listing.senders
+        lock = self._locks.setdefault(fingerprint, asyncio.Lock())
+        async with lock:  # one request per key: the others wait and read its answer
+            listing = self._listings.get(fingerprint)
+            if listing is not None and self._clock() - listing.fetched_at <= age:
+                return listing.senders
+            try:
+                return await self._fetch(api_key, fingerprint)
+            except CastError as exc:
+                if listing is None:
+                    raise
+                log.warning(
+                    "could not refresh the Cast sender IDs; using the last list",
+                    extra={"key": fingerprint, "reason": exc.message},
+                )
+                return listing.senders
+
+    async def _fetch(self, api_key: str, fingerprint: str) -> list[SenderId]:
+        if self._pace is not None:
+            await self._pace()
+        senders = await self._cast.sender_ids(api_key)
+        if len(self._listings) > 10_000:
+            self._listings.clear()
+        self._listings[fingerprint] = _Listing(self._clock(), senders)
+        return senders
+
+    async def lookup(self, api_key: str, sender_id: str) -> SenderId | None:
+        """The approved sender ID `sender_id` names (asking Cast again on a miss), or None.
+
+        Raises CastError when Cast cannot be asked and no list is known."""
+        found = find_sender(await self.senders(api_key), sender_id)
+        if found is None:
+            found = find_sender(await self.senders(api_key, max_age=self._miss_ttl), sender_id)
+        return found
+
+    async def channel_of(self, api_key: str, sender_id: str | None) -> Channel | None:
+        """The channel a send with `sender_id` must use, or None when Cast cannot say (it cannot
+        be asked, or it does not list the sender ID, or lists it for another channel)."""
+        try:
+            if sender_id is None:
+                return default_channel(await self.senders(api_key))
+            found = await self.lookup(api_key, sender_id)
+        except CastError as exc:
+            log.warning(
+                "could not read the Cast sender IDs",
+                extra={"key": key_fingerprint(api_key), "reason": exc.message},
+            )
+            return None
+        return found.known_channel if found is not None else None
