@@ -74,6 +74,7 @@ class CastError(Exception):
             return False
         return self.code in UNSUBSCRIBED_CODES or bool(_UNSUBSCRIBED_WORDS.search(self.message))
 
+    @property
     def reason(self) -> str:
         """What to tell a GHL user: Cast's error in their words where we know it."""
         return USER_REASONS.get(self.code or "", self.message)

@@ -149,7 +149,7 @@ class OutboundWorker(LeasedQueueWorker):
         # Replies from this number may come back to this location; a test SMS never counts.
         if self._recipients is not None and not message.synthetic:
             await self._recipients.remember(
-                message.to, message.location_id, account.sender_id, self._clock()
+                message.to, message.location_id, message.sender_id, self._clock()
             )
         now = self._clock()
         if self._settings.delivery_status_mode == "accepted":
