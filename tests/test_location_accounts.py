@@ -138,7 +138,7 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
         OutboxRepository(store),
         lambda: None,
     )
-    session = Session("loc-1", "user-1", "Maria", expires_at=2e9)
+    session = Session("loc-1", "user-1", "Maria", 2e9, "company-1", admin=True)
 
     view = await service.view(session)
     assert view.key_unreadable and view.masked_key is None and view.uses_own_account

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.locations.sso import SessionSigner, SsoError, decrypt_user
+from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
 from tests.support.cryptojs import SSO_KEY, cryptojs_encrypt, sso_payload, user_context
 
 # Made by the real crypto-js 4 in node: CryptoJS.AES.encrypt(JSON.stringify(ctx), secret)
@@ -61,20 +61,24 @@ def test_every_bad_payload_is_the_same_error(payload: str) -> None:
         decrypt_user(payload, SSO_KEY)
 
 
+def session_for(location_id: str = "loc-1", *, admin: bool = True) -> Session:
+    return Session(location_id, "user-1", "Maria", 1060.0, "company-1", admin)
+
+
 def test_a_session_round_trips_until_it_expires() -> None:
     signer = SessionSigner(SSO_KEY, ttl_seconds=60)
-    token = signer.issue("loc-1", "user-1", "Maria", now=1000.0)
+    token = signer.issue(session_for())
 
-    session = signer.verify(token, now=1059.0)
-    assert (session.location_id, session.user_id, session.user_name) == ("loc-1", "user-1", "Maria")
+    assert signer.verify(token, now=1059.0) == session_for()
+    assert signer.verify(signer.issue(session_for(admin=False)), now=1059.0).admin is False
     with pytest.raises(SsoError, match="expired"):
         signer.verify(token, now=1060.0)
 
 
 def test_a_session_signed_with_another_key_or_altered_is_refused() -> None:
     signer = SessionSigner(SSO_KEY, 60)
-    token = signer.issue("loc-1", "user-1", "Maria", now=1000.0)
-    other = signer.issue("loc-2", "user-1", "Maria", now=1000.0)
+    token = signer.issue(session_for())
+    other = signer.issue(session_for("loc-2"))
     body, _, mac = token.partition(".")
     other_body = other.partition(".")[0]
 

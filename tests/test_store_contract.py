@@ -199,6 +199,27 @@ async def test_concurrent_reservations_never_share_a_slot(store: Store) -> None:
     assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(ordered))
 
 
+async def test_a_quota_allows_limit_uses_per_window_then_refuses(store: Store) -> None:
+    taken = [await store.take_quota("q", now=NOW + i, window=600, limit=5) for i in range(7)]
+    assert taken == [True] * 5 + [False] * 2
+    assert await store.take_quota("other", now=NOW, window=600, limit=5)
+
+
+async def test_a_quota_use_is_forgotten_once_past_the_window(store: Store) -> None:
+    for i in range(5):
+        assert await store.take_quota("q", now=NOW + i, window=600, limit=5)
+    assert not await store.take_quota("q", now=NOW + 599, window=600, limit=5)
+    assert await store.take_quota("q", now=NOW + 600, window=600, limit=5)  # NOW's use expired
+    assert not await store.take_quota("q", now=NOW + 600.5, window=600, limit=5)
+
+
+async def test_concurrent_quota_takers_never_exceed_the_limit(store: Store) -> None:
+    taken = await asyncio.gather(
+        *(store.take_quota("q", now=NOW, window=600, limit=5) for _ in range(12))
+    )
+    assert taken.count(True) == 5
+
+
 async def test_list_items_filters_on_a_data_field_newest_first(store: Store) -> None:
     for i, location in enumerate(["a", "b", "a", "a", "b"]):
         await store.enqueue("outbound", f"m{i}", {"location_id": location, "n": i}, NOW + i)

@@ -38,6 +38,7 @@ _TITLES = {
     429: "Too many test messages",
     503: "Not configured",
 }
+_CODE_TITLES = {"not_installed": "Cast SMS is not installed"}
 
 
 async def get_location_service(resources: ResourcesDep) -> LocationService:
@@ -111,12 +112,8 @@ async def _page(
 def _error_page(request: Request, exc: ApiError) -> Response:
     if _wants_json(request):
         raise exc
-    return render(
-        "error.html",
-        exc.status,
-        title=_TITLES.get(exc.status, "Something went wrong"),
-        error=exc,
-    )
+    title = _CODE_TITLES.get(exc.code) or _TITLES.get(exc.status, "Something went wrong")
+    return render("error.html", exc.status, title=title, error=exc)
 
 
 async def _with_session(
@@ -128,7 +125,7 @@ async def _with_session(
     try:
         form = await _form(request)
         token = form.get("session", "")
-        session = service.session(token)
+        session = await service.session(token)
     except ApiError as exc:
         return _error_page(request, exc)
     return await action(session, token, form)

@@ -12,6 +12,7 @@ from app.oauth.crypto import TokenCipher
 from app.store import Store
 
 COLLECTION = "location_settings"
+TEST_SMS_QUOTA = "test-sms:"
 
 
 class LocationSettingsRepository:
@@ -40,3 +41,12 @@ class LocationSettingsRepository:
         if settings.cast_api_key:
             data["cast_api_key"] = self._cipher.encrypt(settings.cast_api_key)
         await self._store.put_doc(COLLECTION, settings.location_id, data)
+
+    async def take_test_sms(
+        self, location_id: str, *, now: float, window: float, limit: int
+    ) -> bool:
+        """Count one settings-page test SMS of the location: False when `limit` were already
+        sent within `window` seconds (counted atomically in the store, every test SMS)."""
+        return await self._store.take_quota(
+            TEST_SMS_QUOTA + location_id, now=now, window=window, limit=limit
+        )

@@ -161,6 +161,7 @@ class SettingsView:
 
     location_id: str
     user_name: str
+    can_edit: bool  # a GHL admin; other users see the page read-only
     connection: Connection
     sender_id: str | None
     masked_key: str | None

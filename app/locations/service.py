@@ -38,6 +38,7 @@ RECENT_ROWS = 25
 TOTALS_CAP = 2_000  # messages read to count the last 7 days; more shows as "2000+"
 TEST_SMS_WINDOW_SECONDS = 600.0
 TEST_SMS_PER_WINDOW = 5
+ADMIN_ROLE = "admin"  # GHL's SSO `role`: "admin" or "user"
 TEST_SMS_TEXT = "Cast SMS test: this GoHighLevel sub-account can send SMS through Cast."
 
 
@@ -100,7 +101,10 @@ class LocationService:
 
     # Sign-in ------------------------------------------------------------------------------
     async def sign_in(self, payload: str | None) -> tuple[Session, str]:
-        """Decrypt GHL's user context; a session for its activeLocation and the token."""
+        """Decrypt GHL's user context; a session for its activeLocation and the token.
+
+        Fails closed: the location must be installed, and the user's companyId must be the
+        installation's agency."""
         signer = self._require_signer()
         if not payload:
             raise ApiError(401, "sso_required", "No GHL user context was sent", "payload")
@@ -119,31 +123,37 @@ class LocationService:
                 "no_location",
                 "Open Cast SMS settings from inside a sub-account (no active location)",
             )
-        found = await self._installations.get(location_key(location_id))
-        owner = found[0].company_id if found is not None else None
-        if owner and user.company_id and owner != user.company_id:
+        if not user.company_id:
             log.warning(
-                "settings page refused: user of another agency",
+                "settings page refused: the user context names no agency",
                 extra={"location_id": location_id, "user_id": user.user_id},
             )
-            raise ApiError(403, "wrong_agency", "This user does not belong to this location")
+            raise ApiError(403, "no_company", "The GHL user context names no agency (companyId)")
         now = self._clock()
-        name = user.user_name or user.email or user.user_id
-        token = signer.issue(location_id, user.user_id, name, now)
+        session = Session(
+            location_id=location_id,
+            user_id=user.user_id,
+            user_name=user.user_name or user.email or user.user_id,
+            expires_at=now + signer.ttl_seconds,
+            company_id=user.company_id,
+            admin=(user.role or "").lower() == ADMIN_ROLE,
+        )
+        await self._require_installed(session)
         log.info(
             "settings page signed in",
             extra={"location_id": location_id, "user_id": user.user_id, "role": user.role},
         )
-        return Session(location_id, user.user_id, name, now + signer.ttl_seconds), token
+        return session, signer.issue(session)
 
     def _require_key(self) -> str:
         assert self._settings.ghl_app_sso_key is not None
         return self._settings.ghl_app_sso_key.get_secret_value()
 
-    def session(self, token: str | None) -> Session:
+    async def session(self, token: str | None) -> Session:
+        """The session a form carries, for a location that is still installed for its agency."""
         signer = self._require_signer()
         try:
-            return signer.verify(token or "", self._clock())
+            session = signer.verify(token or "", self._clock())
         except SsoError as exc:
             raise ApiError(
                 401,
@@ -151,6 +161,36 @@ class LocationService:
                 "Your session has expired or is invalid: reload the page",
                 "session",
             ) from exc
+        await self._require_installed(session)
+        return session
+
+    async def _require_installed(self, session: Session) -> None:
+        """403 unless the location is installed and belongs to the session user's agency."""
+        location_id = session.location_id
+        found = await self._installations.get(location_key(location_id))
+        if found is None:
+            raise ApiError(
+                403,
+                "not_installed",
+                "Cast SMS is not installed for this sub-account: install it from the "
+                "Marketplace, then open this page again",
+            )
+        owner = found[0].company_id or await self._installations.company_of(location_id)
+        if owner != session.company_id:
+            log.warning(
+                "settings page refused: user of another agency",
+                extra={"location_id": location_id, "user_id": session.user_id},
+            )
+            raise ApiError(403, "wrong_agency", "This user does not belong to this location")
+
+    @staticmethod
+    def _require_admin(session: Session) -> None:
+        if not session.admin:
+            raise ApiError(
+                403,
+                "admin_required",
+                "Only an admin of this sub-account can change these settings or send a test SMS",
+            )
 
     # The page -----------------------------------------------------------------------------
     async def _connection(self, location_id: str) -> Connection:
@@ -181,6 +221,7 @@ class LocationService:
         return SettingsView(
             location_id=location_id,
             user_name=session.user_name,
+            can_edit=session.admin,
             connection=await self._connection(location_id),
             sender_id=stored.sender_id if stored else None,
             masked_key=mask_key(stored.cast_api_key) if stored else None,
@@ -200,6 +241,7 @@ class LocationService:
     async def save(
         self, session: Session, form: SettingsForm
     ) -> tuple[LocationSettings, SenderCheck]:
+        self._require_admin(session)
         stored = await self._repo.get(session.location_id, strict=False)
         if stored and stored.key_unreadable and not (form.api_key or form.remove_api_key):
             raise ApiError(
@@ -245,15 +287,18 @@ class LocationService:
 
     async def send_test(self, session: Session, form: SmsTestForm) -> bool:
         """Queue a test SMS through the outbox; False when this form was already submitted."""
+        self._require_admin(session)
         try:
             to_cast_local(form.phone)
         except InvalidPhoneNumber as exc:
             raise ApiError(422, "invalid_phone", f"phone: {exc}", "phone") from exc
         now = self._clock()
-        recent = await self._outbox.recent(
-            session.location_id, since=now - TEST_SMS_WINDOW_SECONDS, limit=500
-        )
-        if sum(1 for m in recent if m.synthetic) >= TEST_SMS_PER_WINDOW:
+        message_id = f"settings-test:{session.location_id}:{form.nonce}"
+        if await self._outbox.get(message_id) is not None:
+            return False
+        if not await self._repo.take_test_sms(
+            session.location_id, now=now, window=TEST_SMS_WINDOW_SECONDS, limit=TEST_SMS_PER_WINDOW
+        ):
             raise ApiError(
                 429,
                 "too_many_tests",
@@ -262,7 +307,7 @@ class LocationService:
                 "phone",
             )
         payload = ProviderOutboundMessage(
-            messageId=f"settings-test:{session.location_id}:{form.nonce}",
+            messageId=message_id,
             locationId=session.location_id,
             phone=form.phone,
             message=TEST_SMS_TEXT,

@@ -90,6 +90,8 @@ class Session:
     user_id: str
     user_name: str
     expires_at: float
+    company_id: str  # the user's agency, checked against the installation's on every action
+    admin: bool  # GHL role "admin": may change the key and sender ID and send test SMS
 
 
 def _b64(data: bytes) -> str:
@@ -109,9 +111,15 @@ class SessionSigner:
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), "sha256").digest())
 
-    def issue(self, location_id: str, user_id: str, user_name: str, now: float) -> str:
-        claims = {"loc": location_id, "uid": user_id, "name": user_name}
-        claims["exp"] = round(now + self.ttl_seconds, 3)  # type: ignore[assignment]
+    def issue(self, session: Session) -> str:
+        claims = {
+            "loc": session.location_id,
+            "uid": session.user_id,
+            "name": session.user_name,
+            "cid": session.company_id,
+            "adm": session.admin,
+            "exp": round(session.expires_at, 3),
+        }
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{body}.{self._mac(body)}"
 
@@ -122,7 +130,12 @@ class SessionSigner:
         try:
             claims = json.loads(_unb64(body))
             session = Session(
-                str(claims["loc"]), str(claims["uid"]), str(claims["name"]), float(claims["exp"])
+                str(claims["loc"]),
+                str(claims["uid"]),
+                str(claims["name"]),
+                float(claims["exp"]),
+                str(claims["cid"]),
+                claims["adm"] is True,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise SsoError("invalid session") from exc

@@ -148,3 +148,9 @@ class Store(Protocol):
         Atomic across processes, so slots handed out by all bridge processes are `interval`
         apart (a GCRA / virtual-scheduling rate limiter kept in the database).
         """
+
+    # Quotas (at most `limit` uses per sliding window) -------------------------------------
+    async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
+        """Record one use of the quota `name` at `now`, unless `limit` uses are already recorded
+        after `now - window`: True when recorded. Atomic across processes, so concurrent
+        callers never exceed `limit` together; uses older than the window are forgotten."""

@@ -254,3 +254,22 @@ class MongoStore:
             )
             if result.modified_count == 1:
                 return slot
+
+    # Quotas -----------------------------------------------------------------------------
+    async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
+        """One document per quota with the times of its uses: expired ones are pulled, then a
+        use is pushed only while the array has fewer than `limit` entries (one atomic update;
+        when the document exists but is full, the upsert's insert fails on its _id)."""
+        if limit < 1:
+            return False
+        quotas = self._db["quotas"]
+        await quotas.update_one({"_id": name}, {"$pull": {"uses": {"$lte": now - window}}})
+        try:
+            await quotas.update_one(
+                {"_id": name, f"uses.{limit - 1}": {"$exists": False}},
+                {"$push": {"uses": now}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True

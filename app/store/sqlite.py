@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pacing (name TEXT PRIMARY KEY, slot REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quota_uses (name TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS quota_uses_name_at ON quota_uses (name, at);
 """
 
 _ITEM_COLUMNS = "queue, id, state, due_at, lease, attempts, data, created_at"
@@ -316,3 +318,20 @@ class SQLiteStore:
             return slot
 
         return await self._run(_reserve)
+
+    # Quotas -----------------------------------------------------------------------------
+    async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
+        def _take(c: sqlite3.Connection) -> bool:
+            since = now - window
+            c.execute("DELETE FROM quota_uses WHERE name = ? AND at <= ?", (name, since))
+            # One statement: the count and the insert happen under one write lock.
+            return (
+                c.execute(
+                    "INSERT INTO quota_uses (name, at) SELECT ?, ? WHERE "
+                    "(SELECT COUNT(*) FROM quota_uses WHERE name = ? AND at > ?) < ?",
+                    (name, now, name, since, limit),
+                ).rowcount
+                == 1
+            )
+
+        return await self._run(_take)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from app.inbound.repository import RecipientDirectory
+from tests.e2e.test_oauth import app_event, post_app
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
 
@@ -106,6 +107,69 @@ async def test_a_user_of_another_agency_is_refused(page: Harness):
     assert response.status_code == 403
 
 
+async def test_a_user_context_without_a_company_is_refused(page: Harness):
+    context = {k: v for k, v in user_context().items() if k != "companyId"}
+    response = await post(page, "/settings/sso", {"payload": sso_payload(context)})
+
+    assert response.status_code == 403
+    assert 'data-error-code="no_company"' in response.text and 'name="session"' not in response.text
+
+
+async def test_a_location_without_the_app_installed_gets_no_settings_page(page: Harness):
+    payload = sso_payload(user_context("loc-not-installed"))
+    response = await post(page, "/settings/sso", {"payload": payload})
+
+    assert response.status_code == 403
+    assert 'data-error-code="not_installed"' in response.text
+    assert "not installed" in response.text and 'name="session"' not in response.text
+
+
+async def test_after_uninstall_an_open_page_can_neither_view_save_nor_send(page: Harness):
+    response, session = await sign_in(page)
+    nonce = hidden(response.text, "nonce")
+    uninstalled = await post_app(page, app_event("UNINSTALL", locationId=LOCATION))
+    assert uninstalled.json()["status"] == "uninstalled"
+
+    viewed = await post(page, "/settings/view", {"session": session})
+    saved = await save(page, session, sender_id="AFTER", api_key=OWN_KEY, enabled="1")
+    tested = await post(
+        page, "/settings/test-sms", {"session": session, "phone": "09175550104", "nonce": nonce}
+    )
+    fresh = await post(page, "/settings/sso", {"payload": sso_payload(user_context())})
+
+    for refused in (viewed, saved, tested, fresh):
+        assert refused.status_code == 403 and 'data-error-code="not_installed"' in refused.text
+        assert "Cast SMS is not installed" in refused.text
+    assert await page.with_store(lambda store: store.get_doc("location_settings", LOCATION)) is None
+    await asyncio.sleep(0.5)
+    assert page.cast.sent_to("09175550104") == []
+
+
+async def test_a_user_who_is_not_an_admin_sees_the_page_read_only(page: Harness):
+    response, _ = await sign_in(page, role="user")
+
+    assert 'id="read-only"' in response.text
+    assert re.search(r'<fieldset id="account-fields"\s+disabled>', response.text)
+    assert 'id="save"' not in response.text and 'id="test-form"' not in response.text
+    assert 'id="refresh"' in response.text
+
+
+async def test_a_user_who_is_not_an_admin_cannot_change_the_key_or_send_a_test(page: Harness):
+    _, session = await sign_in(page, role="user")
+    form = {"session": session, "phone": "09175550105", "nonce": "a-forged-nonce"}
+
+    saved = await post(
+        page, "/settings/save", {"session": session, "api_key": OWN_KEY, "enabled": "1"}, **JSON
+    )
+    tested = await post(page, "/settings/test-sms", form, **JSON)
+    await page.post(webhook("m-after-user"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    assert [saved.status_code, tested.status_code] == [403, 403]
+    assert saved.json()["error"]["code"] == tested.json()["error"]["code"] == "admin_required"
+    assert [sms["key"] for sms in page.cast.sent] == [CAST_KEY]
+
+
 async def test_saved_settings_apply_to_the_next_outbound_message(page: Harness):
     _, session = await sign_in(page)
     saved = await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY, enabled="1")
@@ -165,6 +229,7 @@ async def test_a_form_without_a_valid_session_is_refused_and_changes_nothing(pag
 
 async def test_an_expired_session_is_refused(harness: Harness):
     harness.env.update(GHL_APP_SSO_KEY=SSO_KEY, SETTINGS_SESSION_SECONDS="1")
+    await harness.seed_installation()
     harness.start()
     _, session = await sign_in(harness)
     await asyncio.sleep(1.1)
@@ -258,6 +323,21 @@ async def test_a_double_submitted_test_sms_is_sent_once(page: Harness):
 
     assert "Test SMS queued" in first.text and "already queued" in second.text
     assert len(page.cast.sent_to("09175550102")) == 1
+
+
+async def test_concurrent_test_sms_posts_never_exceed_the_limit(page: Harness):
+    _, session = await sign_in(page)
+    forms = [
+        {"session": session, "phone": f"091755502{i:02d}", "nonce": f"concurrent-{i:02d}"}
+        for i in range(12)
+    ]
+
+    answers = await asyncio.gather(*(post(page, "/settings/test-sms", f) for f in forms))
+
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [429] * 7
+    await page.wait_for(lambda: len(page.cast.sent) >= 5, what="5 test SMS at Cast")
+    await asyncio.sleep(0.5)
+    assert len(page.cast.sent) == 5
 
 
 async def test_a_test_sms_to_an_invalid_number_is_a_422_naming_phone(page: Harness):
