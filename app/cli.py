@@ -9,6 +9,8 @@ message within a poll interval).
     cast-ghl reroute <id> <location>  deliver one of them to a location
     cast-ghl discard <id>             take one of them off the list
     cast-ghl sender-id <location> [<sender ID> | --clear] [--channel sms|sim]
+    cast-ghl optouts <location>       numbers the location does not text (STOP, Cast)
+    cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
     cast-ghl sandbox                  the whole path on fakes, no credentials (repository checkout)
 
@@ -32,7 +34,7 @@ from typing import Any, TextIO
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from app.admin.schemas import MessageView, SenderIdBody
+from app.admin.schemas import LiftOptOutBody, MessageView, SenderIdBody
 from app.admin.service import AdminService
 from app.cast.client import CastClient, CastError
 from app.cast.senders import SenderDirectory
@@ -45,6 +47,8 @@ from app.locations.repository import LocationSettingsRepository
 from app.metrics import Counters
 from app.oauth.crypto import build_cipher
 from app.oauth.repository import InstallationRepository
+from app.optouts.repository import DndQueue, OptOutList
+from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 from app.store import SQLITE_FILENAME, StoreUnavailable, build_store
 
@@ -132,6 +136,7 @@ async def admin_service(settings: Settings) -> AsyncIterator[AdminService]:
             location_settings,
             CastAccounts(settings, location_settings, senders=senders),
             counters,
+            optouts=OptOutService(settings, OptOutList(store), DndQueue(store), counters),
         )
     finally:
         await cast_http.aclose()
@@ -275,6 +280,34 @@ async def cmd_sender_id(admin: AdminService, out: Output, args: argparse.Namespa
     return 0
 
 
+async def cmd_optouts(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    listed = await admin.optouts(args.location_id)
+    rows = listed.optouts
+    out.listing(
+        rows,
+        f"no opt-outs in {args.location_id}",
+        ["id", "number", "source", "opted out", "keyword", "sender ID"],
+        [[r.id, r.phone, r.source, when(r.at), r.keyword, r.sender_id] for r in rows],
+    )
+    return 0
+
+
+async def cmd_lift_optout(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    try:
+        reason = LiftOptOutBody.model_validate({"reason": args.reason}).reason
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    lifted = await admin.lift_optout(args.location_id, args.number, reason, "cli")
+    if out.as_json:
+        out.json({"status": "lifted", "optout": _dump(lifted)})
+    else:
+        out.line(
+            f"{lifted.phone} taken off the opt-out list of {lifted.location_id} "
+            f"(was: {lifted.source}, {when(lifted.at)}); the contact's DND in GHL is unchanged"
+        )
+    return 0
+
+
 # check-config --------------------------------------------------------------------------------
 @dataclass
 class Check:
@@ -391,6 +424,8 @@ COMMANDS = {
     "reroute": cmd_reroute,
     "discard": cmd_discard,
     "sender-id": cmd_sender_id,
+    "optouts": cmd_optouts,
+    "lift-optout": cmd_lift_optout,
 }
 
 
@@ -421,6 +456,12 @@ def parser() -> argparse.ArgumentParser:
         choices=["sms", "sim"],
         help="the sender's Cast channel, when Cast's sender-ID list cannot say (default: ask Cast)",
     )
+    sub.add_parser("optouts", parents=[common], help="a location's opted-out numbers")
+    sub.choices["optouts"].add_argument("location_id")
+    lift = sub.add_parser("lift-optout", parents=[common], help="take a number off the list")
+    lift.add_argument("location_id")
+    lift.add_argument("number", help="the number (any PH format) or the listed id")
+    lift.add_argument("--reason", required=True, help="why (logged)")
     sub.add_parser("check-config", parents=[common], help="settings, database, GHL and Cast")
     sub.add_parser(
         "sandbox", parents=[common], help="the whole path on local fakes, no credentials"

@@ -18,6 +18,8 @@ from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.locations.repository import LocationSettingsRepository
 from app.oauth.crypto import TokenCipher
+from app.optouts.repository import OptOutList
+from app.optouts.schemas import OptOut
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import build_message
 from app.store import DONE, PENDING, Store
@@ -270,3 +272,24 @@ async def test_a_command_never_creates_an_empty_embedded_database(
 
     assert code == 1 and not (tmp_path / "wrong-dir").exists()
     assert check == 0 and "no database yet" in text
+
+
+async def seed_optout(store: Store, phone: str) -> None:
+    optout = OptOut(location_id=LOCATION, phone=phone, source="cast", at=1.8e9, recorded_at=1.8e9)
+    assert await OptOutList(store).add(optout)
+
+
+async def test_optouts_lists_masked_numbers_and_lift_optout_takes_one_off(harness: Harness):
+    await harness.with_store(lambda s: seed_optout(s, "+639171234567"))
+
+    code, text = await run("optouts", LOCATION)
+    lifted, said = await run("lift-optout", LOCATION, "09171234567", "--reason", "by email")
+    missing, error = await run(
+        "lift-optout", LOCATION, "09171234567", "--reason", "again", "--json"
+    )
+    _, empty = await run("optouts", LOCATION)
+
+    assert code == 0 and "*******4567" in text and "cast" in text and "9171234567" not in text
+    assert lifted == 0 and "taken off the opt-out list" in said and "9171234567" not in said
+    assert missing == 1 and json.loads(error)["error"]["code"] == "optout_not_found"
+    assert empty.strip() == f"no opt-outs in {LOCATION}"

@@ -9,12 +9,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from app.admin.schemas import MessageView, RerouteBody, SenderIdBody, SenderIdResult
+from app.admin.schemas import (
+    LiftOptOutBody,
+    MessageView,
+    OptOutList,
+    RerouteBody,
+    SenderIdBody,
+    SenderIdResult,
+)
 from app.admin.service import AdminService
 from app.bearer import require_bearer
 from app.deps import ResourcesDep
 from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
+from app.optouts.schemas import OptOutView
 
 
 async def admin_service(request: Request, resources: ResourcesDep) -> AdminService:
@@ -84,3 +92,16 @@ async def set_sender_id(location_id: str, raw: AdminBody, admin: AdminDep) -> Se
     """The deployed Go bridge's call, same path and body, now under ADMIN_API_KEY."""
     body = parse_payload(SenderIdBody, raw)
     return await admin.set_sender_id(location_id, body.sender_id, body.channel)
+
+
+@router.get("/locations/{location_id}/optouts")
+async def list_optouts(location_id: str, admin: AdminDep) -> OptOutList:
+    """The numbers this location does not text (replied STOP, Cast's unsubscribe link)."""
+    return await admin.optouts(location_id)
+
+
+@router.post("/locations/{location_id}/optouts/{number}/lift")
+async def lift_optout(location_id: str, number: str, raw: AdminBody, admin: AdminDep) -> OptOutView:
+    """Take a number (any PH format, or the listed `id`) off the list; the reason is logged."""
+    body = parse_payload(LiftOptOutBody, raw)
+    return await admin.lift_optout(location_id, number, body.reason, "admin")

@@ -11,6 +11,7 @@ from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
 from app.locations.schemas import checked_channel, checked_sender_id
 from app.logs import mask_phone, mask_phones_in
+from app.optouts.schemas import OptOutView
 from app.outbound.schemas import OutboundMessage
 
 
@@ -166,3 +167,17 @@ class SenderIdResult(BaseModel):
     note: str | None = None  # why it could not be checked
     installed: bool
     updated_at: float
+
+
+class LiftOptOutBody(BaseModel):
+    """Why an operator takes a number off a location's opt-out list (logged)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class OptOutList(BaseModel):
+    location_id: str
+    count: int
+    optouts: list[OptOutView]

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.admin.schemas import MessageView, SenderIdResult, UnroutableView
+from app.admin.schemas import MessageView, OptOutList, SenderIdResult, UnroutableView
 from app.cast.schemas import Channel
 from app.errors import ApiError
 from app.inbound.repository import InboxRepository
@@ -17,6 +17,7 @@ from app.locations.schemas import LocationSettings
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
+from app.optouts.schemas import OptOutView
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 
@@ -114,6 +115,23 @@ class AdminService:
         log.info(
             "unroutable inbound SMS discarded by an operator", extra={"inbound_id": inbound_id}
         )
+
+    # Opt-outs ------------------------------------------------------------------------------
+    def _require_optouts(self) -> OptOutService:
+        if self._optouts is None:
+            raise ApiError(503, "optouts_unavailable", "the opt-out list is not available")
+        return self._optouts
+
+    async def optouts(self, location_id: str) -> OptOutList:
+        """A location's opt-out list (numbers masked), oldest number first."""
+        rows = await self._require_optouts().listing(location_id)
+        return OptOutList(location_id=location_id, count=len(rows), optouts=rows)
+
+    async def lift_optout(self, location_id: str, number: str, reason: str, by: str) -> OptOutView:
+        """Take a number (or a listed `id`) off the location's list; logged with `reason`."""
+        lifted = await self._require_optouts().lift(location_id, number, reason, by)
+        self._counters.inc("admin_optout_lifted")
+        return lifted
 
     # Per-location sender ID ---------------------------------------------------------------
     async def set_sender_id(

@@ -176,3 +176,4 @@ class SettingsView:
     recent: list[MessageRow]
     last_24h: Totals
     last_7d: Totals
+    opted_out: int = 0  # recipients on this location's opt-out list

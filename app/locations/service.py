@@ -236,6 +236,7 @@ class LocationService:
             recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
+            opted_out=await self._optouts.count(location_id) if self._optouts else 0,
         )
 
     async def save(

@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from app.optouts.repository import OptOutList
+from app.optouts.schemas import OptOut
+from app.store import Store
 from tests.support.harness import LOCATION, Harness, webhook
 
 ADMIN_KEY = "admin-test-key-0c5e7a91b2"
@@ -20,6 +23,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/admin/inbound/gw:x/reroute", {"location_id": LOCATION}),
     ("POST", "/api/admin/inbound/gw:x/discard", None),
     ("PUT", f"/api/admin/locations/{LOCATION}/sender-id", {"sender_id": "ACME"}),
+    ("GET", f"/api/admin/locations/{LOCATION}/optouts", None),
+    ("POST", f"/api/admin/locations/{LOCATION}/optouts/09171234567/lift", {"reason": "asked"}),
 ]
 
 
@@ -42,6 +47,14 @@ async def reply(h: Harness, gateway_id: str, sender: str) -> None:
             "/webhooks/cast/inbound", json=payload, headers={"X-API-Key": INBOUND_KEY}
         )
     assert response.status_code == 202
+
+
+async def seed_optouts(store: Store, *phones: str) -> None:
+    for phone in phones:
+        optout = OptOut(
+            location_id=LOCATION, phone=phone, source="keyword", at=1.8e9, recorded_at=1.8e9
+        )
+        assert await OptOutList(store).add(optout)
 
 
 async def wait_message(h: Harness, message_id: str, status: str) -> dict[str, Any]:
@@ -231,3 +244,39 @@ async def test_the_go_bridge_sender_id_call_sets_the_sender_of_later_sms(admin: 
     await admin.post(webhook("m-default"))
     await admin.wait_for(lambda: len(admin.cast.sent) == 2, what="second send")
     assert admin.cast.sent[-1]["sender_id"] == "CASTTEST"
+
+
+async def test_a_locations_opt_outs_are_listed_masked_and_one_is_lifted_with_a_reason(
+    admin: Harness,
+):
+    await admin.with_store(lambda store: seed_optouts(store, "+639171234567", "+639181110000"))
+
+    listed = await call(admin, "GET", f"/api/admin/locations/{LOCATION}/optouts")
+    lifted = await call(
+        admin,
+        "POST",
+        f"/api/admin/locations/{LOCATION}/optouts/0917-123-4567/lift",
+        {"reason": "customer re-subscribed by email"},
+    )
+    by_id = listed.json()["optouts"][1]["id"]
+    lifted_by_id = await call(
+        admin, "POST", f"/api/admin/locations/{LOCATION}/optouts/{by_id}/lift", {"reason": "test"}
+    )
+    again = await call(
+        admin, "POST", f"/api/admin/locations/{LOCATION}/optouts/09171234567/lift", {"reason": "x!"}
+    )
+    no_reason = await call(
+        admin, "POST", f"/api/admin/locations/{LOCATION}/optouts/09181110000/lift", {}
+    )
+
+    assert listed.status_code == 200 and listed.json()["count"] == 2
+    assert [row["phone"] for row in listed.json()["optouts"]] == ["********4567", "********0000"]
+    assert "9171234567" not in listed.text
+    assert lifted.status_code == 200 and lifted.json()["source"] == "keyword"
+    assert lifted_by_id.status_code == 200 and lifted_by_id.json()["phone"] == "********0000"
+    assert again.status_code == 404 and again.json()["error"]["code"] == "optout_not_found"
+    assert no_reason.status_code == 422 and no_reason.json()["error"]["field"] == "reason"
+    assert "customer re-subscribed by email" in admin.logs()
+    assert (await call(admin, "GET", f"/api/admin/locations/{LOCATION}/optouts")).json()[
+        "count"
+    ] == 0

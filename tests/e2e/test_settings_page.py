@@ -8,6 +8,9 @@ import httpx
 import pytest
 
 from app.inbound.repository import RecipientDirectory
+from app.optouts.repository import OptOutList
+from app.optouts.schemas import OptOut
+from app.store import Store
 from tests.e2e.test_oauth import app_event, post_app
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
@@ -397,3 +400,19 @@ async def test_the_page_says_which_kind_of_sender_is_in_use_and_refuses_an_unapp
     assert saved.status_code == 200
     assert "Sender ID: +639170000001. Cast approved it for the sim channel." in saved.text
     assert 'data-channel="sim"' in saved.text and "replies land in the conversation" in saved.text
+
+
+async def test_the_page_shows_how_many_recipients_opted_out(page: Harness):
+    async def seed(store: Store) -> None:
+        for phone in ("+639171234567", "+639181110000"):
+            optout = OptOut(
+                location_id=LOCATION, phone=phone, source="keyword", at=1.8e9, recorded_at=1.8e9
+            )
+            assert await OptOutList(store).add(optout)
+
+    await page.with_store(seed)
+
+    signed_in, _ = await sign_in(page)
+
+    assert re.search(r'id="opted-out">2 \(replied STOP', signed_in.text)
+    assert "9171234567" not in signed_in.text
