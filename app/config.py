@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.cast.schemas import checked_cast_key
 from app.locations.schemas import checked_sender_id
 
 DEFAULT_SCOPES = (
@@ -98,8 +99,7 @@ class Settings(BaseSettings):
     @field_validator("cast_api_key")
     @classmethod
     def _cast_key_shape(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("cast_"):
-            raise ValueError("must start with 'cast_' (Cast API keys look like cast_<64 hex>)")
+        checked_cast_key(value.get_secret_value())
         return value
 
     @field_validator(

@@ -241,7 +241,7 @@ async def test_check_config_names_each_bad_setting(monkeypatch: pytest.MonkeyPat
     other, _ = await run("installations")
 
     assert code == 1 and other == 2
-    assert "FAIL  settings  CAST_API_KEY: must start with 'cast_'" in text
+    assert "FAIL  settings  CAST_API_KEY: must be a Cast API key" in text
     assert "GHL_CLIENT_ID" in text and "not-a-cast-key-secret" not in text
 
 

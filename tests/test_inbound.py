@@ -17,7 +17,7 @@ from app.store import DONE, PENDING, Store
 NOW = 1_800_000_000.0
 DAY = 86_400.0
 PHONE = "+639171234567"
-REQUIRED = {"GHL_CLIENT_ID": "id", "GHL_CLIENT_SECRET": "s", "CAST_API_KEY": "cast_abc"}
+REQUIRED = {"GHL_CLIENT_ID": "id", "GHL_CLIENT_SECRET": "s", "CAST_API_KEY": "cast_" + "ab" * 32}
 
 
 def payload(**fields: object) -> InboundPayload:

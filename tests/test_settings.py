@@ -9,7 +9,11 @@ from cryptography.fernet import Fernet
 from app.config import SettingsError, load_settings
 from tests.support.processes import ROOT
 
-REQUIRED = {"GHL_CLIENT_ID": "id", "GHL_CLIENT_SECRET": "s3cret-value", "CAST_API_KEY": "cast_abc"}
+REQUIRED = {
+    "GHL_CLIENT_ID": "id",
+    "GHL_CLIENT_SECRET": "s3cret-value",
+    "CAST_API_KEY": "cast_" + "ab" * 32,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +74,7 @@ def test_mongodb_requires_a_token_encryption_key(monkeypatch):
 
 def test_a_dotenv_file_is_read(monkeypatch, tmp_path):
     (tmp_path / ".env").write_text(
-        "GHL_CLIENT_ID=from-file\nGHL_CLIENT_SECRET=x\nCAST_API_KEY=cast_1\n"
+        "GHL_CLIENT_ID=from-file\nGHL_CLIENT_SECRET=x\nCAST_API_KEY=cast_test_ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n"
     )
     assert load_settings().ghl_client_id == "from-file"
 

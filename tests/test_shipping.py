@@ -23,7 +23,7 @@ SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 REQUIRED = {
     "GHL_CLIENT_ID": "id-placeholder",
     "GHL_CLIENT_SECRET": "s3cret-value",
-    "CAST_API_KEY": "cast_abc",
+    "CAST_API_KEY": "cast_" + "ab" * 32,
 }
 
 

@@ -19,6 +19,8 @@ from app.cast.schemas import (
     UnsubscribedList,
 )
 from app.metrics import RequestObserver
+from app.retry import retry_after_seconds
+from app.urls import path_segment
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +82,6 @@ class CastError(Exception):
         return USER_REASONS.get(self.code or "", self.message)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _error_from(response: httpx.Response) -> CastError:
     try:
         body = ErrorBody.model_validate_json(response.content)
@@ -100,7 +94,7 @@ def _error_from(response: httpx.Response) -> CastError:
         status=response.status_code,
         code=code,
         retryable=response.status_code in RETRYABLE_STATUSES,
-        retry_after=_retry_after(response),
+        retry_after=retry_after_seconds(response.headers.get("retry-after")),
     )
 
 
@@ -183,7 +177,7 @@ class CastClient:
         """The delivery state of a message sent through `channel` (no push receipts at Cast)."""
         return await self._get(
             api_key,
-            f"{channel}/status/{message_id}",
+            f"{channel}/status/{path_segment(message_id)}",
             _operation("status", channel),
             StatusResult,
             "status",

@@ -1,3 +1,4 @@
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -6,6 +7,18 @@ from pydantic import BaseModel, ConfigDict
 # an alphanumeric brand name nobody can reply to), `sim` is Cast's SIM gateway (a mobile number).
 Channel = Literal["sms", "sim"]
 CHANNELS: tuple[Channel, ...] = ("sms", "sim")
+
+# cast-api.md §1: `cast_` + 64 hex characters; sandbox keys begin `cast_test_`.
+_CAST_KEY = re.compile(r"cast_(?:test_)?[0-9a-fA-F]{64}")
+CAST_KEY_SHAPE = "cast_ (or cast_test_) followed by 64 hex characters"
+
+
+def checked_cast_key(value: str) -> str:
+    """`value` when it has the shape of a Cast API key, else ValueError saying the shape
+    (never echoing the value: it is a secret)."""
+    if _CAST_KEY.fullmatch(value) is None:
+        raise ValueError(f"must be a Cast API key: {CAST_KEY_SHAPE}, nothing else")
+    return value
 
 
 class SendRequest(BaseModel):

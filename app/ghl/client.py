@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
 from app.metrics import RequestObserver
+from app.urls import path_segment
 
 CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
@@ -70,7 +71,7 @@ class GHLClient:
     ) -> None:
         await self._send(
             "PUT",
-            f"/conversations/messages/{message_id}/status",
+            f"/conversations/messages/{path_segment(message_id)}/status",
             "message_status",
             json=update.model_dump(exclude_none=True),
             headers=_bearer(token, CONVERSATIONS_VERSION),

@@ -62,7 +62,10 @@ class InboundPayload(BaseModel):
             raise ValueError("not an ISO-8601 date-time, e.g. 2026-07-20T08:15:30+08:00") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=PH_TIME)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-23:59 is past the last representable UTC
+            raise ValueError("out of range, e.g. 2026-07-20T08:15:30+08:00") from None
 
     @property
     def dedup_key(self) -> str:

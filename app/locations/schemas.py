@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.cast.schemas import Channel
+from app.cast.schemas import Channel, checked_cast_key
 
 SENDER_ID_MAX = 11
 _SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
@@ -87,11 +87,7 @@ class SettingsForm(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _key_shape(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith("cast_") or len(value) < 12 or any(c.isspace() for c in value):
-            raise ValueError("must be a Cast API key: cast_ followed by the key, no spaces")
-        return value
+        return None if value is None else checked_cast_key(value)
 
 
 class SmsTestForm(BaseModel):

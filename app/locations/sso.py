@@ -125,7 +125,9 @@ class SessionSigner:
 
     def verify(self, token: str, now: float) -> Session:
         body, _, mac = (token or "").partition(".")
-        if not body or not mac or not hmac.compare_digest(mac, self._mac(body)):
+        if not body or not mac or not token.isascii():  # we issue base64url only
+            raise SsoError("invalid session")
+        if not hmac.compare_digest(mac, self._mac(body)):
             raise SsoError("invalid session")
         try:
             claims = json.loads(_unb64(body))

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ def parse_timestamp(value: str | float) -> float:
             return parsed.timestamp()
     else:
         number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("timestamp is not a finite number")
     return number / 1000 if number > 1e11 else number
 
 

@@ -48,7 +48,7 @@ class StateSigner:
         """Raise StateError unless `state` was issued by this signer and has not expired."""
         now = time.time() if now is None else now
         payload, dot, mac = state.partition(".")
-        if not dot or not payload or not mac:
+        if not dot or not payload or not mac or not state.isascii():  # we issue base64url only
             raise StateError("state is malformed")
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise StateError("state signature does not match (tampered or not ours)")

@@ -90,9 +90,43 @@ class OutboundWorker(LeasedQueueWorker):
             # Shutting down: hand the message back now instead of waiting for the lease.
             await asyncio.shield(self._outbox.reschedule(item, message, self._clock()))
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("unexpected error on outbound message", extra={"message_id": item.id})
-            await self._outbox.reschedule(item, message, self._clock() + CAST_BACKOFF_CAP)
+            due_at = self._unexpected(message, exc)
+            if due_at is None:
+                await self._outbox.finish(item, message, self._clock())
+            else:
+                await self._outbox.reschedule(item, message, due_at)
+
+    def _unexpected(self, message: OutboundMessage, exc: Exception) -> float | None:
+        """An error no stage expected (a bug, a key httpx cannot send): retried with backoff,
+        but within the same deadline as that stage's own errors, so nothing stays pending."""
+        now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
+        if message.status is None and message.stage == "send":
+            if now - message.send_started_at < self._settings.send_deadline_seconds:
+                return self._retry_unexpected(message, now, what, message.send_attempts)
+            message.finish(
+                now, "failed", "INTERNAL_ERROR", f"Gave up after the send deadline: {what}"
+            )
+            self._counters.inc("messages_failed", reason="INTERNAL_ERROR")
+            return now  # report it to GHL next
+        if message.status is None:  # polling for receipts
+            if now - (message.accepted_at or now) < self._settings.dlr_deadline_seconds:
+                return self._retry_unexpected(message, now, what, message.polls)
+            self._delivered(message, now, "unconfirmed")
+            return now
+        if now - (message.finished_at or now) < self._settings.status_deadline_seconds:
+            return self._retry_unexpected(message, now, what, message.report_attempts)
+        message.record(now, "report_failed", what)
+        self._counters.inc("status_report_failed")
+        return None
+
+    def _retry_unexpected(
+        self, message: OutboundMessage, now: float, what: str, attempt: int
+    ) -> float:
+        delay = backoff(attempt, base=CAST_BACKOFF_BASE, cap=CAST_BACKOFF_CAP)
+        message.record(now, "unexpected_error", f"{what}; retrying in {delay:.1f}s")
+        return now + delay
 
     # Stage 1: Cast ------------------------------------------------------------------------
     async def _send(self, message: OutboundMessage) -> float | None:
