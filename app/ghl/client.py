@@ -2,7 +2,6 @@
 
 import time
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
@@ -113,7 +112,7 @@ class GHLClient:
         """`GET /contacts/{id}`: the contact, with `dnd` and `dndSettings`."""
         response = await self._send(
             "GET",
-            f"/contacts/{quote(contact_id, safe='')}",
+            f"/contacts/{path_segment(contact_id)}",
             "get_contact",
             headers=_bearer(token, CONTACTS_VERSION),
         )
@@ -123,7 +122,7 @@ class GHLClient:
         """`PUT /contacts/{id}`: a partial update (here: `dndSettings`)."""
         await self._send(
             "PUT",
-            f"/contacts/{quote(contact_id, safe='')}",
+            f"/contacts/{path_segment(contact_id)}",
             "update_contact",
             json=fields,
             headers=_bearer(token, CONTACTS_VERSION),
