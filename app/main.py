@@ -128,8 +128,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     cast = CastClient(cast_http, observer=counters.upstream("cast"))
     pacer = CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate)
     dnd_queue = DndQueue(store)
-    dnd_worker = DndWorker(settings, dnd_queue, ghl, tokens, counters)
-    optouts = OptOutService(settings, OptOutList(store), dnd_queue, counters, dnd_worker.wake)
+    optout_list = OptOutList(store)
+    dnd_worker = DndWorker(settings, dnd_queue, ghl, tokens, counters, optout_list)
+    optouts = OptOutService(settings, optout_list, dnd_queue, counters, dnd_worker.wake)
     worker = OutboundWorker(
         settings,
         outbox,

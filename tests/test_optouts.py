@@ -132,11 +132,16 @@ async def _dnd_worker(store: Store, ghl: FakeGHL, http: httpx.AsyncClient) -> Dn
     installations = InstallationRepository(store, CIPHER)
     await installations.put(installation_from_pair(ghl.issue_pair("l1"), "l1"))
     tokens = TokenService(settings, store, installations, client, Counters())
-    return DndWorker(settings, DndQueue(store), client, tokens, Counters())
+    return DndWorker(settings, DndQueue(store), client, tokens, Counters(), OptOutList(store))
 
 
-async def _run_one(store: Store, worker: DndWorker, opt_out: bool, contact_id: str) -> None:
+async def _run_one(
+    store: Store, worker: DndWorker, opt_out: bool, contact_id: str, *, listed: bool | None = None
+) -> None:
+    """Queue and run one DND task; the number is listed as the task wants unless `listed`."""
     service = OptOutService(_settings(), OptOutList(store), DndQueue(store), Counters())
+    if opt_out if listed is None else listed:
+        await service.opt_out("l1", PHONE, source="keyword", at=1.8e9, keyword="STOP")
     await service.request_dnd(
         "t1",
         "l1",
@@ -172,3 +177,17 @@ async def test_an_opt_in_never_clears_a_permanent_dnd(store: Store) -> None:
     ) as http:
         await _run_one(store, await _dnd_worker(store, ghl, http), False, contact["id"])
     assert ghl.contact_updates == [] and ghl.sms_dnd("l1", PHONE) == "permanent"
+
+
+async def test_an_opt_out_the_list_no_longer_shows_is_not_sent_to_ghl(store: Store) -> None:
+    ghl = FakeGHL()
+    contact = ghl.add_contact("l1", PHONE)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=ghl.app), base_url="http://g"
+    ) as http:  # STOP, then START before GHL was reached: the STOP's task runs last
+        await _run_one(
+            store, await _dnd_worker(store, ghl, http), True, contact["id"], listed=False
+        )
+    assert ghl.contact_updates == [] and ghl.sms_dnd("l1", PHONE) is None
+    task = await DndQueue(store).get("t1")
+    assert task is not None and task.outcome == "superseded"

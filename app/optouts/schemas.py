@@ -66,7 +66,7 @@ class HistoryEvent(BaseModel):
     detail: str | None = None
 
 
-DndOutcome = Literal["pending", "set", "cleared", "unchanged", "no_contact", "failed"]
+DndOutcome = Literal["pending", "set", "cleared", "unchanged", "superseded", "no_contact", "failed"]
 
 
 class DndTask(BaseModel):

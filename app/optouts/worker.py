@@ -5,6 +5,9 @@ Same leased queue as the outbox and the inbox (`app/worker.py`). The contact is 
 with the other channels' settings as they were), so nothing else the GHL user set is lost; an
 SMS DND already as wanted is left alone, and a `permanent` one is never cleared. GHL 429/5xx/
 timeouts are retried with backoff for DND_DEADLINE_SECONDS; a 401 refreshes the token once.
+The opt-out list is the truth: a task whose change the list no longer shows (STOP then START,
+an opt-out an operator lifted before GHL was reached) is `superseded`, so tasks run out of order
+never leave GHL disagreeing with the list.
 """
 
 import asyncio
@@ -18,7 +21,7 @@ from app.ghl.client import GHLClient, GHLError
 from app.logs import mask_phone, mask_phones_in
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
-from app.optouts.repository import DndQueue
+from app.optouts.repository import DndQueue, OptOutList
 from app.optouts.schemas import DndOutcome, DndTask
 from app.retry import backoff
 from app.store import WorkItem
@@ -49,10 +52,12 @@ class DndWorker(LeasedQueueWorker):
         ghl: GHLClient,
         tokens: TokenService,
         counters: Counters,
+        optouts: OptOutList,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(settings, queue, clock)
         self._tasks = queue
+        self._optouts = optouts
         self._ghl = ghl
         self._tokens = tokens
         self._counters = counters
@@ -75,8 +80,9 @@ class DndWorker(LeasedQueueWorker):
     async def _apply(self, task: DndTask) -> float | None:
         """Update GHL: when to retry, or None once the outcome is final."""
         task.attempts += 1
+        listed = await self._optouts.get(task.location_id, task.phone) is not None
         try:
-            outcome = await self._with_token(task)
+            outcome = await self._with_token(task) if listed == task.opt_out else "superseded"
         except (GHLError, TokenUnavailable) as exc:
             return self._failed(task, exc)
         task.finish(self._clock(), outcome)
