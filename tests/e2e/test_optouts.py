@@ -103,7 +103,7 @@ async def test_an_opt_out_for_another_sender_id_is_not_this_locations(harness: H
 
 async def test_a_send_cast_refuses_as_unsubscribed_fails_and_lists_the_number(harness: Harness):
     contact = harness.ghl.add_contact(LOCATION, SENDER_E164)
-    h = await started(harness)  # the sync (every 300 s) has not seen the opt-out yet
+    h = await started(harness, CAST_OPTOUT_SYNC_SECONDS="0")  # no sync saw the opt-out
     h.cast.unsubscribe(CAST_KEY, SENDER_E164, "CASTTEST")
 
     await h.post(webhook("m-refused", phone=SENDER, contactId=contact["id"]))
