@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.cast.schemas import checked_cast_key
 from app.locations.schemas import checked_sender_id
 
+_FRAME_ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
 DEFAULT_SCOPES = (
     "conversations/message.write conversations/message.readonly conversations.write "
     "conversations.readonly contacts.readonly contacts.write"
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     # Per-location settings page (a GHL custom page; users identified by GHL's SSO)
     ghl_app_sso_key: SecretStr | None = None
     settings_session_seconds: float = Field(1800.0, gt=0)
+    # Origins besides GHL's own that may frame the page (agencies' white-label app domains)
+    settings_frame_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("cast_api_key")
     @classmethod
@@ -162,6 +166,25 @@ class Settings(BaseSettings):
                 "mean one thing)"
             )
         return self
+
+    @field_validator("settings_frame_origins", mode="before")
+    @classmethod
+    def _frame_origins(cls, value: object) -> object:
+        """Comma- or space-separated origins: https://host[:port], or https://*.domain."""
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if not isinstance(value, list | tuple):
+            return value
+        origins = []
+        for origin in value:
+            origin = str(origin).strip().rstrip("/").lower()
+            if not _FRAME_ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: use https://app.example.com or "
+                    "https://*.example.com, separated by commas"
+                )
+            origins.append(origin)
+        return tuple(dict.fromkeys(origins))
 
     @field_validator("mongo_uri")
     @classmethod

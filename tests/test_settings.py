@@ -102,3 +102,26 @@ def test_the_process_exits_non_zero_naming_bad_variables_without_printing_secret
     assert any(line.strip().startswith("PORT:") for line in lines)
     assert "s3cret-value" not in result.stderr + result.stdout
     assert "wrong-format-secret" not in result.stderr + result.stdout
+
+
+def test_settings_frame_origins_are_read_comma_or_space_separated(monkeypatch):
+    set_env(
+        monkeypatch,
+        SETTINGS_FRAME_ORIGINS="https://App.MyAgency.com, https://*.white.example:8443 "
+        "https://app.myagency.com/",
+    )
+    assert load_settings().settings_frame_origins == (
+        "https://app.myagency.com",
+        "https://*.white.example:8443",
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["app.example.com", "https://a.example/path", "https://a.example;script-src *", "*", "'self'"],
+)
+def test_a_settings_frame_origin_that_is_not_an_origin_stops_the_start(monkeypatch, value):
+    set_env(monkeypatch, SETTINGS_FRAME_ORIGINS=value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert [line.split(":")[0] for line in caught.value.lines] == ["SETTINGS_FRAME_ORIGINS"]

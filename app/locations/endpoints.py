@@ -100,6 +100,7 @@ async def _page(
     return render(
         "settings.html",
         status_code,
+        service.frame_origins,
         view=view,
         session=token,
         nonce=new_nonce(),
@@ -109,11 +110,11 @@ async def _page(
     )
 
 
-def _error_page(request: Request, exc: ApiError) -> Response:
+def _error_page(request: Request, service: LocationService, exc: ApiError) -> Response:
     if _wants_json(request):
         raise exc
     title = _CODE_TITLES.get(exc.code) or _TITLES.get(exc.status, "Something went wrong")
-    return render("error.html", exc.status, title=title, error=exc)
+    return render("error.html", exc.status, service.frame_origins, title=title, error=exc)
 
 
 async def _with_session(
@@ -127,14 +128,19 @@ async def _with_session(
         token = form.get("session", "")
         session = await service.session(token)
     except ApiError as exc:
-        return _error_page(request, exc)
+        return _error_page(request, service, exc)
     return await action(session, token, form)
 
 
 @router.get("", response_class=HTMLResponse)
 async def settings_shell(service: LocationServiceDep) -> Response:
     """The page GHL embeds: it asks GHL for the user context, then signs in."""
-    return render("shell.html", 200 if service.enabled else 503, configured=service.enabled)
+    return render(
+        "shell.html",
+        200 if service.enabled else 503,
+        service.frame_origins,
+        configured=service.enabled,
+    )
 
 
 @router.get("/static/{name}")
@@ -154,7 +160,7 @@ async def sign_in(request: Request, service: LocationServiceDep) -> Response:
         form = await _form(request)
         session, token = await service.sign_in(form.get("payload"))
     except ApiError as exc:
-        return _error_page(request, exc)
+        return _error_page(request, service, exc)
     return await _page(service, session, token)
 
 

@@ -1,6 +1,7 @@
 """Server-rendered HTML for the settings page (Jinja2, autoescaped; no build step)."""
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,36 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 STATIC_FILES = {"settings.js": "text/javascript", "settings.css": "text/css"}
 
-# The page lives in GHL's iframe (on white-label domains too), so frame-ancestors stays open;
-# everything else is locked to this origin and there is no inline script or style.
+# GHL's own app domains: the only pages that may frame the settings page (CSP frame-ancestors)
+# and whose answer to REQUEST_USER_DATA settings.js accepts. White-label agencies' domains are
+# added with SETTINGS_FRAME_ORIGINS. Everything else is locked to this origin, with no inline
+# script or style.
+GHL_FRAME_ORIGINS = (
+    "https://app.gohighlevel.com",
+    "https://*.gohighlevel.com",
+    "https://app.leadconnectorhq.com",
+    "https://*.leadconnectorhq.com",
+)
+_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'none'; form-action 'self'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        "connect-src 'none'; form-action 'self'; base-uri 'none'"
-    ),
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+def frame_origins(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """GHL's app domains, then the operator's (SETTINGS_FRAME_ORIGINS), each once."""
+    return tuple(dict.fromkeys([*GHL_FRAME_ORIGINS, *extra]))
+
+
+def security_headers(origins: Sequence[str]) -> dict[str, str]:
+    policy = f"{_POLICY}; frame-ancestors {' '.join(origins)}"
+    return {"Content-Security-Policy": policy, **SECURITY_HEADERS}
+
 
 _env = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -48,9 +68,10 @@ _env.filters["utc"] = _utc
 _env.filters["iso"] = _iso
 
 
-def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _env.get_template(template).render(**context)
-    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+def render(template: str, status_code: int, origins: Sequence[str], **context: Any) -> HTMLResponse:
+    """A page that only `origins` may frame (they are also given to settings.js)."""
+    html = _env.get_template(template).render(frame_origins=" ".join(origins), **context)
+    return HTMLResponse(html, status_code=status_code, headers=security_headers(origins))
 
 
 def new_nonce() -> str:

@@ -8,6 +8,7 @@ from app.config import Settings
 from app.errors import ApiError
 from app.ghl.schemas import ProviderOutboundMessage
 from app.locations.accounts import CastAccounts, account_from
+from app.locations.pages import frame_origins
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import (
     CastAccount,
@@ -80,6 +81,7 @@ class LocationService:
         self._wake_worker = wake_worker
         self._optouts = optouts
         self._clock = clock
+        self.frame_origins = frame_origins(settings.settings_frame_origins)
         key = settings.ghl_app_sso_key
         self._signer = (
             SessionSigner(key.get_secret_value(), settings.settings_session_seconds)

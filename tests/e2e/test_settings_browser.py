@@ -2,6 +2,7 @@
 embeds it: a parent page on another origin iframes /settings and answers the page's
 REQUEST_USER_DATA postMessage with a CryptoJS-encrypted user context."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -83,25 +84,44 @@ def driver(browser_available: None, tmp_path: Path) -> Iterator["WebDriver"]:
         browser.quit()
 
 
-def ghl_parent(bridge_url: str, payload: str | None) -> FastAPI:
-    """A stand-in for GHL's app shell: iframes the custom page, answers REQUEST_USER_DATA."""
+def ghl_parent(bridge_url: str, answer: dict[str, Any]) -> FastAPI:
+    """A stand-in for GHL's app shell: iframes the custom page, answers REQUEST_USER_DATA with
+    `answer["payload"]`. With `answer["sibling"]` the parent stays silent and a sibling frame on
+    another origin answers instead (an impostor the page must ignore)."""
     app = FastAPI()
-    message = {"message": "REQUEST_USER_DATA_RESPONSE", "payload": payload}
-    answer = f"event.source.postMessage({json.dumps(message)}, '*');" if payload else ""
+
+    def message() -> str:
+        return json.dumps({"message": "REQUEST_USER_DATA_RESPONSE", "payload": answer["payload"]})
 
     @app.get("/")
     async def shell() -> HTMLResponse:
+        reply = "" if answer.get("sibling") else f"event.source.postMessage({message()}, '*');"
+        sibling = (
+            f'<iframe id="sibling" src="{answer["sibling"]}/sibling"></iframe>'
+            if answer.get("sibling")
+            else ""
+        )
         return HTMLResponse(
             f"""<!doctype html><html><head><title>GHL</title></head><body>
 <iframe id="custom-page" title="Cast SMS" src="{bridge_url}/settings"
-        style="width:{FRAME_WIDTH}px;height:1400px;border:0"></iframe>
+        style="width:{FRAME_WIDTH}px;height:1400px;border:0"></iframe>{sibling}
 <script>
 window.requests = 0;
 window.addEventListener("message", function (event) {{
   if (!event.data || event.data.message !== "REQUEST_USER_DATA") return;
   window.requests += 1;
-  {answer}
+  {reply}
 }});
+</script></body></html>"""
+        )
+
+    @app.get("/sibling")
+    async def impostor() -> HTMLResponse:
+        return HTMLResponse(
+            f"""<!doctype html><html><body><script>
+window.setInterval(function () {{
+  window.parent.frames[0].postMessage({message()}, "*");
+}}, 100);
 </script></body></html>"""
         )
 
@@ -109,7 +129,18 @@ window.addEventListener("message", function (event) {{
 
 
 @pytest.fixture
-async def started(harness: Harness) -> Harness:
+def parent(harness: Harness) -> Iterator[tuple[ServerThread, dict[str, Any]]]:
+    """GHL's stand-in, on the one extra origin the bridge lets frame the page."""
+    answer: dict[str, Any] = {"payload": None}
+    server = ServerThread(ghl_parent(harness.url, answer))
+    harness.env["SETTINGS_FRAME_ORIGINS"] = server.url
+    server.start()
+    yield server, answer
+    server.stop()
+
+
+@pytest.fixture
+async def started(harness: Harness, parent: tuple[ServerThread, dict[str, Any]]) -> Harness:
     harness.env["GHL_APP_SSO_KEY"] = SSO_KEY
     harness.cast.api_keys.add(OWN_KEY)
     await harness.seed_installation()
@@ -117,23 +148,27 @@ async def started(harness: Harness) -> Harness:
     return harness
 
 
-@pytest.fixture
-def open_in_ghl(started: Harness, driver: "WebDriver") -> Iterator[Any]:
-    servers: list[ServerThread] = []
+def other_origin(url: str) -> str:
+    """The same server under another origin (localhost instead of 127.0.0.1)."""
+    return url.replace("127.0.0.1", "localhost")
 
-    def _open(payload: str | None) -> "WebDriver":
-        server = ServerThread(ghl_parent(started.url, payload)).start()
-        servers.append(server)
-        driver.get(server.url + "/")
+
+@pytest.fixture
+def open_in_ghl(
+    started: Harness, parent: tuple[ServerThread, dict[str, Any]], driver: "WebDriver"
+) -> Any:
+    server, answer = parent
+
+    def _open(payload: str | None, *, origin: str | None = None) -> "WebDriver":
+        answer["payload"] = payload
+        driver.get((origin or server.url) + "/")
         frame = WebDriverWait(driver, WAIT).until(
             ec.presence_of_element_located((By.ID, "custom-page"))
         )
         driver.switch_to.frame(frame)
         return driver
 
-    yield _open
-    for server in servers:
-        server.stop()
+    return _open
 
 
 def _wait_for(driver: "WebDriver", element_id: str) -> Any:
@@ -216,6 +251,32 @@ async def test_an_invalid_sso_payload_is_refused_in_the_browser(started: Harness
     alert = _wait_for(browser, "main").find_element(By.CSS_SELECTOR, "[role=alert]")
     assert alert.get_attribute("data-error-code") == "invalid_sso"
     assert browser.find_elements(By.ID, "settings-form") == []
+
+
+async def test_a_page_on_another_origin_cannot_frame_the_settings_page(
+    started: Harness, parent: tuple[ServerThread, dict[str, Any]], open_in_ghl: Any
+):
+    server, _ = parent
+    browser = open_in_ghl(sso_payload(user_context()), origin=other_origin(server.url))
+    await asyncio.sleep(2)
+
+    assert browser.find_elements(By.ID, "sso-status") == []  # the frame was refused
+    browser.switch_to.default_content()
+    assert browser.execute_script("return window.requests") == 0
+    assert "settings page signed in" not in started.logs()
+
+
+async def test_the_page_ignores_a_user_context_that_is_not_from_its_parent(
+    started: Harness, parent: tuple[ServerThread, dict[str, Any]], open_in_ghl: Any
+):
+    server, answer = parent
+    answer["sibling"] = other_origin(server.url)
+    browser = open_in_ghl(sso_payload(user_context()))
+    _wait_for(browser, "sso-status")
+    await asyncio.sleep(2)  # the impostor posts its answer every 100 ms meanwhile
+
+    assert browser.find_elements(By.ID, "settings-form") == []
+    assert "settings page signed in" not in started.logs()
 
 
 async def test_the_page_opened_outside_ghl_has_no_user_and_shows_no_settings(

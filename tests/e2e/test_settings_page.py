@@ -18,6 +18,10 @@ from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
 OWN_KEY = "cast_" + "5e77" * 16
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON = {"Accept": "application/json"}
+GHL_ORIGINS = (
+    "https://app.gohighlevel.com https://*.gohighlevel.com "
+    "https://app.leadconnectorhq.com https://*.leadconnectorhq.com"
+)
 
 
 @pytest.fixture
@@ -60,6 +64,8 @@ async def test_the_page_for_ghl_asks_the_parent_window_for_the_user(page: Harnes
     assert 'action="/settings/sso"' in shell.text and "/settings/static/settings.js" in shell.text
     assert "x-frame-options" not in shell.headers  # GHL embeds it
     assert "form-action 'self'" in shell.headers["content-security-policy"]
+    assert shell.headers["content-security-policy"].endswith(f"; frame-ancestors {GHL_ORIGINS}")
+    assert f'data-frame-origins="{GHL_ORIGINS}"' in shell.text
     assert '"REQUEST_USER_DATA"' in script.text and "REQUEST_USER_DATA_RESPONSE" in script.text
 
 
