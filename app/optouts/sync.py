@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # How long the lease outlives a missed run before another process may take over.
 LEASE_MARGIN_SECONDS = 60.0
+# Shutting down with the database gone: give up the lease's release after this (it expires).
+RELEASE_TIMEOUT_SECONDS = 2.0
 
 Sender = tuple[str, str | None]  # (location id, its sender ID or None: the account's default)
 
@@ -81,6 +83,7 @@ class CastOptOutSync:
         self._clock = clock
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stop = asyncio.Event()
+        self._current: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Until `stop`: every interval, sync if this process holds (or takes) the lease."""
@@ -88,15 +91,23 @@ class CastOptOutSync:
             return
         try:
             while not self._stop.is_set():
-                await self._turn()
+                self._current = asyncio.create_task(self._turn(), name="cast-optout-sync-turn")
+                await asyncio.wait({self._current})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self._interval)
         finally:
+            if self._current is not None:
+                self._current.cancel()
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._ledger.release_lease(self._owner))
+                release = self._ledger.release_lease(self._owner)
+                await asyncio.wait_for(release, RELEASE_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
+        """Stop now: a pass in progress is abandoned (every step of it is idempotent), so a
+        database or Cast that does not answer cannot hold up shutdown."""
         self._stop.set()
+        if self._current is not None:
+            self._current.cancel()
 
     async def _turn(self) -> None:
         try:
