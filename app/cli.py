@@ -415,6 +415,23 @@ async def check_config(out: Output, settings: Settings | None, errors: list[str]
     return 1 if failed else 0
 
 
+async def cmd_reencrypt(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    result = await admin.reencrypt()
+    if out.as_json:
+        out.json(_dump(result))
+    else:
+        out.line(
+            f"re-encrypted with the newest key: {result.installations} installations, "
+            f"{result.location_settings} location settings"
+        )
+        if result.undecryptable:
+            out.line(
+                f"{result.undecryptable} record(s) no key decrypts (left unchanged): add the "
+                "key they were written with to TOKEN_ENCRYPTION_KEY, or re-install those"
+            )
+    return 1 if result.undecryptable else 0
+
+
 # Entry point ---------------------------------------------------------------------------------
 COMMANDS = {
     "installations": cmd_installations,
@@ -426,6 +443,7 @@ COMMANDS = {
     "sender-id": cmd_sender_id,
     "optouts": cmd_optouts,
     "lift-optout": cmd_lift_optout,
+    "reencrypt": cmd_reencrypt,
 }
 
 
@@ -462,6 +480,9 @@ def parser() -> argparse.ArgumentParser:
     lift.add_argument("location_id")
     lift.add_argument("number", help="the number (any PH format) or the listed id")
     lift.add_argument("--reason", required=True, help="why (logged)")
+    sub.add_parser(
+        "reencrypt", parents=[common], help="encrypt every stored token and key with the newest key"
+    )
     sub.add_parser("check-config", parents=[common], help="settings, database, GHL and Cast")
     sub.add_parser(
         "sandbox", parents=[common], help="the whole path on local fakes, no credentials"

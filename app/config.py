@@ -197,18 +197,23 @@ class Settings(BaseSettings):
 
     @field_validator("token_encryption_key")
     @classmethod
-    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """One Fernet key, or a comma-separated list newest first (rotation)."""
+        if value is None or not value.get_secret_value().strip():
             return None
-        try:
-            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ValueError(
-                "must be urlsafe base64 of 32 random bytes (python -c "
-                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
-            )
+        keys = _key_list(value.get_secret_value())
+        for number, key in enumerate(keys, start=1):
+            try:
+                raw = base64.urlsafe_b64decode(key.encode())
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) != 32:
+                which = f"key {number} of {len(keys)}" if len(keys) > 1 else "the key"
+                raise ValueError(
+                    f"{which} must be urlsafe base64 of 32 random bytes (python -c 'from "
+                    "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'); "
+                    "several keys: comma-separated, newest first"
+                )
         return value
 
     @field_validator("cast_sender_id", "ghl_webhook_public_key", "ghl_conversation_provider_id")
@@ -264,8 +269,19 @@ class Settings(BaseSettings):
         return str(self.ghl_marketplace_url).rstrip("/") + self.ghl_authorize_path
 
     @property
+    def encryption_keys(self) -> list[str]:
+        """TOKEN_ENCRYPTION_KEY as a list, newest first (empty when unset)."""
+        if self.token_encryption_key is None:
+            return []
+        return _key_list(self.token_encryption_key.get_secret_value())
+
+    @property
     def uses_mongo(self) -> bool:
         return self.mongo_uri is not None
+
+
+def _key_list(text: str) -> list[str]:
+    return [key.strip() for key in text.split(",") if key.strip()]
 
 
 class SettingsError(Exception):

@@ -3,6 +3,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
+from app.cast.client import CastError
 from app.config import Settings
 from app.errors import ApiError
 from app.locations.accounts import CastAccounts
@@ -122,7 +123,7 @@ async def test_a_key_the_cipher_cannot_read_raises_unless_asked_not_to(store: St
         await other.get("loc-1")
     lenient = await other.get("loc-1", strict=False)
     assert lenient is not None and lenient.key_unreadable and lenient.cast_api_key is None
-    with pytest.raises(ValueError):  # the worker never falls back to another account's key
+    with pytest.raises(CastError):  # the message fails; never another account's key
         await CastAccounts(settings(), other).account_for("loc-1")
 
 

@@ -181,3 +181,12 @@ class OptOutList(BaseModel):
     location_id: str
     count: int
     optouts: list[OptOutView]
+
+
+class ReencryptResult(BaseModel):
+    """`cast-ghl reencrypt`: documents encrypted again with the newest TOKEN_ENCRYPTION_KEY, and
+    those no configured key decrypts (left as they are: re-install, or add the lost key back)."""
+
+    installations: int
+    location_settings: int
+    undecryptable: int

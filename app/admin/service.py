@@ -6,7 +6,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.admin.schemas import MessageView, OptOutList, SenderIdResult, UnroutableView
+from app.admin.schemas import (
+    MessageView,
+    OptOutList,
+    ReencryptResult,
+    SenderIdResult,
+    UnroutableView,
+)
 from app.cast.schemas import Channel
 from app.errors import ApiError
 from app.inbound.repository import InboxRepository
@@ -54,6 +60,18 @@ class AdminService:
 
     async def installations(self) -> list[InstallationSummary]:
         return await self._installations.summaries()
+
+    async def reencrypt(self) -> ReencryptResult:
+        """Everything encrypted at rest, encrypted again with the newest TOKEN_ENCRYPTION_KEY."""
+        installations = await self._installations.reencrypt()
+        settings = await self._location_settings.reencrypt()
+        result = ReencryptResult(
+            installations=installations[0],
+            location_settings=settings[0],
+            undecryptable=installations[1] + settings[1],
+        )
+        log.info("re-encrypted with the newest key", extra=result.model_dump())
+        return result
 
     # Outbound messages --------------------------------------------------------------------
     async def message(self, message_id: str) -> MessageView:

@@ -13,6 +13,10 @@ from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import CastAccount, LocationSettings, SenderCheck
 
 ACCOUNT_CACHE_SECONDS = 5.0
+KEY_UNREADABLE = (
+    "This sub-account's own Cast API key cannot be decrypted (TOKEN_ENCRYPTION_KEY changed): "
+    "enter it again on the Cast SMS settings page"
+)
 
 
 def account_from(settings: LocationSettings | None, default: CastAccount) -> CastAccount:
@@ -76,7 +80,12 @@ class CastAccounts:
         cached = self._cache.get(location_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        account = account_from(await self._repo.get(location_id), self.default)
+        stored = await self._repo.get(location_id, strict=False)
+        if stored is not None and stored.enabled and stored.key_unreadable:
+            raise CastError(
+                KEY_UNREADABLE, status=None, code="CAST_KEY_UNREADABLE", retryable=False
+            )
+        account = account_from(stored, self.default)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[location_id] = (now + self._ttl, account)

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
+from app.oauth.repository import reencrypt_collection
 from app.store import Store
 
 COLLECTION = "location_settings"
@@ -35,6 +36,10 @@ class LocationSettingsRepository:
                     raise
                 data["cast_api_key"], data["key_unreadable"] = None, True
         return LocationSettings.model_validate({**data, "location_id": location_id})
+
+    async def reencrypt(self) -> tuple[int, int]:
+        """Every stored Cast key encrypted again with the newest key."""
+        return await reencrypt_collection(self._store, self._cipher, COLLECTION, ("cast_api_key",))
 
     async def put(self, settings: LocationSettings) -> None:
         data: dict[str, Any] = settings.model_dump(exclude={"location_id", "key_unreadable"})

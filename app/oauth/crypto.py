@@ -2,9 +2,11 @@
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.config import Settings
 
@@ -13,9 +15,16 @@ log = logging.getLogger(__name__)
 LOCAL_KEY_FILE = "token-encryption.key"
 
 
+class UndecryptableError(ValueError):
+    """No configured key decrypts the value (the key it was written with is lost or removed)."""
+
+
 class TokenCipher:
-    def __init__(self, key: bytes) -> None:
-        self._fernet = Fernet(key)
+    """Encrypts with the newest key (the first); decrypts with any of them (MultiFernet), so
+    TOKEN_ENCRYPTION_KEY can be rotated: put the new key first, keep the old ones after it."""
+
+    def __init__(self, *keys: bytes) -> None:
+        self._fernet = MultiFernet([Fernet(key) for key in keys])
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -24,9 +33,21 @@ class TokenCipher:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
-            raise ValueError(
+            raise UndecryptableError(
                 "token cannot be decrypted: was TOKEN_ENCRYPTION_KEY changed?"
             ) from exc
+
+    def rotated(self, data: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+        """`data` with its encrypted `fields` encrypted again with the newest key
+        (UndecryptableError if no configured key decrypts one of them)."""
+        out = dict(data)
+        for field in fields:
+            if out.get(field):
+                try:
+                    out[field] = self._fernet.rotate(out[field].encode()).decode()
+                except InvalidToken as exc:
+                    raise UndecryptableError(f"{field} cannot be decrypted with any key") from exc
+        return out
 
 
 def _local_key(data_dir: Path) -> bytes:
@@ -45,5 +66,5 @@ def _local_key(data_dir: Path) -> bytes:
 
 def build_cipher(settings: Settings) -> TokenCipher:
     if settings.token_encryption_key is not None:
-        return TokenCipher(settings.token_encryption_key.get_secret_value().encode())
+        return TokenCipher(*(key.encode() for key in settings.encryption_keys))
     return TokenCipher(_local_key(settings.data_dir))

@@ -10,7 +10,9 @@ Collections:
 - `location_settings`: per-location settings; deleted with the location on UNINSTALL.
 """
 
-from app.oauth.crypto import TokenCipher
+import logging
+
+from app.oauth.crypto import TokenCipher, UndecryptableError
 from app.oauth.schemas import Installation, InstallationSummary
 from app.store import Doc, Store
 
@@ -19,6 +21,14 @@ LINKS = "installation_links"
 APP_WEBHOOKS = "app_webhooks"
 LOCATION_SETTINGS = "location_settings"
 _SECRET_FIELDS = ("access_token", "refresh_token")
+REENCRYPT_LIMIT = 1_000_000  # every document: re-encryption is a one-off operator command
+UNDECRYPTABLE_REASON = (
+    "its stored tokens cannot be decrypted with TOKEN_ENCRYPTION_KEY (the key was lost or "
+    "removed): install the app again"
+)
+
+log = logging.getLogger(__name__)
+_reported_undecryptable: set[str] = set()
 
 
 def location_key(location_id: str) -> str:
@@ -43,10 +53,17 @@ class InstallationRepository:
 
     def _decode(self, doc: Doc) -> Installation:
         data = dict(doc.data)
-        for field in _SECRET_FIELDS:
-            if data.get(field) is not None:
-                data[field] = self._cipher.decrypt(data[field])
+        try:
+            for field in _SECRET_FIELDS:
+                if data.get(field) is not None:
+                    data[field] = self._cipher.decrypt(data[field])
+        except UndecryptableError:
+            return _undecryptable(doc)
         return Installation.model_validate(data)
+
+    async def reencrypt(self) -> tuple[int, int]:
+        """Every installation's tokens encrypted again with the newest key."""
+        return await reencrypt_collection(self._store, self._cipher, COLLECTION, _SECRET_FIELDS)
 
     async def get(self, key: str) -> tuple[Installation, int] | None:
         """The installation and its revision (for compare-and-swap)."""
@@ -100,3 +117,37 @@ class InstallationRepository:
     async def release_webhook(self, webhook_id: str) -> None:
         """Handling failed: let GHL's redelivery of the same webhookId be handled again."""
         await self._store.delete_doc(APP_WEBHOOKS, webhook_id)
+
+
+async def reencrypt_collection(
+    store: Store, cipher: TokenCipher, collection: str, fields: tuple[str, ...]
+) -> tuple[int, int]:
+    """The encrypted `fields` of every document of `collection` encrypted again with the newest
+    key, compare-and-swap per document (a concurrent write wins: it used the newest key too).
+    Returns (re-encrypted, undecryptable)."""
+    done = failed = 0
+    for doc in await store.list_docs(collection, REENCRYPT_LIMIT):
+        try:
+            data = cipher.rotated(doc.data, fields)
+        except UndecryptableError:
+            failed += 1
+            continue
+        done += await store.swap_doc(collection, doc.id, doc.rev, data)
+    return done, failed
+
+
+def _undecryptable(doc: Doc) -> Installation:
+    """A record no configured key decrypts: no tokens, needs re-install. The OAuth callback's
+    new tokens replace it; senders fail with REAUTHORIZATION_NEEDED; never a 500."""
+    if doc.id not in _reported_undecryptable:  # once per process, not on every read
+        if len(_reported_undecryptable) > 10_000:
+            _reported_undecryptable.clear()
+        _reported_undecryptable.add(doc.id)
+        log.error(
+            "installation cannot be decrypted: treated as needing re-install",
+            extra={"installation": doc.id, "reason": UNDECRYPTABLE_REASON},
+        )
+    data = {k: v for k, v in doc.data.items() if k not in _SECRET_FIELDS}
+    return Installation.model_validate(
+        {**data, "access_token": "", "needs_reauth": True, "reauth_reason": UNDECRYPTABLE_REASON}
+    )

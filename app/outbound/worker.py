@@ -148,7 +148,10 @@ class OutboundWorker(LeasedQueueWorker):
             optout = await self._optouts.refusal(message.location_id, message.to)
             if optout is not None:
                 return self._refuse(message, optout)
-        account = await self._accounts.account_for(message.location_id)
+        try:
+            account = await self._accounts.account_for(message.location_id)
+        except CastError as exc:  # the location's own key is unreadable: fails with its reason
+            return self._cast_failed(message, exc)
         api_key = account.api_key
         channel = self._route(message, account)
         total = len(message.parts)
