@@ -2,7 +2,7 @@
 
 import json
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -10,6 +10,8 @@ from asgi_lifespan import LifespanManager
 
 from app.config import load_settings
 from app.main import create_app
+from app.store import SQLITE_FILENAME
+from tests.support.broken_store import corrupt_sqlite_schema, with_short_timeouts
 from tests.support.harness import CAST_KEY, ENCRYPTION_KEY, webhook
 from tests.support.processes import free_port, start_mongo_wire_server, stop
 from tests.support.signing import test_keys
@@ -80,7 +82,7 @@ async def test_readyz_is_503_naming_the_store_while_mongodb_is_down_and_recovers
 async def test_a_webhook_while_the_database_is_down_is_a_503_to_retry_not_a_500():
     port = free_port()
     proc, uri = start_mongo_wire_server(port)
-    settings = settings_for(mongo_uri=uri, mongo_db="down_test")
+    settings = settings_for(mongo_uri=with_short_timeouts(uri), mongo_db="down_test")
     settings.ghl_webhook_public_key = test_keys().public_pems
     body = json.dumps(webhook("m-db-down")).encode()
     headers = {"Content-Type": "application/json", **test_keys().ed25519_headers(body)}
@@ -93,3 +95,38 @@ async def test_a_webhook_while_the_database_is_down_is_a_503_to_retry_not_a_500(
             assert response.headers["retry-after"] == "5"
     finally:
         stop(proc)
+
+
+ADMIN_KEY = "admin-key-0123456789abcdef"
+
+
+@pytest.fixture
+async def failing_store_client(
+    backend: str, tmp_path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Callable[[], None]]]:
+    """An app on a working store of `backend`, and a function that breaks its database: the
+    SQLite file's schema is corrupted, the MongoDB wire server is killed (short timeouts)."""
+    if backend == "sqlite":
+        settings = settings_for(data_dir=str(tmp_path), mongo_uri="", admin_api_key=ADMIN_KEY)
+        async for client in client_for(settings):
+            yield client, lambda: corrupt_sqlite_schema(tmp_path / SQLITE_FILENAME)
+        return
+    proc, uri = start_mongo_wire_server()
+    try:
+        uri = with_short_timeouts(uri)
+        settings = settings_for(mongo_uri=uri, mongo_db="failing", admin_api_key=ADMIN_KEY)
+        async for client in client_for(settings):
+            yield client, lambda: stop(proc, signal.SIGKILL)
+    finally:
+        stop(proc)
+
+
+async def test_a_request_whose_store_fails_is_a_json_503_with_retry_after(failing_store_client):
+    client, break_database = failing_store_client
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    assert (await client.get("/api/admin/installations", headers=headers)).status_code == 200
+    break_database()
+    response = await client.get("/api/admin/installations", headers=headers)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "store_unavailable"
+    assert response.headers["retry-after"] == "5"

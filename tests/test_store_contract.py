@@ -1,11 +1,20 @@
-"""The store contract, run against both backends (SQLite file and MongoDB wire server)."""
+"""The store contract, run against both backends (SQLite file and MongoDB wire server), and its
+one error contract: a failing database makes every operation raise StoreUnavailable."""
 
 import asyncio
+import inspect
 import itertools
+import typing
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.store import DONE, PENDING, Store
+from app.store import DONE, PENDING, Store, StoreUnavailable
+from app.store.mongo import MongoStore
+from app.store.sqlite import SQLiteStore
+from tests.support.broken_store import corrupt_sqlite_schema, unreachable_mongo_uri
 
 NOW = 1_000_000.0
 
@@ -271,3 +280,66 @@ async def test_count_docs_counts_ids_starting_with_a_prefix(store: Store) -> Non
     assert await store.count_docs("optouts", "a:") == 2
     assert await store.count_docs("optouts") == 4
     assert await store.count_docs("optouts", "zz") == 0
+
+
+# One error contract: any driver failure of any operation is StoreUnavailable -----------------
+
+BROKEN_DATABASES = ["sqlite-corrupt", "sqlite-closed", "mongodb-unreachable", "mongodb-closed"]
+SAMPLE_VALUES: dict[object, object] = {str: "x", float: NOW, int: 1, dict[str, Any]: {}}
+
+
+def store_operations() -> list[str]:
+    """Every operation of the Store protocol, so one added later is covered without a change
+    here (`close` aside: it must succeed on a broken store, see below)."""
+    operations = inspect.getmembers(Store, inspect.iscoroutinefunction)
+    return [name for name, _ in operations if name != "close"]
+
+
+def sample_arguments(operation: str) -> dict[str, object]:
+    """A value of the annotated type for every parameter of `operation`."""
+    hints = typing.get_type_hints(getattr(Store, operation))
+    hints.pop("return", None)
+    missing = [hint for hint in hints.values() if hint not in SAMPLE_VALUES]
+    assert not missing, f"add a sample value for {missing} to SAMPLE_VALUES"
+    return {name: SAMPLE_VALUES[hint] for name, hint in hints.items()}
+
+
+@pytest.fixture(params=BROKEN_DATABASES)
+async def broken_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store whose database fails: a SQLite file whose schema is corrupt, a MongoDB server
+    that does not answer (nothing listens on the port), or either store after `close`."""
+    backend, failure = request.param.split("-")
+    if backend == "sqlite":
+        store: Store = SQLiteStore(tmp_path / "broken.sqlite3")
+        await store.start()
+        if failure == "corrupt":
+            corrupt_sqlite_schema(tmp_path / "broken.sqlite3")
+    else:
+        store = MongoStore(unreachable_mongo_uri(), "broken")
+    if failure == "closed":
+        await store.close()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_every_operation_on_a_failing_database_raises_store_unavailable(
+    broken_store: Store,
+) -> None:
+    # All at once: an unreachable MongoDB fails each operation after server selection (>= 0.5 s).
+    operations = store_operations()
+    outcomes = await asyncio.gather(
+        *(getattr(broken_store, op)(**sample_arguments(op)) for op in operations),
+        return_exceptions=True,
+    )
+    wrong = {
+        op: repr(outcome)
+        for op, outcome in zip(operations, outcomes, strict=True)
+        if not isinstance(outcome, StoreUnavailable)
+    }
+    assert wrong == {}
+
+
+async def test_closing_a_store_whose_database_fails_succeeds(broken_store: Store) -> None:
+    await broken_store.close()

@@ -8,7 +8,10 @@ current token can save or finish the item: a worker whose lease expired and was 
 cannot overwrite the new holder's progress.
 """
 
+import functools
+import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +32,39 @@ def field_name(key: str) -> str:
 
 
 class StoreUnavailable(Exception):
-    """The database cannot be reached (raised by `ping`)."""
+    """The database cannot be reached or failed: what every operation of every backend raises
+    for any failure of its driver (HTTP requests answer it with 503 and Retry-After)."""
+
+
+def unavailable_on[S: type](
+    *driver_errors: type[Exception], describe: Callable[[Exception], str]
+) -> Callable[[S], S]:
+    """Class decorator for a backend: each of its public coroutine methods (every operation of
+    `Store`, including ones added later) raises StoreUnavailable(describe(exc)) instead of any
+    of `driver_errors`. One error contract, so callers never see a driver's exception type."""
+
+    def decorate(cls: S) -> S:
+        for name, method in inspect.getmembers(cls, inspect.iscoroutinefunction):
+            if not name.startswith("_"):
+                setattr(cls, name, _translating(method, driver_errors, describe))
+        return cls
+
+    return decorate
+
+
+def _translating(
+    method: Callable[..., Any],
+    driver_errors: tuple[type[Exception], ...],
+    describe: Callable[[Exception], str],
+) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def translated(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except driver_errors as exc:
+            raise StoreUnavailable(describe(exc)) from exc
+
+    return translated
 
 
 @dataclass(frozen=True, slots=True)

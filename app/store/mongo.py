@@ -2,15 +2,17 @@
 
 Every operation is a single-document atomic update; no multi-document transactions, so it runs
 on a standalone mongod as well as on a replica set. Several bridge processes share one database.
+Any driver error (`PyMongoError`) of any operation is raised as `StoreUnavailable`.
 """
 
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from app.store.base import DONE, ID_RANGE_END, PENDING, Doc, StoreUnavailable, WorkItem, field_name
+from app.store.base import DONE, ID_RANGE_END, PENDING, Doc, WorkItem, field_name, unavailable_on
 
 DEFAULT_DB = "cast_ghl"
 
@@ -33,12 +35,25 @@ def _id_prefix(prefix: str) -> dict[str, Any]:
     return {"_id": {"$gte": prefix, "$lt": prefix + ID_RANGE_END}}
 
 
+def _timeouts(uri: str, timeout_ms: int) -> dict[str, int]:
+    """`timeout_ms` for the timeouts the URI does not set itself (its options win)."""
+    given = {option.lower() for option in parse_qs(urlsplit(uri).query)}
+    defaults = {"serverSelectionTimeoutMS": timeout_ms, "connectTimeoutMS": timeout_ms}
+    return {name: value for name, value in defaults.items() if name.lower() not in given}
+
+
+def _describe(exc: Exception) -> str:
+    """The error's type only: its text names hosts, and `/readyz` shows this."""
+    return f"mongodb: {type(exc).__name__}"
+
+
+@unavailable_on(PyMongoError, describe=_describe)
 class MongoStore:
     backend = "mongodb"
 
     def __init__(self, uri: str, db_name: str | None = None, *, timeout_ms: int = 5000) -> None:
         self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri, tz_aware=True, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+            uri, tz_aware=True, **_timeouts(uri, timeout_ms)
         )
         default = self._client.get_default_database(default=DEFAULT_DB)
         self._db = self._client[db_name] if db_name else default
@@ -47,12 +62,6 @@ class MongoStore:
         return self._db[f"queue_{queue}"]
 
     async def start(self) -> None:
-        try:
-            await self._create_indexes()
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
-
-    async def _create_indexes(self) -> None:
         for name in ("outbound", "inbound", "dnd"):
             await self._queue(name).create_index(
                 [("state", ASCENDING), ("due_at", ASCENDING)], name="state_due"
@@ -67,10 +76,7 @@ class MongoStore:
         await self._client.close()
 
     async def ping(self) -> None:
-        try:
-            await self._db.command("ping")
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
+        await self._db.command("ping")
 
     # Work items -------------------------------------------------------------------------
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
@@ -87,8 +93,6 @@ class MongoStore:
             await self._queue(queue).insert_one(document)
         except DuplicateKeyError:
             return False
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"mongodb: {type(exc).__name__}") from exc
         return True
 
     async def claim(

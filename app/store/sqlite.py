@@ -3,9 +3,12 @@
 All statements run on one dedicated thread with one connection, so the event loop never blocks
 on disk. Several processes on one host may share the file: every write is a single statement in
 its own transaction, and SQLite's file lock serialises them (busy_timeout waits for it).
+Any driver error (`sqlite3.Error`: locked past busy_timeout, disk full, I/O error, a corrupt
+file) of any operation is raised as `StoreUnavailable`, as is any use of a closed store.
 """
 
 import asyncio
+import functools
 import json
 import sqlite3
 import uuid
@@ -14,7 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from app.store.base import DONE, ID_RANGE_END, PENDING, Doc, StoreUnavailable, WorkItem, field_name
+from app.store.base import (
+    DONE,
+    ID_RANGE_END,
+    PENDING,
+    Doc,
+    StoreUnavailable,
+    WorkItem,
+    field_name,
+    unavailable_on,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -52,6 +64,11 @@ def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def _describe(exc: Exception) -> str:
+    return f"sqlite: {exc}"
+
+
+@unavailable_on(sqlite3.Error, describe=_describe)
 class SQLiteStore:
     backend = "sqlite"
 
@@ -59,18 +76,20 @@ class SQLiteStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._closed = False
 
     async def _run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return await self._in_thread(functools.partial(self._call, fn))
+
+    async def _in_thread[T](self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("sqlite store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def _call[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            raise StoreUnavailable("sqlite store is closed")
-        try:
-            return fn(self._conn)
-        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk full, I/O error
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
+            raise StoreUnavailable("sqlite store is not open")
+        return fn(self._conn)
 
     async def _changes_one(self, sql: str, params: tuple[Any, ...]) -> bool:
         """Run one write statement; True when it changed exactly one row."""
@@ -81,31 +100,36 @@ class SQLiteStore:
         conn = sqlite3.connect(
             self.path, timeout=10.0, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.executescript(_SCHEMA)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._open)
+        await self._in_thread(self._open)
 
     async def close(self) -> None:
+        """Idempotent."""
+
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, _close)
+        if self._closed:
+            return
+        self._closed = True  # refuse new operations; those already queued run first
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
         self._executor.shutdown(wait=True)
 
     async def ping(self) -> None:
-        try:
-            await self._run(lambda c: c.execute("SELECT 1").fetchone())
-        except (sqlite3.Error, StoreUnavailable, RuntimeError) as exc:
-            raise StoreUnavailable(f"sqlite: {exc}") from exc
+        """Reads a table, so a file whose schema cannot be read does not pass."""
+        await self._run(lambda c: c.execute("SELECT 1 FROM leases LIMIT 1").fetchall())
 
     # Work items -------------------------------------------------------------------------
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
