@@ -147,7 +147,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     inbound_worker = InboundWorker(
         settings,
         inbox,
-        InboundRouter(settings, recipients),
+        InboundRouter(settings, recipients, location_settings.locations_sending_as),
         ghl,
         tokens,
         counters,

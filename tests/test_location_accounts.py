@@ -149,3 +149,24 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
     await service.save(session, SettingsForm(sender_id="MYBRAND", api_key=OWN_KEY, enabled=True))
     stored = await repo.get("loc-1")
     assert stored is not None and stored.cast_api_key == OWN_KEY and not stored.key_unreadable
+
+
+async def test_the_locations_sending_as_a_sender_id_are_found_in_any_spelling(store: Store):
+    repo = repository(store)
+    await repo.put(own("loc-sim", sender_id="+639170000001"))
+    await repo.put(own("loc-brand", sender_id="MYBRAND"))
+    await repo.put(own("loc-off", sender_id="+639170000001", enabled=False))
+
+    assert await repo.locations_sending_as("0917 000 0001") == ["loc-sim"]
+    assert await repo.locations_sending_as("mybrand") == ["loc-brand"]
+    assert await repo.locations_sending_as("+639179999999") == []
+
+
+async def test_a_location_that_changed_its_sender_id_no_longer_owns_the_old_one(store: Store):
+    repo = repository(store)
+    await repo.put(own("loc-sim", sender_id="+639170000001"))
+    await repo.put(own("loc-sim", sender_id="MYBRAND"))
+
+    assert await repo.locations_sending_as("+639170000001") == []
+    assert await repo.locations_sending_as("MYBRAND") == ["loc-sim"]
+    assert len(await store.list_docs("location_senders")) == 1  # no stale entry left

@@ -2,6 +2,7 @@
 recently (or the one the reply's `to` singles out among several), a configured route, or nobody
 (the message is kept as unroutable)."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.config import Settings
@@ -40,8 +41,14 @@ class NoRoute:
 
 
 class InboundRouter:
-    def __init__(self, settings: Settings, recipients: RecipientDirectory) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recipients: RecipientDirectory,
+        senders: Callable[[str], Awaitable[list[str]]] | None = None,
+    ) -> None:
         self._recipients = recipients
+        self._sender_owners = senders  # the locations sending as a sender ID (their own setting)
         self.window_seconds = routing_window(settings)
         self._routes = {route_key(key): loc for key, loc in settings.inbound_routes.items()}
 
@@ -59,7 +66,8 @@ class InboundRouter:
     async def route(self, phone_e164: str, to: str | None, received: float) -> Route | NoRoute:
         """1. the only location that texted this number within the window;
         2. among several, the one `to` singles out (and none of the others might be it);
-        3. with none, the location INBOUND_ROUTES maps `to` to; 4. else NoRoute."""
+        3. with none, the location INBOUND_ROUTES maps `to` to; 4. else the one location whose
+        own sender ID `to` is (a SIM number texted first by a customer); 5. else NoRoute."""
         recent = await self._recipients.senders(phone_e164, since=received - self.window_seconds)
         to_key = route_key(to) if to is not None else None
         if len(recent) == 1:
@@ -71,6 +79,10 @@ class InboundRouter:
             return NoRoute(self._ambiguous(recent, to))
         if to_key is not None and (location_id := self._routes.get(to_key)):
             return Route(location_id, "route")
+        if to is not None and self._sender_owners is not None:
+            owners = await self._sender_owners(to)
+            if len(owners) == 1:
+                return Route(owners[0], "sender_id")
         return NoRoute(
             f"no location sent an SMS to this number in the last {self._days} days and "
             + (f"no INBOUND_ROUTES entry for {to!r}" if to else "no 'to' was given")

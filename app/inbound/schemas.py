@@ -13,7 +13,7 @@ MAX_TEXT_CHARS = 10_000
 # A received_at without an offset is Philippine time: the gateway's SIMs are in the Philippines.
 PH_TIME = timezone(timedelta(hours=8), "PHT")
 
-RoutedBy = Literal["recent_outbound", "route", "manual"]
+RoutedBy = Literal["recent_outbound", "route", "sender_id", "manual"]
 Status = Literal["pending", "delivered", "unroutable", "failed"]
 
 

@@ -3,10 +3,16 @@
 One document per location (id = GHL locationId). The Cast API key is encrypted at rest with the
 same cipher as the OAuth tokens; everything else is plain. The document is deleted with the
 location on UNINSTALL (by the installation repository).
+
+`location_senders` indexes which locations send as a sender ID (`<sender key>|<locationId>`), so
+a reply addressed to a SIM number finds its location. The entry is written before the settings
+and the old one removed after, and every answer is checked against the settings themselves, so
+an entry left behind by a crash or an uninstall is never believed.
 """
 
 from typing import Any
 
+from app.cast.senders import sender_key
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import reencrypt_collection
@@ -14,6 +20,8 @@ from app.store import Store
 
 COLLECTION = "location_settings"
 TEST_SMS_QUOTA = "test-sms:"
+SENDERS = "location_senders"
+MAX_SENDER_OWNERS = 20  # locations read to answer `locations_sending_as`
 
 
 class LocationSettingsRepository:
@@ -45,7 +53,17 @@ class LocationSettingsRepository:
         data: dict[str, Any] = settings.model_dump(exclude={"location_id", "key_unreadable"})
         if settings.cast_api_key:
             data["cast_api_key"] = self._cipher.encrypt(settings.cast_api_key)
-        await self._store.put_doc(COLLECTION, settings.location_id, data)
+        location_id = settings.location_id
+        previous = await self._store.get_doc(COLLECTION, location_id)
+        old_sender = previous.data.get("sender_id") if previous else None
+        if settings.sender_id:
+            entry = _sender_entry(settings.sender_id, location_id)
+            await self._store.put_doc(SENDERS, entry, {"location_id": location_id})
+        await self._store.put_doc(COLLECTION, location_id, data)
+        if old_sender and (
+            not settings.sender_id or sender_key(old_sender) != sender_key(settings.sender_id)
+        ):
+            await self._store.delete_doc(SENDERS, _sender_entry(old_sender, location_id))
 
     async def take_test_sms(
         self, location_id: str, *, now: float, window: float, limit: int
@@ -55,3 +73,22 @@ class LocationSettingsRepository:
         return await self._store.take_quota(
             TEST_SMS_QUOTA + location_id, now=now, window=window, limit=limit
         )
+
+    async def locations_sending_as(self, sender_id: str) -> list[str]:
+        """The locations whose own, enabled settings send as `sender_id` (any spelling of a
+        number), at most MAX_SENDER_OWNERS."""
+        wanted = sender_key(sender_id)
+        entries = await self._store.list_docs_with_prefix(
+            SENDERS, f"{wanted}|", limit=MAX_SENDER_OWNERS
+        )
+        found = []
+        for entry in entries:
+            doc = await self._store.get_doc(COLLECTION, entry.data["location_id"])
+            sender = doc.data.get("sender_id") if doc else None
+            if doc and doc.data.get("enabled", True) and sender and sender_key(sender) == wanted:
+                found.append(entry.data["location_id"])
+        return found
+
+
+def _sender_entry(sender_id: str, location_id: str) -> str:
+    return f"{sender_key(sender_id)}|{location_id}"

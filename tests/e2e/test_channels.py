@@ -54,7 +54,18 @@ async def test_a_sim_sender_sends_through_the_gateway_and_gets_its_receipt_and_r
     assert channels.statuses_for("m-sim") == [{"status": "delivered"}]
     await post_sms(channels, sms("gw-sim-reply", sender="09171234567", to="09170000001"))
     reply = await wait_record(channels, "gw:gw-sim-reply", "delivered")
-    assert reply.location_id == SIM_LOCATION
+    assert (reply.location_id, reply.routed_by) == (SIM_LOCATION, "recent_outbound")
+
+
+async def test_a_customer_texting_a_sim_number_first_reaches_the_location_sending_as_it(
+    channels: Harness,
+):
+    channels.start()
+
+    await post_sms(channels, sms("gw-cold", sender="09190000000", to="+639170000001"))
+
+    record = await wait_record(channels, "gw:gw-cold", "delivered")
+    assert (record.location_id, record.routed_by) == (SIM_LOCATION, "sender_id")
 
 
 async def test_a_switch_of_sender_applies_to_the_next_message(channels: Harness):
