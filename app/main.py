@@ -14,8 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.admin.endpoints import router as admin_router
 from app.admin.service import AdminService
 from app.body_limit import BodyLimitMiddleware
+from app.cast.account import CastAccountInfo
 from app.cast.client import CastClient
 from app.cast.pacing import CastPacer
+from app.cast.repository import KeyStates
 from app.cast.senders import SenderDirectory
 from app.config import Settings, load_settings
 from app.deps import Resources
@@ -122,6 +124,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     pacer = CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate)
     senders = SenderDirectory(cast, pacer.before_poll)
     accounts = CastAccounts(settings, location_settings, senders=senders)
+    account_info = CastAccountInfo(cast, senders, KeyStates(store), counters, pacer.before_poll)
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
     recipients = RecipientDirectory(store, routing_window(settings))
@@ -142,6 +145,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         accounts=accounts,
         recipients=recipients,
         optouts=optouts,
+        account_info=account_info,
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(
@@ -169,7 +173,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     )
     resources.optouts = optouts
     resources.locations = LocationService(
-        settings, location_settings, accounts, installations, outbox, worker.wake, optouts
+        settings,
+        location_settings,
+        accounts,
+        installations,
+        outbox,
+        worker.wake,
+        optouts,
+        account_info=account_info,
     )
     resources.admin = AdminService(
         installations,
@@ -191,6 +202,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")
     dnd_task = asyncio.create_task(dnd_worker.run(), name="dnd-worker")
     sync_task = asyncio.create_task(optout_sync.run(), name="cast-optout-sync")
+    credits_task = asyncio.create_task(account_info.keep_credits_fresh(), name="cast-credits")
     # Everything built so far lives as long as the process: move it out of the garbage
     # collector's sight, so a full collection scans only what requests create (measured:
     # gen-2 pauses of 50-100 ms under load became ~3 ms; see README, Performance).
@@ -203,12 +215,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         resources.started = False
         log.info("shutting down: releasing in-flight work")
         optout_sync.stop()
+        credits_task.cancel()
         await asyncio.gather(
             worker.stop(settings.shutdown_timeout_seconds),
             inbound_worker.stop(settings.shutdown_timeout_seconds),
             dnd_worker.stop(settings.shutdown_timeout_seconds),
         )
         await asyncio.gather(worker_task, inbound_task, dnd_task, sync_task)
+        await asyncio.gather(credits_task, return_exceptions=True)
         await cast_http.aclose()
         await ghl_http.aclose()
         await store.close()

@@ -217,7 +217,7 @@ async def test_when_cast_cannot_be_asked_the_typed_sender_is_kept_and_says_so(cl
     check = await resolved.check_sender(KEY, "ANYBRAND", "sms")
 
     assert (check.sender_id, check.channel, check.checked) == ("ANYBRAND", "sms", False)
-    assert check.note and "INVALID_API_KEY" in check.note
+    assert check.note and "Cast does not accept this API key" in check.note
 
 
 def test_a_sim_number_is_a_valid_sender_id_and_the_form_takes_a_channel():

@@ -169,6 +169,7 @@ class AdminService:
             cast_api_key=api_key,
             sender_id=check.sender_id,
             channel=channel,
+            low_credit_threshold=stored.low_credit_threshold if stored else None,
             enabled=stored.enabled if stored else True,
             updated_at=now,
             updated_by="admin",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from app.cast.schemas import (
     Channel,
     ErrorBody,
+    Profile,
     SenderId,
     SenderIdList,
     SendRequest,
@@ -17,6 +18,7 @@ from app.cast.schemas import (
     StatusResult,
     Unsubscribed,
     UnsubscribedList,
+    Usage,
 )
 from app.metrics import RequestObserver
 from app.retry import retry_after_seconds
@@ -43,7 +45,30 @@ USER_REASONS = {
     "CHANNEL_NOT_ALLOWED": (
         "This Cast account cannot send through the SIM gateway; ask Cast to enable it"
     ),
+    "INSUFFICIENT_CREDITS": "The Cast account is out of credits — top it up, then resend",
+    "CREDIT_LIMIT_REACHED": (
+        "The Cast account reached its postpaid credit limit — settle it with Cast, then resend"
+    ),
+    "INVALID_API_KEY": (
+        "Cast does not accept this API key — enter a valid key on the Cast SMS settings page"
+    ),
+    "API_KEY_REVOKED": (
+        "The Cast API key was revoked — create a new key in Cast and enter it on the Cast SMS "
+        "settings page"
+    ),
+    "API_KEY_EXPIRED": (
+        "The Cast API key has expired — create a new key in Cast and enter it on the Cast SMS "
+        "settings page"
+    ),
+    "USER_INACTIVE": "The Cast account is disabled — ask Cast to re-activate it",
+    "IP_NOT_WHITELISTED": (
+        "Cast refuses this server's IP address for the key — add the bridge's IP address to the "
+        "key's allow-list in Cast"
+    ),
 }
+# Refusals that say the key or its account cannot send at all (not this message): every send
+# with the key fails the same way until someone acts, so they fail fast and mark the key broken.
+KEY_STATE_CODES = frozenset(USER_REASONS) - {"CHANNEL_NOT_ALLOWED"}
 
 
 class CastError(Exception):
@@ -75,6 +100,11 @@ class CastError(Exception):
         if self.status is None or self.retryable or self.status in (401, 402):
             return False
         return self.code in UNSUBSCRIBED_CODES or bool(_UNSUBSCRIBED_WORDS.search(self.message))
+
+    @property
+    def key_state(self) -> bool:
+        """Cast refused the key or its account (credits, key, account, IP), not the message."""
+        return self.code in KEY_STATE_CODES
 
     @property
     def reason(self) -> str:
@@ -165,6 +195,16 @@ class CastClient:
                 status=response.status_code,
                 retryable=True,
             ) from exc
+
+    async def profile(self, api_key: str) -> Profile:
+        """`GET /api/v1/account/profile`: billing type, allowed channels, active."""
+        return await self._get(api_key, "account/profile", "profile", Profile, "profile")
+
+    async def usage(self, api_key: str, since: str, until: str) -> Usage:
+        """`GET /api/v1/account/usage?from=&to=` (dates YYYY-MM-DD): sent, failed, parts."""
+        return await self._get(
+            api_key, f"account/usage?from={since}&to={until}", "usage", Usage, "usage"
+        )
 
     async def sender_ids(self, api_key: str) -> list[SenderId]:
         """`GET /api/v1/account/sender-ids`: the account's approved sender IDs and their channel."""

@@ -94,3 +94,45 @@ class SenderIdList(BaseModel):
 
     success: bool = True
     sender_ids: list[SenderId]
+
+
+class Profile(BaseModel):
+    """`GET /api/v1/account/profile` (the fields the settings page shows)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    credits: int | None = None
+    billing_type: str | None = None  # "topup" (prepaid) or "postpaid"
+    allowed_channels: list[str] = []
+    is_active: bool = True
+
+
+class UsageDay(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    date: str  # YYYY-MM-DD
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    parts: int = 0
+
+
+class Usage(BaseModel):
+    """`GET /api/v1/account/usage`: totals and one row per day (Cast lists them newest first)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    total_sent: int = 0
+    total_failed: int = 0
+    total_parts: int = 0
+    daily: list[UsageDay] = []
+
+
+class KeyState(BaseModel):
+    """Why a Cast key cannot send (Cast refused the key or its account): Cast's code and the
+    words a GHL user reads."""
+
+    code: str
+    reason: str
+    at: float

@@ -27,6 +27,7 @@ MAX_FORM_BYTES = 32_768
 _LABELS = {
     "sender_id": "Sender ID",
     "channel": "Sender kind",
+    "low_credit_threshold": "Low-credit warning",
     "api_key": "Cast API key",
     "phone": "Mobile number",
 }
@@ -178,6 +179,7 @@ async def save(request: Request, service: LocationServiceDep) -> Response:
         fields = {
             "sender_id": form.get("sender_id"),
             "channel": form.get("channel"),
+            "low_credit_threshold": form.get("low_credit_threshold"),
             "api_key": form.get("api_key"),
             "enabled": "enabled" in form,
             "remove_api_key": "remove_api_key" in form,
@@ -187,7 +189,10 @@ async def save(request: Request, service: LocationServiceDep) -> Response:
         except ApiError as exc:
             if _wants_json(request):
                 raise
-            values = {"sender_id": form.get("sender_id", ""), "channel": form.get("channel", "")}
+            values = {
+                name: form.get(name, "")
+                for name in ("sender_id", "channel", "low_credit_threshold")
+            }
             return await _page(
                 service, session, token, status_code=exc.status, error=exc, values=values
             )

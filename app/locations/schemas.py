@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.cast.schemas import Channel, checked_cast_key
+from app.cast.schemas import Channel, KeyState, SenderId, Usage, checked_cast_key
+from app.locations.chart import Chart
 
 SENDER_ID_MAX = 11
 _SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
@@ -55,6 +56,7 @@ class LocationSettings(BaseModel):
     # The sender's Cast channel when set by hand (where Cast cannot be asked); None: as Cast's
     # sender-ID list says.
     channel: Channel | None = None
+    low_credit_threshold: int | None = None  # None: LOW_CREDIT_THRESHOLD
     enabled: bool = True
     updated_at: float
     updated_by: str | None = None
@@ -68,11 +70,12 @@ class SettingsForm(BaseModel):
 
     sender_id: str | None = None
     channel: Channel | None = None
+    low_credit_threshold: int | None = Field(None, ge=0, le=100_000_000)
     api_key: str | None = Field(None, max_length=200)
     enabled: bool = False
     remove_api_key: bool = False
 
-    @field_validator("sender_id", "api_key", "channel", mode="before")
+    @field_validator("sender_id", "api_key", "channel", "low_credit_threshold", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -152,6 +155,25 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountPanel:
+    """The Cast account the location sends with, as Cast reports it (None: not read)."""
+
+    credits: int | None
+    billing_type: str | None
+    threshold: int
+    threshold_is_own: bool
+    senders: list[SenderId] | None
+    usage: Usage | None
+    chart: Chart | None  # drawn as inline SVG by the template
+    state: KeyState | None  # Cast refuses the key: the page shows it broken
+    problems: list[str]
+
+    @property
+    def low(self) -> bool:
+        return self.credits is not None and self.credits < self.threshold
+
+
+@dataclass(frozen=True, slots=True)
 class SettingsView:
     """Everything the page shows; the key only masked."""
 
@@ -169,6 +191,7 @@ class SettingsView:
     channel_source: ChannelSource
     channel_setting: Channel | None  # the explicit per-location choice, if any
     updated_at: float | None
+    cast: AccountPanel | None
     recent: list[MessageRow]
     last_24h: Totals
     last_7d: Totals

@@ -1,16 +1,21 @@
 """The settings page's logic: SSO sign-in, what the page shows, saving, the test SMS."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from app.cast.account import CastAccountInfo
 from app.config import Settings
 from app.errors import ApiError
 from app.ghl.schemas import ProviderOutboundMessage
 from app.locations.accounts import CastAccounts, account_from
 from app.locations.pages import frame_origins
+from app.locations.chart import usage_chart, usage_days
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import (
+    AccountPanel,
     CastAccount,
     Connection,
     LocationSettings,
@@ -72,7 +77,9 @@ class LocationService:
         wake_worker: Callable[[], None],
         optouts: OptOutService | None = None,
         clock: Callable[[], float] = time.time,
+        account_info: CastAccountInfo | None = None,
     ) -> None:
+        self._account_info = account_info  # the Cast account panel (None: not shown)
         self._settings = settings
         self._repo = repository
         self._accounts = accounts
@@ -218,13 +225,17 @@ class LocationService:
         else:
             account = await self._accounts.with_channel(account)
         now = self._clock()
-        messages = await self._outbox.recent(location_id, since=now - 7 * DAY, limit=TOTALS_CAP)
+        messages, connection, panel = await asyncio.gather(
+            self._outbox.recent(location_id, since=now - 7 * DAY, limit=TOTALS_CAP),
+            self._connection(location_id),
+            self._panel(account.api_key, stored),
+        )
         capped = len(messages) >= TOTALS_CAP
         return SettingsView(
             location_id=location_id,
             user_name=session.user_name,
             can_edit=session.admin,
-            connection=await self._connection(location_id),
+            connection=connection,
             sender_id=stored.sender_id if stored else None,
             masked_key=mask_key(stored.cast_api_key) if stored else None,
             key_unreadable=stored.key_unreadable if stored else False,
@@ -235,10 +246,34 @@ class LocationService:
             channel_source=account.channel_source,
             channel_setting=stored.channel if stored else None,
             updated_at=stored.updated_at if stored else None,
+            cast=panel,
             recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
             opted_out=await self._optouts.count(location_id) if self._optouts else 0,
+        )
+
+    async def _panel(self, api_key: str, stored: LocationSettings | None) -> AccountPanel | None:
+        if self._account_info is None or not api_key:
+            return None
+        snapshot = await self._account_info.snapshot(api_key)
+        own = stored.low_credit_threshold if stored else None
+        usage = snapshot.usage
+        chart = (
+            usage_chart(usage_days(usage.daily, datetime.fromtimestamp(self._clock(), UTC).date()))
+            if usage is not None
+            else None
+        )
+        return AccountPanel(
+            credits=snapshot.credits,
+            billing_type=snapshot.profile.billing_type if snapshot.profile else None,
+            threshold=own if own is not None else self._settings.low_credit_threshold,
+            threshold_is_own=own is not None,
+            senders=snapshot.senders,
+            usage=usage,
+            chart=chart,
+            state=snapshot.state,
+            problems=snapshot.problems,
         )
 
     async def save(
@@ -267,6 +302,7 @@ class LocationService:
             cast_api_key=api_key,
             sender_id=check.sender_id,
             channel=form.channel,
+            low_credit_threshold=form.low_credit_threshold,
             enabled=form.enabled,
             updated_at=self._clock(),
             updated_by=session.user_id,

@@ -202,6 +202,13 @@ class Counters:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.credits = Gauge(
+            "cast_credits",
+            "Credits (SMS parts) left on a Cast account, by key fingerprint, as last read",
+            ("key",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         self.store_up = Gauge(
             "store_up",
             "1 when the store answered the scrape's queue queries",
@@ -252,6 +259,9 @@ class Counters:
                 self.upstream_errors.labels(name, operation, status).inc()
 
         return observe
+
+    def set_credits(self, key_fingerprint: str, credits: int) -> None:
+        self.credits.labels(key_fingerprint).set(credits)
 
     # Queues (read at scrape time) ---------------------------------------------------------
     def set_queue(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
+from app.cast.account import CastAccountInfo
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel, SendRequest
@@ -56,6 +57,7 @@ class OutboundWorker(LeasedQueueWorker):
         recipients: RecipientDirectory | None = None,
         accounts: CastAccounts | None = None,
         optouts: OptOutService | None = None,
+        account_info: CastAccountInfo | None = None,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -67,6 +69,7 @@ class OutboundWorker(LeasedQueueWorker):
         self._recipients = recipients
         self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
         self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
+        self._account_info = account_info  # key states and the credits metric (issue 22)
 
     async def _process(self, item: WorkItem) -> None:
         message = OutboundMessage.model_validate(item.data)
@@ -173,6 +176,8 @@ class OutboundWorker(LeasedQueueWorker):
             except CastError as exc:
                 if exc.recipient_unsubscribed and self._optouts is not None:
                     return await self._unsubscribed_at_cast(message, message.sender_id, exc)
+                if exc.key_state and self._account_info is not None:
+                    await self._account_info.states.refused(api_key, exc)
                 return self._cast_failed(message, exc)
             part.cast_message_id, part.cast_parts = result.message_id, result.parts
             part.channel = channel
@@ -183,6 +188,9 @@ class OutboundWorker(LeasedQueueWorker):
                 f"part {index}/{total} {result.message_id}"
                 + (" (replay)" if result.replayed else ""),
             )
+        if self._account_info is not None:  # the key works: clear a broken mark
+            await self._account_info.states.worked(api_key)
+            self._account_info.used(api_key)
         # Replies from this number may come back to this location; a test SMS never counts.
         if self._recipients is not None and not message.synthetic:
             await self._recipients.remember(

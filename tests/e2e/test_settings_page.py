@@ -422,3 +422,62 @@ async def test_the_page_shows_how_many_recipients_opted_out(page: Harness):
 
     assert re.search(r'id="opted-out">2 \(replied STOP', signed_in.text)
     assert "9171234567" not in signed_in.text
+
+
+async def test_out_of_credits_fails_at_once_and_the_page_shows_it_until_a_send_works(
+    page: Harness,
+):
+    page.cast.charge, page.cast.credits = True, 0
+    reason = "The Cast account is out of credits — top it up, then resend"
+
+    await page.post(webhook("m-broke"))
+    await page.wait_for(lambda: page.statuses_for("m-broke"), what="status at GHL")
+    broken, session = await sign_in(page)
+    page.cast.credits = 100
+    await page.post(webhook("m-topped-up", phone="+639181234567"))
+    await page.wait_for(lambda: page.statuses_for("m-topped-up"), what="status at GHL")
+    healthy = await post(page, "/settings/view", {"session": session})
+
+    assert page.statuses_for("m-broke") == [
+        {
+            "status": "failed",
+            "error": {"code": "INSUFFICIENT_CREDITS", "type": "saas", "message": reason},
+        }
+    ]
+    assert [r["status"] for r in page.cast.requests] == [402, 200]  # not retried
+    assert 'id="account-state"' in broken.text and reason in html.unescape(broken.text)
+    assert 'id="account-state"' not in healthy.text
+
+
+async def test_the_page_shows_balance_warning_approved_senders_and_usage_quickly(page: Harness):
+    page.cast.credits, page.cast.billing_type = 120, "postpaid"
+    page.cast.approve(CAST_KEY, "CASTTEST", "sms")
+    page.cast.approve(CAST_KEY, "+639170000001", "sim")
+    page.cast.usage_days = [{"date": "2026-11-30", "total": 9, "sent": 8, "failed": 1, "parts": 12}]
+
+    started = asyncio.get_running_loop().time()
+    _, session = await sign_in(page)
+    cold_seconds = asyncio.get_running_loop().time() - started
+    started = asyncio.get_running_loop().time()
+    warm = await post(page, "/settings/view", {"session": session})
+    warm_seconds = asyncio.get_running_loop().time() - started
+    async with httpx.AsyncClient(base_url=page.url) as client:
+        metrics = (await client.get("/metrics")).text
+
+    assert cold_seconds < 2.0 and warm_seconds < 0.3, (cold_seconds, warm_seconds)
+    assert 'data-credits="120"' in warm.text and "Postpaid" in warm.text
+    assert 'id="low-credit"' in warm.text and "below the warning level of 500" in warm.text
+    assert '<option value="+639170000001">' in warm.text and 'list="sender-choices"' in warm.text
+    assert 'id="usage-chart"' in warm.text and "<td>8</td><td>1</td><td>12</td>" in warm.text
+    assert 'bridge_cast_credits{key="' in metrics and "} 120.0" in metrics
+    assert sorted(page.cast.account_requests).count("balance") == 1  # the warm view: cached
+
+
+async def test_a_location_sets_its_own_low_credit_warning(page: Harness):
+    page.cast.credits = 800
+    _, session = await sign_in(page)
+
+    saved = await save(page, session, low_credit_threshold="1000", enabled="1")
+
+    assert saved.status_code == 200
+    assert "below the warning level of 1000" in saved.text

@@ -18,7 +18,11 @@
 - `GET /api/v1/{sms,sim}/status/{id}` answers from `dlr` (scripted statuses), only on the
   channel the message was sent through (404 on the other).
 - `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise;
-  `GET /api/v1/account/sender-ids`: the key's approved sender IDs with their channel.
+  `GET /api/v1/account/sender-ids`: the key's approved sender IDs with their channel;
+  `GET /api/v1/account/profile` (`billing_type`, allowed channels) and `/account/usage`
+  (`usage_days`, newest first, else today's sends). With `charge` set, each part costs a credit
+  and a send the balance cannot pay is refused with 402 INSUFFICIENT_CREDITS (topup) or
+  CREDIT_LIMIT_REACHED (postpaid, below `-credit_limit`).
 """
 
 import asyncio
@@ -83,6 +87,10 @@ class FakeCast:
         self.status_errors = 0  # the status endpoint answers this many 500s first
         self.status_requests: list[str] = []
         self.credits = 1000  # GET /api/v1/account/balance
+        self.charge = False  # each part costs a credit; 402 when the balance cannot pay
+        self.billing_type = "topup"
+        self.credit_limit = 0  # postpaid: how far below zero credits may go
+        self.usage_days: list[dict[str, Any]] | None = None  # GET /api/v1/account/usage
         self.unsubscribed: dict[str, list[dict[str, Any]]] = {}  # key -> list entries
         self.unsubscribed_requests: list[str] = []  # the key of every list request
         self.unsubscribed_refusal = (400, "VALIDATION_ERROR", "Recipient has unsubscribed")
@@ -174,6 +182,44 @@ class FakeCast:
             self.unsubscribed_requests.append(key)
             return JSONResponse({"success": True, "data": self.unsubscribed.get(key, [])})
 
+        @app.get("/api/v1/account/profile")
+        async def profile(request: Request) -> JSONResponse:
+            key = request.headers.get("x-api-key", "")
+            if key not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            self.account_requests.append("profile")
+            return JSONResponse(
+                {
+                    "success": True,
+                    "id": 1,
+                    "name": "Test account",
+                    "credits": self.credits,
+                    "billing_type": self.billing_type,
+                    "allowed_channels": sorted(self.channels_of(key)),
+                    "is_active": True,
+                }
+            )
+
+        @app.get("/api/v1/account/usage")
+        async def usage(request: Request) -> JSONResponse:
+            key = request.headers.get("x-api-key", "")
+            if key not in self.api_keys:
+                return _error(401, "INVALID_API_KEY", "invalid API key")
+            self.account_requests.append("usage")
+            daily = self.usage_days if self.usage_days is not None else self._today(key)
+            return JSONResponse(
+                {
+                    "success": True,
+                    "from": request.query_params.get("from"),
+                    "to": request.query_params.get("to"),
+                    "total": sum(d["total"] for d in daily),
+                    "total_sent": sum(d["sent"] for d in daily),
+                    "total_failed": sum(d["failed"] for d in daily),
+                    "total_parts": sum(d["parts"] for d in daily),
+                    "daily": daily,
+                }
+            )
+
         @app.get("/api/v1/account/sender-ids")
         async def sender_ids(request: Request) -> JSONResponse:
             key = request.headers.get("x-api-key", "")
@@ -257,8 +303,11 @@ class FakeCast:
             refused = self._sender_refused(key, channel, body.get("sender_id"))
             if refused is not None:
                 return refused
-            message_id = f"CAST{next(self._ids):08d}"
             parts = _parts(str(body["message"]))
+            unpaid = self._unpaid(parts)
+            if unpaid is not None:
+                return unpaid
+            message_id = f"CAST{next(self._ids):08d}"
             answer = {"success": True, "message_id": message_id, "parts": parts}
             self.sent.append(
                 {
@@ -279,6 +328,25 @@ class FakeCast:
             if idem:
                 self._idempotent[(key, idem)] = answer
             return JSONResponse(answer)
+
+    def _unpaid(self, parts: int) -> JSONResponse | None:
+        if not self.charge:
+            return None
+        floor = -self.credit_limit if self.billing_type == "postpaid" else 0
+        if self.credits - parts < floor:
+            if self.billing_type == "postpaid":
+                return _error(402, "CREDIT_LIMIT_REACHED", "credit limit reached")
+            return _error(402, "INSUFFICIENT_CREDITS", f"insufficient credits: need {parts}")
+        self.credits -= parts
+        return None
+
+    def _today(self, key: str) -> list[dict[str, Any]]:
+        mine = [sms for sms in self.sent if sms["key"] == key]
+        if not mine:
+            return []
+        parts = sum(_parts(str(sms["message"])) for sms in mine)
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        return [{"date": day, "total": len(mine), "sent": len(mine), "failed": 0, "parts": parts}]
 
     def _sender_refused(self, key: str, channel: str, sender_id: Any) -> JSONResponse | None:
         """400 unless the key's sender ID (or, when none is given, its first one) is approved

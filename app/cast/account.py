@@ -1,0 +1,166 @@
+"""A Cast account at a glance (issue 22): balance, billing type, approved sender IDs, the last 30
+days of usage, and whether Cast currently refuses the key.
+
+Every answer is cached per key fingerprint (balance 60 s, profile 5 min, usage 10 min; sender
+IDs through the SenderDirectory), so the settings page opens without asking Cast again. The
+calls wait for the per-IP request budget like receipt polls (`pace`), never for the key's send
+budget, and the page waits for them at most `timeout` seconds in total: what Cast did not answer
+by then shows as "could not be read". A balance read sets `bridge_cast_credits{key}`; one that
+Cast refuses with a key-state code marks the key broken, one that succeeds clears it.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.cast.client import CastClient, CastError
+from app.cast.pacing import key_fingerprint
+from app.cast.repository import KeyStates
+from app.cast.schemas import KeyState, Profile, SenderId, Usage
+from app.cast.senders import SenderDirectory
+from app.metrics import Counters
+
+log = logging.getLogger(__name__)
+
+BALANCE_SECONDS, PROFILE_SECONDS, USAGE_SECONDS = 60.0, 300.0, 600.0
+CREDITS_REFRESH_SECONDS = 300.0  # the metric: balances of keys that sent in the last hour
+ACTIVE_KEY_SECONDS = 3600.0
+USAGE_DAYS = 30
+PAGE_TIMEOUT_SECONDS = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """What the page shows of a Cast account; None where Cast did not answer (see `problems`)."""
+
+    credits: int | None = None
+    profile: Profile | None = None
+    senders: list[SenderId] | None = None
+    usage: Usage | None = None
+    state: KeyState | None = None  # Cast refuses the key: why
+    problems: list[str] = field(default_factory=list)
+
+
+class CastAccountInfo:
+    def __init__(
+        self,
+        cast: CastClient,
+        senders: SenderDirectory,
+        states: KeyStates,
+        counters: Counters | None = None,
+        pace: Callable[[], Awaitable[None]] | None = None,
+        *,
+        timeout: float = PAGE_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cast = cast
+        self._senders = senders
+        self.states = states
+        self._counters = counters
+        self._pace = pace
+        self._timeout = timeout
+        self._clock = clock
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._active: dict[str, tuple[str, float]] = {}  # fingerprint -> (key, last send)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def snapshot(self, api_key: str) -> AccountSnapshot:
+        """Everything at once, from the caches or Cast, within `timeout` seconds."""
+        names = ("credits", "profile", "senders", "usage")
+        tasks = [
+            asyncio.ensure_future(self.credits(api_key)),
+            asyncio.ensure_future(self._cached(api_key, "profile", PROFILE_SECONDS, self._profile)),
+            asyncio.ensure_future(self._senders.senders(api_key)),
+            asyncio.ensure_future(self._cached(api_key, "usage", USAGE_SECONDS, self._usage)),
+        ]
+        done, pending = await asyncio.wait(tasks, timeout=self._timeout)
+        for task in pending:  # the cache keeps whatever arrives later for the next view
+            task.add_done_callback(_ignore_result)
+        values: dict[str, Any] = {}
+        problems = []
+        for name, task in zip(names, tasks, strict=True):
+            if task not in done:
+                problems.append(f"{name}: Cast did not answer in time")
+            elif (error := task.exception()) is not None:
+                reason = error.reason if isinstance(error, CastError) else str(error)
+                problems.append(f"{name}: {reason}")
+            else:
+                values[name] = task.result()
+        return AccountSnapshot(**values, state=await self.states.get(api_key), problems=problems)
+
+    async def credits(self, api_key: str) -> int:
+        return await self._cached(api_key, "credits", BALANCE_SECONDS, self._balance)
+
+    def used(self, api_key: str) -> None:
+        """The worker sent with this key: keep its balance metric fresh for the next hour."""
+        self._active[key_fingerprint(api_key)] = (api_key, self._clock())
+
+    async def keep_credits_fresh(self, interval: float = CREDITS_REFRESH_SECONDS) -> None:
+        """Runs until cancelled: every `interval`, the balance of each recently used key."""
+        while True:
+            await asyncio.sleep(interval)
+            now = self._clock()
+            for fingerprint, (api_key, at) in list(self._active.items()):
+                if now - at > ACTIVE_KEY_SECONDS:
+                    del self._active[fingerprint]
+                else:
+                    await self.refresh_credits(api_key)
+
+    async def refresh_credits(self, api_key: str) -> None:
+        """Read the balance again (the metric's refresher); errors are logged, not raised."""
+        self._cache.pop(("credits", key_fingerprint(api_key)), None)
+        try:
+            await self.credits(api_key)
+        except CastError as exc:
+            log.warning(
+                "could not read a Cast balance",
+                extra={"key": key_fingerprint(api_key), "reason": exc.message},
+            )
+
+    async def _cached(
+        self, api_key: str, what: str, ttl: float, fetch: Callable[[str], Awaitable[Any]]
+    ) -> Any:
+        slot = (what, key_fingerprint(api_key))
+        cached = self._cache.get(slot)
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        async with self._locks.setdefault(slot, asyncio.Lock()):  # one request per key and kind
+            cached = self._cache.get(slot)
+            if cached is not None and cached[0] > self._clock():
+                return cached[1]
+            if self._pace is not None:
+                await self._pace()
+            try:
+                value = await fetch(api_key)
+            except CastError as exc:
+                if exc.key_state:
+                    await self.states.refused(api_key, exc)
+                raise
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[slot] = (self._clock() + ttl, value)
+            return value
+
+    async def _balance(self, api_key: str) -> int:
+        credits = await self._cast.account_balance(api_key)
+        await self.states.checked(api_key, credits)  # a check with the key succeeded
+        if self._counters is not None:
+            self._counters.set_credits(key_fingerprint(api_key), credits)
+        return credits
+
+    async def _profile(self, api_key: str) -> Profile:
+        return await self._cast.profile(api_key)
+
+    async def _usage(self, api_key: str) -> Usage:
+        today = datetime.now(UTC).date()
+        since = today - timedelta(days=USAGE_DAYS - 1)
+        return await self._cast.usage(api_key, since.isoformat(), today.isoformat())
+
+
+def _ignore_result(task: "asyncio.Future[Any]") -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning

@@ -1,0 +1,72 @@
+"""Cast keys Cast refused as a whole (out of credits, key revoked or invalid, account disabled, IP
+not allowed): the only Cast code touching the store.
+
+One document per key fingerprint in `cast_key_states`, written when a send or an account check
+is refused with such a code, deleted when a send or a check with the key succeeds again. Every
+bridge process and the settings page read the same state. The hot path asks "is this key marked
+broken?" through a cache of a few seconds, so a healthy key costs one store read per key per
+`ttl`, not one per message.
+"""
+
+import time
+from collections.abc import Callable
+
+from app.cast.client import CastError
+from app.cast.pacing import key_fingerprint
+from app.cast.schemas import KeyState
+from app.store import Store
+
+COLLECTION = "cast_key_states"
+STATE_CACHE_SECONDS = 5.0
+# A readable balance proves the key and the account work, not that a send can be paid for.
+CREDIT_CODES = frozenset({"INSUFFICIENT_CREDITS", "CREDIT_LIMIT_REACHED"})
+
+
+class KeyStates:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl: float = STATE_CACHE_SECONDS,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock, self._monotonic = clock, monotonic
+        self._marked: dict[str, tuple[float, bool]] = {}  # fingerprint -> (until, broken)
+
+    async def get(self, api_key: str) -> KeyState | None:
+        doc = await self._store.get_doc(COLLECTION, key_fingerprint(api_key))
+        return KeyState.model_validate(doc.data) if doc else None
+
+    async def refused(self, api_key: str, exc: CastError) -> None:
+        """Cast refused the key as a whole (`exc.key_state`): mark it broken, with the reason."""
+        fingerprint = key_fingerprint(api_key)
+        state = KeyState(code=exc.code or "", reason=exc.reason, at=self._clock())
+        await self._store.put_doc(COLLECTION, fingerprint, state.model_dump())
+        self._marked[fingerprint] = (self._monotonic() + self._ttl, True)
+
+    async def checked(self, api_key: str, credits: int) -> None:
+        """Cast answered a balance check: clears a key or account refusal, and an
+        out-of-credits one once the prepaid balance is above zero (a postpaid limit only clears
+        with a send)."""
+        state = await self.get(api_key)
+        if state is None:
+            return
+        if state.code == "CREDIT_LIMIT_REACHED" or (state.code in CREDIT_CODES and credits <= 0):
+            return
+        await self._store.delete_doc(COLLECTION, key_fingerprint(api_key))
+        self._marked[key_fingerprint(api_key)] = (self._monotonic() + self._ttl, False)
+
+    async def worked(self, api_key: str) -> None:
+        """A send or a check with the key succeeded: clear a broken mark, if any."""
+        fingerprint = key_fingerprint(api_key)
+        now = self._monotonic()
+        cached = self._marked.get(fingerprint)
+        if cached is not None and cached[0] > now and not cached[1]:
+            return
+        if len(self._marked) > 10_000:
+            self._marked.clear()
+        await self._store.delete_doc(COLLECTION, fingerprint)
+        self._marked[fingerprint] = (now + self._ttl, False)
