@@ -11,8 +11,8 @@ from app.config import Settings
 from app.errors import ApiError
 from app.ghl.schemas import ProviderOutboundMessage
 from app.locations.accounts import CastAccounts, account_from
-from app.locations.pages import frame_origins
 from app.locations.chart import usage_chart, usage_days
+from app.locations.pages import frame_origins
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import (
     AccountPanel,
