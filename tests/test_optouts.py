@@ -8,6 +8,10 @@ from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
 from app.config import Settings, SettingsError, load_settings
 from app.ghl.client import GHLClient
+from app.inbound.repository import InboxRepository, RecipientDirectory
+from app.inbound.routing import InboundRouter, routing_window
+from app.inbound.schemas import InboundPayload, InboundSMS
+from app.inbound.worker import InboundWorker
 from app.locations.accounts import CastAccounts
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
@@ -191,3 +195,43 @@ async def test_an_opt_out_the_list_no_longer_shows_is_not_sent_to_ghl(store: Sto
     assert ghl.contact_updates == [] and ghl.sms_dnd("l1", PHONE) is None
     task = await DndQueue(store).get("t1")
     assert task is not None and task.outcome == "superseded"
+
+
+# STOP as stages of the inbound message ----------------------------------------------------------
+async def test_a_stop_interrupted_after_ghl_resumes_without_adding_it_twice(store: Store) -> None:
+    ghl = FakeGHL()
+    settings = _settings()
+    inbox = InboxRepository(store)
+    stop = InboundSMS.from_payload(
+        InboundPayload.model_validate({"from": "09171234567", "message": "Stop", "id": "g1"}), 1e9
+    )
+    stop.assign(1e9, "l1", "manual")
+    assert await inbox.add(stop)
+    crashes = [RuntimeError("the process died here")]
+
+    def wake_dnd() -> None:  # runs right after the DND task is stored
+        if crashes:
+            raise crashes.pop()
+
+    service = OptOutService(settings, OptOutList(store), DndQueue(store), Counters(), wake_dnd)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=ghl.app), base_url="http://g"
+    ) as http:
+        dnd = await _dnd_worker(store, ghl, http)  # installs l1
+        client = GHLClient(http)
+        tokens = TokenService(
+            settings, store, InstallationRepository(store, CIPHER), client, Counters()
+        )
+        router = InboundRouter(settings, RecipientDirectory(store, routing_window(settings)))
+        worker = InboundWorker(settings, inbox, router, client, tokens, Counters(), optouts=service)
+        for _ in range(2):  # the interrupted attempt, then the one that resumes it
+            (item,) = await inbox.claim(now=9e9, lease_seconds=10, limit=1)
+            await worker._process(item)
+        (task,) = await DndQueue(store).claim(now=9e9, lease_seconds=10, limit=5)
+        await dnd._process(task)
+
+    done = await inbox.get("gw:g1")
+    assert done is not None and done.status == "delivered"
+    assert len(ghl.inbound) == 1 and len(ghl.contact_updates) == 1
+    assert ghl.sms_dnd("l1", PHONE) == "active"
+    assert await OptOutList(store).get("l1", PHONE) is not None
