@@ -4,6 +4,8 @@ list, Cast refusing a send, and several replicas sharing the sync."""
 import json
 from pathlib import Path
 
+import httpx
+
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from tests.e2e.test_inbound import INBOUND_KEY, SENDER, SENDER_E164, post_sms, sms, wait_record
@@ -48,6 +50,11 @@ async def test_stop_sets_sms_dnd_and_the_next_message_fails_without_reaching_cas
     assert [a["body"]["message"] for a in h.ghl.inbound] == [" Stop! "]  # still in the thread
     contact = h.ghl.contact(LOCATION, SENDER_E164)
     assert contact is not None and "Replied STOP" in contact["dndSettings"]["SMS"]["message"]
+    async with httpx.AsyncClient(base_url=h.url, timeout=10) as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'bridge_optouts_total{event="opt_out",source="keyword"} 1.0' in metrics
+    assert 'bridge_sends_refused_optout_total{source="keyword"} 1.0' in metrics
+    assert 'bridge_ghl_dnd_updates_total{outcome="set"} 1.0' in metrics
 
 
 async def test_a_repeated_stop_sets_dnd_once(harness: Harness):
