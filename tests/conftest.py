@@ -55,3 +55,14 @@ async def store(
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An embedded SQLite store in tmp_path (the unit tests of the state machines)."""
+    opened = SQLiteStore(tmp_path / "unit.sqlite3")
+    await opened.start()
+    try:
+        yield opened
+    finally:
+        await opened.close()

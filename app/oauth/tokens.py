@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
@@ -75,8 +76,10 @@ class TokenService:
         repository: InstallationRepository,
         ghl: GHLClient,
         counters: Counters | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._store = store
         self._repo = repository
         self._ghl = ghl
@@ -126,7 +129,7 @@ class TokenService:
         Used at agency install time and on INSTALL webhooks: it also heals a location marked
         `needs_reauth`. False (and logged) when no token could be obtained now.
         """
-        await self._repo.link(location_id, company_id, time.time())
+        await self._repo.link(location_id, company_id, self._clock())
         try:
             await self._refresh(location_key(location_id), rejected=None, heal=True)
         except (TokenUnavailable, GHLError) as exc:
@@ -143,7 +146,7 @@ class TokenService:
         if found is not None:
             installation, _ = found
             _check_usable(installation)
-            if _fresh(installation):
+            if self._fresh(installation):
                 return installation.access_token
         return await self._refresh(key, rejected=None)
 
@@ -157,7 +160,7 @@ class TokenService:
             if heal:
                 return None
             _check_usable(installation)
-        if not _fresh(installation):
+        if not self._fresh(installation):
             return None
         if rejected is not None and installation.access_token == rejected:
             return None
@@ -172,7 +175,7 @@ class TokenService:
                 if token is not None:
                     return token
                 if await self._store.acquire_lease(
-                    lease, self._owner, now=time.time(), seconds=self._lease_seconds
+                    lease, self._owner, now=self._clock(), seconds=self._lease_seconds
                 ):
                     break
                 await asyncio.sleep(WAIT_STEP_SECONDS)
@@ -258,7 +261,7 @@ class TokenService:
         self, old: Installation, rev: int, pair: TokenResponse, **extra: object
     ) -> str:
         """Write a pair GHL just issued; never lose it to a concurrent non-token change."""
-        now = time.time()
+        now = self._clock()
         fields: dict[str, object] = {
             "access_token": pair.access_token,
             "refresh_token": pair.refresh_token or old.refresh_token,
@@ -327,7 +330,7 @@ class TokenService:
             return await self._store_pair(
                 old, rev, pair, source="company", company_id=company_id, user_type="Location"
             )
-        now = time.time()
+        now = self._clock()
         installation = Installation(
             id=location_key(location_id),
             kind="location",
@@ -352,15 +355,15 @@ class TokenService:
 
     async def _mark_reauth(self, installation: Installation, rev: int, reason: str) -> None:
         flagged = installation.model_copy(
-            update={"needs_reauth": True, "reauth_reason": reason, "updated_at": time.time()}
+            update={"needs_reauth": True, "reauth_reason": reason, "updated_at": self._clock()}
         )
         if installation.location_id is not None:
             self._usable_until.pop(installation.location_id, None)
         await self._repo.swap(flagged, rev)
 
-
-def _fresh(installation: Installation) -> bool:
-    return installation.expires_at - time.time() > REFRESH_AHEAD_SECONDS
+    def _fresh(self, installation: Installation) -> bool:
+        """Valid for more than REFRESH_AHEAD_SECONDS: a token is renewed ahead of expiry."""
+        return installation.expires_at - self._clock() > REFRESH_AHEAD_SECONDS
 
 
 def _check_usable(installation: Installation) -> None:
