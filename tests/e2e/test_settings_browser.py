@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from tests.fakes.server import ServerThread
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
-from tests.support.harness import Harness, webhook
+from tests.support.harness import CAST_KEY, Harness, webhook
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -288,3 +289,79 @@ async def test_the_page_opened_outside_ghl_has_no_user_and_shows_no_settings(
         ec.text_to_be_present_in_element((By.ID, "sso-status"), "Open Cast SMS")
     )
     assert driver.find_elements(By.ID, "settings-form") == []
+
+
+async def test_the_cast_account_panel_shows_balance_warning_sender_choice_and_chart(
+    started: Harness, open_in_ghl: Any
+):
+    cast = started.cast
+    cast.credits = 120  # below the default warning level of 500
+    cast.approve(CAST_KEY, "CASTTEST", "sms")
+    cast.approve(CAST_KEY, "+639170000001", "sim")
+    today = datetime.now(UTC).date()
+    cast.usage_days = [
+        {
+            "date": (today - timedelta(days=n)).isoformat(),
+            "total": t,
+            "sent": t - f,
+            "failed": f,
+            "parts": t + 2,
+        }
+        for n, t, f in [(0, 14, 1), (1, 22, 0), (3, 9, 2), (6, 30, 3), (12, 17, 0), (20, 8, 1)]
+    ]
+    browser = open_in_ghl(sso_payload(user_context()))
+
+    _wait_for(browser, "settings-form")
+    credits = browser.find_element(By.ID, "credits")
+    warning = browser.find_element(By.ID, "low-credit")
+    chart = browser.find_element(By.ID, "usage-chart")
+    bars = browser.find_elements(By.CSS_SELECTOR, "#usage-chart rect.sent")
+    choices = [
+        option.get_attribute("value")
+        for option in browser.find_elements(By.CSS_SELECTOR, "#sender-choices option")
+    ]
+    assert "120" in credits.text and warning.is_displayed() and "120 credits" in warning.text
+    assert choices == ["CASTTEST", "+639170000001"]
+    assert len(bars) == 30 and 0 < chart.size["width"] <= FRAME_WIDTH
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    _screenshots(browser)
+
+    sender = browser.find_element(By.ID, "sender_id")
+    sender.clear()
+    sender.send_keys("+639170000001")
+    save = browser.find_element(By.ID, "save")
+    save.click()
+    WebDriverWait(browser, WAIT).until(ec.staleness_of(save))
+    notice = _wait_for(browser, "notice")
+    assert "Cast approved it for the sim channel" in notice.text
+    kind = browser.find_element(By.ID, "sender-kind")
+    assert kind.get_attribute("data-channel") == "sim" and "Two-way" in kind.text
+
+
+def _screenshots(browser: "WebDriver") -> None:
+    """With SCREENSHOT_DIR set, the page at GHL's narrowest iframe (360 px) and at 1024 px
+    (the README shows them: docs/img/)."""
+    target = os.environ.get("SCREENSHOT_DIR")
+    if not target:
+        return
+    browser.switch_to.default_content()
+    for width in (FRAME_WIDTH, 1024):
+        browser.set_window_size(width + 40, 3000)
+        browser.execute_script(
+            "const f = document.getElementById('custom-page');"
+            f"f.style.width = '{width}px'; f.style.height = '100px';"
+        )
+        frame = browser.find_element(By.ID, "custom-page")
+        browser.switch_to.frame(frame)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.switch_to.default_content()
+        browser.execute_script(
+            f"document.getElementById('custom-page').style.height = '{height}px';"
+        )
+        frame.screenshot(str(Path(target) / f"settings-{width}.png"))
+    browser.execute_script(
+        f"document.getElementById('custom-page').style.width = '{FRAME_WIDTH}px';"
+    )
+    browser.switch_to.frame(browser.find_element(By.ID, "custom-page"))
