@@ -20,6 +20,7 @@ from tests.support.harness import CAST_KEY, ENCRYPTION_KEY
 
 START = 1_800_000_000.0
 DAY = 86_400
+DEFAULT = object()  # a scripted outcome: the method's default answer
 
 
 class FakeClock:
@@ -79,10 +80,10 @@ async def install(
 
 
 class Scripted:
-    """Records every call by method name; a test queues outcomes per method (an exception is
-    raised, anything else returned); without one, the method's default answer (numbered 1, 2, ...
-    per method, in the order defaults are given). `hold(method)` makes its calls wait until the
-    returned event is set (a call in flight)."""
+    """Records every call by method name. A test queues outcomes per method: an exception is
+    raised, DEFAULT gives the default answer, anything else is returned; with none queued, the
+    default answer (numbered 1, 2, ... per method, in the order given). `hold(method)` makes
+    its calls wait until the returned event is set (a call in flight)."""
 
     def __init__(self) -> None:
         self.calls: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
@@ -113,7 +114,8 @@ class Scripted:
             outcome = self._outcomes[method].popleft()
             if isinstance(outcome, BaseException):
                 raise outcome
-            return outcome
+            if outcome is not DEFAULT:
+                return outcome
         return default(next(self._ids[method]))
 
 
