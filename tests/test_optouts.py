@@ -1,11 +1,14 @@
 """Opt-out rules without HTTP servers: keywords, recognising Cast's refusal, the settings, the
 sync's memory across restarts and the DND update's care for the contact's other settings."""
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
+from app.cast.schemas import Unsubscribed
 from app.config import Settings, SettingsError, load_settings
 from app.ghl.client import GHLClient
 from app.inbound.repository import InboxRepository, RecipientDirectory
@@ -18,8 +21,9 @@ from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.optouts.keywords import Keyword, match_keyword
 from app.optouts.repository import DndQueue, OptOutList, SyncLedger
+from app.optouts.schemas import OptOut
 from app.optouts.service import OptOutService
-from app.optouts.sync import CastOptOutSync
+from app.optouts.sync import CastOptOutSync, sender_matches
 from app.optouts.worker import DndWorker
 from app.store import Store
 from tests.fakes.cast import FakeCast
@@ -235,3 +239,25 @@ async def test_a_stop_interrupted_after_ghl_resumes_without_adding_it_twice(stor
     assert len(ghl.inbound) == 1 and len(ghl.contact_updates) == 1
     assert ghl.sms_dnd("l1", PHONE) == "active"
     assert await OptOutList(store).get("l1", PHONE) is not None
+
+
+@pytest.mark.parametrize(
+    ("listed", "ours", "match"),
+    [
+        ("castTest", "CASTTEST", True),
+        ("639170000001", "+639170000001", True),
+        ("OTHER", "CASTTEST", False),
+        ("OTHER", None, True),  # a location without a sender ID sends with the account's default
+    ],
+)
+def test_a_cast_entry_matches_the_locations_sender_id_in_any_spelling(listed, ours, match):
+    entry = Unsubscribed(phone=PHONE, sender_id=listed, unsubscribed_at=None)
+    assert sender_matches(entry, ours) is match
+
+
+def test_the_refusal_reason_names_the_philippine_date() -> None:
+    at = datetime(2026, 12, 1, 17, 30, tzinfo=UTC).timestamp()  # 01:30 on the 2nd in Manila
+    optout = OptOut(
+        location_id="l1", phone=PHONE, source="keyword", at=at, recorded_at=at, keyword="STOP"
+    )
+    assert optout.reason == "The recipient opted out (replied STOP on 2026-12-02)"

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.inbound.schemas import PH_TIME
 from app.logs import mask_phone
 
 HISTORY_LIMIT = 30
@@ -15,7 +16,8 @@ Source = Literal["keyword", "cast", "cast_refusal"]
 
 
 def day(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+    """The date in the Philippines (where the recipients and the GHL users are)."""
+    return datetime.fromtimestamp(at, PH_TIME).strftime("%Y-%m-%d")
 
 
 def minute(at: float) -> str:

@@ -25,6 +25,7 @@ from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer, key_fingerprint
 from app.cast.schemas import Unsubscribed
 from app.config import Settings
+from app.inbound.routing import route_key
 from app.locations.accounts import CastAccounts
 from app.logs import mask_phone
 from app.metrics import Counters
@@ -53,10 +54,11 @@ def _timestamp(value: str | None, default: float) -> float:
         return default
 
 
-def _matches(entry: Unsubscribed, sender_id: str | None) -> bool:
+def sender_matches(entry: Unsubscribed, sender_id: str | None) -> bool:
+    """A sender name in any case, a SIM number in any PH format."""
     if sender_id is None or not entry.sender_id:
         return True
-    return entry.sender_id.strip().upper() == sender_id.strip().upper()
+    return route_key(entry.sender_id) == route_key(sender_id)
 
 
 class CastOptOutSync:
@@ -177,7 +179,7 @@ class CastOptOutSync:
             return
         at = _timestamp(entry.unsubscribed_at, self._clock())
         for location_id, sender_id in senders:
-            if not _matches(entry, sender_id):
+            if not sender_matches(entry, sender_id):
                 continue
             await self._optouts.opt_out(
                 location_id, phone, source="cast", at=at, sender_id=entry.sender_id
