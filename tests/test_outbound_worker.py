@@ -344,3 +344,27 @@ async def test_a_message_cancelled_while_cast_answers_is_handed_back_due_at_once
     await accept(sqlite_store, clock)
     item = await cancel_in_flight(worker, sqlite_store, QUEUE, clock, cast, "send_sms")
     assert (item.state, item.due_at, item.lease) == (PENDING, clock(), None)
+
+
+async def test_an_unexpected_poll_error_past_the_receipt_deadline_counts_as_delivered_unconfirmed(
+    worker, sqlite_store, cast, ghl, clock
+):
+    await sent(worker, sqlite_store, clock)
+    clock.advance(1800)
+    cast.script("message_status", RuntimeError("a bug"))
+    item, message = await process(worker, sqlite_store, clock)
+    assert (item.due_at, message.status, message.delivery) == (clock(), "delivered", "unconfirmed")
+    item, _ = await process(worker, sqlite_store, clock)
+    assert item.state == DONE and reported(ghl) == [("delivered", None)]
+
+
+async def test_an_unexpected_report_error_is_retried_until_the_status_deadline(
+    accepted_mode, sqlite_store, ghl, clock
+):
+    await accept(sqlite_store, clock)
+    ghl.script("update_message_status", RuntimeError("a bug"), RuntimeError("a bug"))
+    item, message = await process(accepted_mode, sqlite_store, clock)
+    assert (item.state, events(message)[-1]) == (PENDING, "unexpected_error")
+    clock.advance(900)
+    item, message = await process(accepted_mode, sqlite_store, clock)
+    assert (item.state, message.reported, events(message)[-1]) == (DONE, False, "report_failed")
