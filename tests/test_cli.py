@@ -196,6 +196,17 @@ async def test_sender_id_sets_and_clears_a_locations_sender_id(harness: Harness)
     assert cleared == 0 and json.loads(as_json)["effective_sender_id"] == "CASTTEST"
 
 
+async def test_sender_id_checks_the_sender_with_cast_and_takes_a_channel(harness: Harness):
+    await harness.seed_installation()
+    harness.cast.approve(CAST_KEY, "+639170000001", "sim")
+
+    refused, _ = await run("sender-id", LOCATION, "NOPE")
+    code, text = await run("sender-id", LOCATION, "09170000001", "--channel", "sim")
+
+    assert refused == 1
+    assert code == 0 and "+639170000001 through the sim channel (set by hand)" in text
+
+
 async def test_check_config_passes_when_the_store_ghl_and_cast_answer(env: dict[str, str]):
     code, text = await run("check-config")
     json_code, as_json = await run("check-config", "--json")

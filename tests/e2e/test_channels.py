@@ -114,3 +114,21 @@ async def test_an_account_without_the_sim_channel_fails_the_message_with_a_clear
         }
     ]
     assert [r["status"] for r in harness.cast.requests] == [403]  # not retried
+
+
+async def test_receipts_are_polled_on_the_channel_the_message_went_through(channels: Harness):
+    channels.cast.next_dlr.append(
+        [{"status": "sent"}, {"status": "sent"}, {"status": "delivered", "dlr_status": "DELIVRD"}]
+    )
+    channels.start()
+    await channels.post(webhook("m-in-flight", locationId=SIM_LOCATION))
+    await channels.wait_for(lambda: channels.cast.sent, what="the send at Cast")
+
+    switched = await call(
+        channels, "PUT", f"/api/admin/locations/{SIM_LOCATION}/sender-id", {"sender_id": "CASTTEST"}
+    )
+    delivered = await wait_message(channels, "m-in-flight", "delivered")
+
+    assert switched.status_code == 200 and switched.json()["channel"] == "sms"
+    assert (delivered["channel"], delivered["delivery"]) == ("sim", "confirmed")
+    assert delivered["polls"] >= 3  # every poll answered: /sim/status, not /sms/status (404)
