@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:3002")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_timeout_seconds: float = Field(20.0, gt=0)
+    api_docs: bool = False
     max_body_bytes: int = Field(1_048_576, ge=4096, description="larger request bodies get 413")
 
     # GHL

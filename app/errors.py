@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.logs import mask_phones_in
 from app.store import StoreUnavailable
 
 log = logging.getLogger("app.http")
@@ -34,7 +35,8 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ApiError:
     first = exc.errors()[0]
     location = [str(part) for part in first["loc"] if part not in ("body", "query", "header")]
     field = ".".join(location) or None
-    message = first["msg"] if field is None else f"{field}: {first['msg']}"
+    text = mask_phones_in(first["msg"]) or ""  # a validator's words never carry a number
+    message = text if field is None else f"{field}: {text}"
     return ApiError(422, "invalid_payload", message, field)
 
 

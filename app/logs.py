@@ -13,13 +13,25 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
-# A phone number in free text; not digits inside an identifier such as CAST00000001.
-_PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d ()-]{5,}\d(?![A-Za-z0-9])")
+# A phone number in free text, whatever its spelling ('+63 917-123-4567', '+63+9171234567',
+# '0917x123x4567', '0917.123.4567'): digits and separators, at least 7 digits (checked below);
+# not digits inside an identifier such as CAST00000001.
+_PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d \t()+./_*#xX-]{5,}\d(?![A-Za-z0-9])")
+_PHONE_MIN_DIGITS = 7
+# Log fields that carry free text (reasons, errors): masked again when the line is written.
+_FREE_TEXT_FIELDS = ("reason", "detail", "error", "exc")
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    found = match.group()
+    if sum(ch.isdigit() for ch in found) < _PHONE_MIN_DIGITS:
+        return found
+    return mask_phone(found)
 
 
 def mask_phones_in(text: str | None) -> str | None:
     """Free text (a failure reason, a history detail) with every phone number in it masked."""
-    return _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text) if text else text
+    return _PHONE_IN_TEXT.sub(_mask_match, text) if text else text
 
 
 def mask_phone(phone: str | None) -> str:
@@ -36,7 +48,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": mask_phones_in(record.getMessage()),
         }
         request_id = request_id_var.get()
         if request_id:
@@ -46,6 +58,10 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
+        for key in _FREE_TEXT_FIELDS:  # a reason may quote input: no number leaves unmasked
+            value = line.get(key)
+            if isinstance(value, str):
+                line[key] = mask_phones_in(value)
         return json.dumps(line, default=str, ensure_ascii=False)
 
 

@@ -230,8 +230,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(title="Cast SMS for GoHighLevel", version="0.1.0", lifespan=lifespan)
-    app.state.settings = settings or load_settings()
+    settings = settings or load_settings()
+    docs = settings.api_docs  # /docs, /redoc, /openapi.json list the admin API: off by default
+    app = FastAPI(
+        title="Cast SMS for GoHighLevel",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
+    app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(outbound_router)

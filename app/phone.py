@@ -24,7 +24,7 @@ def _parse_ph_mobile(raw: str) -> phonenumbers.PhoneNumber:
     try:
         number = phonenumbers.parse(text, REGION)
     except NumberParseException as exc:
-        raise InvalidPhoneNumber(f"'{raw}' is not a phone number") from exc
+        raise InvalidPhoneNumber("not a phone number") from exc  # never echo the input
     if number.country_code != 63:
         raise InvalidPhoneNumber(
             f"+{number.country_code} is not a Philippine number; Cast SMS sends to PH mobiles only"

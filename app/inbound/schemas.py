@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.logs import mask_phones_in
 from app.phone import InvalidPhoneNumber, to_e164
 
 HISTORY_LIMIT = 60
@@ -172,7 +173,7 @@ class InboundSMS(BaseModel):
         return self.accepted_at
 
     def record(self, at: float, event: str, detail: str | None = None) -> None:
-        self.history.append(HistoryEvent(at=at, event=event, detail=detail))
+        self.history.append(HistoryEvent(at=at, event=event, detail=mask_phones_in(detail)))
         del self.history[:-HISTORY_LIMIT]
 
     def assign(self, at: float, location_id: str, routed_by: RoutedBy) -> None:
@@ -189,6 +190,7 @@ class InboundSMS(BaseModel):
     def finish(
         self, at: float, status: Status, code: str | None = None, message: str | None = None
     ) -> None:
-        self.status, self.error_code, self.error_message = status, code, message
+        self.status, self.error_code = status, code
+        self.error_message = mask_phones_in(message)
         self.finished_at = at
         self.record(at, status, message)

@@ -3,6 +3,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.cast.schemas import Channel
+from app.logs import mask_phones_in
 
 HISTORY_LIMIT = 60
 
@@ -64,7 +65,7 @@ class OutboundMessage(BaseModel):
     history: list[HistoryEvent] = Field(default_factory=list)
 
     def record(self, at: float, event: str, detail: str | None = None) -> None:
-        self.history.append(HistoryEvent(at=at, event=event, detail=detail))
+        self.history.append(HistoryEvent(at=at, event=event, detail=mask_phones_in(detail)))
         del self.history[:-HISTORY_LIMIT]
 
     def finish(
@@ -74,7 +75,8 @@ class OutboundMessage(BaseModel):
         code: str | None = None,
         message: str | None = None,
     ) -> None:
-        self.status, self.error_code, self.error_message = status, code, message
+        self.status, self.error_code = status, code
+        self.error_message = mask_phones_in(message)
         self.stage, self.finished_at = "report", at
         self.record(at, status, message)
 

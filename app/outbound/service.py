@@ -38,7 +38,8 @@ def build_message(payload: ProviderOutboundMessage, max_chars: int, now: float) 
     try:
         message.to = to_cast_local(payload.phone)
     except InvalidPhoneNumber as exc:
-        message.finish(now, "failed", "INVALID_PHONE", f"Cannot send to {payload.phone}: {exc}")
+        to = mask_phone(payload.phone)
+        message.finish(now, "failed", "INVALID_PHONE", f"Cannot send to {to}: {exc}")
     if not text.strip():
         message.finish(now, "failed", "EMPTY_MESSAGE", "The message is empty: nothing to send")
     return message

@@ -10,6 +10,7 @@ file) of any operation is raised as `StoreUnavailable`, as is any use of a close
 import asyncio
 import functools
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -97,6 +98,7 @@ class SQLiteStore:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(self.path)
         conn = sqlite3.connect(
             self.path, timeout=10.0, isolation_level=None, check_same_thread=False
         )
@@ -359,3 +361,12 @@ class SQLiteStore:
             )
 
         return await self._run(_take)
+
+
+def _private_file(path: Path) -> None:
+    """The database holds tokens and phone numbers: owner-only (0600), created so, never
+    world-readable even for a moment; an older, wider file is tightened. SQLite creates the
+    -wal and -shm files with the database file's permissions."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
