@@ -22,6 +22,7 @@ from app.main import create_app
 from tests.fakes.cast import FakeCast
 from tests.fakes.ghl import FakeGHL
 from tests.fakes.server import ServerThread
+from tests.support.cryptojs import SSO_KEY
 from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env, webhook
 from tests.support.signing import test_keys
 from tests.test_health import settings_for
@@ -66,6 +67,7 @@ def fuzz_bridge(
         ghl_server.url,
         INBOUND_API_KEY=INBOUND_KEY,
         ADMIN_API_KEY=ADMIN_KEY,
+        GHL_APP_SSO_KEY=SSO_KEY,  # the settings page on: its routes are fuzzed too
         MAX_BODY_BYTES=str(MAX_BODY),
         LOG_LEVEL="WARNING",
     )
