@@ -137,6 +137,7 @@ class Bridge:
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    app_dir: Path | None = None  # another checkout to run the bridge from (default: this one)
     proc: subprocess.Popen[str] | None = None
     peak_rss_kb: int = 0
 
@@ -145,7 +146,7 @@ class Bridge:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = start_bridge(self.env, self.port, self.log_path)
+        self.proc = start_bridge(self.env, self.port, self.log_path, source=self.app_dir or ROOT)
 
     def sample_rss(self) -> int:
         """VmHWM (peak resident set) of the running bridge, in kB; remembered across restarts."""
@@ -169,7 +170,12 @@ class Bridge:
 
 
 def make_bridge(
-    store: StoreSetup, fakes: Fakes, workdir: Path, rate: float, **extra: str
+    store: StoreSetup,
+    fakes: Fakes,
+    workdir: Path,
+    rate: float,
+    app_dir: Path | None = None,
+    **extra: str,
 ) -> Bridge:
     env = bridge_env(
         store.env,
@@ -179,7 +185,7 @@ def make_bridge(
         LOG_LEVEL="INFO",
         **extra,
     )
-    return Bridge(env, workdir / "bridge.log")
+    return Bridge(env, workdir / "bridge.log", app_dir=app_dir)
 
 
 def proc_cpu_seconds(pid: int) -> float:

@@ -2,8 +2,8 @@
 -- usage: wrk -tT -cC -dD --latency -s bench/wrk_post.lua URL -- BODIES_FILE N T DONE_FILE
 -- BODIES_FILE has one "signature<TAB>json body" line per webhook. Thread k of T sends the lines
 -- k, k+T, k+2T, ... and stops once it has N/T answers, then creates DONE_FILE (wrk itself sleeps
--- out -d: the caller sends it SIGINT on seeing the file). The elapsed time is measured here, from
--- the first request to the last answer (CLOCK_MONOTONIC). The final line is machine readable
+-- out -d: the caller sends it SIGINT on seeing the file), or when -d runs out first. The elapsed
+-- time is measured here, from the first request to the last answer (CLOCK_MONOTONIC). The final line is machine readable
 -- ("WRKJSON {...}"), with latency percentiles in microseconds and the answers by status code.
 
 local ffi = require("ffi")
@@ -61,10 +61,10 @@ end
 
 function response(status, headers, body)
   answered = answered + 1
+  last_us = now_us()
   local key = tostring(status)
   codes[key] = (codes[key] or 0) + 1
   if answered == limit then
-    last_us = now_us()
     wrk.thread:stop()
     if done_file then
       local f = io.open(done_file .. "." .. tid, "w")

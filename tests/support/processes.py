@@ -46,14 +46,20 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float 
 
 
 def start_bridge(
-    env: Mapping[str, str], port: int, log_path: Path, cwd: Path | None = None
+    env: Mapping[str, str],
+    port: int,
+    log_path: Path,
+    cwd: Path | None = None,
+    source: Path = ROOT,
 ) -> subprocess.Popen[str]:
-    """Run the bridge as its README says (`python -m app`) and wait until it is ready."""
-    full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(ROOT)}
+    """Run the bridge as its README says (`python -m app`) and wait until it is ready.
+
+    `source` is the checkout whose `app` runs (the benchmark compares two commits)."""
+    full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(source)}
     log = log_path.open("a")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app"],
-        cwd=cwd or ROOT,
+        cwd=cwd or source,
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
