@@ -40,18 +40,28 @@ def validation_error(exc: ValidationError | RequestValidationError) -> ApiError:
     return ApiError(422, "invalid_payload", message, field)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+def refusal(path: str, exc: ApiError) -> JSONResponse:
+    """The logged 4xx/5xx answer to an ApiError (FastAPI's handler and the raw ASGI routes)."""
     log.warning(
         "request refused",
-        extra={
-            "path": request.url.path,
-            "status": exc.status,
-            "code": exc.code,
-            "reason": exc.message,
-        },
+        extra={"path": path, "status": exc.status, "code": exc.code, "reason": exc.message},
     )
     return error_response(exc.status, exc.code, exc.message, exc.field)
+
+
+def store_unavailable(path: str) -> JSONResponse:
+    """Nothing was stored: 503 so the sender (GHL, the gateway) retries later."""
+    log.error("store unavailable during a request", extra={"path": path})
+    response = error_response(
+        503, "store_unavailable", "the database is unavailable; nothing was stored, retry later"
+    )
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return refusal(request.url.path, exc)
 
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -66,13 +76,7 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """Nothing was stored: 503 so the sender (GHL, the gateway) retries later."""
-    log.error("store unavailable during a request", extra={"path": request.url.path})
-    response = error_response(
-        503, "store_unavailable", "the database is unavailable; nothing was stored, retry later"
-    )
-    response.headers["Retry-After"] = "5"
-    return response
+    return store_unavailable(request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,9 +2,9 @@
 
 import json
 import logging
+import random
 import re
 import sys
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -77,4 +77,5 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+    """16 hex digits; a correlation id, not a secret (no system call, unlike uuid4)."""
+    return f"{random.getrandbits(64):016x}"

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admin.endpoints import router as admin_router
 from app.admin.service import AdminService
+from app.asgi import DirectRoutes
 from app.body_limit import BodyLimitMiddleware
 from app.cast.account import CastAccountInfo
 from app.cast.client import CastClient
@@ -48,7 +49,7 @@ from app.optouts.repository import DndQueue, OptOutList, SyncLedger
 from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync
 from app.optouts.worker import DndWorker
-from app.outbound.endpoints import router as outbound_router
+from app.outbound.endpoints import routes as outbound_routes
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
@@ -243,12 +244,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health_router)
-    app.include_router(outbound_router)
+    app.router.routes.extend(outbound_routes)
     app.include_router(locations_router)
     app.include_router(inbound_router)
     app.include_router(oauth_router)
     app.include_router(admin_router)
     app.include_router(metrics_router)
+    # Middleware added last runs first: request id, HTTP metrics, the body limit, then the raw
+    # webhook routes (ahead of FastAPI's routing).
+    app.add_middleware(DirectRoutes, routes=outbound_routes)
     app.add_middleware(BodyLimitMiddleware, max_bytes=app.state.settings.max_body_bytes)
     app.state.http_metrics_registry = instrument_http(app)
     app.add_middleware(RequestIdMiddleware)

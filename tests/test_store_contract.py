@@ -31,6 +31,15 @@ async def test_concurrent_enqueues_of_one_id_let_exactly_one_in(store: Store) ->
     assert results.count(True) == 1
 
 
+async def test_a_burst_of_enqueues_reports_each_id_new_exactly_once(store: Store) -> None:
+    await store.enqueue("outbound", "old", {"n": 0}, NOW)
+    ids = ["old", *(f"m{i % 30}" for i in range(60))]
+    results = await asyncio.gather(*(store.enqueue("outbound", i, {"id": i}, NOW) for i in ids))
+    new = sorted(i for i, inserted in zip(ids, results, strict=True) if inserted)
+    assert new == sorted(f"m{i}" for i in range(30))
+    assert (await store.count_items("outbound"))[PENDING] == 31
+
+
 async def test_claim_returns_due_items_oldest_first_and_skips_future_ones(store: Store) -> None:
     await store.enqueue("outbound", "later", {}, NOW + 60)
     await store.enqueue("outbound", "second", {}, NOW - 1)

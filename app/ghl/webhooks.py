@@ -6,26 +6,44 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from app.deps import ResourcesDep
+from app.asgi import RawRequest
+from app.deps import Resources, ResourcesDep
 from app.errors import ApiError, validation_error
 from app.ghl.signature import ED25519_HEADER, RSA_HEADER, SignatureError, verify_webhook
 
 log = logging.getLogger(__name__)
 
+ED25519_HEADER_BYTES, RSA_HEADER_BYTES = ED25519_HEADER.encode(), RSA_HEADER.encode()
+
+
+def check_signature(
+    raw: bytes, ed25519_sig: str | None, rsa_sig: str | None, resources: Resources
+) -> None:
+    """401 (counted) unless one of the signature headers verifies `raw`."""
+    try:
+        verify_webhook(raw, ed25519_sig, rsa_sig, resources.webhook_keys)
+    except SignatureError as exc:
+        resources.counters.inc("webhooks_rejected_signature")
+        raise ApiError(401, "invalid_signature", str(exc)) from exc
+
+
+def verified_raw_body(request: RawRequest) -> bytes:
+    """`verified_body` for a raw ASGI endpoint (app/asgi.py)."""
+    check_signature(
+        request.body,
+        request.header(ED25519_HEADER_BYTES),
+        request.header(RSA_HEADER_BYTES),
+        request.resources,
+    )
+    return request.body
+
 
 async def verified_body(request: Request, resources: ResourcesDep) -> bytes:
     """The raw body, once its signature is verified. Nothing is parsed before that."""
     raw = await request.body()
-    try:
-        verify_webhook(
-            raw,
-            request.headers.get(ED25519_HEADER),
-            request.headers.get(RSA_HEADER),
-            resources.webhook_keys,
-        )
-    except SignatureError as exc:
-        resources.counters.inc("webhooks_rejected_signature")
-        raise ApiError(401, "invalid_signature", str(exc)) from exc
+    check_signature(
+        raw, request.headers.get(ED25519_HEADER), request.headers.get(RSA_HEADER), resources
+    )
     return raw
 
 

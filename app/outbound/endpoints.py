@@ -1,30 +1,31 @@
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+"""GHL's Delivery URL (both paths): a raw ASGI endpoint served ahead of FastAPI's routing
+(app/asgi.py), since a burst of these webhooks is the service's peak load."""
 
-from app.deps import OutboundServiceDep, ResourcesDep
+from starlette.routing import Route
+
+from app.asgi import RawEndpoint, RawRequest
 from app.errors import ApiError
 from app.ghl.schemas import ProviderOutboundMessage
-from app.ghl.webhooks import VerifiedBody, parse_payload
+from app.ghl.webhooks import parse_payload, verified_raw_body
 from app.outbound.service import Accepted
 
-router = APIRouter(tags=["outbound"])
+DELIVERY_PATHS = ("/webhooks/ghl/outbound", "/api/ghl/v1/webhook/messages")  # ours, the Go bridge's
 
 _STATUS_CODES = {Accepted.QUEUED: 202, Accepted.DUPLICATE: 200, Accepted.IGNORED: 200}
 
 
-@router.post("/webhooks/ghl/outbound", status_code=202)
-@router.post("/api/ghl/v1/webhook/messages", status_code=202, include_in_schema=False)
-async def provider_outbound_message(
-    body: VerifiedBody, service: OutboundServiceDep, resources: ResourcesDep
-) -> JSONResponse:
-    """GHL's Delivery URL: verify, store once, acknowledge. Sending happens in the worker."""
+async def _provider_outbound_message(request: RawRequest) -> tuple[int, dict[str, str]]:
+    """Verify, store once, acknowledge. Sending happens in the worker."""
+    body = verified_raw_body(request)
+    resources = request.resources
     try:
         payload = parse_payload(ProviderOutboundMessage, body)
     except ApiError:
         resources.counters.inc("webhooks_rejected_payload")
         raise
-    outcome = await service.accept(payload)
-    return JSONResponse(
-        {"status": outcome.value, "messageId": payload.message_id},
-        status_code=_STATUS_CODES[outcome],
-    )
+    outcome = await resources.outbound.accept(payload)
+    return _STATUS_CODES[outcome], {"status": outcome.value, "messageId": payload.message_id}
+
+
+provider_outbound_message = RawEndpoint(_provider_outbound_message)
+routes = [Route(path, provider_outbound_message, methods=["POST"]) for path in DELIVERY_PATHS]

@@ -2,7 +2,11 @@
 
 All statements run on one dedicated thread with one connection, so the event loop never blocks
 on disk. Several processes on one host may share the file: every write is a single statement in
-its own transaction, and SQLite's file lock serialises them (busy_timeout waits for it).
+its own transaction, and SQLite's file lock serialises them (busy_timeout waits for it), except
+that inserts of new work items are group-committed: while one batch is being written, the next
+collects, and each batch is one transaction (one hand-off to the thread and one commit for a
+burst of webhooks instead of one each; a failed batch fails every insert in it, so nothing is
+acknowledged that was not committed).
 Any driver error (`sqlite3.Error`: locked past busy_timeout, disk full, I/O error, a corrupt
 file) of any operation is raised as `StoreUnavailable`, as is any use of a closed store.
 """
@@ -54,6 +58,10 @@ CREATE INDEX IF NOT EXISTS quota_uses_name_at ON quota_uses (name, at);
 """
 
 _ITEM_COLUMNS = "queue, id, state, due_at, lease, attempts, data, created_at"
+_INSERT_ITEM = (
+    "INSERT OR IGNORE INTO items (queue, id, state, due_at, lease, attempts, data, created_at) "
+    "VALUES (?, ?, ?, ?, NULL, 0, ?, ?)"
+)
 
 
 def _item(row: tuple[Any, ...]) -> WorkItem:
@@ -63,6 +71,74 @@ def _item(row: tuple[Any, ...]) -> WorkItem:
 
 def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _insert_items(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[bool]:
+    """INSERT OR IGNORE each row, all in one transaction: True for each row inserted."""
+    if len(rows) == 1:
+        return [c.execute(_INSERT_ITEM, rows[0]).rowcount == 1]
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        inserted = [c.execute(_INSERT_ITEM, row).rowcount == 1 for row in rows]
+        c.execute("COMMIT")
+    except BaseException:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+        raise
+    return inserted
+
+
+class _GroupCommit:
+    """Work-item inserts, written in batches by the store's thread: the first insert of a burst
+    is written at once, and the ones that arrive meanwhile are written together next."""
+
+    def __init__(self, store: "SQLiteStore") -> None:
+        self._store = store
+        self._rows: list[tuple[Any, ...]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
+        self._writing = False
+        self._writer: asyncio.Task[None] | None = None  # referenced while it runs
+
+    async def insert(self, row: tuple[Any, ...]) -> bool:
+        waiter = asyncio.get_running_loop().create_future()
+        self._rows.append(row)
+        self._waiters.append(waiter)
+        if not self._writing:
+            self._writing = True
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        return await waiter
+
+    async def _write(self) -> None:
+        try:
+            while self._rows:
+                rows, waiters = self._rows, self._waiters
+                self._rows, self._waiters = [], []
+                try:
+                    inserted = await self._store._run(lambda c, rows=rows: _insert_items(c, rows))
+                except Exception as exc:
+                    _settle(waiters, exc)
+                    continue
+                except BaseException:  # cancelled (shutdown): no answer, nothing acknowledged
+                    _settle(waiters, None)
+                    raise
+                _settle(waiters, inserted)
+        finally:
+            self._writing = False
+            _settle(self._waiters, None)
+            self._rows, self._waiters = [], []
+
+
+def _settle(waiters: list[asyncio.Future[bool]], outcome: list[bool] | Exception | None) -> None:
+    """Each waiter's result, or all fail with one exception, or all cancelled (None)."""
+    for index, waiter in enumerate(waiters):
+        if waiter.done():
+            continue
+        if outcome is None:
+            waiter.cancel()
+        elif isinstance(outcome, Exception):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome[index])
 
 
 def _describe(exc: Exception) -> str:
@@ -78,6 +154,7 @@ class SQLiteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._inserts = _GroupCommit(self)
 
     async def _run[T](self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._in_thread(functools.partial(self._call, fn))
@@ -135,12 +212,7 @@ class SQLiteStore:
 
     # Work items -------------------------------------------------------------------------
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
-        payload = _dump(data)
-        return await self._changes_one(
-            "INSERT OR IGNORE INTO items (queue, id, state, due_at, lease, attempts, data, "
-            "created_at) VALUES (?, ?, ?, ?, NULL, 0, ?, ?)",
-            (queue, item_id, PENDING, due_at, payload, due_at),
-        )
+        return await self._inserts.insert((queue, item_id, PENDING, due_at, _dump(data), due_at))
 
     async def claim(
         self, queue: str, *, now: float, lease_seconds: float, limit: int
