@@ -1,9 +1,13 @@
 """Philippine mobile numbers: any user format in, Cast's local `09XXXXXXXXX` or E.164 out."""
 
+import re
+
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
 
 REGION = "PH"
+# '+639171234567' and '09171234567', the spellings GHL and most CRMs send.
+_CANONICAL = re.compile(r"(?:\+63|0)(9[0-9]{9})")
 
 
 class InvalidPhoneNumber(ValueError):
@@ -22,21 +26,28 @@ def _parse_ph_mobile(raw: str) -> phonenumbers.PhoneNumber:
         elif len(digits) == 12 and digits.startswith("63"):
             text = "+" + digits
     try:
-        number = phonenumbers.parse(text, REGION)
+        number = parse_text(text)
     except NumberParseException as exc:
         raise InvalidPhoneNumber("not a phone number") from exc  # never echo the input
     if number.country_code != 63:
         raise InvalidPhoneNumber(
             f"+{number.country_code} is not a Philippine number; Cast SMS sends to PH mobiles only"
         )
-    if not phonenumbers.is_valid_number(number):
+    # For +63 (one region), "valid" is "of a known type": one look-up answers both questions.
+    kind = phonenumbers.number_type(number)
+    if kind == PhoneNumberType.UNKNOWN:
         raise InvalidPhoneNumber("not a valid Philippine number (wrong length or prefix)")
-    if phonenumbers.number_type(number) not in (
-        PhoneNumberType.MOBILE,
-        PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    ):
+    if kind not in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
         raise InvalidPhoneNumber("a Philippine landline, not a mobile number: it cannot get SMS")
     return number
+
+
+def parse_text(text: str) -> PhoneNumber:
+    """`phonenumbers.parse(text, "PH")`, with the two canonical spellings read directly (the
+    general parser costs ~12 µs, on every webhook's acknowledgement path)."""
+    if match := _CANONICAL.fullmatch(text):
+        return PhoneNumber(country_code=63, national_number=int(match[1]))
+    return phonenumbers.parse(text, REGION)
 
 
 def to_cast_local(raw: str) -> str:

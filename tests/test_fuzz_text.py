@@ -2,11 +2,12 @@
 
 import re
 
+import phonenumbers
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.outbound.splitting import compose_text, split_text
-from app.phone import InvalidPhoneNumber, to_cast_local, to_e164
+from app.phone import InvalidPhoneNumber, parse_text, to_cast_local, to_e164
 
 # Mobile prefixes (after the trunk 0) that the phonenumbers metadata knows as PH mobiles.
 MOBILE_PREFIXES = ["905", "906", "915", "917", "918", "920", "927", "935", "945", "956", "966"]
@@ -53,6 +54,12 @@ def test_every_spelling_of_a_mobile_gives_the_same_local_and_e164_forms(number, 
     for raw in spellings(number, sep):
         assert to_cast_local(raw) == "0" + number, raw
         assert to_e164(raw) == "+63" + number, raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_national, st.sampled_from(["+63", "0"]))
+def test_the_canonical_spellings_are_read_as_phonenumbers_reads_them(number, prefix):
+    assert parse_text(prefix + number) == phonenumbers.parse(prefix + number, "PH")
 
 
 @settings(max_examples=200, deadline=None)

