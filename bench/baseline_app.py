@@ -1,4 +1,4 @@
-"""The yardstick: a bare FastAPI app under uvicorn that answers every POST with 200.
+"""The yardstick: a bare FastAPI app under uvicorn that reads each POST's body and answers 202.
 
 Served exactly like the bridge (`uvicorn.run`, one process, uvloop/httptools, no access log), so
 the benchmark can print the bridge's ingest as a fraction of what this machine's FastAPI stack
@@ -8,14 +8,15 @@ does with no work at all. `python -m bench.baseline_app --port 3999`
 import argparse
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
 app = FastAPI()
 
 
 @app.post("/webhooks/ghl/outbound")
-async def ok() -> Response:
-    return Response(status_code=200)
+async def accepted(request: Request) -> Response:
+    await request.body()
+    return Response(status_code=202)
 
 
 @app.get("/healthz")

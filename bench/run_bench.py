@@ -3,16 +3,22 @@
     .venv/bin/python -m bench.run_bench --n 5000 --c 64            # a few minutes at R=10
     .venv/bin/python -m bench.run_bench --n 10000 --c 64 --rate 10 # the published run (~18 min)
 
+    .venv/bin/python -m bench.run_bench --n 40000 --c 16 --duration 10 --ingest-only \
+        --profile /tmp/p.txt                                       # issue 19's measurement
+
 Three processes besides this one: the bridge (`python -m app`), fake Cast + fake GHL
 (`bench.fakes_server`) and the load generator (`wrk`, one thread, pre-signed bodies). Phases:
 
-1. ingest: N signed ProviderOutboundMessage webhooks at concurrency C; wrk reports the
-   acknowledged rate and the ack latency percentiles;
-2. drain: until fake Cast has every message and fake GHL every status; fake Cast enforces Cast's
-   per-key rate R and per-IP limits (429 when exceeded);
-3. latency: K more webhooks, spaced 2/R apart so pacing never waits; for each, the time from the
-   load generator sending it to fake Cast receiving the send (one monotonic clock, one machine);
-4. baseline: a bare FastAPI "return 200" app under the same uvicorn, same wrk, same bodies.
+1. latency: K webhooks on the idle bridge, spaced 2/R apart so pacing never waits; for each, the
+   time from the load generator sending it to fake Cast receiving the send (one monotonic clock,
+   one machine);
+2. ingest: N signed ProviderOutboundMessage webhooks at concurrency C (for at most `--duration`
+   seconds); wrk reports the acknowledged rate and the ack latency percentiles, /proc the
+   bridge's CPU time per webhook, and with `--profile` py-spy splits it by stage;
+3. drain (not with `--ingest-only`): until fake Cast has every message and fake GHL every
+   status; fake Cast enforces Cast's per-key rate R and per-IP limits (429 when exceeded);
+4. baseline: a bare FastAPI app (reads the body, answers 202) under the same uvicorn, same wrk,
+   same bodies.
 
 The store is SQLite unless MONGO_URI is set (a real MongoDB) or `--backend mongo-wire`.
 Results go to stdout and to `<workdir>/results.json`.
@@ -283,7 +289,7 @@ def report(r: dict[str, Any]) -> str:
             if r.get("profile_stages")
             else []
         ),
-        f"[{mark[ok['baseline']]}] baseline (bare FastAPI 'return 200', same wrk): "
+        f"[{mark[ok['baseline']]}] baseline (bare FastAPI: read the body, 202; same wrk): "
         f"{base['per_s']:.0f}/s, p99 {base['p99_us'] / 1000:.1f} ms, "
         f"{base['server_cpu_us_per_request']:.0f} us CPU per request  -> bridge "
         f"ingest = {ing['per_s'] / base['per_s']:.2f} x baseline   target >= "
