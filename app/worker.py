@@ -68,11 +68,10 @@ class LeasedQueueWorker(ABC):
                 await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             self._wakeup.clear()
+            limit = min(free, CLAIM_BATCH)
             try:
                 items = await self._queue.claim(
-                    now=self._clock(),
-                    lease_seconds=self._settings.lease_seconds,
-                    limit=min(free, CLAIM_BATCH),
+                    now=self._clock(), lease_seconds=self._settings.lease_seconds, limit=limit
                 )
             except Exception:
                 log.exception("could not claim %s work; retrying", self.name)
@@ -83,7 +82,10 @@ class LeasedQueueWorker(ABC):
                 self._inflight.add(task)
                 self._held[task] = item
                 task.add_done_callback(self._release)
-            if not items:
+            if len(items) < limit:
+                # Nothing else is due: claiming again at once would only queue an empty claim
+                # ahead of the new items' own store calls (one store thread), a hand-off on
+                # every message's way to Cast. A wake-up during the claim is not lost.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wakeup.wait(), self._settings.poll_interval_seconds

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tests.fakes.cast import FakeCast
 from tests.fakes.ghl import FakeGHL
-from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET
+from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, SENDER_ID
 from tests.support.processes import free_port
 
 
@@ -167,6 +167,7 @@ async def serve(args: argparse.Namespace) -> None:
     cast = FakeCast(
         {CAST_KEY}, per_key_rate=args.cast_rate, ip_rate=args.cast_ip_rate, ip_burst=args.ip_burst
     )
+    cast.approve(CAST_KEY, SENDER_ID)  # a real account lists its approved sender IDs
     ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET)
     servers = []
     for app in (cast_app(cast, Faults()), ghl_app(ghl, Faults())):

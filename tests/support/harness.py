@@ -27,6 +27,7 @@ from tests.support.processes import free_port, start_bridge, stop
 from tests.support.signing import test_keys
 
 CAST_KEY = "cast_" + "ab" * 32
+SENDER_ID = "CASTTEST"
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-secret"
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -175,7 +176,7 @@ def bridge_env(
         "GHL_API_URL": ghl_url,
         "CAST_API_KEY": CAST_KEY,
         "CAST_API_URL": cast_url,
-        "CAST_SENDER_ID": "CASTTEST",
+        "CAST_SENDER_ID": SENDER_ID,
         "TOKEN_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "BASE_URL": "http://127.0.0.1",
         "CAST_RATE_PER_KEY": "50",
