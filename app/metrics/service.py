@@ -1,5 +1,5 @@
 """What `GET /metrics` answers: the bridge's counters, the queue gauges read from the store at
-scrape time, and the HTTP metrics of the instrumentator."""
+scrape time, and the HTTP metrics (app/metrics/http.py)."""
 
 import asyncio
 import logging
