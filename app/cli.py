@@ -180,15 +180,17 @@ def _show_message(view: MessageView, out: Output) -> None:
         f"{'yes' if view.reported else 'no'}" + (", test SMS" if view.synthetic else "")
     )
     out.line(f"received   {when(view.received_at)}   finished {when(view.finished_at)}")
+    if view.channel:
+        out.line(f"route      {view.channel} channel, sender {view.sender_id or "Cast's default"}")
     out.line(
         f"attempts   send {view.send_attempts}, report {view.report_attempts}, "
         f"polls {view.polls}, re-queued {view.requeues}"
     )
     out.line("parts")
     out.table(
-        ["  #", "chars", "cast message id", "receipt", "carrier status"],
+        ["  #", "chars", "channel", "cast message id", "receipt", "carrier status"],
         [
-            [f"  {i}", p.chars, p.cast_message_id, p.dlr, p.dlr_status]
+            [f"  {i}", p.chars, p.channel, p.cast_message_id, p.dlr, p.dlr_status]
             for i, p in enumerate(view.parts, start=1)
         ],
     )
