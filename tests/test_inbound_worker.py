@@ -185,6 +185,17 @@ async def test_an_unexpected_error_reschedules_the_message_after_the_backoff_cap
     assert (item.state, item.due_at) == (PENDING, clock() + GHL_BACKOFF_CAP)
 
 
+async def test_an_unexpected_error_past_the_deadline_fails_the_message_instead_of_pending(
+    worker, sqlite_store, ghl, clock, reply
+):
+    ghl.script("add_inbound_message", RuntimeError("a bug"), RuntimeError("a bug"))
+    await process(worker, sqlite_store, clock)  # routed now: its deadline counts from here
+    clock.advance(SETTINGS.inbound_deadline_seconds)
+    item, message = await process(worker, sqlite_store, clock)
+    assert (item.state, message.status, message.error_code) == (DONE, "failed", "INTERNAL_ERROR")
+    assert "Gave up after 3600s" in (message.error_message or "")
+
+
 async def test_a_message_cancelled_in_flight_is_handed_back_due_at_once(
     worker, sqlite_store, ghl, clock, reply
 ):

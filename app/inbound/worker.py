@@ -67,9 +67,17 @@ class InboundWorker(LeasedQueueWorker):
             # Shutting down: hand the message back now instead of waiting for the lease.
             await asyncio.shield(self._inbox.reschedule(item, message, self._clock()))
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("unexpected error on inbound SMS", extra={"inbound_id": item.id})
-            await self._inbox.reschedule(item, message, self._clock() + GHL_BACKOFF_CAP)
+            now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
+            deadline = self._settings.inbound_deadline_seconds
+            if now - message.started_at < deadline:  # the same deadline as GHL's own errors
+                message.record(now, "unexpected_error", f"{what}; retrying in {GHL_BACKOFF_CAP}s")
+                await self._inbox.reschedule(item, message, now + GHL_BACKOFF_CAP)
+                return
+            detail = f"Gave up after {deadline:.0f}s: {what}"
+            message.finish(now, "failed", "INTERNAL_ERROR", detail)
+            await self._inbox.finish(item, message, now)
 
     async def _deliver(self, message: InboundSMS) -> float | None:
         """Route and deliver: when to retry, or None once the outcome is final."""
