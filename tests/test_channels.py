@@ -8,7 +8,7 @@ import pytest
 
 from app.cast.client import CastClient, CastError
 from app.cast.schemas import SendRequest
-from app.cast.senders import SenderDirectory
+from app.cast.senders import SenderDirectory, sender_key
 from app.config import Settings
 from app.errors import ApiError
 from app.locations.accounts import CastAccounts, account_from
@@ -262,3 +262,8 @@ def test_a_requeue_keeps_the_route_of_an_accepted_part():
     failed.restart(3.0)
 
     assert (failed.channel, failed.sender_id) == ("sim", SIM)
+
+
+def test_a_sender_name_with_letters_is_never_read_as_a_vanity_number():
+    assert sender_key("0917CAST123") == "0917CAST123"
+    assert sender_key("0917 000 0001") == sender_key("+639170000001") == "+639170000001"

@@ -27,16 +27,25 @@ MISS_REFRESH_SECONDS = 30.0
 
 def sender_key(value: str) -> str:
     """How two spellings of one sender ID compare: a PH mobile number in any format as E.164,
-    a name without spaces, upper case."""
-    try:
-        return to_e164(value)
-    except InvalidPhoneNumber:
-        return "".join(value.split()).upper()
+    a name (anything with a letter: no vanity-number reading) without spaces, upper case."""
+    if not any(ch.isalpha() for ch in value):
+        try:
+            return to_e164(value)
+        except InvalidPhoneNumber:
+            pass
+    return "".join(value.split()).upper()
 
 
 def find_sender(senders: list[SenderId], sender_id: str) -> SenderId | None:
     wanted = sender_key(sender_id)
     return next((s for s in senders if sender_key(s.sender_id) == wanted), None)
+
+
+def _by_key(senders: list[SenderId]) -> dict[str, SenderId]:
+    by_key: dict[str, SenderId] = {}
+    for sender in senders:
+        by_key.setdefault(sender_key(sender.sender_id), sender)
+    return by_key
 
 
 def default_channel(senders: list[SenderId]) -> Channel:
@@ -50,6 +59,7 @@ def default_channel(senders: list[SenderId]) -> Channel:
 class _Listing:
     fetched_at: float
     senders: list[SenderId]
+    by_key: dict[str, SenderId]  # sender_key -> sender: the hot path's lookup
 
 
 class SenderDirectory:
@@ -100,17 +110,24 @@ class SenderDirectory:
         senders = await self._cast.sender_ids(api_key)
         if len(self._listings) > 10_000:
             self._listings.clear()
-        self._listings[fingerprint] = _Listing(self._clock(), senders)
+        self._listings[fingerprint] = _Listing(self._clock(), senders, _by_key(senders))
         return senders
 
     async def lookup(self, api_key: str, sender_id: str) -> SenderId | None:
         """The approved sender ID `sender_id` names (asking Cast again on a miss), or None.
 
         Raises CastError when Cast cannot be asked and no list is known."""
-        found = find_sender(await self.senders(api_key), sender_id)
+        wanted = sender_key(sender_id)
+        await self.senders(api_key)
+        found = self._listed(api_key, wanted)
         if found is None:
-            found = find_sender(await self.senders(api_key, max_age=self._miss_ttl), sender_id)
+            await self.senders(api_key, max_age=self._miss_ttl)
+            found = self._listed(api_key, wanted)
         return found
+
+    def _listed(self, api_key: str, wanted: str) -> SenderId | None:
+        listing = self._listings.get(key_fingerprint(api_key))
+        return listing.by_key.get(wanted) if listing is not None else None
 
     async def channel_of(self, api_key: str, sender_id: str | None) -> Channel | None:
         """The channel a send with `sender_id` must use, or None when Cast cannot say (it cannot
