@@ -16,8 +16,11 @@ Source = Literal["keyword", "cast", "cast_refusal"]
 
 
 def day(at: float) -> str:
-    """The date in the Philippines (where the recipients and the GHL users are)."""
-    return datetime.fromtimestamp(at, PH_TIME).strftime("%Y-%m-%d")
+    """The date in the Philippines (where the recipients and the GHL users are): '2 Dec 2026'.
+    Not 2026-12-02: eight digits with dashes read as a phone number to the masking of failure
+    reasons (app/logs.py), which would turn it into '****1202'."""
+    when = datetime.fromtimestamp(at, PH_TIME)
+    return f"{when.day} {when:%b %Y}"
 
 
 def minute(at: float) -> str:
