@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from app.admin.schemas import LiftOptOutBody, MessageView, SenderIdBody
 from app.admin.service import AdminService
 from app.cast.client import CastClient, CastError
+from app.cast.pacing import CastPacer, key_fingerprint
 from app.cast.senders import SenderDirectory
 from app.config import Settings, SettingsError, load_settings
 from app.errors import ApiError, validation_error
@@ -136,6 +137,7 @@ async def admin_service(settings: Settings) -> AsyncIterator[AdminService]:
             location_settings,
             CastAccounts(settings, location_settings, senders=senders),
             counters,
+            CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
             optouts=OptOutService(settings, OptOutList(store), DndQueue(store), counters),
         )
     finally:
@@ -376,6 +378,27 @@ async def _check_cast(settings: Settings) -> Check:
     )
 
 
+async def _check_cast_rates(settings: Settings) -> Check:
+    """The Cast keys' send rates the cluster shares (slowed down after a 429)."""
+    try:
+        async with admin_service(settings) as admin:
+            rates = await admin.cast_rates()
+    except Exception as exc:
+        return Check("Cast rate", "INFO", f"not read ({_reason(exc)})")
+    fingerprint = key_fingerprint(settings.cast_api_key.get_secret_value())
+    slowed = [
+        f"key {r.key}{' (CAST_API_KEY)' if r.key == fingerprint else ''} at {r.rate:g} msg/s"
+        for r in rates.keys
+        if r.slowed
+    ]
+    detail = f"CAST_RATE_PER_KEY={rates.configured:g} msg/s per key"
+    if slowed:
+        detail += "; slowed down after a 429: " + ", ".join(slowed)
+    else:
+        detail += "; every key sends at it"
+    return Check("Cast rate", "PASS", detail)
+
+
 def _features(settings: Settings) -> list[Check]:
     off = [
         (settings.inbound_api_key, "inbound", "INBOUND_API_KEY unset: inbound SMS answer 503"),
@@ -403,9 +426,12 @@ async def check_config(out: Output, settings: Settings | None, errors: list[str]
     else:
         store = "MongoDB" if settings.uses_mongo else "embedded SQLite"
         checks.append(Check("settings", "PASS", f"valid; store: {store}"))
-        checks += await asyncio.gather(
+        store, ghl, cast = await asyncio.gather(
             _check_store(settings), _check_ghl(settings), _check_cast(settings)
         )
+        checks += [store, ghl, cast]
+        if store.result == "PASS":
+            checks.append(await _check_cast_rates(settings))
         checks += _features(settings)
     failed = any(c.result == "FAIL" for c in checks)
     if out.as_json:

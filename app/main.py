@@ -24,6 +24,7 @@ from app.config import Settings, load_settings
 from app.deps import Resources
 from app.errors import install_error_handlers
 from app.ghl.client import GHLClient
+from app.ghl.pacing import GHLPacer
 from app.ghl.signature import load_webhook_keys
 from app.health.endpoints import router as health_router
 from app.inbound.endpoints import router as inbound_router
@@ -117,7 +118,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     cast_http = _http_client(str(settings.cast_api_url), settings.cast_api_timeout_seconds)
     ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)
     counters = Counters()  # this app's Prometheus registry
-    ghl = GHLClient(ghl_http, observer=counters.upstream("ghl"))
+    ghl = GHLClient(ghl_http, observer=counters.upstream("ghl"), pacer=GHLPacer(store))
     cipher = build_cipher(settings)
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)
@@ -129,8 +130,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
     recipients = RecipientDirectory(store, routing_window(settings))
-    cast = CastClient(cast_http, observer=counters.upstream("cast"))
-    pacer = CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate)
     dnd_queue = DndQueue(store)
     optout_list = OptOutList(store)
     dnd_worker = DndWorker(settings, dnd_queue, ghl, tokens, counters, optout_list)
@@ -191,6 +190,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         location_settings,
         accounts,
         counters,
+        pacer,
         wake_outbound=worker.wake,
         optouts=optouts,
     )
@@ -198,6 +198,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         counters,
         {"outbound": outbox, "inbound": inbox, "dnd": dnd_queue},
         app.state.http_metrics_registry,
+        key_rates=pacer.rates,
     )
     worker_task = asyncio.create_task(worker.run(), name="outbound-worker")
     inbound_task = asyncio.create_task(inbound_worker.run(), name="inbound-worker")

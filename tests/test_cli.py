@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
+from app.cast.pacing import CastPacer, key_fingerprint
 from app.ghl.schemas import ProviderOutboundMessage
 from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
@@ -225,6 +226,20 @@ async def test_check_config_passes_when_the_store_ghl_and_cast_answer(env: dict[
     secrets = [CAST_KEY, ADMIN_KEY, CLIENT_SECRET, ENCRYPTION_KEY, env.get("MONGO_URI")]
     for secret in filter(None, secrets):
         assert secret not in text + as_json
+
+
+async def test_check_config_shows_a_cast_key_slowed_down_after_a_429(harness: Harness):
+    configured = float(harness.env["CAST_RATE_PER_KEY"])
+
+    async def slow_down(store: Store) -> float:
+        return await CastPacer(store, configured, 30).rate_limited(CAST_KEY, configured, 0.0)
+
+    slowed = await harness.with_store(slow_down)
+    code, text = await run("check-config")
+
+    assert code == 0 and slowed < configured
+    assert f"key {key_fingerprint(CAST_KEY)} (CAST_API_KEY) at {slowed:g} msg/s" in text
+    assert CAST_KEY not in text
 
 
 async def test_check_config_fails_for_a_refused_cast_key_and_an_unreachable_ghl(

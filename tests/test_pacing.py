@@ -1,13 +1,28 @@
-"""Pacing per Cast key is shared by every pacer on one store (several bridge processes)."""
+"""Cast pacing: per key for every pacer on one store (several bridge processes), per process for
+the per-IP budget, and slowing a key down when Cast answers 429."""
 
 import asyncio
 import time
 
-from app.cast.pacing import CastPacer
+from app.cast.pacing import (
+    CEILING_HOLD_SECONDS,
+    JITTER,
+    MAX_SLOT_LATENESS,
+    RECOVERY_STEP_SECONDS,
+    WINDOW,
+    CastPacer,
+    after_rate_limited,
+    current_rate,
+    key_fingerprint,
+)
+from app.pacing import LimitState
 from app.store import Store
+from tests.fakes.cast import max_in_any_window
+
+NOW = 1_700_000_000.0
 
 
-async def sends_per_second(pacers: list[CastPacer], count: int, key: str) -> list[float]:
+async def send_times(pacers: list[CastPacer], count: int, key: str) -> list[float]:
     times: list[float] = []
 
     async def send(pacer: CastPacer) -> None:
@@ -18,16 +33,28 @@ async def sends_per_second(pacers: list[CastPacer], count: int, key: str) -> lis
     return sorted(times)
 
 
-async def test_one_key_is_paced_at_its_rate(store: Store):
-    pacer = CastPacer(store, per_key_rate=20, ip_rate=1000)
-    times = await sends_per_second([pacer], 11, "cast_a")
-    assert times[-1] - times[0] >= 0.5 * 0.95
-
-
-async def test_two_pacers_on_one_store_share_the_keys_rate(store: Store):
+# Per key, cluster-wide --------------------------------------------------------------------
+async def test_two_pacers_on_one_store_never_let_a_key_send_more_than_r_per_second(store: Store):
     pacers = [CastPacer(store, per_key_rate=20, ip_rate=1000) for _ in range(2)]
-    times = await sends_per_second(pacers, 11, "cast_a")
-    assert times[-1] - times[0] >= 0.5 * 0.95
+    times = await send_times(pacers, 45, "cast_a")
+    # leaving >= 1 s + JITTER apart for every R + 1: Cast sees <= R in any second
+    assert max_in_any_window(times, 1.0 + JITTER) <= 20
+    assert times[-1] - times[0] >= 2 * WINDOW - MAX_SLOT_LATENESS
+
+
+async def test_a_send_that_leaves_late_pushes_the_keys_next_slots_back(store: Store, monkeypatch):
+    late = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    real_acquire = late._acquire_ip_for_send
+
+    async def slow_acquire() -> None:  # the event loop was busy: this send leaves 50 ms late
+        await asyncio.sleep(0.05)
+        await real_acquire()
+
+    monkeypatch.setattr(late, "_acquire_ip_for_send", slow_acquire)
+    await late.before_send("cast_a")
+    first = time.monotonic()
+    await CastPacer(store, per_key_rate=10, ip_rate=1000).before_send("cast_a")
+    assert time.monotonic() - first >= WINDOW / 10 - MAX_SLOT_LATENESS
 
 
 async def test_different_keys_do_not_wait_for_each_other(store: Store):
@@ -35,3 +62,77 @@ async def test_different_keys_do_not_wait_for_each_other(store: Store):
     started = time.monotonic()
     await asyncio.gather(*(pacer.before_send(f"cast_{i}") for i in range(10)))
     assert time.monotonic() - started < 1.5  # one key alone would need 4.5 s
+
+
+# Per IP, per process ------------------------------------------------------------------------
+async def test_sends_and_polls_together_never_exceed_the_ip_rate_in_any_second(store: Store):
+    pacer = CastPacer(store, per_key_rate=1000, ip_rate=15)
+    times: list[float] = []
+
+    async def call(waiting) -> None:
+        await waiting
+        times.append(time.monotonic())
+
+    sends = [call(pacer.before_send(f"cast_{i}")) for i in range(20)]
+    polls = [call(pacer.before_poll()) for _ in range(12)]
+    await asyncio.gather(*sends, *polls)
+    assert max_in_any_window(times, 1.0) <= 15
+
+
+# Slowing down on 429 ------------------------------------------------------------------------
+def test_a_429_cuts_the_rate_by_a_fifth_and_blocks_for_retry_after():
+    state = after_rate_limited(LimitState(), 10.0, NOW, paced_at=10.0, retry_after=3.0)
+    assert current_rate(state, 10.0, NOW) == 8.0
+    assert state.blocked_until == NOW + 3.0
+
+
+def test_a_small_rate_still_drops_by_one_and_never_below_one():
+    assert after_rate_limited(LimitState(), 3.0, NOW, 3.0, None).rate == 2.0
+    one = LimitState(rate=1.0, ceiling=1.0, changed_at=NOW)
+    assert after_rate_limited(one, 3.0, NOW, 1.0, None).rate == 1.0
+
+
+def test_a_429_for_a_send_paced_before_the_last_slow_down_does_not_slow_down_again():
+    slowed = after_rate_limited(LimitState(), 10.0, NOW, paced_at=10.0, retry_after=None)
+    again = after_rate_limited(slowed, 10.0, NOW + 0.1, paced_at=10.0, retry_after=None)
+    assert current_rate(again, 10.0, NOW + 0.1) == 8.0
+
+
+def test_the_rate_recovers_one_step_a_minute_up_to_below_the_rate_that_drew_the_429():
+    slowed = after_rate_limited(LimitState(), 10.0, NOW, paced_at=10.0, retry_after=None)
+    assert current_rate(slowed, 10.0, NOW + RECOVERY_STEP_SECONDS) == 9.0
+    assert current_rate(slowed, 10.0, NOW + 10 * RECOVERY_STEP_SECONDS) == 9.0
+
+
+def test_the_configured_rate_is_tried_again_after_the_ceiling_hold():
+    slowed = after_rate_limited(LimitState(), 10.0, NOW, paced_at=10.0, retry_after=None)
+    assert current_rate(slowed, 10.0, NOW + CEILING_HOLD_SECONDS) == 10.0
+
+
+def test_a_key_whose_real_limit_is_8_settles_at_8_after_two_429s():
+    """Configured 10/s, Cast allows 8/s: a 429 at 10, recovery to 9, a 429 at 9, then 8 holds."""
+    state = after_rate_limited(LimitState(), 10.0, NOW, paced_at=10.0, retry_after=None)
+    at_nine = NOW + RECOVERY_STEP_SECONDS
+    state = after_rate_limited(state, 10.0, at_nine, paced_at=9.0, retry_after=None)
+    later = [at_nine + n * RECOVERY_STEP_SECONDS for n in range(1, 59)]
+    assert {current_rate(state, 10.0, t) for t in later} == {8.0}
+
+
+async def test_a_429_slows_the_key_down_for_every_pacer_on_the_store(store: Store):
+    first, second = (CastPacer(store, per_key_rate=10, ip_rate=1000) for _ in range(2))
+    assert await first.rate_limited("cast_a", paced_at=10.0, retry_after=0.0) == 8.0
+    assert await second.before_send("cast_a") == 8.0
+    assert await second.rates() == {key_fingerprint("cast_a"): 8.0}
+
+
+async def test_retry_after_holds_the_key_back_for_every_pacer(store: Store):
+    await CastPacer(store, per_key_rate=10, ip_rate=1000).rate_limited("cast_a", 10.0, 0.4)
+    started = time.monotonic()
+    await CastPacer(store, per_key_rate=10, ip_rate=1000).before_send("cast_a")
+    assert time.monotonic() - started >= 0.4 - MAX_SLOT_LATENESS
+
+
+async def test_two_pacers_answering_the_same_burst_of_429s_slow_down_once(store: Store):
+    pacers = [CastPacer(store, per_key_rate=10, ip_rate=1000) for _ in range(2)]
+    await asyncio.gather(*(p.rate_limited("cast_a", 10.0, 0.0) for p in pacers * 2))
+    assert await pacers[0].rates() == {key_fingerprint("cast_a"): 8.0}

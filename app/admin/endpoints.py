@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from app.admin.schemas import (
+    CastRates,
     LiftOptOutBody,
     MessageView,
     OptOutList,
@@ -52,6 +53,13 @@ async def list_installations(admin: AdminDep) -> dict[str, Any]:
     """Every installation (location and agency), without tokens."""
     rows = await admin.installations()
     return {"installations": [row.model_dump() for row in rows]}
+
+
+@router.get("/cast-rates")
+async def cast_rates(admin: AdminDep) -> CastRates:
+    """Each Cast key's current send rate, for the whole cluster (a key that drew a 429 is
+    slowed down, then recovers); keys not listed send at CAST_RATE_PER_KEY."""
+    return await admin.cast_rates()
 
 
 @router.get("/messages/{message_id}")

@@ -190,3 +190,14 @@ class ReencryptResult(BaseModel):
     installations: int
     location_settings: int
     undecryptable: int
+
+
+class CastKeyRate(BaseModel):
+    key: str  # the key's fingerprint (sha256, 12 hex digits), never the key
+    rate: float  # msg/s now
+    slowed: bool  # below the configured rate after a 429
+
+
+class CastRates(BaseModel):
+    configured: float  # CAST_RATE_PER_KEY
+    keys: list[CastKeyRate]  # keys that drew a 429 at some point; the others send at `configured`

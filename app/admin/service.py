@@ -7,12 +7,15 @@ import time
 from collections.abc import Callable
 
 from app.admin.schemas import (
+    CastKeyRate,
+    CastRates,
     MessageView,
     OptOutList,
     ReencryptResult,
     SenderIdResult,
     UnroutableView,
 )
+from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel
 from app.errors import ApiError
 from app.inbound.repository import InboxRepository
@@ -43,10 +46,12 @@ class AdminService:
         location_settings: LocationSettingsRepository,
         accounts: CastAccounts,
         counters: Counters,
+        pacer: CastPacer,
         wake_outbound: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         optouts: OptOutService | None = None,
     ) -> None:
+        self._pacer = pacer
         self._installations = installations
         self._outbox = outbox
         self._inbox = inbox
@@ -72,6 +77,18 @@ class AdminService:
         )
         log.info("re-encrypted with the newest key", extra=result.model_dump())
         return result
+
+    async def cast_rates(self) -> CastRates:
+        """The send rate of every Cast key that drew a 429 (cluster-wide, from the store)."""
+        configured = self._pacer.configured_rate
+        rates = await self._pacer.rates()
+        return CastRates(
+            configured=configured,
+            keys=[
+                CastKeyRate(key=key, rate=rate, slowed=rate < configured)
+                for key, rate in sorted(rates.items())
+            ],
+        )
 
     # Outbound messages --------------------------------------------------------------------
     async def message(self, message_id: str) -> MessageView:

@@ -1,29 +1,73 @@
-"""Pacing at Cast's limits so bulk sends never provoke 429s.
+"""Pacing at Cast's limits so bulk sends never provoke 429s, and slowing down when they do.
 
-Per API key, for the whole cluster: sends are `1/rate` s apart. Each send reserves the next
-slot of its key in the store (`Store.reserve_slot`, one atomic update), so several bridge
-processes sharing one database never exceed the key's rate together, and nobody holds a lock
-that could die with its process. Per process (Cast's per-IP limit): at most `ip_rate`
-requests/s through aiolimiter. Keys are identified by a fingerprint, never by the key itself.
+Per API key, for the whole cluster (Cast's per-key limit, whose algorithm is undocumented: the
+strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): each send
+reserves the next slot of its key in the store (`reserve_slot`, one atomic update, no lock that
+could die with its process). Slots are `WINDOW / rate` apart, WINDOW = 1 s + `JITTER` (how much
+the network delay to Cast may vary) + `MAX_SLOT_LATENESS`, and a send leaves at most
+`MAX_SLOT_LATENESS` after its slot: one that woke up later first pushes the key's later slots
+back by its lateness (or, if R slots are already reserved after it, takes a new slot). Send k
+and send k+R then leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart
+whatever the jitter: never R+1 sends in one second. The cost is WINDOW - 1 s of the rate
+(R / 1.025 = 97.6 % of R) plus the pushes (the lateness, not a whole slot, each time).
+
+Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
+multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
+(+1/s per `RECOVERY_STEP_SECONDS`) up to `cast_rate_per_key`, but not above the rate that drew
+the 429 for `CEILING_HOLD_SECONDS`, so a key whose real limit is lower settles instead of
+probing it every minute.
+
+Per process (Cast's per-IP limit, shared by sends and receipt polls): at most `ip_rate`
+requests in any WINDOW, sends first. Keys are identified by a fingerprint, never by the key.
 """
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
-from aiolimiter import AsyncLimiter
-
+from app.pacing import LimitState, PacingRepository, SlidingWindow, sleep_until
 from app.store import Store
 
 POLL_YIELD_SECONDS = 0.02
-# A send that wakes up later than this after its slot (a starved event loop) takes a new slot:
-# firing many late slots at once would be a burst Cast answers with 429.
-MAX_SLOT_LATENESS = 0.25
+JITTER = 0.02
+# A send that wakes up later than this after its slot (a busy event loop, a full per-IP
+# budget) takes a new slot: a late send could land within 1 s of the send R slots after it.
+MAX_SLOT_LATENESS = 0.004
+MAX_PUSHES = 3
+WINDOW = 1.0 + JITTER + MAX_SLOT_LATENESS
+DECREASE = 0.8
+RECOVERY_STEP_SECONDS = 60.0
+CEILING_HOLD_SECONDS = 3600.0
+DEFAULT_RETRY_AFTER = 1.0
+KEY_PREFIX = "cast-key:"
 
 
 def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+def current_rate(state: LimitState, configured: float, now: float) -> float:
+    """The key's rate at `now`: the adapted one plus its recovery, capped."""
+    if state.rate is None:
+        return configured
+    elapsed = max(0.0, now - state.changed_at)
+    ceiling = (state.ceiling or configured) + elapsed // CEILING_HOLD_SECONDS
+    return min(configured, ceiling, state.rate + elapsed // RECOVERY_STEP_SECONDS)
+
+
+def after_rate_limited(
+    state: LimitState, configured: float, now: float, paced_at: float, retry_after: float | None
+) -> LimitState:
+    """The state after a 429 for a send paced at `paced_at` msg/s."""
+    blocked = state.blocked(now + (retry_after if retry_after is not None else DEFAULT_RETRY_AFTER))
+    rate = current_rate(state, configured, now)
+    if paced_at > rate:  # sent before the last slow-down: that 429 was already answered
+        return blocked
+    slower = max(1.0, min(rate - 1.0, math.floor(rate * DECREASE)))
+    return replace(blocked, rate=slower, ceiling=max(1.0, rate - 1.0), changed_at=now)
 
 
 class CastPacer:
@@ -34,30 +78,88 @@ class CastPacer:
         ip_rate: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
-        self._interval = 1.0 / per_key_rate
+        self._repo = PacingRepository(store)
+        self._configured = per_key_rate
         self._clock = clock
-        self._ip = AsyncLimiter(ip_rate, 1.0)
+        self._ip = SlidingWindow(math.floor(ip_rate), WINDOW)
+        self._key_locks: dict[str, asyncio.Lock] = {}
         self._sends_waiting_for_ip = 0
 
-    async def before_send(self, api_key: str) -> None:
-        name = f"cast-key:{key_fingerprint(api_key)}"
-        while True:
-            slot = await self._store.reserve_slot(name, now=self._clock(), interval=self._interval)
-            delay = slot - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self._clock() - slot <= MAX_SLOT_LATENESS:
-                break
+    @property
+    def configured_rate(self) -> float:
+        return self._configured
+
+    async def before_send(self, api_key: str) -> float:
+        """Wait until the key may send; the rate (msg/s) this send was paced at.
+
+        One reservation per key at a time in this process: the others wait here, not on a
+        reserved slot, so a slow-down applies to them at once."""
+        name = KEY_PREFIX + key_fingerprint(api_key)
+        async with self._key_locks.setdefault(name, asyncio.Lock()):
+            while True:
+                state = await self._repo.state(name)
+                now = self._clock()
+                rate = current_rate(state, self._configured, now)
+                interval = WINDOW / rate
+                slot = await self._repo.reserve_slot(
+                    name, now=max(now, state.blocked_until), interval=interval
+                )
+                store_time = self._clock() - now  # what a push will take, about
+                await sleep_until(slot, self._clock)
+                await self._acquire_ip_for_send()
+                if await self._in_time(name, slot, interval, store_time):
+                    return rate
+
+    async def _in_time(self, name: str, slot: float, interval: float, store_time: float) -> bool:
+        """True when this send may go now: within MAX_SLOT_LATENESS of its slot once the key's
+        next slots were pushed back by its lateness (and the push's own time). A push moves
+        only slots reserved after it; those reserved before (at most one per other process)
+        are fine while fewer than R: none of them is R slots after this one. Otherwise, or
+        when the store is too slow to catch up, the slot is given up."""
+        pushed = 0.0
+        for _ in range(MAX_PUSHES + 1):
+            late = self._clock() - slot - pushed
+            if late <= MAX_SLOT_LATENESS:
+                return True
+            push = late + store_time - MAX_SLOT_LATENESS / 2
+            last = await self._repo.reserve_slot(name, now=0.0, interval=push)
+            if last - push - slot - pushed > WINDOW - interval * 1.5:
+                return False  # R slots already reserved after this one
+            pushed += push
+        return False
+
+    async def rate_limited(self, api_key: str, paced_at: float, retry_after: float | None) -> float:
+        """Cast answered 429 to a send paced at `paced_at`: slow the key down; its new rate."""
+        name = KEY_PREFIX + key_fingerprint(api_key)
+        now = self._clock()
+        state = await self._repo.update_state(
+            name,
+            lambda s: after_rate_limited(s, self._configured, now, paced_at, retry_after),
+        )
+        return current_rate(state, self._configured, now)
+
+    async def rates(self) -> dict[str, float]:
+        """Current rate of every key that has been slowed down, by fingerprint (the others
+        send at `cast_rate_per_key`)."""
+        now = self._clock()
+        states = await self._repo.states(KEY_PREFIX)
+        return {
+            name.removeprefix(KEY_PREFIX): current_rate(state, self._configured, now)
+            for name, state in states.items()
+        }
+
+    async def _acquire_ip_for_send(self) -> None:
         self._sends_waiting_for_ip += 1
         try:
-            await self._ip.acquire()
+            while (delay := self._ip.delay()) > 0:  # noqa: ASYNC110 (refills with time)
+                await asyncio.sleep(delay)
+            self._ip.take()
         finally:
             self._sends_waiting_for_ip -= 1
 
     async def before_poll(self) -> None:
         """Status polls use the per-IP budget too, but only what sends leave over."""
         # The budget refills with time, not on an event, so this polls.
-        while self._sends_waiting_for_ip or not self._ip.has_capacity():  # noqa: ASYNC110
+        while self._sends_waiting_for_ip or self._ip.delay() > 0:  # noqa: ASYNC110
             await asyncio.sleep(POLL_YIELD_SECONDS)
-        await self._ip.acquire()
+        self._ip.take()

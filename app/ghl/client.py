@@ -1,4 +1,9 @@
-"""Thin GoHighLevel (LeadConnector) API client. Retrying is the caller's job."""
+"""Thin GoHighLevel (LeadConnector) API client.
+
+Every call made for a location (`location_id=`) is paced by `GHLPacer` (GHL's per-location
+limits, for the whole cluster), and a 429 is waited out and retried here, up to
+`RATE_LIMIT_RETRIES` times, before the caller sees it (then as a retryable error that must never
+become a failure). Other retrying is the caller's job."""
 
 import time
 from typing import Any
@@ -6,6 +11,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from app.ghl.pacing import GHLPacer
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
 from app.metrics import RequestObserver
 from app.urls import path_segment
@@ -14,6 +20,7 @@ CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"
 
 RETRYABLE_STATUSES = {403, 408, 425, 429, 500, 502, 503, 504}
+RATE_LIMIT_RETRIES = 3
 
 
 class GHLError(Exception):
@@ -28,6 +35,11 @@ class GHLError(Exception):
         return self.status == 401
 
     @property
+    def rate_limited(self) -> bool:
+        """GHL's 429: wait and retry, never give up on it."""
+        return self.status == 429
+
+    @property
     def retryable(self) -> bool:
         """403 'not downstreamed' right after the webhook, rate limits, 5xx and network errors."""
         return self.status is None or self.status in RETRYABLE_STATUSES
@@ -38,11 +50,33 @@ def _bearer(token: str, version: str) -> dict[str, str]:
 
 
 class GHLClient:
-    def __init__(self, http: httpx.AsyncClient, observer: RequestObserver | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        observer: RequestObserver | None = None,
+        pacer: GHLPacer | None = None,
+    ) -> None:
         self._http = http
         self._observe = observer  # latency and status of every request (metrics)
+        self._pacer = pacer  # per-location pacing; None: unpaced (unit tests)
 
-    async def _send(self, method: str, url: str, operation: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, operation: str, location_id: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; for a location, paced and retried on 429 (see the module docstring)."""
+        if self._pacer is None or location_id is None:
+            return self._checked(await self._request(method, url, operation, **kwargs))
+        for _ in range(RATE_LIMIT_RETRIES):
+            await self._pacer.before_call(location_id)
+            response = await self._request(method, url, operation, **kwargs)
+            await self._pacer.after_response(location_id, response.status_code, response.headers)
+            if response.status_code != 429:
+                break
+        return self._checked(response)
+
+    async def _request(
+        self, method: str, url: str, operation: str, **kwargs: Any
+    ) -> httpx.Response:
         started = time.perf_counter()
         outcome = "cancelled"
         try:
@@ -57,30 +91,39 @@ class GHLClient:
         finally:
             if self._observe is not None:
                 self._observe(operation, time.perf_counter() - started, outcome)
+        return response
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
+            request = response.request
             raise GHLError(
-                f"GHL answered {response.status_code} to {method} {url}",
+                f"GHL answered {response.status_code} to {request.method} {request.url.path}",
                 status=response.status_code,
                 body=response.text,
             )
         return response
 
     async def update_message_status(
-        self, token: str, message_id: str, update: StatusUpdate
+        self, token: str, message_id: str, update: StatusUpdate, *, location_id: str
     ) -> None:
         await self._send(
             "PUT",
             f"/conversations/messages/{path_segment(message_id)}/status",
             "message_status",
+            location_id,
             json=update.model_dump(exclude_none=True),
             headers=_bearer(token, CONVERSATIONS_VERSION),
         )
 
-    async def add_inbound_message(self, token: str, message: InboundMessage) -> dict[str, Any]:
+    async def add_inbound_message(
+        self, token: str, message: InboundMessage, *, location_id: str
+    ) -> dict[str, Any]:
         response = await self._send(
             "POST",
             "/conversations/messages/inbound",
             "add_inbound_message",
+            location_id,
             json=message.model_dump(by_alias=True, exclude_none=True),
             headers=_bearer(token, CONVERSATIONS_VERSION),
         )
@@ -93,6 +136,7 @@ class GHLClient:
             "GET",
             "/contacts/search/duplicate",
             "find_contact",
+            location_id,
             params={"locationId": location_id, "number": phone_e164},
             headers=_bearer(token, CONTACTS_VERSION),
         )
@@ -103,27 +147,32 @@ class GHLClient:
             "POST",
             "/contacts/upsert",
             "upsert_contact",
+            location_id,
             json={"locationId": location_id, "phone": phone_e164},
             headers=_bearer(token, CONTACTS_VERSION),
         )
         return response.json()["contact"]
 
-    async def get_contact(self, token: str, contact_id: str) -> dict[str, Any]:
+    async def get_contact(self, token: str, contact_id: str, *, location_id: str) -> dict[str, Any]:
         """`GET /contacts/{id}`: the contact, with `dnd` and `dndSettings`."""
         response = await self._send(
             "GET",
             f"/contacts/{path_segment(contact_id)}",
             "get_contact",
+            location_id,
             headers=_bearer(token, CONTACTS_VERSION),
         )
         return response.json().get("contact") or {}
 
-    async def update_contact(self, token: str, contact_id: str, fields: dict[str, Any]) -> None:
+    async def update_contact(
+        self, token: str, contact_id: str, fields: dict[str, Any], *, location_id: str
+    ) -> None:
         """`PUT /contacts/{id}`: a partial update (here: `dndSettings`)."""
         await self._send(
             "PUT",
             f"/contacts/{path_segment(contact_id)}",
             "update_contact",
+            location_id,
             json=fields,
             headers=_bearer(token, CONTACTS_VERSION),
         )

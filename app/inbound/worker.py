@@ -204,6 +204,7 @@ class InboundWorker(LeasedQueueWorker):
                 alt_id=message.id,
                 date=message.date,
             ),
+            location_id=location_id,
         )
         message.conversation_id = answer.get("conversationId")
         message.ghl_message_id = answer.get("messageId")
@@ -216,7 +217,8 @@ class InboundWorker(LeasedQueueWorker):
             (exc.retryable and exc.status != 403) or exc.unauthorized
         )
         deadline = self._settings.inbound_deadline_seconds
-        if retryable and now - message.started_at < deadline:
+        rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
+        if rate_limited or (retryable and now - message.started_at < deadline):
             delay = backoff(message.attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
             message.record(now, "ghl_retry", f"{exc.message}; retrying in {delay:.1f}s")
             self._counters.inc("inbound_retries")

@@ -202,6 +202,14 @@ class Counters:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.cast_key_rate = Gauge(
+            "cast_key_rate",
+            "Current send rate (msg/s) of a Cast key slowed down after a 429, by key fingerprint; "
+            "keys not listed send at CAST_RATE_PER_KEY. Read at scrape",
+            ("key",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         self.credits = Gauge(
             "cast_credits",
             "Credits (SMS parts) left on a Cast account, by key fingerprint, as last read",
@@ -271,6 +279,10 @@ class Counters:
             self.queue_items.labels(queue, state).set(count)
         age = max(now - oldest_due, 0.0) if oldest_due is not None else 0.0
         self.queue_overdue.labels(queue).set(age)
+
+    def set_key_rates(self, rates: dict[str, float]) -> None:
+        for key, rate in rates.items():
+            self.cast_key_rate.labels(key).set(rate)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,10 +1,10 @@
-"""What `GET /metrics` answers: the bridge's counters, the queue gauges read from the store at
-scrape time, and the HTTP metrics (app/metrics/http.py)."""
+"""What `GET /metrics` answers: the bridge's counters, the queue gauges and the Cast keys' rates
+read from the store at scrape time, and the HTTP metrics (app/metrics/http.py)."""
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -24,8 +24,10 @@ class MetricsService:
         queues: Mapping[str, QueueRepository[Any]],
         http_registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        key_rates: Callable[[], Awaitable[dict[str, float]]] | None = None,
     ) -> None:
         self._counters = counters
+        self._key_rates = key_rates  # the Cast keys' adapted rates
         self._queues = queues
         self._http_registry = http_registry
         self._clock = clock
@@ -35,6 +37,8 @@ class MetricsService:
             counts = await queue.counts()
             oldest = await queue.oldest_pending()
             self._counters.set_queue(name, counts, oldest, self._clock())
+        if self._key_rates is not None:
+            self._counters.set_key_rates(await self._key_rates())
 
     async def exposition(self) -> bytes:
         """The Prometheus text format. A store that does not answer keeps the last queue

@@ -118,7 +118,9 @@ class DndWorker(LeasedQueueWorker):
                 return "no_contact"  # nobody to protect in this location
             task.contact_id = str(found["id"])
         try:
-            contact = await self._ghl.get_contact(token, task.contact_id)
+            contact = await self._ghl.get_contact(
+                token, task.contact_id, location_id=task.location_id
+            )
         except GHLError as exc:
             if exc.status == 404:
                 return "no_contact"  # deleted meanwhile
@@ -128,7 +130,9 @@ class DndWorker(LeasedQueueWorker):
             return "unchanged"
         channels = dict(contact.get("dndSettings") or {})
         channels["SMS"] = {"status": "active" if task.opt_out else "inactive", "message": task.note}
-        await self._ghl.update_contact(token, task.contact_id, {"dndSettings": channels})
+        await self._ghl.update_contact(
+            token, task.contact_id, {"dndSettings": channels}, location_id=task.location_id
+        )
         return "set" if task.opt_out else "cleared"
 
     def _failed(self, task: DndTask, exc: GHLError | TokenUnavailable) -> float | None:
@@ -137,7 +141,8 @@ class DndWorker(LeasedQueueWorker):
         retryable = isinstance(exc, GHLError) and (
             (exc.retryable and exc.status != 403) or exc.unauthorized
         )
-        if retryable and now - task.created_at < DND_DEADLINE_SECONDS:
+        rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
+        if rate_limited or (retryable and now - task.created_at < DND_DEADLINE_SECONDS):
             delay = backoff(task.attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
             task.record(now, "ghl_retry", f"{exc.message}; retrying in {delay:.1f}s")
             self._counters.inc("dnd_retries")

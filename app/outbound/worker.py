@@ -161,7 +161,7 @@ class OutboundWorker(LeasedQueueWorker):
         for index, part in enumerate(message.parts, start=1):
             if part.cast_message_id:
                 continue
-            await self._pacer.before_send(api_key)  # one budget per key, both channels
+            paced_at = await self._pacer.before_send(api_key)  # one budget per key, both channels
             message.send_attempts += 1
             request = SendRequest(
                 to=message.to or "", message=part.text, sender_id=message.sender_id
@@ -174,6 +174,8 @@ class OutboundWorker(LeasedQueueWorker):
                     channel=channel,
                 )
             except CastError as exc:
+                if exc.status == 429:
+                    await self._slowed_down(api_key, paced_at, exc)
                 if exc.recipient_unsubscribed and self._optouts is not None:
                     return await self._unsubscribed_at_cast(message, message.sender_id, exc)
                 if exc.key_state and self._account_info is not None:
@@ -293,6 +295,13 @@ class OutboundWorker(LeasedQueueWorker):
         message.finish(now, "delivered")
         self._counters.inc("messages_delivered", reason=delivery)
 
+    async def _slowed_down(self, api_key: str, paced_at: float, exc: CastError) -> None:
+        rate = await self._pacer.rate_limited(api_key, paced_at, exc.retry_after)
+        if rate < paced_at:
+            log.warning(
+                "Cast answered 429: this key now sends at %.1f msg/s (was %.1f)", rate, paced_at
+            )
+
     def _cast_failed(self, message: OutboundMessage, exc: CastError) -> float | None:
         now = self._clock()
         started = message.send_started_at
@@ -333,15 +342,20 @@ class OutboundWorker(LeasedQueueWorker):
 
     async def _put_status(self, message: OutboundMessage) -> None:
         update = self._status_update(message)
-        token = await self._tokens.access_token(message.location_id)
+        location_id = message.location_id
+        token = await self._tokens.access_token(location_id)
         try:
-            await self._ghl.update_message_status(token, message.message_id, update)
+            await self._ghl.update_message_status(
+                token, message.message_id, update, location_id=location_id
+            )
         except GHLError as exc:
             if not exc.unauthorized or message.token_refreshed:
                 raise
             message.token_refreshed = True
-            token = await self._tokens.refresh_after_unauthorized(message.location_id, token)
-            await self._ghl.update_message_status(token, message.message_id, update)
+            token = await self._tokens.refresh_after_unauthorized(location_id, token)
+            await self._ghl.update_message_status(
+                token, message.message_id, update, location_id=location_id
+            )
 
     async def _report(self, message: OutboundMessage) -> float | None:
         if message.synthetic:  # a settings-page test SMS: GHL has no message to update
@@ -361,8 +375,11 @@ class OutboundWorker(LeasedQueueWorker):
     ) -> float | None:
         now = self._clock()
         permanent = isinstance(exc, GHLError) and not exc.retryable and not exc.unauthorized
+        rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
         started = message.finished_at or now
-        if not permanent and now - started < self._settings.status_deadline_seconds:
+        if rate_limited or (
+            not permanent and now - started < self._settings.status_deadline_seconds
+        ):
             delay = backoff(message.report_attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
             message.record(now, "report_retry", f"{exc.message}; retrying in {delay:.1f}s")
             self._counters.inc("status_report_retries")

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.cast.pacing import CastPacer, key_fingerprint
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from app.store import Store
@@ -17,6 +18,7 @@ INBOUND_KEY = "inbound-test-key-5f1c2a9e"
 
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/admin/installations", None),
+    ("GET", "/api/admin/cast-rates", None),
     ("GET", "/api/admin/messages/m-1", None),
     ("POST", "/api/admin/messages/m-1/requeue", None),
     ("GET", "/api/admin/inbound/unroutable", None),
@@ -100,6 +102,19 @@ async def test_without_admin_api_key_the_admin_api_is_off(harness: Harness):
             response = await call(harness, method, path, body, key=key)
             assert response.status_code == 404, (method, path)
             assert response.json()["error"]["code"] == "admin_disabled"
+
+
+async def test_cast_rates_list_the_keys_slowed_down_by_a_429(admin: Harness):
+    key = admin.env["CAST_API_KEY"]
+    await admin.with_store(lambda s: CastPacer(s, 50.0, 30.0).rate_limited(key, 50.0, 0.0))
+
+    response = await call(admin, "GET", "/api/admin/cast-rates")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "configured": 50.0,
+        "keys": [{"key": key_fingerprint(key), "rate": 40.0, "slowed": True}],
+    }
 
 
 async def test_installations_are_listed_without_tokens(admin: Harness):

@@ -15,6 +15,7 @@ import pytest
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
+from tests.fakes.cast import max_in_any_window
 from tests.fakes.cast_process import RemoteCast
 from tests.support.harness import ENCRYPTION_KEY, Harness, webhook
 from tests.support.signing import test_keys
@@ -33,9 +34,12 @@ OTHER_LOCATION, OTHER_KEY = "loc-2", "cast_" + "cd" * 32
 def remote_cast(harness: Harness) -> Iterator[RemoteCast]:
     """The fake Cast in its own process: this test process is busy posting 1,000 webhooks and
     would otherwise stall the fake's clock. Each replica is its own client IP in production,
-    so the fake's per-IP limit is raised; its per-key limit is the one under test."""
+    so the fake's per-IP limit is raised; its per-key limit is the one under test: the strictest
+    plausible one, a sliding log (at most RATE sends in any 1 s), with 20 ms of jitter."""
     keys = [harness.env["CAST_API_KEY"], OTHER_KEY]
-    cast = RemoteCast(keys, rate=RATE, ip_rate=300, ip_burst=300)
+    cast = RemoteCast(
+        keys, rate=RATE, ip_rate=300, ip_burst=300, key_limiter="sliding", jitter=0.02
+    )
     yield cast
     cast.stop()
 
@@ -109,18 +113,10 @@ def assert_each_sent_once(cast_sent: list[dict], count: int) -> None:
     assert len(counts) == count and max(counts.values()) == 1
 
 
-# The first send of a sample may arrive up to the pacer's re-reservation threshold (0.25 s) after
-# its slot, which shortens the measured span by as much; no send arrives before its slot.
-JITTER = 0.3
-
-
 def assert_never_faster_than_the_rate(cast_sent: list[dict], key: str) -> None:
-    """n sends of one key need at least (n - 1) / RATE seconds, whatever the sample size."""
-    times = sorted(sms["at"] for sms in cast_sent if sms["key"] == key)
-    assert times[-1] - times[0] >= (len(times) - 1) / RATE - JITTER, (
-        len(times),
-        times[-1] - times[0],
-    )
+    """Never more than RATE sends of one key in any 1-s interval (arrival times at the fake,
+    which adds up to 20 ms of jitter)."""
+    assert max_in_any_window([sms["at"] for sms in cast_sent if sms["key"] == key]) <= RATE
 
 
 def achieved_rate(cast_sent: list[dict], key: str) -> float:
@@ -134,13 +130,13 @@ async def test_three_replicas_share_one_keys_rate_with_no_429_and_send_each_once
 
     await first.wait_for(lambda: len(first.cast.sent) >= count, timeout=90, what="all sends")
     await asyncio.sleep(0.5)
-    assert first.cast.rate_limited == 0
     sent = first.cast.sent
+    assert first.cast.rate_limited == 0
     assert_each_sent_once(sent, count)
     assert_never_faster_than_the_rate(sent, first.env["CAST_API_KEY"])
     rate = achieved_rate(sent, first.env["CAST_API_KEY"])
-    if count == FULL_COUNT:
-        assert rate >= RATE * 0.97, rate
+    if count == FULL_COUNT:  # 97.6 % at best (pacing.WINDOW); at 50/s a loaded CI box costs more
+        assert rate >= RATE * 0.94, rate
 
 
 async def test_killing_a_sending_replica_mid_run_loses_and_repeats_nothing(cluster, count):

@@ -4,7 +4,10 @@
   `/api/v1/sim/send`: checks X-API-Key, validates the body, enforces the per-key message rate
   (one budget per key across both channels: the stricter reading of cast-api.md §9) and the
   per-IP request rate (429 + Retry-After), and honours X-Idempotency-Key (replays the first
-  successful answer, sends nothing new).
+  successful answer, sends nothing new). The per-key limiter is a token bucket of capacity
+  `per_key_rate` (`key_limiter="bucket"`) or the strictest plausible one, a sliding log: at
+  most `per_key_rate` sends in ANY 1-s interval (`key_limiter="sliding"`). `jitter` adds up
+  to that many seconds of random network delay to each arrival time the limiter sees.
 - Channels (cast-api.md §2): `/sim/send` needs `sim` in the key's allowed channels (else 403
   CHANNEL_NOT_ALLOWED). A key with approved sender IDs (`approve`) may only send a sender
   through the endpoint of its channel (else 400 VALIDATION_ERROR). A key the test did not
@@ -26,7 +29,9 @@
 """
 
 import asyncio
+import bisect
 import itertools
+import random
 import threading
 import time
 from collections import deque
@@ -65,6 +70,54 @@ class Bucket:
         return False
 
 
+@dataclass
+class SlidingLog:
+    """At most `limit` accepted events in any interval of `window` seconds (arrival times may
+    come slightly out of order when jitter is added)."""
+
+    limit: int
+    window: float = 1.0
+    times: list[float] = field(default_factory=list)
+
+    def take(self, now: float) -> bool:
+        times = self.times
+        while times and now - times[0] >= 2 * self.window:
+            times.pop(0)
+        at = bisect.bisect(times, now)
+        candidate = [*times[:at], now, *times[at:]]
+        for first in range(max(0, at - self.limit), at + 1):
+            last = first + self.limit
+            if last < len(candidate) and candidate[last] - candidate[first] < self.window:
+                return False
+        times.insert(at, now)
+        return True
+
+
+class KeyLimiter:
+    """The per-key limiter of one fake Cast: a token bucket or a sliding log."""
+
+    def __init__(self, kind: str, rate: float) -> None:
+        if kind not in ("bucket", "sliding"):
+            raise ValueError(f"unknown key limiter {kind!r}")
+        self.kind, self.rate = kind, rate
+
+    def new(self) -> Bucket | SlidingLog:
+        if self.kind == "sliding":
+            return SlidingLog(max(1, int(self.rate)))
+        return Bucket(self.rate, self.rate)
+
+
+def max_in_any_window(times: list[float], window: float = 1.0) -> int:
+    """The most events in any interval of `window` seconds."""
+    ordered = sorted(times)
+    best, start = 0, 0
+    for end, at in enumerate(ordered):
+        while at - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 class FakeCast:
     def __init__(
         self,
@@ -73,9 +126,13 @@ class FakeCast:
         per_key_rate: float = 10.0,
         ip_rate: float = 30.0,
         ip_burst: float = 50.0,
+        key_limiter: str = "bucket",
+        jitter: float = 0.0,
     ) -> None:
         self.api_keys = api_keys
         self.per_key_rate = per_key_rate
+        self.key_limiter = KeyLimiter(key_limiter, per_key_rate)
+        self.jitter = jitter
         self.ip_rate, self.ip_burst = ip_rate, ip_burst
         self.script: deque[Scripted] = deque()
         self.sent: list[dict[str, Any]] = []  # SMS that really went out (not replays)
@@ -99,7 +156,7 @@ class FakeCast:
         self.account_requests: list[str] = []  # paths of GET /api/v1/account/... calls
         self._channel_of: dict[str, str] = {}  # message id -> channel it was sent through
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
-        self._key_buckets: dict[str, Bucket] = {}
+        self._key_limits: dict[str, Bucket | SlidingLog] = {}
         self._ip_bucket = Bucket(ip_rate, ip_burst)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -147,13 +204,7 @@ class FakeCast:
         return [sms for sms in self.sent if sms["to"] == to]
 
     def max_sends_in_any_second(self) -> int:
-        times = sorted(sms["at"] for sms in self.sent)
-        best, start = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= 1.0:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_any_window([sms["at"] for sms in self.sent])
 
     # The HTTP app ------------------------------------------------------------------------
     def _build_app(self) -> FastAPI:
@@ -275,7 +326,8 @@ class FakeCast:
         self, key: str, idem: str | None, body: Any, channel: str
     ) -> JSONResponse | Scripted:
         with self._lock:
-            now = time.monotonic()  # when the request is handled, in arrival order
+            # when the request is handled, in arrival order, plus the network's jitter
+            now = time.monotonic() + random.uniform(0.0, self.jitter)
             if not self._ip_bucket.take(now):
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
@@ -289,8 +341,9 @@ class FakeCast:
                 return self.script.popleft()
             if channel not in self.channels_of(key):
                 return _error(403, "CHANNEL_NOT_ALLOWED", f"the {channel} channel is not enabled")
-            bucket = self._key_buckets.setdefault(key, Bucket(self.per_key_rate, self.per_key_rate))
-            if not bucket.take(now):
+            if key not in self._key_limits:
+                self._key_limits[key] = self.key_limiter.new()
+            if not self._key_limits[key].take(now):
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "message rate exceeded", retry_after=1)
             if not isinstance(body, dict) or not body.get("to") or not body.get("message"):

@@ -1,6 +1,7 @@
 """The fake Cast in a process of its own, for tests whose timing it must not share a GIL with.
 
-`python -m tests.fakes.cast_process --rate 50 --ip-rate 300 --ip-burst 300 --key cast_…` prints
+`python -m tests.fakes.cast_process --rate 50 --ip-rate 300 --ip-burst 300 --key-limiter sliding
+--jitter 0.02 --key cast_…` prints
 its URL once listening. Extra routes: `GET /_sent` (every real send, arrival time on this
 machine's monotonic clock) and `GET /_stats`. `RemoteCast` reads them from the test process.
 """
@@ -33,7 +34,16 @@ def build_app(cast: FakeCast) -> FastAPI:
 class RemoteCast:
     """What the tests read of a fake Cast running in another process."""
 
-    def __init__(self, keys: list[str], *, rate: float, ip_rate: float, ip_burst: float) -> None:
+    def __init__(
+        self,
+        keys: list[str],
+        *,
+        rate: float,
+        ip_rate: float,
+        ip_burst: float,
+        key_limiter: str = "sliding",
+        jitter: float = 0.02,
+    ) -> None:
         self.port = free_port()
         args = [
             sys.executable,
@@ -47,6 +57,10 @@ class RemoteCast:
             str(ip_rate),
             "--ip-burst",
             str(ip_burst),
+            "--key-limiter",
+            key_limiter,
+            "--jitter",
+            str(jitter),
         ]
         for key in keys:
             args += ["--key", key]
@@ -76,10 +90,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--ip-rate", type=float, default=30.0)
     parser.add_argument("--ip-burst", type=float, default=50.0)
+    parser.add_argument("--key-limiter", choices=["bucket", "sliding"], default="sliding")
+    parser.add_argument("--jitter", type=float, default=0.0, help="max random network delay, s")
     parser.add_argument("--key", action="append", default=[])
     args = parser.parse_args()
     cast = FakeCast(
-        set(args.key), per_key_rate=args.rate, ip_rate=args.ip_rate, ip_burst=args.ip_burst
+        set(args.key),
+        per_key_rate=args.rate,
+        ip_rate=args.ip_rate,
+        ip_burst=args.ip_burst,
+        key_limiter=args.key_limiter,
+        jitter=args.jitter,
     )
     config = uvicorn.Config(build_app(cast), host="127.0.0.1", port=args.port, log_level="warning")
     server = uvicorn.Server(config)

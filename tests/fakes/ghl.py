@@ -5,6 +5,12 @@ Refresh tokens are single-use like GHL's: a second use answers 400 invalid_grant
 is strict: a `dndSettings` in the body replaces the contact's whole `dndSettings` (a client
 that sends only `SMS` loses the other channels), and a status other than active / inactive /
 permanent is a 422.
+
+`location_limit=(100, 10.0)` turns on GHL's per-location rate limit, modelled strictly: at most
+100 requests of one location (known by its access token) in ANY 10-s interval (a sliding log),
+else 429 without Retry-After (GHL's is UNCONFIRMED); every answer then carries
+X-RateLimit-Max / -Remaining / -Interval-Milliseconds and the daily pair (200,000 a day). Off by
+default: most tests push hundreds of messages through one location and test other things.
 """
 
 import asyncio
@@ -15,13 +21,28 @@ from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+
+from tests.fakes.cast import SlidingLog, max_in_any_window
+
+DAILY_LIMIT = 200_000
 
 
 class FakeGHL:
-    def __init__(self, client_id: str = "test-client-id", client_secret: str = "test-secret"):
+    def __init__(
+        self,
+        client_id: str = "test-client-id",
+        client_secret: str = "test-secret",
+        *,
+        location_limit: tuple[int, float] | None = None,
+    ):
         self.client_id, self.client_secret = client_id, client_secret
+        self.location_limit = location_limit  # (requests, seconds) per location, or None
+        self.token_locations: dict[str, str] = {}  # access token -> location id
+        self.location_calls: dict[str, list[float]] = {}  # accepted requests, arrival times
+        self.rate_limited = 0  # 429s answered
+        self._location_logs: dict[str, SlidingLog] = {}
         self.valid_tokens: set[str] = set()
         self.refresh_tokens: dict[str, dict[str, Any]] = {}  # refresh token -> grant info
         self.used_refresh_tokens: set[str] = set()
@@ -56,6 +77,8 @@ class FakeGHL:
         n = next(self._ids)
         access, refresh = f"access-{n}", f"refresh-{n}"
         self.valid_tokens.add(access)
+        if location_id is not None:
+            self.token_locations[access] = location_id
         grant = {"location_id": location_id, "company_id": company_id, "user_type": user_type}
         self.refresh_tokens[refresh] = grant
         return {
@@ -108,8 +131,51 @@ class FakeGHL:
         header = request.headers.get("authorization", "")
         return header.startswith("Bearer ") and header[7:] in self.valid_tokens
 
+    def max_calls_in_any_window(self, location_id: str) -> int:
+        assert self.location_limit is not None
+        return max_in_any_window(self.location_calls.get(location_id, []), self.location_limit[1])
+
+    def _limit(self, request: Request) -> tuple[bool, dict[str, str]]:
+        """Whether a location's request is within its limit, and the rate-limit headers."""
+        header = request.headers.get("authorization", "")
+        location = self.token_locations.get(header[7:]) if header.startswith("Bearer ") else None
+        if self.location_limit is None or location is None:
+            return True, {}
+        limit, window = self.location_limit
+        with self._lock:
+            log = self._location_logs.setdefault(location, SlidingLog(limit, window))
+            now = time.monotonic()
+            allowed = log.take(now)
+            calls = self.location_calls.setdefault(location, [])
+            if allowed:
+                calls.append(now)
+            else:
+                self.rate_limited += 1
+            recent = sum(1 for at in log.times if now - at < window)
+        headers = {
+            "X-RateLimit-Max": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - recent)),
+            "X-RateLimit-Interval-Milliseconds": str(int(window * 1000)),
+            "X-RateLimit-Limit-Daily": str(DAILY_LIMIT),
+            "X-RateLimit-Daily-Remaining": str(max(0, DAILY_LIMIT - len(calls))),
+        }
+        return allowed, headers
+
     def _build_app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.middleware("http")
+        async def rate_limit(request: Request, call_next: Any) -> Response:
+            allowed, headers = self._limit(request)
+            if not allowed:
+                return JSONResponse(
+                    {"statusCode": 429, "message": "Too many requests"},
+                    status_code=429,
+                    headers=headers,
+                )
+            response = await call_next(request)
+            response.headers.update(headers)
+            return response
 
         @app.post("/oauth/token")
         async def token(request: Request) -> JSONResponse:

@@ -1,0 +1,87 @@
+"""Pacing GHL calls per location, for the whole cluster, within GHL's limits.
+
+GHL allows a Marketplace app 100 requests per 10 s and 200,000 per day per location (its
+limiter's algorithm is not documented: the strictest plausible one is a sliding log, at most 100
+in ANY 10 s). Every location-scoped call (status updates, contact look-ups and upserts, inbound
+messages, and any call added later) goes through `GHLPacer.before_call`, which `GHLClient` calls
+for a request made with a `location_id`:
+
+- slots in the store `INTERVAL` apart (10.1 s / 98, 9.7 calls/s): call k and call k+98 leave
+  at least 10.1 s - `MAX_LATENESS` apart, 20 ms (jitter) more than GHL's window needs; a call
+  that wakes up later than `MAX_LATENESS` after its slot takes a new one. Two of the 100 are
+  left over (`HEADROOM`), so our own calls never bring `X-RateLimit-Remaining` to 0;
+- first come, first served: one reservation per location at a time in each process (a FIFO
+  lock), so no kind of call starves another and a reply waits behind at most the calls that
+  asked before it;
+- GHL's answers adjust it (`after_response`): `X-RateLimit-Remaining: 0` blocks the location
+  for `X-RateLimit-Interval-Milliseconds`, `X-RateLimit-Daily-Remaining: 0` until the next UTC
+  day (GHL's reset time is UNCONFIRMED), a 429 for Retry-After, else the interval, else 10 s.
+  The block is kept in the store: every process waits it out.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from app.pacing import PacingRepository, sleep_until
+from app.store import Store
+
+LIMIT, WINDOW_SECONDS = 100, 10.0
+HEADROOM = 2  # never reached by our own calls, X-RateLimit-Remaining: 0 means someone else
+MAX_LATENESS = 0.08
+INTERVAL = (WINDOW_SECONDS + MAX_LATENESS + 0.02) / (LIMIT - HEADROOM)
+DEFAULT_BLOCK_SECONDS = 10.0
+LOCATION_PREFIX = "ghl-location:"
+
+
+def _number(headers: Mapping[str, str], name: str) -> float | None:
+    try:
+        return float(headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def block_seconds(status: int, headers: Mapping[str, str], now: float) -> float | None:
+    """How long GHL asks this location to wait, from a response's status and headers."""
+    interval_ms = _number(headers, "x-ratelimit-interval-milliseconds")
+    interval = interval_ms / 1000 if interval_ms is not None else None
+    if _number(headers, "x-ratelimit-daily-remaining") == 0:
+        midnight = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
+        return datetime.combine(midnight, datetime.min.time(), UTC).timestamp() - now
+    if status == 429:
+        return _number(headers, "retry-after") or interval or DEFAULT_BLOCK_SECONDS
+    if _number(headers, "x-ratelimit-remaining") == 0:
+        return interval or DEFAULT_BLOCK_SECONDS
+    return None
+
+
+class GHLPacer:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._repo = PacingRepository(store)
+        self._clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def before_call(self, location_id: str) -> None:
+        """Wait for the location's next slot (first come, first served)."""
+        name = LOCATION_PREFIX + location_id
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            while True:
+                state = await self._repo.state(name)
+                now = max(self._clock(), state.blocked_until)
+                slot = await self._repo.reserve_slot(name, now=now, interval=INTERVAL)
+                await sleep_until(slot, self._clock)
+                if self._clock() - slot <= MAX_LATENESS:
+                    return
+
+    async def after_response(
+        self, location_id: str, status: int, headers: Mapping[str, str]
+    ) -> float | None:
+        """Learn from GHL's answer; the seconds the location is now blocked for, if any."""
+        now = self._clock()
+        seconds = block_seconds(status, headers, now)
+        if seconds is not None:
+            await self._repo.update_state(
+                LOCATION_PREFIX + location_id, lambda s: s.blocked(now + seconds)
+            )
+        return seconds

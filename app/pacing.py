@@ -1,0 +1,101 @@
+"""What Cast pacing and GHL pacing have in common.
+
+- `PacingRepository`: the cluster-wide side, in the store. `reserve_slot` hands out send times
+  `interval` apart for one name across every bridge process (a GCRA kept in the database);
+  `state` / `update_state` keep a small document per name (an adapted rate, a block until some
+  time) changed by compare-and-swap, so two processes reacting to the same 429 never lose an
+  update.
+- `SlidingWindow`: the per-process side: at most `limit` events in any `window` seconds.
+- `sleep_until`: wait for a slot without a timer's usual millisecond of lateness.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+from app.store import Store
+
+COLLECTION = "pacing_state"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """What the cluster learnt about one limit: an adapted rate (None: the configured one), the
+    rate that drew the last 429 minus one (`ceiling`), when the rate last changed, and a block
+    (Retry-After, an exhausted budget) until `blocked_until`."""
+
+    rate: float | None = None
+    ceiling: float | None = None
+    changed_at: float = 0.0
+    blocked_until: float = 0.0
+
+    def blocked(self, until: float) -> "LimitState":
+        return replace(self, blocked_until=max(self.blocked_until, until))
+
+
+EARLY_WAKEUP = 0.002
+
+
+async def sleep_until(at: float, clock: Callable[[], float]) -> None:
+    """Sleep, then yield to the loop for the last few ms: a timer wakes up a ms or more late."""
+    delay = at - clock() - EARLY_WAKEUP
+    if delay > 0:
+        await asyncio.sleep(delay)
+    while clock() < at:  # noqa: ASYNC110 (a clock, not an event)
+        await asyncio.sleep(0)
+
+
+class PacingRepository:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
+        return await self._store.reserve_slot(name, now=now, interval=interval)
+
+    async def state(self, name: str) -> LimitState:
+        doc = await self._store.get_doc(COLLECTION, name)
+        return LimitState(**doc.data) if doc is not None else LimitState()
+
+    async def update_state(
+        self, name: str, change: Callable[[LimitState], LimitState]
+    ) -> LimitState:
+        """Apply `change` to the current state atomically (retried on a concurrent write)."""
+        while True:
+            doc = await self._store.get_doc(COLLECTION, name)
+            current = LimitState(**doc.data) if doc is not None else LimitState()
+            new = change(current)
+            if new == current:
+                return current
+            rev = doc.rev if doc is not None else 0
+            if await self._store.swap_doc(COLLECTION, name, rev, asdict(new)):
+                return new
+
+    async def states(self, prefix: str) -> dict[str, LimitState]:
+        docs = await self._store.list_docs(COLLECTION)
+        return {doc.id: LimitState(**doc.data) for doc in docs if doc.id.startswith(prefix)}
+
+
+class SlidingWindow:
+    """At most `limit` events in any `window` seconds, in this process (a sliding log)."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window = max(1, limit), window
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def delay(self) -> float:
+        """Seconds until one more event fits (0: now)."""
+        now = self._clock()
+        while self._times and now - self._times[0] >= self.window:
+            self._times.popleft()
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[0] + self.window - now
+
+    def take(self) -> None:
+        """Record an event now; call only when `delay()` is 0 (no await in between)."""
+        self._times.append(self._clock())
