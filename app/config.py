@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     cast_api_timeout_seconds: float = Field(15.0, gt=0)
     cast_rate_per_key: float = Field(10.0, gt=0, description="messages/s per Cast API key")
     cast_ip_rate: float = Field(30.0, gt=0, description="requests/s for all Cast calls")
+    ghl_requests_per_10s: int = Field(
+        100, ge=10, description="GHL requests per 10 s per location (GHL's limit per app)"
+    )
     cast_max_message_chars: int = Field(450, ge=1, le=10_000)
     # Below this many credits (SMS parts) the settings page warns; a location may set its own.
     low_credit_threshold: int = Field(500, ge=0)

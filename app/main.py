@@ -118,7 +118,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
     cast_http = _http_client(str(settings.cast_api_url), settings.cast_api_timeout_seconds)
     ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)
     counters = Counters()  # this app's Prometheus registry
-    ghl = GHLClient(ghl_http, observer=counters.upstream("ghl"), pacer=GHLPacer(store))
+    ghl = GHLClient(
+        ghl_http,
+        observer=counters.upstream("ghl"),
+        pacer=GHLPacer(store, settings.ghl_requests_per_10s),
+    )
     cipher = build_cipher(settings)
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)

@@ -48,15 +48,27 @@ async def sleep_until(at: float, clock: Callable[[], float]) -> None:
 
 
 class PacingRepository:
-    def __init__(self, store: Store) -> None:
+    """`state` answers from a copy at most `state_max_age` seconds old (one store read per name
+    and second instead of one per call): another process's slow-down or block reaches this one
+    within that time; this process's own is seen at once."""
+
+    def __init__(self, store: Store, state_max_age: float = 1.0) -> None:
         self._store = store
+        self._max_age = state_max_age
+        self._states: dict[str, tuple[float, LimitState]] = {}
 
     async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
         return await self._store.reserve_slot(name, now=now, interval=interval)
 
     async def state(self, name: str) -> LimitState:
+        read_at = time.monotonic()
+        cached = self._states.get(name)
+        if cached is not None and read_at - cached[0] < self._max_age:
+            return cached[1]
         doc = await self._store.get_doc(COLLECTION, name)
-        return LimitState(**doc.data) if doc is not None else LimitState()
+        state = LimitState(**doc.data) if doc is not None else LimitState()
+        self._states[name] = (read_at, state)
+        return state
 
     async def update_state(
         self, name: str, change: Callable[[LimitState], LimitState]
@@ -67,9 +79,11 @@ class PacingRepository:
             current = LimitState(**doc.data) if doc is not None else LimitState()
             new = change(current)
             if new == current:
+                self._states[name] = (time.monotonic(), current)
                 return current
             rev = doc.rev if doc is not None else 0
             if await self._store.swap_doc(COLLECTION, name, rev, asdict(new)):
+                self._states[name] = (time.monotonic(), new)
                 return new
 
     async def states(self, prefix: str) -> dict[str, LimitState]:

@@ -33,7 +33,13 @@ class Fakes:
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     @classmethod
-    def start(cls, cast_rate: float, cast_ip_rate: float = 30.0, ip_burst: float = 50.0) -> "Fakes":
+    def start(
+        cls,
+        cast_rate: float,
+        cast_ip_rate: float = 30.0,
+        ip_burst: float = 50.0,
+        *extra: str,
+    ) -> "Fakes":
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -45,6 +51,7 @@ class Fakes:
                 str(cast_ip_rate),
                 "--ip-burst",
                 str(ip_burst),
+                *extra,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -126,6 +126,10 @@ def cast_app(cast: FakeCast, faults: Faults) -> ASGIApp:
             "now": time.monotonic(),
         }
 
+    @app.get("/_limited")
+    async def limited() -> list[float]:
+        return [r["at"] for r in cast.requests if r.get("status") == 429]
+
     @app.get("/_sent")
     async def sent() -> list[dict[str, Any]]:
         return [{"key": sms["idempotency_key"], "at": sms["at"]} for sms in cast.sent]
@@ -148,6 +152,7 @@ def ghl_app(ghl: FakeGHL, faults: Faults) -> ASGIApp:
             "by_status": dict(finals),
             "requests": len(ghl.status_requests),
             "last_at": max((s["at"] for s in ghl.statuses), default=None),
+            "rate_limited": ghl.rate_limited,
             "injected": dict(faults.injected),
         }
 
@@ -165,10 +170,16 @@ def ghl_app(ghl: FakeGHL, faults: Faults) -> ASGIApp:
 
 async def serve(args: argparse.Namespace) -> None:
     cast = FakeCast(
-        {CAST_KEY}, per_key_rate=args.cast_rate, ip_rate=args.cast_ip_rate, ip_burst=args.ip_burst
+        {CAST_KEY},
+        per_key_rate=args.cast_rate,
+        ip_rate=args.cast_ip_rate,
+        ip_burst=args.ip_burst,
+        key_limiter=args.key_limiter,
+        jitter=args.jitter,
     )
     cast.approve(CAST_KEY, SENDER_ID)  # a real account lists its approved sender IDs
-    ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET)
+    limit = (args.ghl_limit, 10.0) if args.ghl_limit else None
+    ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET, location_limit=limit)
     servers = []
     for app in (cast_app(cast, Faults()), ghl_app(ghl, Faults())):
         config = uvicorn.Config(
@@ -198,6 +209,16 @@ def main() -> None:
     parser.add_argument("--cast-rate", type=float, default=10.0, help="Cast messages/s per key")
     parser.add_argument("--cast-ip-rate", type=float, default=30.0, help="Cast requests/s per IP")
     parser.add_argument("--ip-burst", type=float, default=50.0, help="Cast per-IP burst")
+    parser.add_argument(
+        "--key-limiter",
+        choices=["sliding", "bucket"],
+        default="sliding",
+        help="Cast per-key limiter: a sliding 1-s log (the strictest) or a token bucket",
+    )
+    parser.add_argument("--jitter", type=float, default=0.02, help="Cast arrival jitter, s")
+    parser.add_argument(
+        "--ghl-limit", type=int, default=0, help="GHL requests per 10 s per location (0: none)"
+    )
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -4,11 +4,15 @@ the per-IP budget, and slowing a key down when Cast answers 429."""
 import asyncio
 import time
 
+import pytest
+
 from app.cast.pacing import (
+    BACKLOG_SECONDS,
     CEILING_HOLD_SECONDS,
     JITTER,
     MAX_SLOT_LATENESS,
     RECOVERY_STEP_SECONDS,
+    RETURN_AHEAD_SECONDS,
     WINDOW,
     CastPacer,
     after_rate_limited,
@@ -62,6 +66,15 @@ async def test_different_keys_do_not_wait_for_each_other(store: Store):
     started = time.monotonic()
     await asyncio.gather(*(pacer.before_send(f"cast_{i}") for i in range(10)))
     assert time.monotonic() - started < 1.5  # one key alone would need 4.5 s
+
+
+async def test_a_send_cast_answered_late_pushes_the_keys_next_slots_back(store: Store):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    ticket = await pacer.before_send("cast_a")
+    await asyncio.sleep(0.06)  # the request stalled somewhere on its way: it may arrive late
+    await pacer.after_send("cast_a", ticket)
+    slots = [(await pacer.before_send("cast_a")).slot for _ in range(2)]
+    assert slots[1] - ticket.slot >= 2 * WINDOW / 10 + 0.06 - 0.02
 
 
 # Per IP, per process ------------------------------------------------------------------------
@@ -121,13 +134,13 @@ def test_a_key_whose_real_limit_is_8_settles_at_8_after_two_429s():
 async def test_a_429_slows_the_key_down_for_every_pacer_on_the_store(store: Store):
     first, second = (CastPacer(store, per_key_rate=10, ip_rate=1000) for _ in range(2))
     assert await first.rate_limited("cast_a", paced_at=10.0, retry_after=0.0) == 8.0
-    assert await second.before_send("cast_a") == 8.0
+    assert (await second.before_send("cast_a")).rate == 8.0
     assert await second.rates() == {key_fingerprint("cast_a"): 8.0}
 
 
 async def test_retry_after_holds_the_key_back_for_every_pacer(store: Store):
-    await CastPacer(store, per_key_rate=10, ip_rate=1000).rate_limited("cast_a", 10.0, 0.4)
     started = time.monotonic()
+    await CastPacer(store, per_key_rate=10, ip_rate=1000).rate_limited("cast_a", 10.0, 0.4)
     await CastPacer(store, per_key_rate=10, ip_rate=1000).before_send("cast_a")
     assert time.monotonic() - started >= 0.4 - MAX_SLOT_LATENESS
 
@@ -136,3 +149,21 @@ async def test_two_pacers_answering_the_same_burst_of_429s_slow_down_once(store:
     pacers = [CastPacer(store, per_key_rate=10, ip_rate=1000) for _ in range(2)]
     await asyncio.gather(*(p.rate_limited("cast_a", 10.0, 0.0) for p in pacers * 2))
     assert await pacers[0].rates() == {key_fingerprint("cast_a"): 8.0}
+
+
+# Backlog: sends that would only wait give their worker slot back ------------------------------
+async def test_sends_beyond_a_keys_backlog_come_back_later_spread_at_its_rate(
+    store: Store,
+):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    waiting = [asyncio.create_task(pacer.before_send("cast_a")) for _ in range(25)]
+    await asyncio.sleep(0.05)
+    try:
+        assert pacer.defer_until("cast_b", NOW) is None  # another key has no backlog
+        first, second = pacer.defer_until("cast_a", NOW), pacer.defer_until("cast_a", NOW)
+        assert first is not None and first >= NOW + BACKLOG_SECONDS - RETURN_AHEAD_SECONDS
+        assert second == pytest.approx(first + WINDOW / 10)
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)

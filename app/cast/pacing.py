@@ -4,12 +4,12 @@ Per API key, for the whole cluster (Cast's per-key limit, whose algorithm is und
 strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): each send
 reserves the next slot of its key in the store (`reserve_slot`, one atomic update, no lock that
 could die with its process). Slots are `WINDOW / rate` apart, WINDOW = 1 s + `JITTER` (how much
-the network delay to Cast may vary) + `MAX_SLOT_LATENESS`, and a send leaves at most
-`MAX_SLOT_LATENESS` after its slot: one that woke up later first pushes the key's later slots
+the network delay to Cast may vary) + `MAX_SLOT_LATENESS` + `SEND_PATH`, and a send is let go at
+most `MAX_SLOT_LATENESS` after its slot: one that woke up later first pushes the key's later slots
 back by its lateness (or, if R slots are already reserved after it, takes a new slot). Send k
 and send k+R then leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart
 whatever the jitter: never R+1 sends in one second. The cost is WINDOW - 1 s of the rate
-(R / 1.025 = 97.6 % of R) plus the pushes (the lateness, not a whole slot, each time).
+(R / 1.028 = 97.3 % of R) plus the pushes (the lateness, not a whole slot, each time).
 
 Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
 multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
@@ -26,7 +26,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from app.pacing import LimitState, PacingRepository, SlidingWindow, sleep_until
 from app.store import Store
@@ -37,12 +37,30 @@ JITTER = 0.02
 # budget) takes a new slot: a late send could land within 1 s of the send R slots after it.
 MAX_SLOT_LATENESS = 0.004
 MAX_PUSHES = 3
-WINDOW = 1.0 + JITTER + MAX_SLOT_LATENESS
+# From the lateness check to the request leaving: building it, httpx, the event loop.
+SEND_PATH = 0.004
+WINDOW = 1.0 + JITTER + MAX_SLOT_LATENESS + SEND_PATH
+# A send Cast answered this much later than the send path allows for stalled on the way (a busy
+# machine): `after_send` moves the key's next slots back. Shorter answers are not counted.
+STALL = 0.01
 DECREASE = 0.8
 RECOVERY_STEP_SECONDS = 60.0
 CEILING_HOLD_SECONDS = 3600.0
 DEFAULT_RETRY_AFTER = 1.0
 KEY_PREFIX = "cast-key:"
+# Sends of one key that wait in this process at once, in seconds of its rate; more come back
+# later (`defer_until`) so they do not hold the worker's slots that receipt polls and status
+# reports need.
+BACKLOG_SECONDS = 2.0
+RETURN_AHEAD_SECONDS = 1.0  # a deferred send comes back while 1 s of sends still waits
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A send let go: the rate it was paced at and its slot (for `after_send`)."""
+
+    rate: float
+    slot: float
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -83,18 +101,54 @@ class CastPacer:
         self._clock = clock
         self._ip = SlidingWindow(math.floor(ip_rate), WINDOW)
         self._key_locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}  # sends waiting for their key, by key
+        self._rates: dict[str, float] = {}  # the rate each key was last paced at
+        self._next_due: dict[str, float] = {}  # when the next deferred send should come back
         self._sends_waiting_for_ip = 0
 
     @property
     def configured_rate(self) -> float:
         return self._configured
 
-    async def before_send(self, api_key: str) -> float:
-        """Wait until the key may send; the rate (msg/s) this send was paced at.
+    def defer_until(self, api_key: str, now: float) -> float | None:
+        """When a send for this key should come back instead of waiting here, because this
+        process already holds `BACKLOG_SECONDS` of its sends; None: wait (`before_send`).
+        Deferred sends come back spread at the key's rate, so each is deferred about once, and
+        `RETURN_AHEAD_SECONDS` before their turn, so the key never runs dry waiting for them."""
+        name = KEY_PREFIX + key_fingerprint(api_key)
+        interval = WINDOW / self._rates.get(name, self._configured)
+        backlog = self._waiting.get(name, 0)
+        if backlog * interval < BACKLOG_SECONDS:
+            return None
+        due = max(self._next_due.get(name, 0.0), now + backlog * interval - RETURN_AHEAD_SECONDS)
+        due += interval
+        self._next_due[name] = due
+        return due
+
+    async def before_send(self, api_key: str) -> Ticket:
+        """Wait until the key may send; the rate (msg/s) and slot this send was paced at.
 
         One reservation per key at a time in this process: the others wait here, not on a
         reserved slot, so a slow-down applies to them at once."""
         name = KEY_PREFIX + key_fingerprint(api_key)
+        self._waiting[name] = self._waiting.get(name, 0) + 1
+        try:
+            ticket = await self._paced(name)
+        finally:
+            self._waiting[name] -= 1
+        self._rates[name] = ticket.rate
+        return ticket
+
+    async def after_send(self, api_key: str, ticket: Ticket) -> None:
+        """Cast answered a send (or not): if that took long, the request may have reached Cast
+        later than the pacing allows for, so the key's next slots move back by as much (they
+        are reserved after this, R slots after it well over a second later)."""
+        stalled = self._clock() - ticket.slot - MAX_SLOT_LATENESS - SEND_PATH
+        if stalled > STALL:
+            name = KEY_PREFIX + key_fingerprint(api_key)
+            await self._repo.reserve_slot(name, now=0.0, interval=stalled)
+
+    async def _paced(self, name: str) -> Ticket:
         async with self._key_locks.setdefault(name, asyncio.Lock()):
             while True:
                 state = await self._repo.state(name)
@@ -108,7 +162,7 @@ class CastPacer:
                 await sleep_until(slot, self._clock)
                 await self._acquire_ip_for_send()
                 if await self._in_time(name, slot, interval, store_time):
-                    return rate
+                    return Ticket(rate, slot)
 
     async def _in_time(self, name: str, slot: float, interval: float, store_time: float) -> bool:
         """True when this send may go now: within MAX_SLOT_LATENESS of its slot once the key's

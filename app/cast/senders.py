@@ -75,6 +75,7 @@ class SenderDirectory:
         self._cast = cast
         self._pace = pace
         self._ttl, self._miss_ttl = ttl, miss_ttl
+        self._failures: dict[str, tuple[float, CastError]] = {}  # the last failed read, by key
         self._clock = clock
         self._listings: dict[str, _Listing] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -88,21 +89,30 @@ class SenderDirectory:
         listing = self._listings.get(fingerprint)
         if listing is not None and self._clock() - listing.fetched_at <= age:
             return listing.senders
+        self._raise_recent_failure(fingerprint, listing)
         lock = self._locks.setdefault(fingerprint, asyncio.Lock())
         async with lock:  # one request per key: the others wait and read its answer
             listing = self._listings.get(fingerprint)
             if listing is not None and self._clock() - listing.fetched_at <= age:
                 return listing.senders
+            self._raise_recent_failure(fingerprint, listing)
             try:
                 return await self._fetch(api_key, fingerprint)
             except CastError as exc:
                 if listing is None:
+                    # not asked again for `miss_ttl`: each ask spends the per-IP budget sends need
+                    self._failures[fingerprint] = (self._clock(), exc)
                     raise
                 log.warning(
                     "could not refresh the Cast sender IDs; using the last list",
                     extra={"key": fingerprint, "reason": exc.message},
                 )
                 return listing.senders
+
+    def _raise_recent_failure(self, fingerprint: str, listing: "_Listing | None") -> None:
+        failed = self._failures.get(fingerprint)
+        if listing is None and failed is not None and self._clock() - failed[0] < self._miss_ttl:
+            raise failed[1]
 
     async def _fetch(self, api_key: str, fingerprint: str) -> list[SenderId]:
         if self._pace is not None:

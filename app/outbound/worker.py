@@ -11,12 +11,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from app.cast.account import CastAccountInfo
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import CastPacer
-from app.cast.schemas import Channel, SendRequest
+from app.cast.pacing import CastPacer, Ticket
+from app.cast.schemas import Channel, SendRequest, SendResult
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
@@ -161,21 +161,25 @@ class OutboundWorker(LeasedQueueWorker):
         for index, part in enumerate(message.parts, start=1):
             if part.cast_message_id:
                 continue
-            paced_at = await self._pacer.before_send(api_key)  # one budget per key, both channels
+            deferred = self._pacer.defer_until(api_key, self._clock())
+            if deferred is not None:  # enough of this key's sends wait here already
+                return deferred
+            ticket = await self._pacer.before_send(api_key)  # one budget per key, both channels
             message.send_attempts += 1
             request = SendRequest(
                 to=message.to or "", message=part.text, sender_id=message.sender_id
             )
             try:
-                result = await self._cast.send_sms(
+                result = await self._paced_send(
                     api_key,
+                    ticket,
                     request,
                     idempotency_key=part.idempotency_key(message.message_id, index, total),
                     channel=channel,
                 )
             except CastError as exc:
                 if exc.status == 429:
-                    await self._slowed_down(api_key, paced_at, exc)
+                    await self._slowed_down(api_key, ticket.rate, exc)
                 if exc.recipient_unsubscribed and self._optouts is not None:
                     return await self._unsubscribed_at_cast(message, message.sender_id, exc)
                 if exc.key_state and self._account_info is not None:
@@ -294,6 +298,14 @@ class OutboundWorker(LeasedQueueWorker):
         message.record(now, "carrier_receipt", delivery)
         message.finish(now, "delivered")
         self._counters.inc("messages_delivered", reason=delivery)
+
+    async def _paced_send(
+        self, api_key: str, ticket: Ticket, request: SendRequest, **kwargs: Any
+    ) -> SendResult:
+        try:
+            return await self._cast.send_sms(api_key, request, **kwargs)
+        finally:  # a slow answer moves the key's next slots back
+            await self._pacer.after_send(api_key, ticket)
 
     async def _slowed_down(self, api_key: str, paced_at: float, exc: CastError) -> None:
         rate = await self._pacer.rate_limited(api_key, paced_at, exc.retry_after)

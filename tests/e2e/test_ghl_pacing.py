@@ -16,6 +16,7 @@ async def test_status_updates_and_replies_of_one_location_draw_no_429_from_ghl(
     harness: Harness,
 ):
     harness.ghl.location_limit = (100, 10.0)
+    harness.env["GHL_REQUESTS_PER_10S"] = "100"
     harness.env["INBOUND_API_KEY"] = INBOUND_KEY
     harness.env["INBOUND_ROUTES"] = f'{{"CASTTEST": "{LOCATION}"}}'
     await harness.seed_installation()

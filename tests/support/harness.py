@@ -180,6 +180,9 @@ def bridge_env(
         "TOKEN_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "BASE_URL": "http://127.0.0.1",
         "CAST_RATE_PER_KEY": "50",
+        # GHL's real limit (100) would pace most tests to 10 msg/s per location: it is set
+        # where GHL pacing is the behaviour under test (tests/e2e/test_ghl_pacing.py)
+        "GHL_REQUESTS_PER_10S": "100000",
         "DLR_FIRST_POLL_SECONDS": "0.2",
         "DLR_MAX_POLL_INTERVAL_SECONDS": "0.5",
         "CAST_API_TIMEOUT_SECONDS": "2",
