@@ -42,7 +42,7 @@ SEND_PATH = 0.004
 WINDOW = 1.0 + JITTER + MAX_SLOT_LATENESS + SEND_PATH
 # A send Cast answered this much later than the send path allows for stalled on the way (a busy
 # machine): `after_send` moves the key's next slots back. Shorter answers are not counted.
-STALL = 0.01
+STALL = 0.03
 DECREASE = 0.8
 RECOVERY_STEP_SECONDS = 60.0
 CEILING_HOLD_SECONDS = 3600.0
