@@ -341,7 +341,9 @@ class FakeGHL:
                 return JSONResponse({"message": "stalled"}, status_code=504)
             if self.inbound_script:
                 code = self.inbound_script.popleft()
-                return JSONResponse({"message": "scripted"}, status_code=code)
+                return JSONResponse(
+                    {"message": "scripted"}, status_code=code, headers=_limited(code)
+                )
             self.inbound.append({"body": body, "token": request.headers["authorization"][7:]})
             n = next(self._ids)
             return JSONResponse(
@@ -349,6 +351,13 @@ class FakeGHL:
             )
 
         return app
+
+
+def _limited(code: int) -> dict[str, str] | None:
+    """A scripted 429 says, like GHL's, when to try again: the interval is 1 s here."""
+    if code != 429:
+        return None
+    return {"X-RateLimit-Remaining": "0", "X-RateLimit-Interval-Milliseconds": "1000"}
 
 
 def _invalid_grant(description: str) -> JSONResponse:
