@@ -278,7 +278,10 @@ async def test_a_locations_opt_outs_are_listed_masked_and_one_is_lifted_with_a_r
         admin, "POST", f"/api/admin/locations/{LOCATION}/optouts/{by_id}/lift", {"reason": "test"}
     )
     again = await call(
-        admin, "POST", f"/api/admin/locations/{LOCATION}/optouts/09171234567/lift", {"reason": "x!"}
+        admin,
+        "POST",
+        f"/api/admin/locations/{LOCATION}/optouts/09171234567/lift",
+        {"reason": "lifted twice"},
     )
     no_reason = await call(
         admin, "POST", f"/api/admin/locations/{LOCATION}/optouts/09181110000/lift", {}
