@@ -63,7 +63,7 @@ class CastAccounts:
 
     async def account_for(self, location_id: str) -> CastAccount:
         """The key, sender ID and channel the location's next message goes out with."""
-        return await self.with_channel(await self._configured(location_id))
+        return await self.with_channel(await self.configured(location_id))
 
     async def with_channel(self, account: CastAccount) -> CastAccount:
         if account.channel_source == "setting" or self.senders is None:
@@ -73,7 +73,8 @@ class CastAccounts:
             return account
         return replace(account, channel=channel, channel_source="cast")
 
-    async def _configured(self, location_id: str) -> CastAccount:
+    async def configured(self, location_id: str) -> CastAccount:
+        """The key and sender ID only (no channel lookup): for callers that need just the key."""
         if self._repo is None:
             return self.default
         now = self._clock()

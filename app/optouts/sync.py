@@ -146,7 +146,7 @@ class CastOptOutSync:
         locations = {s.location_id for s in await self._installations.summaries() if s.location_id}
         for location_id in sorted(locations):
             try:
-                account = await self._accounts.account_for(location_id)
+                account = await self._accounts.configured(location_id)  # the key only
             except ValueError:  # its own key cannot be decrypted: it cannot send either
                 continue
             if account.api_key:

@@ -258,7 +258,7 @@ class OutboundWorker(LeasedQueueWorker):
     # Stage 2: delivery receipts -------------------------------------------------------------
     async def _poll(self, message: OutboundMessage) -> float | None:
         """Ask Cast how each part fared: when to ask again, or None once the outcome is known."""
-        api_key = (await self._accounts.account_for(message.location_id)).api_key
+        api_key = (await self._accounts.configured(message.location_id)).api_key
         message.polls += 1
         for part in message.parts:
             if part.dlr is not None or part.cast_message_id is None:
