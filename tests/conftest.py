@@ -9,6 +9,7 @@ from app.store import Store
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
 from tests.support.processes import start_mongo_wire_server, stop
+from tests.support.units import FakeClock, FakeGHL
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +67,15 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that moves only when a test advances it (the state-machine unit tests)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def ghl() -> FakeGHL:
+    """An in-process GHL client whose answers a test scripts (the state-machine unit tests)."""
+    return FakeGHL()

@@ -14,7 +14,6 @@ from app.oauth.tokens import TokenService
 from app.store import DONE, PENDING, Store, WorkItem
 from tests.support.units import (
     FakeClock,
-    FakeGHL,
     cancel_in_flight,
     install,
     installations,
@@ -26,16 +25,6 @@ QUEUE = "inbound"
 LOCATION = "loc-1"
 PHONE = "+639171234567"
 SETTINGS = unit_settings(inbound_deadline_seconds=3600)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def ghl() -> FakeGHL:
-    return FakeGHL()
 
 
 @pytest.fixture

@@ -42,18 +42,8 @@ GHL_503 = GHLError("GHL answered 503", status=503)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def cast() -> FakeCast:
     return FakeCast()
-
-
-@pytest.fixture
-def ghl() -> FakeGHL:
-    return FakeGHL()
 
 
 def outbound_worker(store: Store, cast, ghl, clock, **settings: object) -> OutboundWorker:

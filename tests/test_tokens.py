@@ -12,22 +12,12 @@ from app.oauth import tokens as tokens_module
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.tokens import REFRESH_AHEAD_SECONDS, TokenService, TokenUnavailable
 from app.store import Store
-from tests.support.units import FakeClock, FakeGHL, install, installations, unit_settings
+from tests.support.units import install, installations, unit_settings
 
 LOCATION, COMPANY = "loc-1", "co-1"
 INVALID_GRANT = GHLError(
     "GHL answered 400", status=400, body='{"error":"invalid_grant","error_description":"x"}'
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def ghl() -> FakeGHL:
-    return FakeGHL()
 
 
 @pytest.fixture
