@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.test_health import client_for, settings_for
+from tests.test_health import sqlite_client_for
 
 LIMIT = 4096
 ADMIN_KEY = "admin-key-for-body-limit-tests"
@@ -25,14 +25,12 @@ KEYS = {"Authorization": f"Bearer {ADMIN_KEY}", "X-API-Key": "inbound-key-for-bo
 
 @pytest.fixture
 async def client(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_for(
-        data_dir=str(tmp_path),
-        mongo_uri="",
+    async for c in sqlite_client_for(
+        tmp_path,
         max_body_bytes=LIMIT,
         admin_api_key=ADMIN_KEY,
         inbound_api_key="inbound-key-for-body-limit",
-    )
-    async for c in client_for(settings):
+    ):
         yield c
 
 

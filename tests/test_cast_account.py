@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import date
 
-import httpx
 import pytest
 
 from app.cast.account import CastAccountInfo
@@ -18,6 +17,7 @@ from app.locations.chart import usage_chart, usage_days
 from app.metrics import Counters
 from app.store import Store
 from tests.fakes.cast import FakeCast
+from tests.support.units import cast_client_over
 
 KEY = "cast_" + "cd" * 32
 
@@ -32,9 +32,8 @@ def cast() -> FakeCast:
 
 @pytest.fixture
 async def client(cast: FakeCast) -> AsyncIterator[CastClient]:
-    transport = httpx.ASGITransport(app=cast.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
-        yield CastClient(http)
+    async with cast_client_over(cast.app) as client:
+        yield client
 
 
 def info(

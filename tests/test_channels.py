@@ -3,7 +3,6 @@ through its sender's channel. Unit tests against the fake Cast in-process (ASGI 
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from app.cast.client import CastClient, CastError
@@ -15,6 +14,7 @@ from app.locations.accounts import CastAccounts, account_from
 from app.locations.schemas import LocationSettings, SettingsForm, checked_sender_id
 from app.outbound.schemas import OutboundMessage, Part
 from tests.fakes.cast import FakeCast
+from tests.support.units import cast_client_over
 
 KEY = "cast_" + "ab" * 32
 SIM = "+639170000001"
@@ -30,9 +30,8 @@ def cast() -> FakeCast:
 
 @pytest.fixture
 async def client(cast: FakeCast) -> AsyncIterator[CastClient]:
-    transport = httpx.ASGITransport(app=cast.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
-        yield CastClient(http)
+    async with cast_client_over(cast.app) as client:
+        yield client
 
 
 class Clock:

@@ -17,7 +17,7 @@ from tests.support.processes import free_port, start_mongo_wire_server, stop
 from tests.support.signing import test_keys
 
 
-def settings_for(**store: str):
+def settings_for(**store: object):
     return load_settings(
         ghl_client_id="id",
         ghl_client_secret="secret",
@@ -35,9 +35,15 @@ async def client_for(settings) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+async def sqlite_client_for(tmp_path, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a bridge on an SQLite store in tmp_path, with `settings` on top."""
+    async for c in client_for(settings_for(data_dir=str(tmp_path), mongo_uri="", **settings)):
+        yield c
+
+
 @pytest.fixture
 async def client(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in client_for(settings_for(data_dir=str(tmp_path), mongo_uri="")):
+    async for c in sqlite_client_for(tmp_path):
         yield c
 
 

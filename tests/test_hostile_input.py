@@ -21,7 +21,7 @@ from app.retry import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 from app.urls import path_segment
 from tests.support.harness import CAST_KEY
 from tests.support.signing import test_keys
-from tests.test_health import client_for, settings_for
+from tests.test_health import sqlite_client_for
 
 TRAVERSAL = "../../contacts/abc?x="
 INBOUND_KEY = "inbound-key-hostile-input"
@@ -29,14 +29,12 @@ INBOUND_KEY = "inbound-key-hostile-input"
 
 @pytest.fixture
 async def client(tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_for(
-        data_dir=str(tmp_path),
-        mongo_uri="",
+    async for c in sqlite_client_for(
+        tmp_path,
         inbound_api_key=INBOUND_KEY,
         ghl_app_sso_key="sso-key-hostile-input",
         ghl_webhook_public_key=test_keys().public_pems,
-    )
-    async for c in client_for(settings):
+    ):
         yield c
 
 

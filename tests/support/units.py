@@ -6,9 +6,13 @@ import asyncio
 import contextlib
 import itertools
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+import httpx
+from fastapi import FastAPI
+
+from app.cast.client import CastClient
 from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
 from app.config import Settings, load_settings
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
@@ -217,3 +221,11 @@ async def cancel_in_flight(
     after = await store.get_item(queue, item.id)
     assert after is not None
     return after
+
+
+@contextlib.asynccontextmanager
+async def cast_client_over(app: FastAPI) -> AsyncIterator[CastClient]:
+    """A real CastClient whose requests go in-process to `app` (a fake Cast's ASGI app)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
+        yield CastClient(http)
