@@ -1,3 +1,4 @@
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -43,6 +44,16 @@ def store_env(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> d
     return {"MONGO_URI": "", "DATA_DIR": str(tmp_path)}
 
 
+@contextlib.asynccontextmanager
+async def started(opened: Store) -> AsyncIterator[Store]:
+    """`opened`, started for the block and closed after it."""
+    await opened.start()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
 @pytest.fixture
 async def store(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -51,22 +62,15 @@ async def store(
         opened: Store = MongoStore(request.getfixturevalue("mongo_uri"), fresh_db_name())
     else:
         opened = SQLiteStore(tmp_path / "store.sqlite3")
-    await opened.start()
-    try:
+    async with started(opened):
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     """An embedded SQLite store in tmp_path (the unit tests of the state machines)."""
-    opened = SQLiteStore(tmp_path / "unit.sqlite3")
-    await opened.start()
-    try:
+    async with started(SQLiteStore(tmp_path / "unit.sqlite3")) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
