@@ -130,7 +130,7 @@ async def test_a_ghl_status_update_keeps_a_traversal_message_id_in_its_segment()
     route = respx.route().respond(200, json={})
     async with httpx.AsyncClient(base_url="https://ghl.test") as http:
         await GHLClient(http).update_message_status(
-            "tok", TRAVERSAL, StatusUpdate(status="delivered")
+            "tok", TRAVERSAL, StatusUpdate(status="delivered"), location_id="loc-1"
         )
 
     request = route.calls.last.request

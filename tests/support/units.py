@@ -141,7 +141,7 @@ class FakeGHL(Scripted):
         return await self.answer("location_token", default, company_token, company_id, location_id)
 
     async def update_message_status(
-        self, token: str, message_id: str, update: StatusUpdate
+        self, token: str, message_id: str, update: StatusUpdate, *, location_id: str
     ) -> None:
         await self.answer("update_message_status", lambda n: None, token, message_id, update)
 
@@ -155,7 +155,9 @@ class FakeGHL(Scripted):
             "upsert_contact", lambda n: {"id": f"contact-{n}"}, token, location_id, phone
         )
 
-    async def add_inbound_message(self, token: str, message: InboundMessage) -> dict[str, Any]:
+    async def add_inbound_message(
+        self, token: str, message: InboundMessage, *, location_id: str
+    ) -> dict[str, Any]:
         def default(n: int) -> dict[str, Any]:
             return {"conversationId": f"conv-{n}", "messageId": f"ghl-msg-{n}"}
 
