@@ -60,7 +60,6 @@ class FakeGHL:
         self.inbound_stalls: deque[float] = deque()  # stall, then 504 without adding
         self.contact_upserts: list[dict[str, Any]] = []
         self.contact_updates: list[dict[str, Any]] = []  # accepted PUT /contacts/{id}
-        self.contact_script: deque[int] = deque()  # answers of the next contact GET/PUTs
         self.expires_in = 86399
         self.token_delay = 0.0  # seconds each /oauth/token answer takes (widens race windows)
         self.installed: dict[str, list[str]] = {}  # companyId -> locations with the app
@@ -296,9 +295,6 @@ class FakeGHL:
         async def get_contact(contact_id: str, request: Request) -> JSONResponse:
             if not self._authorized(request):
                 return JSONResponse({"message": "Invalid JWT"}, status_code=401)
-            if self.contact_script:
-                code = self.contact_script.popleft()
-                return JSONResponse({"message": "scripted"}, status_code=code)
             contact = self._contact_by_id(contact_id)
             if contact is None:
                 return JSONResponse({"message": "Contact not found"}, status_code=404)
@@ -310,9 +306,6 @@ class FakeGHL:
                 return JSONResponse({"message": "Invalid JWT"}, status_code=401)
             if request.headers.get("version") != "2021-07-28":
                 return JSONResponse({"message": "Version header required"}, status_code=400)
-            if self.contact_script:
-                code = self.contact_script.popleft()
-                return JSONResponse({"message": "scripted"}, status_code=code)
             contact = self._contact_by_id(contact_id)
             if contact is None:
                 return JSONResponse({"message": "Contact not found"}, status_code=404)
