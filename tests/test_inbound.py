@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from app.cast.senders import sender_key
 from app.config import SettingsError, load_settings
 from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
 from app.inbound.repository import InboxRepository, RecipientDirectory
-from app.inbound.routing import InboundRouter, NoRoute, Route, route_key
+from app.inbound.routing import InboundRouter, NoRoute, Route
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.store import DONE, PENDING, Store
 
@@ -97,8 +98,8 @@ def test_malformed_inbound_routes_stop_the_start_naming_the_variable(value: str)
 
 
 def test_route_keys_normalise_numbers_and_sender_ids():
-    assert route_key("0917 123 4567") == route_key("+639171234567") == PHONE
-    assert route_key(" Cast Ph ") == "CASTPH"
+    assert sender_key("0917 123 4567") == sender_key("+639171234567") == PHONE
+    assert sender_key(" Cast Ph ") == "CASTPH"
 
 
 def router(directory: RecipientDirectory, **overrides: object) -> InboundRouter:

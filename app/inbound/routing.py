@@ -5,21 +5,13 @@ recently (or the one the reply's `to` singles out among several), a configured r
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from app.cast.senders import sender_key
 from app.config import Settings
 from app.inbound.repository import RecipientDirectory
 from app.inbound.schemas import RecentSender, RoutedBy
-from app.phone import InvalidPhoneNumber, to_e164
 
 SECONDS_PER_DAY = 86_400
 NAMED_IN_REASON = 5  # candidate locations named in an unroutable reason
-
-
-def route_key(value: str) -> str:
-    """A PH mobile number in any format -> E.164; anything else (a sender ID) -> upper case."""
-    try:
-        return to_e164(value)
-    except InvalidPhoneNumber:
-        return "".join(value.split()).upper()
 
 
 def routing_window(settings: Settings) -> float:
@@ -50,10 +42,10 @@ class InboundRouter:
         self._recipients = recipients
         self._sender_owners = senders  # the locations sending as a sender ID (their own setting)
         self.window_seconds = routing_window(settings)
-        self._routes = {route_key(key): loc for key, loc in settings.inbound_routes.items()}
+        self._routes = {sender_key(key): loc for key, loc in settings.inbound_routes.items()}
 
     def addressed(self, sender: RecentSender, to_key: str) -> bool | None:
-        """Whether a reply sent to `to_key` (a `route_key`) answers `sender`'s SMS: `to` is the
+        """Whether a reply sent to `to_key` (a `sender_key`) answers `sender`'s SMS: `to` is the
         sender ID or number that SMS went out with, or one INBOUND_ROUTES gives its location.
         None when it cannot be told: the SMS went out with the Cast account's default sender
         ID, which the bridge does not know."""
@@ -61,7 +53,7 @@ class InboundRouter:
             return True
         if sender.sender is None:
             return None
-        return route_key(sender.sender) == to_key
+        return sender_key(sender.sender) == to_key
 
     async def route(self, phone_e164: str, to: str | None, received: float) -> Route | NoRoute:
         """1. the only location that texted this number within the window;
@@ -69,7 +61,7 @@ class InboundRouter:
         3. with none, the location INBOUND_ROUTES maps `to` to; 4. else the one location whose
         own sender ID `to` is (a SIM number texted first by a customer); 5. else NoRoute."""
         recent = await self._recipients.senders(phone_e164, since=received - self.window_seconds)
-        to_key = route_key(to) if to is not None else None
+        to_key = sender_key(to) if to is not None else None
         if len(recent) == 1:
             return Route(recent[0].location_id, "recent_outbound")
         if recent:

@@ -24,8 +24,8 @@ from datetime import datetime
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer, key_fingerprint
 from app.cast.schemas import Unsubscribed
+from app.cast.senders import sender_key
 from app.config import Settings
-from app.inbound.routing import route_key
 from app.locations.accounts import CastAccounts
 from app.logs import mask_phone
 from app.metrics import Counters
@@ -58,7 +58,7 @@ def sender_matches(entry: Unsubscribed, sender_id: str | None) -> bool:
     """A sender name in any case, a SIM number in any PH format."""
     if sender_id is None or not entry.sender_id:
         return True
-    return route_key(entry.sender_id) == route_key(sender_id)
+    return sender_key(entry.sender_id) == sender_key(sender_id)
 
 
 class CastOptOutSync:
