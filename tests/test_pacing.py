@@ -48,13 +48,14 @@ async def test_two_pacers_on_one_store_never_let_a_key_send_more_than_r_per_seco
 
 async def test_a_send_that_leaves_late_pushes_the_keys_next_slots_back(store: Store, monkeypatch):
     late = CastPacer(store, per_key_rate=10, ip_rate=1000)
-    real_acquire = late._acquire_ip_for_send
+    real_room = late._ip_room
+    busy = [0.05]
 
-    async def slow_acquire() -> None:  # the event loop was busy: this send leaves 50 ms late
-        await asyncio.sleep(0.05)
-        await real_acquire()
+    async def slow_room() -> None:  # the event loop was busy once: this send is 50 ms late
+        await asyncio.sleep(busy.pop() if busy else 0.0)
+        await real_room()
 
-    monkeypatch.setattr(late, "_acquire_ip_for_send", slow_acquire)
+    monkeypatch.setattr(late, "_ip_room", slow_room)
     await late.before_send("cast_a")
     first = time.monotonic()
     await CastPacer(store, per_key_rate=10, ip_rate=1000).before_send("cast_a")

@@ -160,20 +160,31 @@ class CastPacer:
                 )
                 store_time = self._clock() - now  # what a push will take, about
                 await sleep_until(slot, self._clock)
-                await self._acquire_ip_for_send()
-                if await self._in_time(name, slot, interval, store_time):
-                    return Ticket(rate, slot)
+                self._sends_waiting_for_ip += 1
+                try:
+                    if await self._leaves_in_time(name, slot, interval, store_time):
+                        return Ticket(rate, slot)
+                finally:
+                    self._sends_waiting_for_ip -= 1
 
-    async def _in_time(self, name: str, slot: float, interval: float, store_time: float) -> bool:
-        """True when this send may go now: within MAX_SLOT_LATENESS of its slot once the key's
-        next slots were pushed back by its lateness (and the push's own time). A push moves
-        only slots reserved after it; those reserved before (at most one per other process)
-        are fine while fewer than R: none of them is R slots after this one. Otherwise, or
-        when the store is too slow to catch up, the slot is given up."""
+    async def _leaves_in_time(
+        self, name: str, slot: float, interval: float, store_time: float
+    ) -> bool:
+        """True when this send leaves now: the per-IP budget has room, and it is within
+        MAX_SLOT_LATENESS of its slot once the key's next slots were pushed back by its
+        lateness (and the push's own time). A push moves only slots reserved after it; those
+        reserved before (at most one per other process) are fine while fewer than R: none of
+        them is R slots after this one. Otherwise, or when the store is too slow to catch up,
+        the slot is given up.
+
+        The per-IP use is taken last, with no await between it and the return: what the
+        budget counts is when the request leaves, not a grant a push's round trip before."""
         pushed = 0.0
         for _ in range(MAX_PUSHES + 1):
+            await self._ip_room()
             late = self._clock() - slot - pushed
             if late <= MAX_SLOT_LATENESS:
+                self._ip.take()
                 return True
             push = late + store_time - MAX_SLOT_LATENESS / 2
             last = await self._repo.reserve_slot(name, now=0.0, interval=push)
@@ -202,14 +213,10 @@ class CastPacer:
             for name, state in states.items()
         }
 
-    async def _acquire_ip_for_send(self) -> None:
-        self._sends_waiting_for_ip += 1
-        try:
-            while (delay := self._ip.delay()) > 0:  # noqa: ASYNC110 (refills with time)
-                await asyncio.sleep(delay)
-            self._ip.take()
-        finally:
-            self._sends_waiting_for_ip -= 1
+    async def _ip_room(self) -> None:
+        """Until the per-IP budget has room for one more request (taken by the caller)."""
+        while (delay := self._ip.delay()) > 0:  # noqa: ASYNC110 (refills with time)
+            await asyncio.sleep(delay)
 
     async def before_poll(self) -> None:
         """Status polls use the per-IP budget too, but only what sends leave over."""
