@@ -171,7 +171,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resources]]:
         counters=counters,
         installations=installations,
         tokens=tokens,
-        outbound=OutboundService(settings, outbox, counters, worker.wake),
+        outbound=OutboundService(settings, outbox, counters, worker),
         inbound=InboundService(inbox, counters, inbound_worker.wake),
         oauth=OAuthService(settings, installations, tokens, ghl, counters),
     )

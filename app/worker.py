@@ -4,8 +4,10 @@ The loop claims due items with a lease (at most `worker_concurrency` in flight),
 in its own task and sleeps until woken or `poll_interval_seconds` passes when there is nothing
 to do. While an item is being worked on, a heartbeat extends its lease every third of
 `lease_seconds`, so a short lease (fast failover when a process dies) never expires under a
-slow but live worker. `stop` stops claiming and gives in-flight items a grace period; subclasses
-hand the rest back to the queue when their task is cancelled.
+slow but live worker. An item inserted already leased to this process (`Store.enqueue_held`)
+can be handed over directly (`reserve`, then `take`): no claim round trip on its way. `stop`
+stops claiming and gives in-flight items a grace period; subclasses hand the rest back to the
+queue when their task is cancelled.
 """
 
 import asyncio
@@ -43,6 +45,7 @@ class LeasedQueueWorker(ABC):
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._held: dict[asyncio.Task[None], WorkItem] = {}
+        self._reserved = 0  # places kept by `reserve` for items not yet handed over
         self._stopping = False
 
     @abstractmethod
@@ -50,6 +53,31 @@ class LeasedQueueWorker(ABC):
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def reserve(self) -> bool:
+        """Keep a place for an item the caller is about to insert leased to this process; False
+        when there is none (insert it unleased and `wake` the worker instead)."""
+        busy = len(self._inflight) + self._reserved
+        if self._stopping or busy >= self._settings.worker_concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def take(self, item: WorkItem | None) -> None:
+        """Fill the place `reserve` kept: work on `item` (held by its lease) now; None gives the
+        place back. While stopping the item is left to its lease, which expires and lets any
+        process claim it."""
+        self._reserved -= 1
+        if item is not None and not self._stopping:
+            self._start(item)
+        elif item is None:
+            self.wake()  # the place is free again
+
+    def _start(self, item: WorkItem) -> None:
+        task = asyncio.create_task(self._process(item))
+        self._inflight.add(task)
+        self._held[task] = item
+        task.add_done_callback(self._release)
 
     async def run(self) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(), name=f"{self.name}-heartbeat")
@@ -63,9 +91,13 @@ class LeasedQueueWorker(ABC):
     async def _dispatch(self) -> None:
         concurrency = self._settings.worker_concurrency
         while not self._stopping:
-            free = concurrency - len(self._inflight)
+            free = concurrency - len(self._inflight) - self._reserved
             if free <= 0:
-                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                if self._inflight:
+                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+                else:  # every place is reserved: one is taken or given back soon
+                    self._wakeup.clear()
+                    await self._idle()
                 continue
             self._wakeup.clear()
             limit = min(free, CLAIM_BATCH)
@@ -78,18 +110,17 @@ class LeasedQueueWorker(ABC):
                 await asyncio.sleep(STORE_ERROR_PAUSE)
                 continue
             for item in items:
-                task = asyncio.create_task(self._process(item))
-                self._inflight.add(task)
-                self._held[task] = item
-                task.add_done_callback(self._release)
+                self._start(item)
             if len(items) < limit:
                 # Nothing else is due: claiming again at once would only queue an empty claim
                 # ahead of the new items' own store calls (one store thread), a hand-off on
                 # every message's way to Cast. A wake-up during the claim is not lost.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wakeup.wait(), self._settings.poll_interval_seconds
-                    )
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Until woken, or `poll_interval_seconds`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval_seconds)
 
     def _release(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

@@ -57,6 +57,28 @@ async def test_a_leased_item_is_not_claimed_again_until_its_lease_expires(store:
     assert [item.attempts for item in again] == [2]
 
 
+async def test_a_held_insert_is_leased_to_its_caller_until_its_expiry(store: Store) -> None:
+    held = await store.enqueue_held("outbound", "m1", {"n": 1}, now=NOW, until=NOW + 30)
+    assert held is not None and held.lease and held.attempts == 1 and held.data == {"n": 1}
+    assert await store.claim("outbound", now=NOW + 29, lease_seconds=30, limit=1) == []
+    assert await store.save("outbound", "m1", held.lease, data={"n": 2}, state=DONE, due_at=NOW)
+    item = await store.get_item("outbound", "m1")
+    assert item is not None and item.state == DONE and item.created_at == NOW
+
+
+async def test_a_held_item_whose_holder_died_is_claimed_at_its_expiry(store: Store) -> None:
+    await store.enqueue_held("outbound", "m1", {}, now=NOW, until=NOW + 30)
+    again = await store.claim("outbound", now=NOW + 31, lease_seconds=30, limit=1)
+    assert [(item.id, item.attempts) for item in again] == [("m1", 2)]
+
+
+async def test_a_held_insert_of_an_existing_id_changes_nothing(store: Store) -> None:
+    assert await store.enqueue("outbound", "m1", {"n": 1}, NOW)
+    assert await store.enqueue_held("outbound", "m1", {"n": 2}, now=NOW, until=NOW + 30) is None
+    item = await store.get_item("outbound", "m1")
+    assert item is not None and item.data == {"n": 1} and item.lease is None
+
+
 async def test_concurrent_claims_never_hand_one_item_to_two_workers(store: Store) -> None:
     for i in range(30):
         await store.enqueue("outbound", f"m{i}", {}, NOW)

@@ -2,8 +2,8 @@
 
 import logging
 import time
-from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
 
 from app.config import Settings
 from app.ghl.schemas import ProviderOutboundMessage
@@ -13,8 +13,18 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
 from app.outbound.splitting import compose_text, split_text
 from app.phone import InvalidPhoneNumber, to_cast_local
+from app.store import WorkItem
 
 log = logging.getLogger(__name__)
+
+
+class Pickup(Protocol):
+    """The local outbound worker, as the webhook path sees it (app/worker.py)."""
+
+    async def deferred_until(self, message: OutboundMessage) -> float | None: ...
+    def reserve(self) -> bool: ...
+    def take(self, item: WorkItem | None) -> None: ...
+    def wake(self) -> None: ...
 
 
 class Accepted(StrEnum):
@@ -51,12 +61,12 @@ class OutboundService:
         settings: Settings,
         outbox: OutboxRepository,
         counters: Counters,
-        wake_worker: Callable[[], None],
+        worker: Pickup,
     ) -> None:
         self._settings = settings
         self._outbox = outbox
         self._counters = counters
-        self._wake_worker = wake_worker
+        self._worker = worker
 
     async def accept(self, payload: ProviderOutboundMessage) -> Accepted:
         if payload.type.upper() != "SMS":
@@ -68,14 +78,13 @@ class OutboundService:
             return Accepted.IGNORED
         now = time.time()
         message = build_message(payload, self._settings.cast_max_message_chars, now)
-        if not await self._outbox.add(message):
+        if not await self._store(message):
             self._counters.inc("webhooks_duplicate")
             log.info("duplicate outbound webhook", extra={"message_id": payload.message_id})
             return Accepted.DUPLICATE
         self._counters.inc("messages_received")
         if message.status == "failed":  # refused before sending (INVALID_PHONE, EMPTY_MESSAGE)
             self._counters.inc("messages_failed", reason=message.error_code)
-        self._wake_worker()
         log.info(
             "outbound message queued",
             extra={
@@ -86,3 +95,23 @@ class OutboundService:
             },
         )
         return Accepted.QUEUED
+
+    async def _store(self, message: OutboundMessage) -> bool:
+        """Insert once (False: a duplicate). The message goes straight to this process's worker
+        when it has room, already leased to it (no claim round trip on its way to Cast; if the
+        process dies, the lease expires and any process claims it), or waits in the outbox."""
+        due = await self._worker.deferred_until(message)
+        if due is not None:  # the key's sends are backlogged here: held until its turn
+            return await self._outbox.add_held(message, until=due) is not None
+        if not self._worker.reserve():
+            inserted = await self._outbox.add(message)
+            self._worker.wake()
+            return inserted
+        item = None
+        try:
+            item = await self._outbox.add_held(
+                message, until=message.received_at + self._settings.lease_seconds
+            )
+        finally:
+            self._worker.take(item)
+        return item is not None

@@ -71,6 +71,22 @@ class OutboundWorker(LeasedQueueWorker):
         self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
         self._account_info = account_info  # key states and the credits metric (issue 22)
 
+    async def deferred_until(self, message: OutboundMessage) -> float | None:
+        """When a message just accepted should first be worked on, if not at once: when this
+        process already holds `BACKLOG_SECONDS` of its key's sends, at its turn, as `_send`
+        would have rescheduled it after claiming it (a burst of webhooks then costs one insert
+        each, not an insert, a claim, an opt-out read and a reschedule). A location that must be
+        re-installed is never deferred (it fails at once); the opt-out check comes at its turn."""
+        if message.stage != "send" or message.status is not None:
+            return None
+        if await self._tokens.reauthorization_needed(message.location_id) is not None:
+            return None
+        try:
+            account = await self._accounts.configured(message.location_id)
+        except CastError:
+            return None
+        return self._pacer.defer_until(account.api_key, self._clock())
+
     async def _process(self, item: WorkItem) -> None:
         message = OutboundMessage.model_validate(item.data)
         try:

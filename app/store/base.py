@@ -101,6 +101,13 @@ class Store(Protocol):
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
         """Insert once by id. False (and nothing changed) when the id already exists."""
 
+    async def enqueue_held(
+        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
+    ) -> WorkItem | None:
+        """Insert once by id, already leased until `until` as if claimed at `now` (the item,
+        with its lease, is the caller's to work on); None (nothing changed) when the id exists.
+        Like any lease, it expires: if the holder dies, the item is claimed again at `until`."""
+
     async def claim(
         self, queue: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[WorkItem]:

@@ -80,17 +80,28 @@ class MongoStore:
 
     # Work items -------------------------------------------------------------------------
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
+        item = WorkItem(queue, item_id, PENDING, due_at, None, 0, data, due_at)
+        return await self._insert(item)
+
+    async def enqueue_held(
+        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
+    ) -> WorkItem | None:
+        item = WorkItem(queue, item_id, PENDING, until, uuid.uuid4().hex, 1, data, now)
+        return item if await self._insert(item) else None
+
+    async def _insert(self, item: WorkItem) -> bool:
+        """One insert_one; False when the id exists."""
         document = {
-            "_id": item_id,
-            "state": PENDING,
-            "due_at": due_at,
-            "lease": None,
-            "attempts": 0,
-            "data": data,
-            "created_at": due_at,
+            "_id": item.id,
+            "state": item.state,
+            "due_at": item.due_at,
+            "lease": item.lease,
+            "attempts": item.attempts,
+            "data": item.data,
+            "created_at": item.created_at,
         }
         try:
-            await self._queue(queue).insert_one(document)
+            await self._queue(item.queue).insert_one(document)
         except DuplicateKeyError:
             return False
         return True

@@ -62,7 +62,7 @@ CREATE INDEX IF NOT EXISTS quota_uses_name_at ON quota_uses (name, at);
 _ITEM_COLUMNS = "queue, id, state, due_at, lease, attempts, data, created_at"
 _INSERT_ITEM = (
     "INSERT OR IGNORE INTO items (queue, id, state, due_at, lease, attempts, data, created_at) "
-    "VALUES (?, ?, ?, ?, NULL, 0, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -215,7 +215,17 @@ class SQLiteStore:
 
     # Work items -------------------------------------------------------------------------
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
-        return await self._inserts.insert((queue, item_id, PENDING, due_at, _dump(data), due_at))
+        row = (queue, item_id, PENDING, due_at, None, 0, _dump(data), due_at)
+        return await self._inserts.insert(row)
+
+    async def enqueue_held(
+        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
+    ) -> WorkItem | None:
+        lease = f"{uuid.uuid4().hex}:{item_id}"  # as `claim` writes it
+        row = (queue, item_id, PENDING, until, lease, 1, _dump(data), now)
+        if not await self._inserts.insert(row):
+            return None
+        return WorkItem(queue, item_id, PENDING, until, lease, 1, data, now)
 
     async def claim(
         self, queue: str, *, now: float, lease_seconds: float, limit: int

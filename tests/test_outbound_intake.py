@@ -1,0 +1,96 @@
+"""How an accepted webhook reaches the worker: handed straight to this process's worker, already
+leased to it (no claim round trip), unless the worker is full (then it waits in the outbox, due
+now) or its key's sends are backlogged here (then it is held until its turn)."""
+
+import asyncio
+import time
+
+import pytest
+
+from app.cast.pacing import BACKLOG_SECONDS, RETURN_AHEAD_SECONDS, CastPacer
+from app.ghl.schemas import ProviderOutboundMessage
+from app.metrics import Counters
+from app.oauth.tokens import TokenService
+from app.outbound.repository import OutboxRepository
+from app.outbound.service import Accepted, OutboundService
+from app.outbound.worker import OutboundWorker
+from app.store import PENDING, Store
+from tests.support.harness import CAST_KEY, webhook
+from tests.support.units import FakeCast, FakeGHL, installations, unit_settings
+
+QUEUE = "outbound"
+
+
+def intake(
+    store: Store, pacer: CastPacer, **settings: object
+) -> tuple[OutboundService, OutboundWorker, FakeCast]:
+    config = unit_settings(**settings)
+    cast, ghl, outbox = FakeCast(), FakeGHL(), OutboxRepository(store)
+    tokens = TokenService(config, store, installations(store), ghl)
+    worker = OutboundWorker(config, outbox, cast, ghl, tokens, pacer, Counters())
+    return OutboundService(config, outbox, Counters(), worker), worker, cast
+
+
+def unpaced(store: Store) -> CastPacer:
+    return CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
+
+
+def payload(message_id: str) -> ProviderOutboundMessage:
+    return ProviderOutboundMessage.model_validate(webhook(message_id))
+
+
+async def test_an_accepted_message_is_handed_to_the_local_worker_already_leased(
+    sqlite_store: Store,
+) -> None:
+    service, worker, cast = intake(sqlite_store, unpaced(sqlite_store))
+    assert await service.accept(payload("m1")) is Accepted.QUEUED
+    (task,) = worker._inflight
+    stored = await sqlite_store.get_item(QUEUE, "m1")
+    assert stored is not None and stored.lease is not None  # no other worker can claim it
+    await task
+    assert [key for _, _, key, _ in cast.calls["send_sms"]] == ["ghl:m1:1/1"]
+
+
+async def test_a_message_accepted_while_the_worker_is_full_waits_in_the_outbox_due_now(
+    sqlite_store: Store,
+) -> None:
+    service, worker, _ = intake(sqlite_store, unpaced(sqlite_store), worker_concurrency=1)
+    assert worker.reserve()  # the only place is taken
+    assert await service.accept(payload("m1")) is Accepted.QUEUED
+    claimed = await sqlite_store.claim(QUEUE, now=time.time(), lease_seconds=15, limit=10)
+    assert [item.id for item in claimed] == ["m1"]
+
+
+async def test_a_message_accepted_while_its_keys_sends_are_backlogged_is_held_until_its_turn(
+    sqlite_store: Store,
+) -> None:
+    pacer = CastPacer(sqlite_store, per_key_rate=10, ip_rate=1000)
+    waiting = [asyncio.create_task(pacer.before_send(CAST_KEY)) for _ in range(25)]
+    await asyncio.sleep(0.05)
+    service, worker, cast = intake(sqlite_store, pacer)
+    try:
+        now = time.time()
+        assert await service.accept(payload("m1")) is Accepted.QUEUED
+        assert not worker._inflight and not cast.calls
+        assert await sqlite_store.claim(QUEUE, now=now + 0.5, lease_seconds=15, limit=10) == []
+        stored = await sqlite_store.get_item(QUEUE, "m1")
+        assert stored is not None and stored.state == PENDING
+        assert stored.due_at >= now + BACKLOG_SECONDS - RETURN_AHEAD_SECONDS
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+
+@pytest.mark.parametrize("first", ["held", "queued"])
+async def test_a_duplicate_webhook_is_answered_duplicate_and_not_handed_over(
+    sqlite_store: Store, first: str
+) -> None:
+    service, worker, _ = intake(sqlite_store, unpaced(sqlite_store), worker_concurrency=2)
+    if first == "queued":
+        assert worker.reserve() and worker.reserve()  # both wait in the outbox
+    await service.accept(payload("m1"))
+    handed = set(worker._inflight)
+    assert await service.accept(payload("m1")) is Accepted.DUPLICATE
+    assert worker._inflight == handed
+    await asyncio.gather(*handed)
