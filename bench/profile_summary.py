@@ -19,7 +19,18 @@ IDLE = {"Condition.wait", "Queue.get", "_worker", "select", "poll", "wait"}
 # Stages of one webhook, by the frames on a sample's stack; the first stage that matches wins.
 # Background: the outbound worker (claims, pacing, sends at R/s) and its store calls, which run
 # during ingest but are not the webhook's cost.
-_WORKER_STORE_CALLS = ("claim", "save", "extend_lease", "reserve_slot", "get_doc", "acquire_lease")
+# On the store's own thread a sample shows no caller; the webhook's inserts are `_insert_items`,
+# every single-row write (`_changes_one`: saves, leases, seen ids) and quota use is the worker's.
+_WORKER_STORE_CALLS = (
+    "claim",
+    "save",
+    "extend_lease",
+    "reserve_slot",
+    "get_doc",
+    "acquire_lease",
+    "_changes_one",
+    "take_quota",
+)
 STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "background (worker)",

@@ -359,7 +359,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cast-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     host = machine()  # before anything of ours runs: the load average says who else is busy
-    fakes = Fakes.start(cast_rate=args.rate)
+    # No modelled arrival jitter (the pacing bench's): it would add 0-20 ms to every latency.
+    fakes = Fakes.start(args.rate, 30.0, 50.0, "--jitter", "0")
     store = StoreSetup.create(args.backend, workdir)
     bridge = make_bridge(
         store, fakes, workdir, args.rate, app_dir=args.app_dir, CAST_API_TIMEOUT_SECONDS="5"
