@@ -40,7 +40,7 @@ STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"^MongoStore\.(" + "|".join(_WORKER_STORE_CALLS) + r")\b"
         ),
     ),
-    ("verify", re.compile(r"^verify_webhook ")),
+    ("verify", re.compile(r"^(verify_webhook|_ed25519_verifies|crypto_sign_open) ")),
     ("parse/validate", re.compile(r"^(parse_payload|build_message) ")),
     (
         "store",
