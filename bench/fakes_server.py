@@ -132,7 +132,10 @@ def cast_app(cast: FakeCast, faults: Faults) -> ASGIApp:
 
     @app.get("/_sent")
     async def sent() -> list[dict[str, Any]]:
-        return [{"key": sms["idempotency_key"], "at": sms["at"]} for sms in cast.sent]
+        return [
+            {"key": sms["idempotency_key"], **{k: sms[k] for k in ("at", "arrived", "handled")}}
+            for sms in cast.sent
+        ]
 
     _fault_route(app, faults)
     return FaultMiddleware(app, faults, "cast")

@@ -102,6 +102,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             await asyncio.sleep(2)
         cast, ghl, sent = fakes.cast_stats(), fakes.ghl_stats(), fakes.cast_sent()
+        if args.dump:
+            limited = fakes.http.get(f"{fakes.cast_url}/_limited").json()
+            Path(args.dump).write_text(json.dumps({"sent": sent, "limited": limited}))
         result = summary(args.n, real, sent, cast, ghl)
         result.update(replicas=args.replicas, configured_rate=args.rate, real_rate=real)
         if args.real_rate:
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--real-rate", type=float, default=0.0, help="Cast's real per-key rate")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--jitter", type=float, default=0.02)
+    parser.add_argument("--dump", help="write every send and 429 seen by the fake Cast here")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
 

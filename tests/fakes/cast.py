@@ -7,7 +7,8 @@
   successful answer, sends nothing new). The per-key limiter is a token bucket of capacity
   `per_key_rate` (`key_limiter="bucket"`) or the strictest plausible one, a sliding log: at
   most `per_key_rate` sends in ANY 1-s interval (`key_limiter="sliding"`). `jitter` adds up
-  to that many seconds of random network delay to each arrival time the limiter sees.
+  to that many seconds of random network delay to each arrival time the limiter sees (the time
+  the request reached the handler, not the time it was processed).
 - Channels (cast-api.md §2): `/sim/send` needs `sim` in the key's allowed channels (else 403
   CHANNEL_NOT_ALLOWED). A key with approved sender IDs (`approve`) may only send a sender
   through the endpoint of its channel (else 400 VALIDATION_ERROR). A key the test did not
@@ -313,7 +314,7 @@ class FakeCast:
             "channel": channel,
         }
         self.requests.append(record)
-        answer = self._answer(key, idem, body, channel)
+        answer = self._answer(key, idem, body, channel, now)
         if isinstance(answer, Scripted):
             record["status"] = answer.status
             if answer.stall_seconds:
@@ -323,11 +324,12 @@ class FakeCast:
         return answer
 
     def _answer(
-        self, key: str, idem: str | None, body: Any, channel: str
+        self, key: str, idem: str | None, body: Any, channel: str, arrived: float
     ) -> JSONResponse | Scripted:
         with self._lock:
-            # when the request is handled, in arrival order, plus the network's jitter
-            now = time.monotonic() + random.uniform(0.0, self.jitter)
+            # when the request arrived, plus the network's jitter (not when this process got
+            # round to it: the fake's own lag would add to the jitter it models)
+            now = arrived + random.uniform(0.0, self.jitter)
             if not self._ip_bucket.take(now):
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
@@ -365,6 +367,8 @@ class FakeCast:
             self.sent.append(
                 {
                     "at": now,
+                    "arrived": arrived,
+                    "handled": time.monotonic(),
                     "to": to,
                     "message": body["message"],
                     "sender_id": body.get("sender_id"),
