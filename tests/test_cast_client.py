@@ -1,6 +1,9 @@
 """Unit tests of the Cast client (respx): what it sends and how it reads Cast's answers."""
 
+import asyncio
 import json
+import re
+import time
 
 import httpx
 import pytest
@@ -101,3 +104,32 @@ async def test_a_connection_error_is_retryable(client):
     with pytest.raises(CastError) as caught:
         await client.send_sms("k", REQUEST, idempotency_key="x")
     assert caught.value.retryable
+
+
+async def test_sent_is_awaited_once_the_request_has_left_before_the_answer():
+    """The pacing learns when a send left, not when Cast answered (over a real socket)."""
+    answered: list[float] = []
+
+    async def slow_cast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", head)[1])
+        await reader.readexactly(length)
+        await asyncio.sleep(0.2)
+        body = b'{"success": true, "message_id": "CAST1", "parts": 1}'
+        answered.append(time.monotonic())
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow_cast, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    left: list[float] = []
+
+    async def sent() -> None:
+        left.append(time.monotonic())
+
+    async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        result = await CastClient(http).send_sms("k", REQUEST, idempotency_key="x", sent=sent)
+    assert result.message_id == "CAST1"
+    assert len(left) == 1 and answered[0] - left[0] >= 0.19

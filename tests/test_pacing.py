@@ -69,13 +69,26 @@ async def test_different_keys_do_not_wait_for_each_other(store: Store):
     assert time.monotonic() - started < 1.5  # one key alone would need 4.5 s
 
 
-async def test_a_send_cast_answered_late_pushes_the_keys_next_slots_back(store: Store):
+async def test_a_send_whose_request_left_late_pushes_the_keys_next_slots_back(store: Store):
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
     ticket = await pacer.before_send("cast_a")
-    await asyncio.sleep(0.06)  # the request stalled somewhere on its way: it may arrive late
-    await pacer.after_send("cast_a", ticket)
+    await asyncio.sleep(0.06)  # the request stalled on its way out: it may arrive late
+    await pacer.left(ticket)
     slots = [(await pacer.before_send("cast_a")).slot for _ in range(2)]
     assert slots[1] - ticket.slot >= 2 * WINDOW / 10 + 0.06 - 0.02
+
+
+async def test_a_slow_answer_from_cast_does_not_slow_the_key_down(store: Store):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+
+    async def send() -> float:
+        ticket = await pacer.before_send("cast_a")
+        await pacer.left(ticket)  # the request left on time ...
+        await asyncio.sleep(0.25)  # ... and Cast took 250 ms to answer
+        return ticket.slot
+
+    slots = sorted(await asyncio.gather(*(send() for _ in range(6))))
+    assert slots[-1] - slots[0] < 5 * WINDOW / 10 + 0.02
 
 
 # Per IP, per process ------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -230,8 +232,11 @@ class CastClient:
         *,
         idempotency_key: str,
         channel: Channel = "sms",
+        sent: Callable[[], Awaitable[None]] | None = None,
     ) -> SendResult:
-        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`)."""
+        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`); `sent` is
+        awaited once the request has left (its body written to the connection), before Cast's
+        answer: the pacing learns when the request really left."""
         headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
         response = await self._request(
             "POST",
@@ -239,6 +244,7 @@ class CastClient:
             _operation("send", channel),
             json=request.model_dump(exclude_none=True),
             headers=headers,
+            extensions={"trace": _when_body_sent(sent)} if sent is not None else None,
         )
         if response.status_code >= 400:
             raise _error_from(response)
@@ -253,6 +259,18 @@ class CastClient:
             )
         result.replayed = response.headers.get("x-idempotent-replay", "").lower() == "true"
         return result
+
+
+def _when_body_sent(
+    sent: Callable[[], Awaitable[None]],
+) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpx trace hook (httpcore's events) that awaits `sent` when the body is written."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(".send_request_body.complete"):
+            await sent()
+
+    return trace
 
 
 def _operation(name: str, channel: Channel) -> str:

@@ -4,12 +4,14 @@ Per API key, for the whole cluster (Cast's per-key limit, whose algorithm is und
 strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): each send
 reserves the next slot of its key in the store (`reserve_slot`, one atomic update, no lock that
 could die with its process). Slots are `WINDOW / rate` apart, WINDOW = 1 s + `JITTER` (how much
-the network delay to Cast may vary) + `MAX_SLOT_LATENESS` + `SEND_PATH`, and a send is let go at
-most `MAX_SLOT_LATENESS` after its slot: one that woke up later first pushes the key's later slots
-back by its lateness (or, if R slots are already reserved after it, takes a new slot). Send k
-and send k+R then leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart
-whatever the jitter: never R+1 sends in one second. The cost is WINDOW - 1 s of the rate
-(R / 1.028 = 97.3 % of R) plus the pushes (the lateness, not a whole slot, each time).
+the network delay to Cast may vary) + `MAX_DEPARTURE`, and a send is let go at most
+`MAX_SLOT_LATENESS` after its slot: one that woke up later first pushes the key's later slots
+back by its lateness (or, if R slots are already reserved after it, takes a new slot). When its
+request has left (the body written: httpx's trace hook), a send that left more than
+`MAX_DEPARTURE` after its slot pushes them back by the excess (`left`). Send k and send k+R then
+leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart whatever the jitter:
+never R+1 sends in one second. The cost is WINDOW - 1 s of the rate (R / 1.028 = 97.3 % of R)
+plus the pushes (the lateness, not a whole slot, each time).
 
 Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
 multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
@@ -37,12 +39,12 @@ JITTER = 0.02
 # budget) takes a new slot: a late send could land within 1 s of the send R slots after it.
 MAX_SLOT_LATENESS = 0.004
 MAX_PUSHES = 3
-# From the lateness check to the request leaving: building it, httpx, the event loop.
+# From the lateness check to the request's body written to the connection: building it, httpx,
+# the event loop. A request that left later than MAX_DEPARTURE after its slot moves the key's
+# next slots back by the excess (`left`).
 SEND_PATH = 0.004
-WINDOW = 1.0 + JITTER + MAX_SLOT_LATENESS + SEND_PATH
-# A send Cast answered this much later than the send path allows for stalled on the way (a busy
-# machine): `after_send` moves the key's next slots back. Shorter answers are not counted.
-STALL = 0.03
+MAX_DEPARTURE = MAX_SLOT_LATENESS + SEND_PATH
+WINDOW = 1.0 + JITTER + MAX_DEPARTURE
 DECREASE = 0.8
 RECOVERY_STEP_SECONDS = 60.0
 CEILING_HOLD_SECONDS = 3600.0
@@ -57,8 +59,10 @@ RETURN_AHEAD_SECONDS = 1.0  # a deferred send comes back while 1 s of sends stil
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A send let go: the rate it was paced at and its slot (for `after_send`)."""
+    """A send let go: its key's pacer name, the rate it was paced at and its slot (moved by
+    what it pushed the key's next slots back, if it was late)."""
 
+    name: str
     rate: float
     slot: float
 
@@ -139,14 +143,15 @@ class CastPacer:
         self._rates[name] = ticket.rate
         return ticket
 
-    async def after_send(self, api_key: str, ticket: Ticket) -> None:
-        """Cast answered a send (or not): if that took long, the request may have reached Cast
-        later than the pacing allows for, so the key's next slots move back by as much (they
-        are reserved after this, R slots after it well over a second later)."""
-        stalled = self._clock() - ticket.slot - MAX_SLOT_LATENESS - SEND_PATH
-        if stalled > STALL:
-            name = KEY_PREFIX + key_fingerprint(api_key)
-            await self._repo.reserve_slot(name, now=0.0, interval=stalled)
+    async def left(self, ticket: Ticket) -> None:
+        """The send's request has left (its body is written). If that was later than the pacing
+        allows for, the key's next slots move back by as much, at once: send k+R must reach
+        Cast more than 1 s after this one. Measured when the request leaves, not when Cast
+        answers: how long Cast takes to answer says nothing about when the request arrived
+        (pushing by it would slow a key down to one send per answer time)."""
+        late = self._clock() - ticket.slot - MAX_DEPARTURE
+        if late > 0:
+            await self._repo.reserve_slot(ticket.name, now=0.0, interval=late)
 
     async def _paced(self, name: str) -> Ticket:
         async with self._key_locks.setdefault(name, asyncio.Lock()):
@@ -162,20 +167,21 @@ class CastPacer:
                 await sleep_until(slot, self._clock)
                 self._sends_waiting_for_ip += 1
                 try:
-                    if await self._leaves_in_time(name, slot, interval, store_time):
-                        return Ticket(rate, slot)
+                    pushed = await self._leaves_in_time(name, slot, interval, store_time)
                 finally:
                     self._sends_waiting_for_ip -= 1
+                if pushed is not None:
+                    return Ticket(name, rate, slot + pushed)
 
     async def _leaves_in_time(
         self, name: str, slot: float, interval: float, store_time: float
-    ) -> bool:
-        """True when this send leaves now: the per-IP budget has room, and it is within
-        MAX_SLOT_LATENESS of its slot once the key's next slots were pushed back by its
-        lateness (and the push's own time). A push moves only slots reserved after it; those
-        reserved before (at most one per other process) are fine while fewer than R: none of
-        them is R slots after this one. Otherwise, or when the store is too slow to catch up,
-        the slot is given up.
+    ) -> float | None:
+        """How far this send pushed the key's next slots back (0.0: not at all) when it leaves
+        now: the per-IP budget has room, and it is within MAX_SLOT_LATENESS of its slot once the
+        key's next slots were pushed back by its lateness (and the push's own time). A push
+        moves only slots reserved after it; those reserved before (at most one per other
+        process) are fine while fewer than R: none of them is R slots after this one.
+        Otherwise, or when the store is too slow to catch up, the slot is given up (None).
 
         The per-IP use is taken last, with no await between it and the return: what the
         budget counts is when the request leaves, not a grant a push's round trip before."""
@@ -185,13 +191,13 @@ class CastPacer:
             late = self._clock() - slot - pushed
             if late <= MAX_SLOT_LATENESS:
                 self._ip.take()
-                return True
+                return pushed
             push = late + store_time - MAX_SLOT_LATENESS / 2
             last = await self._repo.reserve_slot(name, now=0.0, interval=push)
             if last - push - slot - pushed > WINDOW - interval * 1.5:
-                return False  # R slots already reserved after this one
+                return None  # R slots already reserved after this one
             pushed += push
-        return False
+        return None
 
     async def rate_limited(self, api_key: str, paced_at: float, retry_after: float | None) -> float:
         """Cast answered 429 to a send paced at `paced_at`: slow the key down; its new rate."""

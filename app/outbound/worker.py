@@ -11,12 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from functools import partial
+from typing import Literal
 
 from app.cast.account import CastAccountInfo
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import CastPacer, Ticket
-from app.cast.schemas import Channel, SendRequest, SendResult
+from app.cast.pacing import CastPacer
+from app.cast.schemas import Channel, SendRequest
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
@@ -186,12 +187,12 @@ class OutboundWorker(LeasedQueueWorker):
                 to=message.to or "", message=part.text, sender_id=message.sender_id
             )
             try:
-                result = await self._paced_send(
+                result = await self._cast.send_sms(
                     api_key,
-                    ticket,
                     request,
                     idempotency_key=part.idempotency_key(message.message_id, index, total),
                     channel=channel,
+                    sent=partial(self._pacer.left, ticket),  # a late request pushes the key
                 )
             except CastError as exc:
                 if exc.status == 429:
@@ -314,14 +315,6 @@ class OutboundWorker(LeasedQueueWorker):
         message.record(now, "carrier_receipt", delivery)
         message.finish(now, "delivered")
         self._counters.inc("messages_delivered", reason=delivery)
-
-    async def _paced_send(
-        self, api_key: str, ticket: Ticket, request: SendRequest, **kwargs: Any
-    ) -> SendResult:
-        try:
-            return await self._cast.send_sms(api_key, request, **kwargs)
-        finally:  # a slow answer moves the key's next slots back
-            await self._pacer.after_send(api_key, ticket)
 
     async def _slowed_down(self, api_key: str, paced_at: float, exc: CastError) -> None:
         rate = await self._pacer.rate_limited(api_key, paced_at, exc.retry_after)

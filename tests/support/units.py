@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import httpx
@@ -171,10 +171,19 @@ class FakeCast(Scripted):
     """The CastClient methods the outbound worker calls."""
 
     async def send_sms(
-        self, api_key: str, request: SendRequest, *, idempotency_key: str, channel: Channel
+        self,
+        api_key: str,
+        request: SendRequest,
+        *,
+        idempotency_key: str,
+        channel: Channel,
+        sent: Callable[[], Awaitable[None]] | None = None,
     ) -> SendResult:
         def default(n: int) -> SendResult:
             return SendResult(success=True, message_id=f"cast-{n}")
+
+        if sent is not None:  # the request leaves at once
+            await sent()
 
         return await self.answer("send_sms", default, api_key, request, idempotency_key, channel)
 
