@@ -2,9 +2,10 @@
 
 - `PacingRepository`: the cluster-wide side, in the store. `reserve_slot` hands out send times
   `interval` apart for one name across every bridge process (a GCRA kept in the database);
+  `reserve_in_log` / `move_in_log` keep the last send times of a name instead (a sliding log:
+  at most `limit` in any `window`), so a late send delays only the send `limit` after it;
   `state` / `update_state` keep a small document per name (an adapted rate, a block until some
-  time) changed by compare-and-swap, so two processes reacting to the same 429 never lose an
-  update.
+  time). Logs and states change by compare-and-swap, so two processes never lose an update.
 - `SlidingWindow`: the per-process side: at most `limit` events in any `window` seconds.
 - `sleep_until`: wait for a slot without a timer's usual millisecond of lateness.
 """
@@ -18,6 +19,32 @@ from dataclasses import asdict, dataclass, replace
 from app.store import Store
 
 COLLECTION = "pacing_state"
+LOG_COLLECTION = "pacing_log"
+
+
+@dataclass(frozen=True, slots=True)
+class LogShape:
+    """At most `limit` send times in any `window` seconds, each at least `spacing` after the
+    one before it."""
+
+    limit: int
+    window: float
+    spacing: float
+
+
+def next_time(times: list[float], now: float, shape: LogShape) -> float:
+    """The earliest time from `now` that `shape` allows after `times` (sorted, all earlier)."""
+    at = max(now, times[-1] + shape.spacing) if times else now
+    if len(times) >= shape.limit:
+        at = max(at, times[-shape.limit] + shape.window)
+    return at
+
+
+def fits(times: list[float], at: float, shape: LogShape) -> bool:
+    """True when the log with `at` added still has at most `limit` times in any `window`."""
+    merged = sorted([*times, at])
+    n = shape.limit
+    return all(merged[i + n] - merged[i] >= shape.window for i in range(len(merged) - n))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +86,46 @@ class PacingRepository:
 
     async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
         return await self._store.reserve_slot(name, now=now, interval=interval)
+
+    async def reserve_in_log(self, name: str, *, now: float, shape: LogShape) -> float:
+        """Reserve the next send time of `name` in its log (times that can no longer share a
+        window with a new one are forgotten)."""
+
+        def reserve(times: list[float]) -> tuple[list[float], float]:
+            kept = [t for t in times if t > now - shape.window]
+            at = next_time(kept, now, shape)
+            return [*kept, at], at
+
+        return await self._change_log(name, reserve)
+
+    async def move_in_log(
+        self, name: str, at: float, to: float, shape: LogShape, *, force: bool = False
+    ) -> bool:
+        """Move the send time `at` of `name` later, to `to`; unless `force`d, only if the log
+        still fits `shape` then (False: nothing changed)."""
+
+        def move(times: list[float]) -> tuple[list[float] | None, bool]:
+            rest = list(times)
+            if at in rest:
+                rest.remove(at)
+            if not force and not fits(rest, to, shape):
+                return None, False
+            return sorted([*rest, to]), True
+
+        return await self._change_log(name, move)
+
+    async def _change_log[T](
+        self, name: str, change: Callable[[list[float]], tuple[list[float] | None, T]]
+    ) -> T:
+        while True:
+            doc = await self._store.get_doc(LOG_COLLECTION, name)
+            times: list[float] = doc.data["times"] if doc is not None else []
+            new, result = change(times)
+            if new is None:
+                return result
+            rev = doc.rev if doc is not None else 0
+            if await self._store.swap_doc(LOG_COLLECTION, name, rev, {"times": new}):
+                return result
 
     async def state(self, name: str) -> LimitState:
         read_at = time.monotonic()

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from app.pacing import LimitState, PacingRepository, SlidingWindow, sleep_until
+from app.pacing import LimitState, LogShape, PacingRepository, SlidingWindow, sleep_until
 from app.store import Store
 
 POLL_YIELD_SECONDS = 0.02
@@ -38,13 +38,13 @@ JITTER = 0.02
 # A send that wakes up later than this after its slot (a busy event loop, a full per-IP
 # budget) takes a new slot: a late send could land within 1 s of the send R slots after it.
 MAX_SLOT_LATENESS = 0.004
-MAX_PUSHES = 3
 # From the lateness check to the request's body written to the connection: building it, httpx,
 # the event loop. A request that left later than MAX_DEPARTURE after its slot moves the key's
 # next slots back by the excess (`left`).
 SEND_PATH = 0.004
 MAX_DEPARTURE = MAX_SLOT_LATENESS + SEND_PATH
 WINDOW = 1.0 + JITTER + MAX_DEPARTURE
+CATCH_UP = 0.1
 DECREASE = 0.8
 RECOVERY_STEP_SECONDS = 60.0
 CEILING_HOLD_SECONDS = 3600.0
@@ -59,12 +59,22 @@ RETURN_AHEAD_SECONDS = 1.0  # a deferred send comes back while 1 s of sends stil
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """A send let go: its key's pacer name, the rate it was paced at and its slot (moved by
-    what it pushed the key's next slots back, if it was late)."""
+    """A send let go: its key's pacer name, the rate it was paced at, its time in the key's
+    log (moved there if it was late) and the log's shape at that rate."""
 
     name: str
     rate: float
     slot: float
+    shape: LogShape
+
+
+def log_shape(rate: float) -> LogShape:
+    """The key's log at `rate` msg/s: `ceil(rate)` sends in any WINDOW (stretched for a rate
+    that is not whole), spaced at least `CATCH_UP` less than evenly so that the sends after a
+    late one, whose own sends a second back were on time, go at their time again."""
+    limit = max(1, math.ceil(rate))
+    window = WINDOW * limit / rate
+    return LogShape(limit, window, window / limit * (1 - CATCH_UP))
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -145,13 +155,14 @@ class CastPacer:
 
     async def left(self, ticket: Ticket) -> None:
         """The send's request has left (its body is written). If that was later than the pacing
-        allows for, the key's next slots move back by as much, at once: send k+R must reach
-        Cast more than 1 s after this one. Measured when the request leaves, not when Cast
-        answers: how long Cast takes to answer says nothing about when the request arrived
-        (pushing by it would slow a key down to one send per answer time)."""
+        allows for, its time in the key's log moves as much later, at once: the send `limit`
+        after it must reach Cast more than 1 s after it. Measured when the request leaves, not
+        when Cast answers: how long Cast takes to answer says nothing about when the request
+        arrived (moving by it would slow a key down to one send per answer time)."""
         late = self._clock() - ticket.slot - MAX_DEPARTURE
-        if late > 0:
-            await self._repo.reserve_slot(ticket.name, now=0.0, interval=late)
+        if late > 0:  # it has left: the log must say so even if that breaks the shape
+            to = ticket.slot + late
+            await self._repo.move_in_log(ticket.name, ticket.slot, to, ticket.shape, force=True)
 
     async def _paced(self, name: str) -> Ticket:
         async with self._key_locks.setdefault(name, asyncio.Lock()):
@@ -159,45 +170,40 @@ class CastPacer:
                 state = await self._repo.state(name)
                 now = self._clock()
                 rate = current_rate(state, self._configured, now)
-                interval = WINDOW / rate
-                slot = await self._repo.reserve_slot(
-                    name, now=max(now, state.blocked_until), interval=interval
+                shape = log_shape(rate)
+                slot = await self._repo.reserve_in_log(
+                    name, now=max(now, state.blocked_until), shape=shape
                 )
-                store_time = self._clock() - now  # what a push will take, about
+                store_time = self._clock() - now  # what a move will take, about
                 await sleep_until(slot, self._clock)
                 self._sends_waiting_for_ip += 1
                 try:
-                    pushed = await self._leaves_in_time(name, slot, interval, store_time)
+                    at = await self._leaves_in_time(name, slot, shape, store_time)
                 finally:
                     self._sends_waiting_for_ip -= 1
-                if pushed is not None:
-                    return Ticket(name, rate, slot + pushed)
+                if at is not None:
+                    return Ticket(name, rate, at, shape)
 
     async def _leaves_in_time(
-        self, name: str, slot: float, interval: float, store_time: float
+        self, name: str, slot: float, shape: LogShape, store_time: float
     ) -> float | None:
-        """How far this send pushed the key's next slots back (0.0: not at all) when it leaves
-        now: the per-IP budget has room, and it is within MAX_SLOT_LATENESS of its slot once the
-        key's next slots were pushed back by its lateness (and the push's own time). A push
-        moves only slots reserved after it; those reserved before (at most one per other
-        process) are fine while fewer than R: none of them is R slots after this one.
-        Otherwise, or when the store is too slow to catch up, the slot is given up (None).
+        """This send's time in the key's log when it leaves now (the per-IP budget has room):
+        its slot if it is at most MAX_SLOT_LATENESS late, else the time it will leave at, once
+        moved there in the log; None (a new slot) when the log has no room there any more (the
+        send `limit` after it is already reserved: it woke up very late).
 
         The per-IP use is taken last, with no await between it and the return: what the
-        budget counts is when the request leaves, not a grant a push's round trip before."""
-        pushed = 0.0
-        for _ in range(MAX_PUSHES + 1):
+        budget counts is when the request leaves, not a grant a move's round trip before."""
+        await self._ip_room()
+        late = self._clock() - slot
+        if late > MAX_SLOT_LATENESS:
+            to = self._clock() + store_time
+            if not await self._repo.move_in_log(name, slot, to, shape):
+                return None
+            slot = to
             await self._ip_room()
-            late = self._clock() - slot - pushed
-            if late <= MAX_SLOT_LATENESS:
-                self._ip.take()
-                return pushed
-            push = late + store_time - MAX_SLOT_LATENESS / 2
-            last = await self._repo.reserve_slot(name, now=0.0, interval=push)
-            if last - push - slot - pushed > WINDOW - interval * 1.5:
-                return None  # R slots already reserved after this one
-            pushed += push
-        return None
+        self._ip.take()
+        return slot
 
     async def rate_limited(self, api_key: str, paced_at: float, retry_after: float | None) -> float:
         """Cast answered 429 to a send paced at `paced_at`: slow the key down; its new rate."""
