@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.fakes.cast import FakeCast
+from tests.fakes.cast import FakeCast, StallWatch
 from tests.fakes.ghl import FakeGHL
 from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, SENDER_ID
 from tests.support.processes import free_port
@@ -132,10 +132,8 @@ def cast_app(cast: FakeCast, faults: Faults) -> ASGIApp:
 
     @app.get("/_sent")
     async def sent() -> list[dict[str, Any]]:
-        return [
-            {"key": sms["idempotency_key"], **{k: sms[k] for k in ("at", "arrived", "handled")}}
-            for sms in cast.sent
-        ]
+        fields = ("at", "arrived", "earliest", "handled")
+        return [{"key": sms["idempotency_key"], **{k: sms[k] for k in fields}} for sms in cast.sent]
 
     _fault_route(app, faults)
     return FaultMiddleware(app, faults, "cast")
@@ -180,6 +178,8 @@ async def serve(args: argparse.Namespace) -> None:
         key_limiter=args.key_limiter,
         jitter=args.jitter,
     )
+    cast.stall_watch = StallWatch()  # a request it handles after a stall of this process
+    cast.stall_watch.start()  # arrived at some time in it: the limiter does not blame the bridge
     cast.approve(CAST_KEY, SENDER_ID)  # a real account lists its approved sender IDs
     limit = (args.ghl_limit, 10.0) if args.ghl_limit else None
     ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET, location_limit=limit)

@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="pacing-bench-"))
     real = args.real_rate or args.rate
     fakes = Fakes.start(real, 30.0, 50.0, "--jitter", str(args.jitter), "--ghl-limit", "100")
-    store = StoreSetup.create("sqlite", workdir)
+    store = StoreSetup.create(getattr(args, "backend", "sqlite"), workdir)
     bridges = []
     try:
         await seed_installation(store.env, fakes.seed_pair(LOCATION))
@@ -106,7 +106,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             limited = fakes.http.get(f"{fakes.cast_url}/_limited").json()
             Path(args.dump).write_text(json.dumps({"sent": sent, "limited": limited}))
         result = summary(args.n, real, sent, cast, ghl)
-        result.update(replicas=args.replicas, configured_rate=args.rate, real_rate=real)
+        result.update(
+            replicas=args.replicas, configured_rate=args.rate, real_rate=real, store=store.label
+        )
         if args.real_rate:
             result.update(settling(sent, fakes))
         return result
@@ -128,6 +130,7 @@ def settling(sent: list[dict[str, Any]], fakes: Fakes) -> dict[str, Any]:
     return {
         "last_429_after_first_send_s": round(last - times[0], 1),
         "rate_after_last_429": round(rate_after, 3) if rate_after else None,
+        "max_sends_in_any_1s_after_last_429": max_in_any_window(after),
         "cast_requests": requests["requests"],
     }
 
@@ -140,6 +143,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--jitter", type=float, default=0.02)
     parser.add_argument("--dump", help="write every send and 429 seen by the fake Cast here")
+    parser.add_argument("--backend", choices=["sqlite", "mongo-wire"], default="sqlite")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
 

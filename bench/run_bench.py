@@ -5,6 +5,7 @@
 
     .venv/bin/python -m bench.run_bench --n 40000 --c 16 --duration 10 --ingest-only \
         --profile /tmp/p.txt                                       # issue 19's measurement
+    .venv/bin/python -m bench.run_bench --pacing 600               # issue 20's runs (~6 min)
 
 Three processes besides this one: the bridge (`python -m app`), fake Cast + fake GHL
 (`bench.fakes_server`) and the load generator (`wrk`, one thread, pre-signed bodies). Phases:
@@ -19,6 +20,13 @@ Three processes besides this one: the bridge (`python -m app`), fake Cast + fake
    status; fake Cast enforces Cast's per-key rate R and per-IP limits (429 when exceeded);
 4. baseline: a bare FastAPI app (reads the body, answers 202) under the same uvicorn, same wrk,
    same bodies.
+
+With `--pacing N`, instead: the pacing runs of issue 20 (`bench/pacing_bench.py`: fake Cast's
+strictest per-key limiter, a sliding 1-s log with 20 ms of jitter; fake GHL's 100 requests per
+10 s per location; carrier receipts), N messages each: one bridge, three bridges on one store,
+and a key configured at R whose real limit at Cast is 0.8 R. Each reports the achieved rate / R,
+the most sends in any 1-s window, 429s from Cast and from GHL, and the seconds from the last
+send to the last status at GHL.
 
 The store is SQLite unless MONGO_URI is set (a real MongoDB) or `--backend mongo-wire`.
 Results go to stdout and to `<workdir>/results.json`.
@@ -40,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from bench import pacing_bench
 from bench.common import (
     Bridge,
     Fakes,
@@ -302,7 +311,10 @@ def report(r: dict[str, Any]) -> str:
         f"highest rate in any 1 s window: {drain['max_per_second']}/s; 429s: "
         f"{drain['rate_limited']}; duplicates: {drain['duplicates']}",
         f"       every status at fake GHL after {_s(drain['ghl_all_s'])} "
-        f"({drain['ghl_unique']}/{n}, {drain['ghl_by_status']})",
+        f"({drain['ghl_unique']}/{n}, {drain['ghl_by_status']}); GHL 429s: "
+        f"{drain['ghl_rate_limited']}; last status {_s(drain['last_status_after_last_send_s'])}"
+        f" after the last send",
+        f"       sending: {drain['achieved_of_r']:.1%} of R from the first send to the last",
         f"[{mark[ok['added_latency']]}] added latency webhook-in -> Cast-request-out "
         f"(not rate-limited, {lat['arrived']}/{lat['samples']} samples every "
         f"{lat['spacing_s'] * 1000:.0f} ms, before the ingest): p50 {lat['added_p50_ms']:.1f} "
@@ -311,6 +323,56 @@ def report(r: dict[str, Any]) -> str:
         f"[{mark[ok['rss']]}] peak RSS of the bridge (VmHWM): {r['peak_rss_mb']:.0f} MB   "
         f"target < {TARGETS['rss_mb']} MB",
     ]
+    return "\n".join(lines)
+
+
+def pacing_figures(sent: list[dict[str, Any]], rate: float, last_status: float | None) -> dict:
+    """Achieved rate / R (first send to last) and the last status's delay after the last send."""
+    times = sorted(sms["at"] for sms in sent)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {
+        "achieved_of_r": (len(times) - 1) / span / rate if span else 0.0,
+        "last_status_after_last_send_s": last_status - times[-1]
+        if last_status is not None and times
+        else None,
+    }
+
+
+def pacing_runs(n: int, rate: float) -> list[dict[str, Any]]:
+    cases = [
+        {"replicas": 1, "real_rate": 0.0},
+        {"replicas": 3, "real_rate": 0.0},
+        {"replicas": 1, "real_rate": rate * 0.8},
+    ]
+    results = []
+    for case in cases:
+        load = os.getloadavg()[0]
+        print(f"pacing: {n} messages, {case} (load {load:.2f}) ...", flush=True)
+        args = argparse.Namespace(n=n, rate=rate, jitter=0.02, dump=None, **case)
+        results.append({**asyncio.run(pacing_bench.run(args)), "load_at_start": load})
+    return results
+
+
+def pacing_report(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| run | load | achieved / R | most sends in any 1 s | 429 Cast / GHL "
+        "| last status after last send |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        name = f"{r['replicas']} bridge(s), {r['messages']} messages"
+        if r["real_rate"] != r["configured_rate"]:
+            name += (
+                f", configured {r['configured_rate']:g}/s, Cast allows {r['real_rate']:g}/s: "
+                f"last 429 {r['last_429_after_first_send_s']} s in, then "
+                f"{r['rate_after_last_429']}/s, at most "
+                f"{r['max_sends_in_any_1s_after_last_429']} in any 1 s"
+            )
+        lines.append(
+            f"| {name} | {r['load_at_start']:.1f} | {r['achieved_of_r']:.1%} "
+            f"({r['achieved_per_s']}/s) | {r['max_sends_in_any_1s']} | {r['cast_429']} / "
+            f"{r['ghl_429']} | {r['last_status_after_last_send_s']} s |"
+        )
     return "\n".join(lines)
 
 
@@ -354,7 +416,19 @@ def main() -> None:
         default=None,
         help="record the bridge with py-spy during ingest (collapsed stacks to this file)",
     )
+    parser.add_argument(
+        "--pacing",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: issue 20's pacing runs, N messages each (1 and 3 bridges, adaptation)",
+    )
     args = parser.parse_args()
+    if args.pacing:
+        results = pacing_runs(args.pacing, args.rate)
+        print(json.dumps(results, indent=2))
+        print(pacing_report(results))
+        return
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cast-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -414,6 +488,8 @@ def main() -> None:
             "ghl_unique": ghl["unique"],
             "ghl_all_s": ghl["last_at"] - t0 if ghl["unique"] >= expected else None,
             "ghl_by_status": ghl["by_status"],
+            "ghl_rate_limited": ghl["rate_limited"],
+            **pacing_figures(fakes.cast_sent(), args.rate, ghl["last_at"]),
         }
         bridge.sample_rss()
         bridge.stop()

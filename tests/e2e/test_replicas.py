@@ -21,8 +21,8 @@ from tests.support.harness import ENCRYPTION_KEY, Harness, webhook
 from tests.support.signing import test_keys
 
 OUTBOUND = "/webhooks/ghl/outbound"
-RATE = 50  # per key; high so 1,000 messages take ~20 s
-FULL_COUNT = 1000
+RATE = 50  # per key; high so 600 messages take ~12 s
+FULL_COUNT = 600
 # The pure-Python mongoeco wire server slows as a collection grows (the foundation issue measured
 # it): against it the runs use fewer messages. A real MongoDB (TEST_MONGO_URI) gets the full run.
 # Its rate is then bounded by the store, so only the upper bound of the rate is checked there.
@@ -37,7 +37,8 @@ def remote_cast(harness: Harness) -> Iterator[RemoteCast]:
     so the fake's per-IP limit is raised; its per-key limit is the one under test: the strictest
     plausible one, a sliding log (at most RATE sends in any 1 s), with 10 ms of jitter: the
     pacer allows for 20 ms, and a CI box running four bridges and this test on two cores adds
-    its own scheduling delays on top (the benchmark runs the 20 ms case)."""
+    its own scheduling delays on top (the benchmark runs the 20 ms case). The fake does not
+    blame the bridges for its own stalls (`StallWatch`)."""
     keys = [harness.env["CAST_API_KEY"], OTHER_KEY]
     cast = RemoteCast(
         keys, rate=RATE, ip_rate=300, ip_burst=300, key_limiter="sliding", jitter=0.01
@@ -137,8 +138,8 @@ async def test_three_replicas_share_one_keys_rate_with_no_429_and_send_each_once
     assert_each_sent_once(sent, count)
     assert_never_faster_than_the_rate(sent, first.env["CAST_API_KEY"])
     rate = achieved_rate(sent, first.env["CAST_API_KEY"])
-    if count == FULL_COUNT:  # 97.3 % at best (pacing.WINDOW); at 50/s (20 ms a slot) each ms a
-        assert rate >= RATE * 0.6, rate  # send wakes up late on a busy CI box costs 5 %: 62-97 %
+    if count == FULL_COUNT:  # 97.3 % at best (pacing.WINDOW); a send that leaves late delays
+        assert rate >= RATE * 0.9, rate  # only the send R after it: 96 % at load 4.5 on 2 cores
 
 
 async def test_killing_a_sending_replica_mid_run_loses_and_repeats_nothing(cluster, count):
@@ -179,6 +180,6 @@ async def test_two_locations_with_their_own_keys_are_paced_separately_at_once(cl
     sent = first.cast.sent
     for key in (first.env["CAST_API_KEY"], OTHER_KEY):
         assert_never_faster_than_the_rate(sent, key)
-        if count == FULL_COUNT:  # both keys at once, not one after the other (<= RATE / 2 each)
-            assert achieved_rate(sent, key) >= RATE * 0.6
+        if count == FULL_COUNT:  # both keys at once at their full rate (98 % at load 4.5)
+            assert achieved_rate(sent, key) >= RATE * 0.9
     assert {sms["sender_id"] for sms in sent if sms["key"] == OTHER_KEY} == {"OTHER"}

@@ -60,7 +60,7 @@ class Bucket:
     tokens: float = -1.0
     last: float = 0.0
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, earliest: float | None = None) -> bool:  # takes at `now`
         if self.tokens < 0:
             self.tokens, self.last = self.capacity, now
         self.tokens = min(self.capacity, self.tokens + max(now - self.last, 0.0) * self.rate)
@@ -74,13 +74,15 @@ class Bucket:
 @dataclass
 class SlidingLog:
     """At most `limit` accepted events in any interval of `window` seconds (arrival times may
-    come slightly out of order when jitter is added)."""
+    come slightly out of order when jitter is added). An event whose arrival is only known to
+    lie between `earliest` and `now` (see `StallWatch`) is checked at `now` and remembered at
+    `earliest`: the benefit of the doubt both ways."""
 
     limit: int
     window: float = 1.0
     times: list[float] = field(default_factory=list)
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, earliest: float | None = None) -> bool:
         times = self.times
         while times and now - times[0] >= 2 * self.window:
             times.pop(0)
@@ -90,8 +92,41 @@ class SlidingLog:
             last = first + self.limit
             if last < len(candidate) and candidate[last] - candidate[first] < self.window:
                 return False
-        times.insert(at, now)
+        remembered = now if earliest is None else earliest
+        times.insert(bisect.bisect(times, remembered), remembered)
         return True
+
+
+class StallWatch:
+    """When this process did not run (its event loop did not tick for more than `gap`: a busy
+    machine did not schedule it). A request it handles during or just after such a stall
+    arrived at some time in it, which the fake cannot know: `earliest` says since when. Only
+    for a fake in a process of its own (`start` from its server's loop)."""
+
+    def __init__(self, tick: float = 0.005, gap: float = 0.015) -> None:
+        self.tick, self.gap = tick, gap
+        self.last = time.monotonic()
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=64)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.tick)
+            self.last = time.monotonic()
+            if self.last - before > self.gap:
+                self.stalls.append((before, self.last))
+
+    def earliest(self, stamp: float) -> float:
+        if stamp - self.last > self.gap:  # stalled, and the watch has not run since
+            return self.last
+        for start, end in reversed(self.stalls):
+            if start <= stamp <= end + self.gap:
+                return start
+        return stamp
 
 
 class KeyLimiter:
@@ -134,6 +169,7 @@ class FakeCast:
         self.per_key_rate = per_key_rate
         self.key_limiter = KeyLimiter(key_limiter, per_key_rate)
         self.jitter = jitter
+        self.stall_watch: StallWatch | None = None  # set by a fake in a process of its own
         self.ip_rate, self.ip_burst = ip_rate, ip_burst
         self.script: deque[Scripted] = deque()
         self.sent: list[dict[str, Any]] = []  # SMS that really went out (not replays)
@@ -329,7 +365,10 @@ class FakeCast:
         with self._lock:
             # when the request arrived, plus the network's jitter (not when this process got
             # round to it: the fake's own lag would add to the jitter it models)
-            now = arrived + random.uniform(0.0, self.jitter)
+            jitter = random.uniform(0.0, self.jitter)
+            now = arrived + jitter
+            watch = self.stall_watch
+            earliest = watch.earliest(arrived) + jitter if watch is not None else now
             if not self._ip_bucket.take(now):
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
@@ -345,7 +384,7 @@ class FakeCast:
                 return _error(403, "CHANNEL_NOT_ALLOWED", f"the {channel} channel is not enabled")
             if key not in self._key_limits:
                 self._key_limits[key] = self.key_limiter.new()
-            if not self._key_limits[key].take(now):
+            if not self._key_limits[key].take(now, earliest):
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "message rate exceeded", retry_after=1)
             if not isinstance(body, dict) or not body.get("to") or not body.get("message"):
@@ -368,6 +407,7 @@ class FakeCast:
                 {
                     "at": now,
                     "arrived": arrived,
+                    "earliest": earliest - jitter,
                     "handled": time.monotonic(),
                     "to": to,
                     "message": body["message"],

@@ -15,7 +15,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from tests.fakes.cast import FakeCast
+from tests.fakes.cast import FakeCast, StallWatch
 from tests.support.processes import ROOT, free_port
 
 
@@ -27,6 +27,10 @@ def build_app(cast: FakeCast) -> FastAPI:
     @cast.app.get("/_stats")
     async def stats() -> dict[str, Any]:
         return {"rate_limited": cast.rate_limited, "requests": len(cast.requests)}
+
+    @cast.app.get("/_limited")
+    async def limited() -> list[dict[str, Any]]:
+        return [r for r in cast.requests if r.get("status") == 429]
 
     return cast.app
 
@@ -107,6 +111,8 @@ def main() -> None:
     original_startup = server.startup
 
     async def startup(sockets: Any = None) -> None:
+        cast.stall_watch = StallWatch()
+        cast.stall_watch.start()
         await original_startup(sockets)
         print(f"http://127.0.0.1:{args.port}", flush=True)
 
