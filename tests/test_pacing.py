@@ -75,7 +75,8 @@ async def test_different_keys_do_not_wait_for_each_other(store: Store):
 async def test_a_send_whose_request_left_late_delays_the_send_r_after_it(store: Store):
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
     ticket = await pacer.before_send("cast_a")
-    await asyncio.sleep(0.06)  # the request stalled on its way out: it may arrive late
+    # the request stalled on its way out, it left 60 ms after its time: it may arrive late
+    await asyncio.sleep(ticket.slot + 0.06 - time.time())
     await pacer.left(ticket)
     slots = [(await pacer.before_send("cast_a")).slot for _ in range(10)]
     assert slots[-1] - ticket.slot >= WINDOW + 0.06 - MAX_DEPARTURE

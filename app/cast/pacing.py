@@ -38,6 +38,7 @@ JITTER = 0.02
 # A send that wakes up later than this after its slot (a busy event loop, a full per-IP
 # budget) takes a new slot: a late send could land within 1 s of the send R slots after it.
 MAX_SLOT_LATENESS = 0.004
+MAX_MOVES = 3  # a send whose time moved later this often (a slow store) takes a new one
 # From the lateness check to the request's body written to the connection: building it, httpx,
 # the event loop. A request that left later than MAX_DEPARTURE after its slot moves the key's
 # next slots back by the excess (`left`).
@@ -119,6 +120,7 @@ class CastPacer:
         self._rates: dict[str, float] = {}  # the rate each key was last paced at
         self._next_due: dict[str, float] = {}  # when the next deferred send should come back
         self._sends_waiting_for_ip = 0
+        self._store_time = 0.0  # how long the last reservation took
 
     @property
     def configured_rate(self) -> float:
@@ -171,10 +173,10 @@ class CastPacer:
                 now = self._clock()
                 rate = current_rate(state, self._configured, now)
                 shape = log_shape(rate)
-                slot = await self._repo.reserve_in_log(
-                    name, now=max(now, state.blocked_until), shape=shape
-                )
-                store_time = self._clock() - now  # what a move will take, about
+                # an idle key's send goes when the reservation is done, not late by its time
+                earliest = max(now + self._store_time, state.blocked_until)
+                slot = await self._repo.reserve_in_log(name, now=earliest, shape=shape)
+                store_time = self._store_time = self._clock() - now  # a move's, about
                 await sleep_until(slot, self._clock)
                 self._sends_waiting_for_ip += 1
                 try:
@@ -189,21 +191,24 @@ class CastPacer:
     ) -> float | None:
         """This send's time in the key's log when it leaves now (the per-IP budget has room):
         its slot if it is at most MAX_SLOT_LATENESS late, else the time it will leave at, once
-        moved there in the log; None (a new slot) when the log has no room there any more (the
-        send `limit` after it is already reserved: it woke up very late).
+        moved there in the log (and again if the move took longer than foreseen); None (a new
+        slot) when the log has no room there any more (the send `limit` after it is already
+        reserved: it woke up very late) or the store is too slow to catch up.
 
         The per-IP use is taken last, with no await between it and the return: what the
         budget counts is when the request leaves, not a grant a move's round trip before."""
         await self._ip_room()
-        late = self._clock() - slot
-        if late > MAX_SLOT_LATENESS:
-            to = self._clock() + store_time
+        for _ in range(MAX_MOVES + 1):
+            if self._clock() - slot <= MAX_SLOT_LATENESS:
+                self._ip.take()
+                return slot
+            started = self._clock()
+            to = started + store_time  # when the move will be done, about
             if not await self._repo.move_in_log(name, slot, to, shape):
                 return None
-            slot = to
+            slot, store_time = to, self._clock() - started
             await self._ip_room()
-        self._ip.take()
-        return slot
+        return None
 
     async def rate_limited(self, api_key: str, paced_at: float, retry_after: float | None) -> float:
         """Cast answered 429 to a send paced at `paced_at`: slow the key down; its new rate."""
