@@ -154,6 +154,7 @@ def ghl_app(ghl: FakeGHL, faults: Faults) -> ASGIApp:
             "requests": len(ghl.status_requests),
             "last_at": max((s["at"] for s in ghl.statuses), default=None),
             "rate_limited": ghl.rate_limited,
+            "inbound": len(ghl.inbound),
             "injected": dict(faults.injected),
         }
 

@@ -8,9 +8,11 @@ GHL's 100 requests per 10 s per location, carrier-receipt mode.
 One fake Cast + fake GHL process (`bench.fakes_server --key-limiter sliding --jitter 0.02
 --ghl-limit 100`), `--replicas` bridges on one SQLite store (GHL_REQUESTS_PER_10S=100,
 DELIVERY_STATUS_MODE=carrier), N signed webhooks posted round-robin as fast as they are
-acknowledged. Reports, per run: the achieved rate (sends - 1 over first-to-last send) / R, the
-most sends in any 1-s window at Cast, 429s from Cast and from GHL, and the seconds from the last
-send to the last status at GHL. With `--real-rate` below `--rate`, Cast enforces the lower rate
+acknowledged, and `--replies` inbound SMS to the same location spread over the sending time
+(each a contact look-up and an inbound message at GHL, sharing the location's 100 per 10 s).
+Reports, per run: the achieved rate (sends - 1 over first-to-last send) / R, the most sends in
+any 1-s window at Cast, 429s from Cast and from GHL, and the seconds from the last send to the
+last status at GHL. With `--real-rate` below `--rate`, Cast enforces the lower rate
 and the run also reports when the rate settled (the last 429) and the rate after it.
 """
 
@@ -51,6 +53,25 @@ async def post_all(urls: list[str], bodies: list[tuple[str, bytes, str]]) -> Non
             await client.aclose()
 
 
+INBOUND_KEY = "bench-inbound-key-0c4e"
+REPLY_FROM = ("09171234567", "09181234567", "09051234567")
+
+
+async def post_replies(urls: list[str], count: int, over: float) -> None:
+    """`count` inbound SMS (replies) to the location, spread evenly over `over` seconds."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(count):
+            sender = REPLY_FROM[i % len(REPLY_FROM)]
+            body = {"id": f"reply-{i}", "from": sender, "to": "CASTTEST", "message": "OK"}
+            answer = await client.post(
+                f"{urls[i % len(urls)]}/webhooks/cast/inbound",
+                json=body,
+                headers={"X-API-Key": INBOUND_KEY},
+            )
+            assert answer.status_code == 202, answer.text
+            await asyncio.sleep(over / max(count, 1))
+
+
 def summary(n: int, rate: float, sent: list[dict[str, Any]], cast: dict, ghl: dict) -> dict:
     times = sorted(s["at"] for s in sent)
     achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
@@ -65,6 +86,7 @@ def summary(n: int, rate: float, sent: list[dict[str, Any]], cast: dict, ghl: di
         "ghl_429": ghl["rate_limited"],
         "duplicates": cast["duplicates"],
         "statuses": ghl["statuses"],
+        "replies_in_ghl": ghl["inbound"],
         "last_status_after_last_send_s": round(ghl["last_at"] - times[-1], 1),
         "send_span_s": round(times[-1] - times[0], 1),
     }
@@ -88,6 +110,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 GHL_REQUESTS_PER_10S="100",
                 DLR_FIRST_POLL_SECONDS="5",
                 DLR_MAX_POLL_INTERVAL_SECONDS="30",
+                INBOUND_API_KEY=INBOUND_KEY,
+                INBOUND_ROUTES=json.dumps({"CASTTEST": LOCATION}),
             )
             bridge.log_path = workdir / f"bridge-{n}.log"
             bridge.start()
@@ -95,12 +119,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bodies = signed_webhooks(args.n, f"pace{int(time.time())}")
         started = time.monotonic()
         await post_all([b.url for b in bridges], bodies)
+        replies = asyncio.create_task(
+            post_replies([b.url for b in bridges], args.replies, args.n / args.rate)
+        )
         deadline = started + args.n / args.rate * 1.6 + 300
         while time.monotonic() < deadline:
             ghl = fakes.ghl_stats()
-            if ghl["unique"] >= args.n:
+            if ghl["unique"] >= args.n and ghl["inbound"] >= args.replies:
                 break
             await asyncio.sleep(2)
+        await replies
         cast, ghl, sent = fakes.cast_stats(), fakes.ghl_stats(), fakes.cast_sent()
         if args.dump:
             limited = fakes.http.get(f"{fakes.cast_url}/_limited").json()
@@ -144,6 +172,9 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=0.02)
     parser.add_argument("--dump", help="write every send and 429 seen by the fake Cast here")
     parser.add_argument("--backend", choices=["sqlite", "mongo-wire"], default="sqlite")
+    parser.add_argument(
+        "--replies", type=int, default=0, help="inbound SMS to the location, spread over the run"
+    )
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
 

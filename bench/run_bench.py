@@ -23,10 +23,10 @@ Three processes besides this one: the bridge (`python -m app`), fake Cast + fake
 
 With `--pacing N`, instead: the pacing runs of issue 20 (`bench/pacing_bench.py`: fake Cast's
 strictest per-key limiter, a sliding 1-s log with 20 ms of jitter; fake GHL's 100 requests per
-10 s per location; carrier receipts), N messages each: one bridge, three bridges on one store,
-and a key configured at R whose real limit at Cast is 0.8 R. Each reports the achieved rate / R,
-the most sends in any 1-s window, 429s from Cast and from GHL, and the seconds from the last
-send to the last status at GHL.
+10 s per location; carrier receipts; N/20 replies to the location), N messages each: one
+bridge, three bridges on one store, and a key configured at R whose real limit at Cast is
+0.8 R. Each reports the achieved rate / R, the most sends in any 1-s window, 429s from Cast and
+from GHL, and the seconds from the last send to the last status at GHL.
 
 The store is SQLite unless MONGO_URI is set (a real MongoDB) or `--backend mongo-wire`.
 Results go to stdout and to `<workdir>/results.json`.
@@ -348,7 +348,7 @@ def pacing_runs(n: int, rate: float) -> list[dict[str, Any]]:
     for case in cases:
         load = os.getloadavg()[0]
         print(f"pacing: {n} messages, {case} (load {load:.2f}) ...", flush=True)
-        args = argparse.Namespace(n=n, rate=rate, jitter=0.02, dump=None, **case)
+        args = argparse.Namespace(n=n, rate=rate, jitter=0.02, dump=None, replies=n // 20, **case)
         results.append({**asyncio.run(pacing_bench.run(args)), "load_at_start": load})
     return results
 
@@ -371,7 +371,8 @@ def pacing_report(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {name} | {r['load_at_start']:.1f} | {r['achieved_of_r']:.1%} "
             f"({r['achieved_per_s']}/s) | {r['max_sends_in_any_1s']} | {r['cast_429']} / "
-            f"{r['ghl_429']} | {r['last_status_after_last_send_s']} s |"
+            f"{r['ghl_429']} ({r['replies_in_ghl']} replies) | "
+            f"{r['last_status_after_last_send_s']} s |"
         )
     return "\n".join(lines)
 
