@@ -17,7 +17,8 @@ from typing import Any
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.deps import Resources
+from app.composition import Services
+from app.deps import SERVICES_STATE
 from app.errors import ApiError, refusal, store_unavailable
 from app.store import StoreUnavailable
 
@@ -30,8 +31,8 @@ class RawRequest:
     body: bytes
 
     @property
-    def resources(self) -> Resources:
-        return self.scope["state"]["resources"]
+    def services(self) -> Services:
+        return self.scope["state"][SERVICES_STATE]
 
     def header(self, name: bytes) -> str | None:
         """The first value of a header (`name` in lower case), as Starlette decodes it."""

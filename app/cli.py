@@ -20,129 +20,30 @@ check failed, 2 invalid settings or usage.
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from app.admin.schemas import LiftOptOutBody, MessageView, SenderIdBody
 from app.admin.service import AdminService
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import CastPacer, key_fingerprint
-from app.cast.senders import SenderDirectory
+from app.cast.pacing import key_fingerprint
+from app.composition import (
+    COMMAND_HTTP_TIMEOUT_SECONDS,
+    COMMAND_STORE_TIMEOUT_SECONDS,
+    command_services,
+    sqlite_file,
+)
 from app.config import Settings, SettingsError, load_settings
+from app.console import Output, dump, when
 from app.errors import ApiError, validation_error
-from app.inbound.repository import InboxRepository
-from app.inbound.service import InboundService
-from app.locations.accounts import CastAccounts
-from app.locations.repository import LocationSettingsRepository
-from app.metrics import Counters
-from app.oauth.crypto import build_cipher
-from app.oauth.repository import InstallationRepository
-from app.optouts.repository import DndQueue, OptOutList
-from app.optouts.service import OptOutService
-from app.outbound.repository import OutboxRepository
-from app.store import SQLITE_FILENAME, StoreUnavailable, build_store
-
-STORE_TIMEOUT_SECONDS = 10.0
-HTTP_TIMEOUT_SECONDS = 10.0
-
-
-class Output:
-    """Tables for people, JSON for scripts."""
-
-    def __init__(self, out: TextIO, as_json: bool) -> None:
-        self.out, self.as_json = out, as_json
-
-    def line(self, text: str = "") -> None:
-        print(text, file=self.out)
-
-    def json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, ensure_ascii=False, default=str), file=self.out)
-
-    def listing(
-        self,
-        items: Sequence[BaseModel],
-        empty: str,
-        headers: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-    ) -> None:
-        """A list command's answer: JSON of the items, a line when empty, else the table."""
-        if self.as_json:
-            self.json([_dump(item) for item in items])
-        elif not items:
-            self.line(empty)
-        else:
-            self.table(headers, rows)
-
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        cells = [[_cell(v) for v in row] for row in rows]
-        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-        for row in [list(headers), *cells]:
-            self.line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
-def when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _dump(value: BaseModel) -> dict[str, Any]:
-    return value.model_dump(mode="json", by_alias=True)
-
-
-# The repositories, as the bridge builds them --------------------------------------------------
-def _sqlite_file(settings: Settings) -> Path | None:
-    """The embedded store's file, when the settings use it."""
-    return None if settings.uses_mongo else settings.data_dir.resolve() / SQLITE_FILENAME
-
-
-@asynccontextmanager
-async def admin_service(settings: Settings) -> AsyncIterator[AdminService]:
-    sqlite = _sqlite_file(settings)
-    if sqlite is not None and not sqlite.exists():  # do not create an empty one by mistake
-        raise StoreUnavailable(f"no database at {sqlite}: is DATA_DIR (or MONGO_URI) right?")
-    store = build_store(settings)
-    await asyncio.wait_for(store.start(), STORE_TIMEOUT_SECONDS)
-    cast_http = httpx.AsyncClient(base_url=str(settings.cast_api_url), timeout=HTTP_TIMEOUT_SECONDS)
-    try:
-        cipher = build_cipher(settings)
-        counters = Counters()
-        inbox = InboxRepository(store)
-        location_settings = LocationSettingsRepository(store, cipher)
-        senders = SenderDirectory(CastClient(cast_http))  # sender IDs are checked with Cast
-        yield AdminService(
-            InstallationRepository(store, cipher),
-            OutboxRepository(store),
-            inbox,
-            InboundService(inbox, counters, lambda: None),
-            location_settings,
-            CastAccounts(settings, location_settings, senders=senders),
-            counters,
-            CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate),
-            optouts=OptOutService(settings, OptOutList(store), DndQueue(store), counters),
-        )
-    finally:
-        await cast_http.aclose()
-        await store.close()
+from app.store import StoreUnavailable, build_store
 
 
 # Commands ------------------------------------------------------------------------------------
@@ -206,7 +107,7 @@ def _show_message(view: MessageView, out: Output) -> None:
 async def cmd_message(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     view = await admin.message(args.message_id)
     if out.as_json:
-        out.json(_dump(view))
+        out.json(dump(view))
     else:
         _show_message(view, out)
     return 0
@@ -215,7 +116,7 @@ async def cmd_message(admin: AdminService, out: Output, args: argparse.Namespace
 async def cmd_requeue(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     view = await admin.requeue(args.message_id)
     if out.as_json:
-        out.json({"status": "queued", "message": _dump(view)})
+        out.json({"status": "queued", "message": dump(view)})
     else:
         out.line(f"re-queued {view.message_id}: a running bridge sends it within a second")
     return 0
@@ -271,7 +172,7 @@ async def cmd_sender_id(admin: AdminService, out: Output, args: argparse.Namespa
         raise validation_error(exc) from None
     result = await admin.set_sender_id(args.location_id, body.sender_id, body.channel)
     if out.as_json:
-        out.json(_dump(result))
+        out.json(dump(result))
     else:
         out.line(
             f"{result.location_id}: sender ID {result.sender_id or '(cleared)'}; its SMS now go "
@@ -303,7 +204,7 @@ async def cmd_lift_optout(admin: AdminService, out: Output, args: argparse.Names
         raise validation_error(exc) from None
     lifted = await admin.lift_optout(args.location_id, args.number, reason, "cli")
     if out.as_json:
-        out.json({"status": "lifted", "optout": _dump(lifted)})
+        out.json({"status": "lifted", "optout": dump(lifted)})
     else:
         out.line(
             f"{lifted.phone} taken off the opt-out list of {lifted.location_id} "
@@ -326,7 +227,7 @@ async def _check_store(settings: Settings) -> Check:
         what = f"MongoDB ({database})"
     else:
         what = f"embedded SQLite in {settings.data_dir.resolve()}"
-    sqlite = _sqlite_file(settings)
+    sqlite = sqlite_file(settings)
     if sqlite is not None and not sqlite.exists():
         folder = next((p for p in [sqlite, *sqlite.parents] if p.exists()), sqlite.parent)
         if not os.access(folder, os.W_OK):
@@ -335,8 +236,8 @@ async def _check_store(settings: Settings) -> Check:
     store = build_store(settings)
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(store.start(), STORE_TIMEOUT_SECONDS)
-        await asyncio.wait_for(store.ping(), STORE_TIMEOUT_SECONDS)
+        await asyncio.wait_for(store.start(), COMMAND_STORE_TIMEOUT_SECONDS)
+        await asyncio.wait_for(store.ping(), COMMAND_STORE_TIMEOUT_SECONDS)
     except Exception as exc:
         return Check("store", "FAIL", f"{what}: not reachable ({_reason(exc)})")
     finally:
@@ -348,7 +249,7 @@ async def _check_ghl(settings: Settings) -> Check:
     url = str(settings.ghl_api_url).rstrip("/")
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as http:
+        async with httpx.AsyncClient(timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
             response = await http.get(url + "/")
     except httpx.HTTPError as exc:
         return Check("GHL", "FAIL", f"{url} not reachable ({_reason(exc)})")
@@ -359,7 +260,7 @@ async def _check_cast(settings: Settings) -> Check:
     url = str(settings.cast_api_url).rstrip("/")
     key = settings.cast_api_key.get_secret_value()
     started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT_SECONDS) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
         try:
             credits = await CastClient(http).account_balance(key)
         except CastError as exc:
@@ -381,8 +282,8 @@ async def _check_cast(settings: Settings) -> Check:
 async def _check_cast_rates(settings: Settings) -> Check:
     """The Cast keys' send rates the cluster shares (slowed down after a 429)."""
     try:
-        async with admin_service(settings) as admin:
-            rates = await admin.cast_rates()
+        async with command_services(settings) as services:
+            rates = await services.admin.cast_rates()
     except Exception as exc:
         return Check("Cast rate", "INFO", f"not read ({_reason(exc)})")
     fingerprint = key_fingerprint(settings.cast_api_key.get_secret_value())
@@ -446,7 +347,7 @@ async def check_config(out: Output, settings: Settings | None, errors: list[str]
 async def cmd_reencrypt(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     result = await admin.reencrypt()
     if out.as_json:
-        out.json(_dump(result))
+        out.json(dump(result))
     else:
         out.line(
             f"re-encrypted with the newest key: {result.installations} installations, "
@@ -538,8 +439,8 @@ async def run(argv: Sequence[str], out: TextIO | None = None) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     try:
-        async with admin_service(settings) as admin:
-            return await COMMANDS[args.command](admin, output, args)
+        async with command_services(settings) as services:
+            return await COMMANDS[args.command](services.admin, output, args)
     except ApiError as exc:
         error = {"code": exc.code, "message": exc.message}
         if output.as_json:

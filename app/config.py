@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.cast.schemas import checked_cast_key
-from app.locations.schemas import checked_sender_id
+from app.cast.schemas import checked_cast_key, checked_sender_id
 
 _FRAME_ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
 DEFAULT_SCOPES = (

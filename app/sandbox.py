@@ -20,14 +20,15 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from app.admin.schemas import MessageView
-
-if TYPE_CHECKING:
-    from app.cli import Output
+from app.composition import command_services
+from app.config import Settings
+from app.console import Output, when
+from app.errors import ApiError
 
 ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+639171234567"
@@ -53,7 +54,7 @@ def _load_fakes() -> None:
         sys.path.insert(0, str(ROOT))
 
 
-async def run_sandbox(out: "Output") -> int:
+async def run_sandbox(out: Output) -> int:
     try:
         _load_fakes()
     except SandboxUnavailable as exc:
@@ -189,7 +190,7 @@ async def _walk(tmp: Path) -> dict[str, Any]:
                 }
             )
 
-        stored = await harness.with_store(_outbound_view)
+        stored = await _outbound_view(env)
         report["history"] = [
             {"at": e.at, "event": e.event, "detail": e.detail} for e in stored.history
         ]
@@ -208,7 +209,7 @@ async def _walk(tmp: Path) -> dict[str, Any]:
         report["ok"] = delivered and len(ghl.inbound) == 1
         report["outbound"] = "delivered" if delivered else "not delivered"
         report["inbound"] = "added to the GHL conversation" if ghl.inbound else "not added"
-    except (AssertionError, RuntimeError, httpx.HTTPError) as exc:
+    except (AssertionError, RuntimeError, httpx.HTTPError, ApiError) as exc:
         report["error"] = str(exc)[-2000:]
     finally:
         if harness.proc is not None:
@@ -218,15 +219,14 @@ async def _walk(tmp: Path) -> dict[str, Any]:
     return report
 
 
-async def _outbound_view(store: Any) -> MessageView:
-    from app.outbound.repository import OutboxRepository
+async def _outbound_view(env: dict[str, str]) -> MessageView:
+    """The message as `cast-ghl message` shows it, read with the bridge's own settings."""
+    settings = Settings(_env_file=None, **{name.lower(): value for name, value in env.items()})
+    async with command_services(settings) as services:
+        return await services.admin.message(OUTBOUND_ID)
 
-    found = await OutboxRepository(store).find(OUTBOUND_ID)
-    assert found is not None, "the message is not in the outbox"
-    return MessageView.of(*found)
 
-
-def _print(report: dict[str, Any], out: "Output") -> None:
+def _print(report: dict[str, Any], out: Output) -> None:
     out.line("Cast SMS sandbox: the bridge between a fake GHL and a fake Cast, no credentials")
     out.line(f"  bridge    {report['bridge']}  ({report['store']})")
     out.line(f"  fake GHL  {report['fake_ghl']}")
@@ -239,8 +239,6 @@ def _print(report: dict[str, Any], out: "Output") -> None:
     if report.get("history"):
         out.line()
         out.line("The bridge's record of the message (cast-ghl message / GET /api/admin/messages):")
-        from app.cli import when
-
         for event in report["history"]:
             out.line(f"    {when(event['at'])}  {event['event']:<16} {event['detail'] or ''}")
     if report.get("metrics"):

@@ -5,13 +5,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from app.cast.accounts import CastAccounts, account_from
 from app.cast.client import CastClient, CastError
-from app.cast.schemas import SendRequest
+from app.cast.schemas import SendRequest, checked_sender_id
 from app.cast.senders import SenderDirectory, sender_key
 from app.config import Settings
 from app.errors import ApiError
-from app.locations.accounts import CastAccounts, account_from
-from app.locations.schemas import LocationSettings, SettingsForm, checked_sender_id
+from app.locations.schemas import LocationSettings, SettingsForm
 from app.outbound.schemas import OutboundMessage, Part
 from tests.fakes.cast import FakeCast
 from tests.support.units import cast_client_over

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from cryptography.fernet import Fernet
 
+from app.cast.accounts import CastAccounts
 from app.cast.client import CastError
 from app.config import SettingsError, load_settings
-from app.locations.accounts import CastAccounts
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher, UndecryptableError

@@ -3,18 +3,24 @@
 import pytest
 from cryptography.fernet import Fernet
 
+from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastError
+from app.cast.pacing import CastPacer
 from app.config import Settings
 from app.errors import ApiError
-from app.locations.accounts import CastAccounts
 from app.locations.repository import COLLECTION, LocationSettingsRepository
-from app.locations.schemas import CastAccount, LocationSettings, SettingsForm
+from app.locations.schemas import LocationSettings, SettingsForm
 from app.locations.service import LocationService
 from app.locations.sso import Session
+from app.metrics import Counters
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import InstallationRepository
+from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
+from app.outbound.service import OutboundService
+from app.outbound.worker import OutboundWorker
 from app.store import Store
+from tests.support.units import FakeCast, FakeGHL, installations
 
 DEFAULT_KEY = "cast_" + "d" * 64
 OWN_KEY = "cast_" + "1234abcd" * 8
@@ -127,17 +133,27 @@ async def test_a_key_the_cipher_cannot_read_raises_unless_asked_not_to(store: St
         await CastAccounts(settings(), other).account_for("loc-1")
 
 
+def idle_outbound(store: Store, outbox: OutboxRepository) -> OutboundService:
+    """Where the settings page queues its test SMS; its worker does not run here."""
+    ghl = FakeGHL()
+    tokens = TokenService(settings(), store, installations(store), ghl)
+    pacer = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
+    worker = OutboundWorker(settings(), outbox, FakeCast(), ghl, tokens, pacer, Counters())
+    return OutboundService(settings(), outbox, Counters(), worker)
+
+
 async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(store: Store) -> None:
     await repository(store).put(own())
     cipher = TokenCipher(Fernet.generate_key())
     repo = LocationSettingsRepository(store, cipher)
+    outbox = OutboxRepository(store)
     service = LocationService(
         settings(),
         repo,
         CastAccounts(settings(), repo),
         InstallationRepository(store, cipher),
-        OutboxRepository(store),
-        lambda: None,
+        outbox,
+        idle_outbound(store, outbox),
     )
     session = Session("loc-1", "user-1", "Maria", 2e9, "company-1", admin=True)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Unsubscribed
@@ -16,7 +17,6 @@ from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.inbound.worker import InboundWorker
-from app.locations.accounts import CastAccounts
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService

@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from app.cast.schemas import Channel
+from app.cast.schemas import Channel, checked_channel, checked_sender_id
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
-from app.locations.schemas import checked_channel, checked_sender_id
 from app.logs import mask_phone, mask_phones_in
 from app.optouts.schemas import OptOutView
 from app.outbound.schemas import OutboundMessage

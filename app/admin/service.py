@@ -15,12 +15,12 @@ from app.admin.schemas import (
     SenderIdResult,
     UnroutableView,
 )
+from app.cast.accounts import CastAccounts, account_from
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel
 from app.errors import ApiError
 from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
-from app.locations.accounts import CastAccounts, account_from
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.metrics import Counters

@@ -21,6 +21,37 @@ def checked_cast_key(value: str) -> str:
     return value
 
 
+SENDER_ID_MAX = 11
+_SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
+_SIM_NUMBER = re.compile(r"\+?[0-9]{7,15}")  # a SIM gateway sender is a mobile number
+
+ChannelSource = Literal["setting", "cast", "assumed"]
+
+
+def checked_sender_id(value: str | None) -> str | None:
+    """A sender ID as Cast approves them (a name of ≤ 11 letters, digits, spaces, or a SIM
+    mobile number such as +639171234567); empty means none."""
+    if not value:
+        return None
+    number = re.sub(r"[\s()-]", "", value)
+    if _SIM_NUMBER.fullmatch(number):
+        return number
+    if len(value) > SENDER_ID_MAX:
+        raise ValueError(f"at most {SENDER_ID_MAX} characters (or a mobile number)")
+    if not _SENDER_ID.fullmatch(value):
+        raise ValueError("use letters, digits and spaces only (as approved by Cast)")
+    return value
+
+
+def checked_channel(value: str | None) -> Channel | None:
+    """An explicit channel (`sms` or `sim`); empty means "as Cast lists the sender ID"."""
+    if not value:
+        return None
+    if value not in ("sms", "sim"):
+        raise ValueError("choose sms, sim, or leave it empty (as Cast lists the sender ID)")
+    return value  # type: ignore[return-value]
+
+
 class SendRequest(BaseModel):
     to: str
     message: str

@@ -7,9 +7,16 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from app.asgi import RawRequest
-from app.deps import Resources, ResourcesDep
+from app.deps import CountersDep, WebhookKeysDep
 from app.errors import ApiError, validation_error
-from app.ghl.signature import ED25519_HEADER, RSA_HEADER, SignatureError, verify_webhook
+from app.ghl.signature import (
+    ED25519_HEADER,
+    RSA_HEADER,
+    SignatureError,
+    WebhookKeys,
+    verify_webhook,
+)
+from app.metrics import Counters
 
 log = logging.getLogger(__name__)
 
@@ -17,32 +24,38 @@ ED25519_HEADER_BYTES, RSA_HEADER_BYTES = ED25519_HEADER.encode(), RSA_HEADER.enc
 
 
 def check_signature(
-    raw: bytes, ed25519_sig: str | None, rsa_sig: str | None, resources: Resources
+    raw: bytes,
+    ed25519_sig: str | None,
+    rsa_sig: str | None,
+    keys: WebhookKeys,
+    counters: Counters,
 ) -> None:
     """401 (counted) unless one of the signature headers verifies `raw`."""
     try:
-        verify_webhook(raw, ed25519_sig, rsa_sig, resources.webhook_keys)
+        verify_webhook(raw, ed25519_sig, rsa_sig, keys)
     except SignatureError as exc:
-        resources.counters.inc("webhooks_rejected_signature")
+        counters.inc("webhooks_rejected_signature")
         raise ApiError(401, "invalid_signature", str(exc)) from exc
 
 
 def verified_raw_body(request: RawRequest) -> bytes:
     """`verified_body` for a raw ASGI endpoint (app/asgi.py)."""
+    services = request.services
     check_signature(
         request.body,
         request.header(ED25519_HEADER_BYTES),
         request.header(RSA_HEADER_BYTES),
-        request.resources,
+        services.webhook_keys,
+        services.counters,
     )
     return request.body
 
 
-async def verified_body(request: Request, resources: ResourcesDep) -> bytes:
+async def verified_body(request: Request, keys: WebhookKeysDep, counters: CountersDep) -> bytes:
     """The raw body, once its signature is verified. Nothing is parsed before that."""
     raw = await request.body()
     check_signature(
-        raw, request.headers.get(ED25519_HEADER), request.headers.get(RSA_HEADER), resources
+        raw, request.headers.get(ED25519_HEADER), request.headers.get(RSA_HEADER), keys, counters
     )
     return raw
 

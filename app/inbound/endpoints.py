@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import InboundServiceDep, ResourcesDep
+from app.deps import CountersDep, InboundServiceDep, SettingsDep
 from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
 from app.inbound.schemas import InboundPayload
@@ -22,9 +22,9 @@ API_KEY_HEADER = "X-API-Key"
 _STATUS_CODES = {Accepted.QUEUED: 202, Accepted.DUPLICATE: 200}
 
 
-async def gateway_body(request: Request, resources: ResourcesDep) -> bytes:
+async def gateway_body(request: Request, settings: SettingsDep, counters: CountersDep) -> bytes:
     """The raw body, once the gateway's key matched (constant-time)."""
-    configured = resources.settings.inbound_api_key
+    configured = settings.inbound_api_key
     if configured is None:
         raise ApiError(
             503,
@@ -33,7 +33,7 @@ async def gateway_body(request: Request, resources: ResourcesDep) -> bytes:
         )
     given = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(given.encode(), configured.get_secret_value().encode()):
-        resources.counters.inc("inbound_rejected_auth")
+        counters.inc("inbound_rejected_auth")
         reason = "missing" if not given else "wrong"
         raise ApiError(401, "invalid_api_key", f"{API_KEY_HEADER} header is {reason}")
     return await request.body()
@@ -44,7 +44,7 @@ GatewayBody = Annotated[bytes, Depends(gateway_body)]
 
 @router.post("/webhooks/cast/inbound", status_code=202)
 async def cast_inbound_sms(
-    body: GatewayBody, service: InboundServiceDep, resources: ResourcesDep
+    body: GatewayBody, service: InboundServiceDep, counters: CountersDep
 ) -> JSONResponse:
     """Store the SMS once and acknowledge; routing and delivery to GHL happen in the worker."""
     try:
@@ -58,7 +58,7 @@ async def cast_inbound_sms(
                 "id",
             )
     except ApiError:
-        resources.counters.inc("inbound_rejected_payload")
+        counters.inc("inbound_rejected_payload")
         raise
     outcome, inbound_id = await service.accept(payload)
     return JSONResponse(

@@ -1,18 +1,17 @@
 """The gateway's inbound payload (our contract, CAST_API_REFERENCE.md §11) and the stored record."""
 
 import hashlib
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.logs import mask_phones_in
+from app.ph_time import PH_TIME
 from app.phone import InvalidPhoneNumber, to_e164
 
 HISTORY_LIMIT = 60
 MAX_TEXT_CHARS = 10_000
-# A received_at without an offset is Philippine time: the gateway's SIMs are in the Philippines.
-PH_TIME = timezone(timedelta(hours=8), "PHT")
 
 RoutedBy = Literal["recent_outbound", "route", "sender_id", "manual"]
 Status = Literal["pending", "delivered", "unroutable", "failed"]
@@ -61,7 +60,7 @@ class InboundPayload(BaseModel):
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError("not an ISO-8601 date-time, e.g. 2026-07-20T08:15:30+08:00") from None
-        if parsed.tzinfo is None:
+        if parsed.tzinfo is None:  # no offset: Philippine time, where the gateway's SIMs are
             parsed = parsed.replace(tzinfo=PH_TIME)
         try:
             return parsed.astimezone(UTC)

@@ -7,14 +7,13 @@ for JSON (`Accept: application/json`).
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from app.deps import ResourcesDep
+from app.deps import LocationServiceDep
 from app.errors import ApiError, validation_error
 from app.locations.pages import STATIC_DIR, STATIC_FILES, new_nonce, render
 from app.locations.schemas import SettingsForm, SmsTestForm
@@ -40,16 +39,6 @@ _TITLES = {
     503: "Not configured",
 }
 _CODE_TITLES = {"not_installed": "Cast SMS is not installed"}
-
-
-async def get_location_service(resources: ResourcesDep) -> LocationService:
-    service = resources.locations
-    if service is None:  # pragma: no cover - always set by the lifespan
-        raise ApiError(503, "not_ready", "The settings page is not available")
-    return service
-
-
-LocationServiceDep = Annotated[LocationService, Depends(get_location_service)]
 
 
 def _wants_json(request: Request) -> bool:

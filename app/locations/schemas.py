@@ -1,43 +1,20 @@
 """Per-location Cast settings, the form that changes them, and what the settings page shows."""
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.cast.schemas import Channel, KeyState, SenderId, Usage, checked_cast_key
+from app.cast.schemas import (
+    Channel,
+    ChannelSource,
+    KeyState,
+    SenderId,
+    Usage,
+    checked_cast_key,
+    checked_sender_id,
+)
 from app.locations.chart import Chart
-
-SENDER_ID_MAX = 11
-_SENDER_ID = re.compile(r"[A-Za-z0-9 ]+")
-_SIM_NUMBER = re.compile(r"\+?[0-9]{7,15}")  # a SIM gateway sender is a mobile number
-
-ChannelSource = Literal["setting", "cast", "assumed"]
-
-
-def checked_sender_id(value: str | None) -> str | None:
-    """A sender ID as Cast approves them (a name of ≤ 11 letters, digits, spaces, or a SIM
-    mobile number such as +639171234567); empty means none."""
-    if not value:
-        return None
-    number = re.sub(r"[\s()-]", "", value)
-    if _SIM_NUMBER.fullmatch(number):
-        return number
-    if len(value) > SENDER_ID_MAX:
-        raise ValueError(f"at most {SENDER_ID_MAX} characters (or a mobile number)")
-    if not _SENDER_ID.fullmatch(value):
-        raise ValueError("use letters, digits and spaces only (as approved by Cast)")
-    return value
-
-
-def checked_channel(value: str | None) -> Channel | None:
-    """An explicit channel (`sms` or `sim`); empty means "as Cast lists the sender ID"."""
-    if not value:
-        return None
-    if value not in ("sms", "sim"):
-        raise ValueError("choose sms, sim, or leave it empty (as Cast lists the sender ID)")
-    return value  # type: ignore[return-value]
 
 
 def mask_key(api_key: str | None) -> str | None:
@@ -100,30 +77,6 @@ class SmsTestForm(BaseModel):
 
     phone: str = Field(min_length=1, max_length=32)
     nonce: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-
-
-@dataclass(frozen=True, slots=True)
-class CastAccount:
-    """The Cast key and sender ID a location sends with, and the sender's channel: set by hand
-    (`setting`), read from Cast's sender-ID list (`cast`), or `assumed` (`sms`, as before
-    channels were known) when neither says."""
-
-    api_key: str
-    sender_id: str | None
-    source: Literal["location", "default"]
-    channel: Channel = "sms"
-    channel_source: ChannelSource = "assumed"
-
-
-@dataclass(frozen=True, slots=True)
-class SenderCheck:
-    """A sender ID as it will be saved: Cast's own spelling and channel when Cast was asked
-    (`checked`), else as typed, with `note` saying why it could not be checked."""
-
-    sender_id: str | None
-    channel: Channel | None
-    checked: bool
-    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,20 +7,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from app.cast.account import CastAccountInfo
+from app.cast.accounts import CastAccount, CastAccounts, SenderCheck, account_from
 from app.config import Settings
 from app.errors import ApiError
-from app.ghl.schemas import ProviderOutboundMessage
-from app.locations.accounts import CastAccounts, account_from
 from app.locations.chart import usage_chart, usage_days
 from app.locations.pages import frame_origins
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import (
     AccountPanel,
-    CastAccount,
     Connection,
     LocationSettings,
     MessageRow,
-    SenderCheck,
     SettingsForm,
     SettingsView,
     SmsTestForm,
@@ -33,7 +30,7 @@ from app.oauth.repository import InstallationRepository, location_key
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
-from app.outbound.service import build_message
+from app.outbound.service import OutboundService
 from app.phone import InvalidPhoneNumber, to_cast_local
 
 log = logging.getLogger(__name__)
@@ -74,7 +71,7 @@ class LocationService:
         accounts: CastAccounts,
         installations: InstallationRepository,
         outbox: OutboxRepository,
-        wake_worker: Callable[[], None],
+        outbound: OutboundService,
         optouts: OptOutService | None = None,
         clock: Callable[[], float] = time.time,
         account_info: CastAccountInfo | None = None,
@@ -84,8 +81,8 @@ class LocationService:
         self._repo = repository
         self._accounts = accounts
         self._installations = installations
-        self._outbox = outbox
-        self._wake_worker = wake_worker
+        self._outbox = outbox  # read: the page's recent messages and totals
+        self._outbound = outbound  # the test SMS
         self._optouts = optouts
         self._clock = clock
         self.frame_origins = frame_origins(settings.settings_frame_origins)
@@ -325,7 +322,8 @@ class LocationService:
         return updated, check
 
     async def send_test(self, session: Session, form: SmsTestForm) -> bool:
-        """Queue a test SMS through the outbox; False when this form was already submitted."""
+        """Queue a test SMS through the outbound service; False when this form was already
+        submitted."""
         self._require_admin(session)
         try:
             to_cast_local(form.phone)
@@ -345,26 +343,17 @@ class LocationService:
                 f"{TEST_SMS_WINDOW_SECONDS / 60:.0f} minutes: try again later",
                 "phone",
             )
-        payload = ProviderOutboundMessage(
-            messageId=message_id,
-            locationId=session.location_id,
-            phone=form.phone,
-            message=TEST_SMS_TEXT,
-            userId=session.user_id,
-        )
-        message = build_message(payload, self._settings.cast_max_message_chars, now)
-        message.synthetic = True
-        message.record(now, "test_sms", "queued from the settings page")
-        if not await self._outbox.add(message):
+        if not await self._outbound.queue_test_sms(
+            message_id, session.location_id, form.phone, TEST_SMS_TEXT, now
+        ):
             return False
-        self._wake_worker()
         log.info(
             "test SMS queued",
             extra={
                 "location_id": session.location_id,
                 "user_id": session.user_id,
                 "to": mask_phone(form.phone),
-                "message_id": message.message_id,
+                "message_id": message_id,
             },
         )
         return True

@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from app.deps import OAuthServiceDep, ResourcesDep
+from app.deps import CountersDep, OAuthServiceDep
 from app.errors import ApiError
 from app.ghl.client import GHLError
 from app.ghl.webhooks import VerifiedBody, parse_payload
@@ -42,13 +42,13 @@ async def callback(
 
 @router.post("/webhooks/ghl/app")
 async def app_webhook(
-    body: VerifiedBody, service: OAuthServiceDep, resources: ResourcesDep
+    body: VerifiedBody, service: OAuthServiceDep, counters: CountersDep
 ) -> JSONResponse:
     """The app's Webhook URL: INSTALL and UNINSTALL (signed like the Delivery URL)."""
     try:
         event = parse_payload(AppWebhook, body)
     except ApiError:
-        resources.counters.inc("webhooks_rejected_payload")
+        counters.inc("webhooks_rejected_payload")
         raise
     try:
         outcome = await service.handle_app_webhook(event)

@@ -5,8 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.inbound.schemas import PH_TIME
 from app.logs import mask_phone
+from app.ph_time import PH_TIME
 
 HISTORY_LIMIT = 30
 

@@ -21,12 +21,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
+from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer, key_fingerprint
 from app.cast.schemas import Unsubscribed
 from app.cast.senders import sender_key
 from app.config import Settings
-from app.locations.accounts import CastAccounts
 from app.logs import mask_phone
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository

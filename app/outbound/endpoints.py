@@ -17,13 +17,13 @@ _STATUS_CODES = {Accepted.QUEUED: 202, Accepted.DUPLICATE: 200, Accepted.IGNORED
 async def _provider_outbound_message(request: RawRequest) -> tuple[int, dict[str, str]]:
     """Verify, store once, acknowledge. Sending happens in the worker."""
     body = verified_raw_body(request)
-    resources = request.resources
+    services = request.services
     try:
         payload = parse_payload(ProviderOutboundMessage, body)
     except ApiError:
-        resources.counters.inc("webhooks_rejected_payload")
+        services.counters.inc("webhooks_rejected_payload")
         raise
-    outcome = await resources.outbound.accept(payload)
+    outcome = await services.outbound.accept(payload)
     return _STATUS_CODES[outcome], {"status": outcome.value, "messageId": payload.message_id}
 
 

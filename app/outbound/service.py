@@ -1,9 +1,10 @@
-"""Accepting GHL's ProviderOutboundMessage: validate, normalise, store once, wake the worker."""
+"""Accepting GHL's ProviderOutboundMessage (and the settings page's test SMS): validate,
+normalise, store once, wake the worker."""
 
 import logging
 import time
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.config import Settings
 from app.ghl.schemas import ProviderOutboundMessage
@@ -34,22 +35,43 @@ class Accepted(StrEnum):
 
 
 def build_message(payload: ProviderOutboundMessage, max_chars: int, now: float) -> OutboundMessage:
-    text = compose_text(payload.message, payload.attachments)
-    message = OutboundMessage(
-        message_id=payload.message_id,
-        location_id=payload.location_id,
+    """GHL's webhook as an outbox message."""
+    return new_message(
+        payload.message_id,
+        payload.location_id,
+        payload.phone,
+        compose_text(payload.message, payload.attachments),
+        max_chars,
+        now,
         contact_id=payload.contact_id,
-        phone=payload.phone,
-        parts=[Part(text=part) for part in split_text(text, max_chars)],
         attachments=payload.attachments,
+    )
+
+
+def new_message(
+    message_id: str,
+    location_id: str,
+    phone: str,
+    text: str,
+    max_chars: int,
+    now: float,
+    **fields: Any,
+) -> OutboundMessage:
+    """An outbox message as received: split into parts, the number in Cast's format; failed at
+    once when the number or the text cannot be sent."""
+    message = OutboundMessage(
+        message_id=message_id,
+        location_id=location_id,
+        phone=phone,
+        parts=[Part(text=part) for part in split_text(text, max_chars)],
         received_at=now,
+        **fields,
     )
     message.record(now, "received", f"{len(message.parts)} part(s)")
     try:
-        message.to = to_cast_local(payload.phone)
+        message.to = to_cast_local(phone)
     except InvalidPhoneNumber as exc:
-        to = mask_phone(payload.phone)
-        message.finish(now, "failed", "INVALID_PHONE", f"Cannot send to {to}: {exc}")
+        message.finish(now, "failed", "INVALID_PHONE", f"Cannot send to {mask_phone(phone)}: {exc}")
     if not text.strip():
         message.finish(now, "failed", "EMPTY_MESSAGE", "The message is empty: nothing to send")
     return message
@@ -95,6 +117,20 @@ class OutboundService:
             },
         )
         return Accepted.QUEUED
+
+    async def queue_test_sms(
+        self, message_id: str, location_id: str, phone: str, text: str, now: float
+    ) -> bool:
+        """A test SMS (the settings page's): sent as any message is, but never reported to GHL
+        (GHL has no such message) and never a route for replies. False when `message_id` was
+        queued already."""
+        limit = self._settings.cast_max_message_chars
+        message = new_message(message_id, location_id, phone, text, limit, now, synthetic=True)
+        message.record(now, "test_sms", "queued from the settings page")
+        if not await self._outbox.add(message):
+            return False
+        self._worker.wake()
+        return True
 
     async def _store(self, message: OutboundMessage) -> bool:
         """Insert once (False: a duplicate). The message goes straight to this process's worker

@@ -10,20 +10,18 @@ rescheduled with backoff (the lease is released); nothing waits in memory.
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Literal
 
 from app.cast.account import CastAccountInfo
+from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel, SendRequest
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
-from app.inbound.repository import RecipientDirectory
-from app.locations.accounts import CastAccounts
-from app.locations.schemas import CastAccount
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
@@ -41,6 +39,11 @@ log = logging.getLogger(__name__)
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 
+# Told once Cast accepted a message (never a test SMS): (to, location_id, sender ID, at). Replies
+# from that number may then be routed back to the location (the inbound side's recipient
+# directory); best effort, it must not raise.
+type RecipientHook = Callable[[str | None, str, str | None, float], Awaitable[None]]
+
 
 class OutboundWorker(LeasedQueueWorker):
     name = "outbound"
@@ -55,7 +58,7 @@ class OutboundWorker(LeasedQueueWorker):
         pacer: CastPacer,
         counters: Counters,
         clock: Callable[[], float] = time.time,
-        recipients: RecipientDirectory | None = None,
+        sent_to: RecipientHook | None = None,
         accounts: CastAccounts | None = None,
         optouts: OptOutService | None = None,
         account_info: CastAccountInfo | None = None,
@@ -67,7 +70,7 @@ class OutboundWorker(LeasedQueueWorker):
         self._tokens = tokens
         self._pacer = pacer
         self._counters = counters
-        self._recipients = recipients
+        self._sent_to = sent_to
         self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
         self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
         self._account_info = account_info  # key states and the credits metric (issue 22)
@@ -215,10 +218,8 @@ class OutboundWorker(LeasedQueueWorker):
             await self._account_info.states.worked(api_key)
             self._account_info.used(api_key)
         # Replies from this number may come back to this location; a test SMS never counts.
-        if self._recipients is not None and not message.synthetic:
-            await self._recipients.remember(
-                message.to, message.location_id, message.sender_id, self._clock()
-            )
+        if self._sent_to is not None and not message.synthetic:
+            await self._sent_to(message.to, message.location_id, message.sender_id, self._clock())
         now = self._clock()
         if self._settings.delivery_status_mode == "accepted":
             message.delivery = "accepted"

@@ -1,16 +1,21 @@
-"""Which Cast key and sender ID a location sends with (its own account, or the default)."""
+"""Which Cast key and sender ID a location sends with (its own account, or the default).
+
+The outbound worker, the Cast opt-out sync, the settings page and the operators all ask this;
+the location's choice itself is stored by app/locations (`LocationSettingsRepository`), which
+this module knows only through the two protocols below, so sending never imports the settings
+page's domain.
+"""
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Literal, Protocol
 
 from app.cast.client import CastError
-from app.cast.schemas import Channel, SenderId
+from app.cast.schemas import Channel, ChannelSource, SenderId
 from app.cast.senders import SenderDirectory, find_sender
 from app.config import Settings
 from app.errors import ApiError
-from app.locations.repository import LocationSettingsRepository
-from app.locations.schemas import CastAccount, LocationSettings, SenderCheck
 
 ACCOUNT_CACHE_SECONDS = 5.0
 KEY_UNREADABLE = (
@@ -19,7 +24,52 @@ KEY_UNREADABLE = (
 )
 
 
-def account_from(settings: LocationSettings | None, default: CastAccount) -> CastAccount:
+@dataclass(frozen=True, slots=True)
+class CastAccount:
+    """The Cast key and sender ID a location sends with, and the sender's channel: set by hand
+    (`setting`), read from Cast's sender-ID list (`cast`), or `assumed` (`sms`, as before
+    channels were known) when neither says."""
+
+    api_key: str
+    sender_id: str | None
+    source: Literal["location", "default"]
+    channel: Channel = "sms"
+    channel_source: ChannelSource = "assumed"
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCheck:
+    """A sender ID as it will be saved: Cast's own spelling and channel when Cast was asked
+    (`checked`), else as typed, with `note` saying why it could not be checked."""
+
+    sender_id: str | None
+    channel: Channel | None
+    checked: bool
+    note: str | None = None
+
+
+class AccountChoice(Protocol):
+    """What a location chose for its Cast account (app.locations.schemas.LocationSettings)."""
+
+    @property
+    def cast_api_key(self) -> str | None: ...
+    @property
+    def sender_id(self) -> str | None: ...
+    @property
+    def channel(self) -> Channel | None: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def key_unreadable(self) -> bool: ...
+
+
+class AccountChoices(Protocol):
+    """Where the choices are stored (app.locations.repository.LocationSettingsRepository)."""
+
+    async def get(self, location_id: str, *, strict: bool = True) -> AccountChoice | None: ...
+
+
+def account_from(settings: AccountChoice | None, default: CastAccount) -> CastAccount:
     """The location's own key and sender ID when it set them and is enabled, else the default.
 
     A location with only a sender ID sends it with the default key; a location with only a key
@@ -46,7 +96,7 @@ class CastAccounts:
     def __init__(
         self,
         settings: Settings,
-        repository: LocationSettingsRepository | None,
+        repository: AccountChoices | None,
         *,
         senders: SenderDirectory | None = None,
         ttl: float = ACCOUNT_CACHE_SECONDS,
