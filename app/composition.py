@@ -10,7 +10,7 @@ workers; a command builds them and never runs them (their wake-ups then do nothi
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -52,25 +52,18 @@ COMMAND_STORE_TIMEOUT_SECONDS = 10.0
 COMMAND_HTTP_TIMEOUT_SECONDS = 10.0
 
 
+@dataclass
 class Workers:
     """The background loops: the three leased queues, the Cast opt-out sync and the credits
     refresh. Started and stopped by the lifespan, in this order."""
 
-    def __init__(
-        self,
-        outbound: OutboundWorker,
-        inbound: InboundWorker,
-        dnd: DndWorker,
-        optout_sync: CastOptOutSync,
-        account_info: CastAccountInfo,
-    ) -> None:
-        self.outbound = outbound
-        self.inbound = inbound
-        self.dnd = dnd
-        self.optout_sync = optout_sync
-        self.account_info = account_info
-        self._queues: list[asyncio.Task[None]] = []
-        self._credits: asyncio.Task[None] | None = None
+    outbound: OutboundWorker
+    inbound: InboundWorker
+    dnd: DndWorker
+    optout_sync: CastOptOutSync
+    account_info: CastAccountInfo
+    _queues: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
+    _credits: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         self._queues = [
