@@ -2,6 +2,7 @@
 #
 #   docker build -t cast-ghl-provider .
 #   docker run --env-file .env -p 127.0.0.1:3002:3002 -v cast-ghl-data:/data cast-ghl-provider
+#   docker run --rm cast-ghl-provider cast-ghl sandbox     # the whole path on fakes, no credentials
 #
 # Two stages. The builder makes a virtualenv in /opt/venv. The runtime stage copies only that venv
 # onto a clean python:3.13-slim. Both stages use the same base image, so the interpreter path inside
@@ -32,9 +33,11 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 # 2) The package itself, without deps (they are already installed). This is a normal, non-editable
 #    install, so the code ends up in the venv's site-packages and the /src tree is not needed later.
+#    It includes the development kit (app/devkit: fake GHL and Cast), so `cast-ghl sandbox` runs
+#    in the image; the service itself never loads it.
 COPY app/ ./app/
 RUN pip install --no-deps . \
-    && cd / && python -c "import app.config, fastapi, uvicorn, pymongo, cryptography"
+    && cd / && python -c "import app.config, app.devkit.harness, fastapi, uvicorn, pymongo, cryptography"
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

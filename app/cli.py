@@ -12,7 +12,7 @@ message within a poll interval).
     cast-ghl optouts <location>       numbers the location does not text (STOP, Cast)
     cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
-    cast-ghl sandbox                  the whole path on fakes, no credentials (repository checkout)
+    cast-ghl sandbox                  the whole path on fakes, no credentials
 
 Human-readable output by default; `--json` for scripts. Exit codes: 0 done, 1 refused or a
 check failed, 2 invalid settings or usage.

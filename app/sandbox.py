@@ -1,6 +1,6 @@
 """`cast-ghl sandbox`: the whole path on this machine, no credentials.
 
-Starts the fake GHL and the fake Cast the test suite uses (`tests/fakes/`, one implementation),
+Starts the fake GHL and the fake Cast the test suite uses (`app/devkit/`, one implementation),
 then the bridge itself (`python -m app`, embedded SQLite in a temporary directory, test signing
 keys), installs a location whose sender ID is a SIM number (Cast's SIM gateway: the two-way
 channel, issue 21), and walks:
@@ -11,13 +11,12 @@ channel, issue 21), and walks:
 4. Cast's gateway → bridge: the recipient's reply, addressed to the SIM number;
 5. bridge → GHL: the contact and the inbound message in its conversation;
 
-and prints what each side saw. It needs the repository checkout (the fakes live in `tests/`,
-which the Docker image does not contain).
+and prints what each side saw. It runs from a checkout, an installed wheel or the Docker image
+alike: the development kit ships in the package.
 """
 
 import json
 import secrets
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,21 @@ from app.admin.schemas import MessageView
 from app.composition import command_services
 from app.config import Settings
 from app.console import Output, when
+from app.devkit.fake_cast import FakeCast
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.harness import (
+    CAST_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LOCATION,
+    Harness,
+    bridge_env,
+    webhook,
+)
+from app.devkit.processes import start_bridge
+from app.devkit.server_thread import ServerThread
 from app.errors import ApiError
 
-ROOT = Path(__file__).resolve().parents[1]
 PHONE = "+639171234567"
 SENDER_ID = "+639170000001"  # a SIM number Cast approved for the `sim` channel: replies come back
 OUTBOUND_ID = "sandbox-msg-1"
@@ -40,26 +51,7 @@ REPLY = "YES, see you at 3"
 WAIT_SECONDS = 30.0
 
 
-class SandboxUnavailable(Exception):
-    pass
-
-
-def _load_fakes() -> None:
-    if not (ROOT / "tests" / "fakes" / "cast.py").is_file():
-        raise SandboxUnavailable(
-            f"the sandbox needs the repository checkout (tests/fakes/ under {ROOT}); "
-            "it is not part of the Docker image"
-        )
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-
-
 async def run_sandbox(out: Output) -> int:
-    try:
-        _load_fakes()
-    except SandboxUnavailable as exc:
-        print(f"cast-ghl sandbox: {exc}", file=sys.stderr)
-        return 2
     with tempfile.TemporaryDirectory(prefix="cast-ghl-sandbox-") as tmp:
         report = await _walk(Path(tmp))
     if out.as_json:
@@ -70,20 +62,6 @@ async def run_sandbox(out: Output) -> int:
 
 
 async def _walk(tmp: Path) -> dict[str, Any]:
-    from tests.fakes.cast import FakeCast
-    from tests.fakes.ghl import FakeGHL
-    from tests.fakes.server import ServerThread
-    from tests.support.harness import (
-        CAST_KEY,
-        CLIENT_ID,
-        CLIENT_SECRET,
-        LOCATION,
-        Harness,
-        bridge_env,
-        webhook,
-    )
-    from tests.support.processes import start_bridge
-
     cast = FakeCast({CAST_KEY}, per_key_rate=50)
     cast.approve(CAST_KEY, SENDER_ID, "sim")
     ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET)

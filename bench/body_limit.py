@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.harness import bridge_env
-from tests.support.processes import free_port
+from app.devkit.harness import bridge_env
+from app.devkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1_000_000

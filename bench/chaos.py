@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from app.devkit.harness import LOCATION, open_store
 from app.store import DONE, PENDING
 from bench.common import (
     Bridge,
@@ -49,7 +50,6 @@ from bench.common import (
     seed_installation,
     signed_webhooks,
 )
-from tests.support.harness import LOCATION, open_store
 
 
 class Chaos:

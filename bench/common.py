@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 
+from app.devkit.harness import ENCRYPTION_KEY, LOCATION, bridge_env, open_store, webhook
+from app.devkit.processes import free_port, start_bridge, stop
+from app.devkit.signing import test_keys
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import Installation
-from tests.support.harness import ENCRYPTION_KEY, LOCATION, bridge_env, open_store, webhook
-from tests.support.processes import ROOT, free_port, start_bridge, start_mongo_wire_server, stop
-from tests.support.signing import test_keys
+from tests.support import ROOT
+from tests.support.mongo_wire_server import start_mongo_wire_server
 
 PHONES = ("+639171234567", "09181234567", "+63 917 555 0101", "639051234567", "9271234567")
 

@@ -25,10 +25,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tests.fakes.cast import FakeCast, StallWatch
-from tests.fakes.ghl import FakeGHL
-from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, SENDER_ID
-from tests.support.processes import free_port
+from app.devkit.fake_cast import FakeCast, StallWatch
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, SENDER_ID
+from app.devkit.processes import free_port
 
 
 @dataclass

@@ -27,9 +27,9 @@ from typing import Any
 
 import httpx
 
+from app.devkit.fake_cast import max_in_any_window
+from app.devkit.harness import LOCATION
 from bench.common import Fakes, StoreSetup, make_bridge, seed_installation, signed_webhooks
-from tests.fakes.cast import max_in_any_window
-from tests.support.harness import LOCATION
 
 
 async def post_all(urls: list[str], bodies: list[tuple[str, bytes, str]]) -> None:

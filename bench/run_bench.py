@@ -48,6 +48,8 @@ from typing import Any
 
 import httpx
 
+from app.devkit.harness import LOCATION
+from app.devkit.processes import free_port, stop
 from bench import pacing_bench
 from bench.common import (
     Bridge,
@@ -62,8 +64,7 @@ from bench.common import (
     write_bodies,
 )
 from bench.profile_summary import stage_lines, stage_shares
-from tests.support.harness import LOCATION
-from tests.support.processes import ROOT, free_port, stop
+from tests.support import ROOT
 
 LUA = ROOT / "bench" / "wrk_post.lua"
 TARGETS = {

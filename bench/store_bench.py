@@ -24,14 +24,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from app.devkit.harness import webhook
+from app.devkit.processes import stop
 from app.ghl.schemas import ProviderOutboundMessage
 from app.outbound.service import build_message
 from app.store import Store
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
 from bench.common import machine
-from tests.support.harness import webhook
-from tests.support.processes import start_mongo_wire_server, stop
+from tests.support.mongo_wire_server import start_mongo_wire_server
 
 QUEUE = "outbound"
 CLAIM_BATCH = 100

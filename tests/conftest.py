@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from app.devkit.processes import stop
 from app.store import Store
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
-from tests.support.processes import start_mongo_wire_server, stop
+from tests.support.mongo_wire_server import start_mongo_wire_server
 from tests.support.units import FakeClock, FakeGHL
 
 

@@ -155,10 +155,6 @@ def test_a_leaf_domain_does_not_reach_them_through_another_module(graph: Graph, 
     assert found == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/sandbox.py imports tests.fakes / tests.support until the dev kit ships in an "
-    "installed package (issue 18, item 3): remove this mark when it does",
-)
 def test_app_never_imports_the_tests_or_the_benchmarks():
+    """`tests/` and `bench/` are not shipped: what the sandbox needs of them is `app.devkit`."""
     assert import_graph()[1] & {"tests", "bench"} == set()

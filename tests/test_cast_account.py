@@ -13,10 +13,10 @@ from app.cast.client import CastClient, CastError
 from app.cast.repository import KeyStates
 from app.cast.schemas import UsageDay
 from app.cast.senders import SenderDirectory
+from app.devkit.fake_cast import FakeCast
 from app.locations.chart import usage_chart, usage_days
 from app.metrics import Counters
 from app.store import Store
-from tests.fakes.cast import FakeCast
 from tests.support.units import cast_client_over
 
 KEY = "cast_" + "cd" * 32

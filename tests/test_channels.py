@@ -10,10 +10,10 @@ from app.cast.client import CastClient, CastError
 from app.cast.schemas import SendRequest, checked_sender_id
 from app.cast.senders import SenderDirectory, sender_key
 from app.config import Settings
+from app.devkit.fake_cast import FakeCast
 from app.errors import ApiError
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.outbound.schemas import OutboundMessage, Part
-from tests.fakes.cast import FakeCast
 from tests.support.units import cast_client_over
 
 KEY = "cast_" + "ab" * 32

@@ -14,6 +14,18 @@ import pytest
 
 from app import cli
 from app.cast.pacing import CastPacer, key_fingerprint
+from app.devkit.fake_cast import FakeCast
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.harness import (
+    CAST_KEY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ENCRYPTION_KEY,
+    LOCATION,
+    Harness,
+    bridge_env,
+)
+from app.devkit.server_thread import ServerThread
 from app.ghl.schemas import ProviderOutboundMessage
 from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
@@ -24,19 +36,7 @@ from app.optouts.schemas import OptOut
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import build_message
 from app.store import DONE, PENDING, Store
-from tests.fakes.cast import FakeCast
-from tests.fakes.ghl import FakeGHL
-from tests.fakes.server import ServerThread
-from tests.support.harness import (
-    CAST_KEY,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    ENCRYPTION_KEY,
-    LOCATION,
-    Harness,
-    bridge_env,
-)
-from tests.support.processes import ROOT
+from tests.support import ROOT
 
 ADMIN_KEY = "admin-cli-key-3a8f0e2d77"
 

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.devkit.fake_cast import FakeCast
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env, webhook
+from app.devkit.server_thread import ServerThread
+from app.devkit.signing import test_keys
 from app.main import create_app
-from tests.fakes.cast import FakeCast
-from tests.fakes.ghl import FakeGHL
-from tests.fakes.server import ServerThread
 from tests.support.cryptojs import SSO_KEY
-from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env, webhook
-from tests.support.signing import test_keys
 from tests.test_health import settings_for
 
 INBOUND_KEY = "inbound-fuzz-key-0123456789"

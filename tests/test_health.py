@@ -9,12 +9,13 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.config import load_settings
+from app.devkit.harness import CAST_KEY, ENCRYPTION_KEY, webhook
+from app.devkit.processes import free_port, stop
+from app.devkit.signing import test_keys
 from app.main import create_app
 from app.store import SQLITE_FILENAME
 from tests.support.broken_store import corrupt_sqlite_schema, with_short_timeouts
-from tests.support.harness import CAST_KEY, ENCRYPTION_KEY, webhook
-from tests.support.processes import free_port, start_mongo_wire_server, stop
-from tests.support.signing import test_keys
+from tests.support.mongo_wire_server import start_mongo_wire_server
 
 
 def settings_for(**store: object):

@@ -13,14 +13,14 @@ from pydantic import ValidationError
 from app.cast.client import CastClient, CastError
 from app.cast.schemas import SendRequest, checked_cast_key
 from app.config import SettingsError, load_settings
+from app.devkit.harness import CAST_KEY
+from app.devkit.signing import test_keys
 from app.ghl.client import GHLClient
 from app.ghl.schemas import StatusUpdate
 from app.locations.schemas import SettingsForm
 from app.oauth.service import parse_timestamp
 from app.retry import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 from app.urls import path_segment
-from tests.support.harness import CAST_KEY
-from tests.support.signing import test_keys
 from tests.test_health import sqlite_client_for
 
 TRAVERSAL = "../../contacts/abc?x="

@@ -10,13 +10,13 @@ from cryptography.fernet import Fernet
 from app.cast.accounts import CastAccounts
 from app.cast.client import CastError
 from app.config import SettingsError, load_settings
+from app.devkit.harness import CAST_KEY
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher, UndecryptableError
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
-from tests.support.harness import CAST_KEY
 
 OLD, NEW = Fernet.generate_key(), Fernet.generate_key()
 OWN_KEY = "cast_" + "7e" * 32

@@ -3,7 +3,7 @@
 import pytest
 
 from app.config import SettingsError, load_settings
-from tests.support.harness import CAST_KEY
+from app.devkit.harness import CAST_KEY
 
 REQUIRED = {"ghl_client_id": "id", "ghl_client_secret": "secret", "cast_api_key": CAST_KEY}
 

@@ -12,6 +12,9 @@ from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Unsubscribed
 from app.config import Settings, SettingsError, load_settings
+from app.devkit.fake_cast import FakeCast
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.harness import CAST_KEY, CIPHER, installation_from_pair
 from app.ghl.client import GHLClient
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
@@ -27,9 +30,6 @@ from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync, sender_matches
 from app.optouts.worker import DndWorker
 from app.store import Store
-from tests.fakes.cast import FakeCast
-from tests.fakes.ghl import FakeGHL
-from tests.support.harness import CAST_KEY, CIPHER, installation_from_pair
 
 OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
 IN = ("START", "UNSTOP")

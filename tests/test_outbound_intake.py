@@ -8,6 +8,7 @@ import time
 import pytest
 
 from app.cast.pacing import BACKLOG_SECONDS, RETURN_AHEAD_SECONDS, CastPacer
+from app.devkit.harness import CAST_KEY, webhook
 from app.ghl.schemas import ProviderOutboundMessage
 from app.metrics import Counters
 from app.oauth.tokens import TokenService
@@ -15,7 +16,6 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.service import Accepted, OutboundService
 from app.outbound.worker import OutboundWorker
 from app.store import PENDING, Store
-from tests.support.harness import CAST_KEY, webhook
 from tests.support.units import FakeCast, FakeGHL, installations, unit_settings
 
 QUEUE = "outbound"

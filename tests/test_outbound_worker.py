@@ -7,6 +7,7 @@ import pytest
 from app.cast.client import CastError
 from app.cast.pacing import CastPacer
 from app.cast.schemas import StatusResult
+from app.devkit.harness import CAST_KEY
 from app.ghl.client import GHLError
 from app.metrics import Counters
 from app.oauth.tokens import TokenService
@@ -14,7 +15,6 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
 from app.outbound.worker import OutboundWorker
 from app.store import DONE, PENDING, Store, WorkItem
-from tests.support.harness import CAST_KEY
 from tests.support.units import (
     DEFAULT,
     FakeCast,

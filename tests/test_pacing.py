@@ -20,9 +20,9 @@ from app.cast.pacing import (
     current_rate,
     key_fingerprint,
 )
+from app.devkit.fake_cast import max_in_any_window
 from app.pacing import LimitState, LogShape, next_time
 from app.store import Store
-from tests.fakes.cast import max_in_any_window
 
 NOW = 1_700_000_000.0
 

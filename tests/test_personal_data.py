@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from app.admin.schemas import MessageView
+from app.devkit.harness import webhook
 from app.ghl.schemas import ProviderOutboundMessage
 from app.logs import JsonFormatter, mask_phones_in
 from app.outbound.service import build_message
 from app.phone import InvalidPhoneNumber, to_cast_local
 from app.store.sqlite import SQLiteStore
-from tests.support.harness import webhook
 from tests.test_health import client_for, settings_for
 
 SPELLINGS = [

@@ -7,7 +7,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app.config import SettingsError, load_settings
-from tests.support.processes import ROOT
+from tests.support import ROOT
 
 REQUIRED = {
     "GHL_CLIENT_ID": "id",

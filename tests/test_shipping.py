@@ -8,6 +8,9 @@ documented in `.env.example` and in the README, or when a documented default dri
 import json
 import re
 import shlex
+import subprocess
+import sys
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +211,25 @@ def test_dockerfile_final_stage_has_no_build_step(stages):
 def test_dockerignore_keeps_secrets_and_local_data_out_of_the_image():
     patterns = {line.strip() for line in _read(".dockerignore").splitlines()}
     assert {".env", ".git", "data/", "tests/"} <= patterns
+
+
+def test_dockerignore_keeps_the_dev_kit_the_sandbox_runs_on_in_the_image():
+    patterns = [
+        line.strip().rstrip("/")
+        for line in _read(".dockerignore").splitlines()
+        if line.strip() and not line.startswith(("#", "!"))
+    ]
+    for path in ("app", "app/devkit", "app/devkit/fake_cast.py", "app/devkit/harness.py"):
+        assert not [pattern for pattern in patterns if fnmatch(path, pattern)], path
+
+
+# The dev kit --------------------------------------------------------------------------------------
+def test_the_service_never_loads_the_dev_kit():
+    code = "import sys, app.__main__; print(sorted(m for m in sys.modules if 'devkit' in m))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
 
 
 # .woodpecker.yml --------------------------------------------------------------------------------

@@ -3,8 +3,8 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from app.devkit.signing import test_keys
 from app.ghl.signature import SignatureError, load_webhook_keys, verify_webhook
-from tests.support.signing import test_keys
 
 BODY = b'{"messageId":"m1","message":"hi"}'
 
@@ -55,7 +55,7 @@ def test_a_signature_from_another_key_is_refused(keys):
 
 def test_a_rotated_key_list_accepts_either_key():
     new = ed25519.Ed25519PrivateKey.generate()
-    from tests.support.signing import _pem
+    from app.devkit.signing import _pem
 
     keys = load_webhook_keys(_pem(new.public_key()) + test_keys().public_pems)
     old_sig = test_keys().ed25519_headers(BODY)["X-GHL-Signature"]

@@ -6,10 +6,10 @@ import time
 from pydantic import BaseModel
 
 from app.config import load_settings
+from app.devkit.harness import CAST_KEY
 from app.queues import QueueRepository
 from app.store import DONE, Store, WorkItem
 from app.worker import LeasedQueueWorker
-from tests.support.harness import CAST_KEY
 
 QUEUE = "outbound"
 

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.cast import FakeCast
-from tests.fakes.ghl import FakeGHL
-from tests.fakes.server import ServerThread
-from tests.support.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env
+from app.devkit.fake_cast import FakeCast
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.harness import CAST_KEY, CLIENT_ID, CLIENT_SECRET, Harness, bridge_env
+from app.devkit.server_thread import ServerThread
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from app.cast.pacing import CastPacer, key_fingerprint
+from app.devkit.harness import LOCATION, Harness, webhook
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from app.store import Store
-from tests.support.harness import LOCATION, Harness, webhook
 
 ADMIN_KEY = "admin-test-key-0c5e7a91b2"
 INBOUND_KEY = "inbound-test-key-5f1c2a9e"

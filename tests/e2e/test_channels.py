@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from app.devkit.harness import CAST_KEY, CIPHER, LOCATION, Harness, webhook
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from tests.e2e.test_admin import ADMIN_KEY, INBOUND_KEY, call, wait_message
 from tests.e2e.test_inbound import post_sms, sms, wait_record
-from tests.support.harness import CAST_KEY, CIPHER, LOCATION, Harness, webhook
 
 SIM_LOCATION = "loc-sim"
 SIM = "+639170000001"

@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
+from app.devkit.harness import LOCATION, Harness, webhook
 from tests.e2e.test_inbound import INBOUND_KEY, post_sms, sms
-from tests.support.harness import LOCATION, Harness, webhook
 
 MESSAGES, REPLIES = 95, 5  # 95 status updates + 11 calls for the replies: more than 100
 

@@ -2,9 +2,9 @@
 
 import time
 
+from app.devkit.harness import CIPHER, LOCATION, Harness, webhook
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
-from tests.support.harness import CIPHER, LOCATION, Harness, webhook
 
 
 async def test_a_stored_key_httpx_cannot_send_fails_the_message_at_the_send_deadline(

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from app.devkit.harness import LOCATION, Harness, webhook
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.schemas import InboundSMS
 from app.store import Store
-from tests.support.harness import LOCATION, Harness, webhook
 
 INBOUND_KEY = "inbound-test-key-5f1c2a9e"
 ADMIN_KEY = "admin-test-key-7d3e9b1c4a"

@@ -8,10 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import cli
-from app.oauth.crypto import TokenCipher
-from app.oauth.repository import InstallationRepository, location_key
-from tests.e2e.test_oauth import get, installation, start_install
-from tests.support.harness import (
+from app.devkit.harness import (
     CIPHER,
     ENCRYPTION_KEY,
     LOCATION,
@@ -19,6 +16,9 @@ from tests.support.harness import (
     installation_from_pair,
     webhook,
 )
+from app.oauth.crypto import TokenCipher
+from app.oauth.repository import InstallationRepository, location_key
+from tests.e2e.test_oauth import get, installation, start_install
 
 LOST = TokenCipher(Fernet.generate_key())
 

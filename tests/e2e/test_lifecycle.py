@@ -9,9 +9,11 @@ import time
 
 import pytest
 
+from app.devkit.harness import Harness, webhook
+from app.devkit.processes import free_port, stop, wait_ready
 from app.outbound.repository import QUEUE
-from tests.support.harness import Harness, webhook
-from tests.support.processes import ROOT, free_port, start_mongo_wire_server, stop, wait_ready
+from tests.support import ROOT
+from tests.support.mongo_wire_server import start_mongo_wire_server
 
 
 async def test_sigterm_exits_0_quickly_and_hands_in_flight_work_back(harness: Harness):
@@ -39,7 +41,7 @@ async def test_the_bridge_starts_from_another_working_directory(harness: Harness
     await harness.seed_installation()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    from tests.support.processes import start_bridge
+    from app.devkit.processes import start_bridge
 
     harness.proc = start_bridge(harness.env, harness.port, harness.log_path, cwd=elsewhere)
     response = await harness.post(webhook("m-cwd"))

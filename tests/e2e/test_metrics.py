@@ -4,7 +4,7 @@ phone number or token, and METRICS_BEARER_TOKEN protects the endpoint when set."
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
+from app.devkit.harness import CAST_KEY, LOCATION, Harness, webhook
 
 INBOUND_KEY = "inbound-metrics-key-7c1d"
 METRICS_TOKEN = "metrics-token-4b9e2f"

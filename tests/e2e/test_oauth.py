@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from pymongo import MongoClient
 
+from app.devkit.harness import ENCRYPTION_KEY, LOCATION, Harness, webhook
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import (
     COLLECTION,
@@ -23,7 +24,6 @@ from app.oauth.repository import (
 )
 from app.oauth.schemas import Installation
 from app.store import Store
-from tests.support.harness import ENCRYPTION_KEY, LOCATION, Harness, webhook
 
 APP_ID = "test"  # the part of CLIENT_ID ("test-client-id") before the first "-"
 CIPHER = TokenCipher(ENCRYPTION_KEY.encode())

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 
+from app.devkit.harness import CAST_KEY, LOCATION, Harness, webhook
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from tests.e2e.test_inbound import INBOUND_KEY, SENDER, SENDER_E164, post_sms, sms, wait_record
-from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
 
 
 async def started(h: Harness, **env: str) -> Harness:

@@ -4,7 +4,7 @@ import asyncio
 import json
 import signal
 
-from tests.support.harness import CAST_KEY, Harness, webhook
+from app.devkit.harness import CAST_KEY, Harness, webhook
 
 
 async def test_a_signed_webhook_is_sent_through_cast_and_reported_delivered(bridge: Harness):

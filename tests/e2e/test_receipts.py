@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from tests.support.harness import Harness, webhook
+from app.devkit.harness import Harness, webhook
 
 FAST_POLLS = {"DLR_FIRST_POLL_SECONDS": "0.3", "DLR_MAX_POLL_INTERVAL_SECONDS": "0.5"}
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.devkit.fake_cast import max_in_any_window
+from app.devkit.fake_cast_process import RemoteCast
+from app.devkit.harness import ENCRYPTION_KEY, Harness, webhook
+from app.devkit.signing import test_keys
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
-from tests.fakes.cast import max_in_any_window
-from tests.fakes.cast_process import RemoteCast
-from tests.support.harness import ENCRYPTION_KEY, Harness, webhook
-from tests.support.signing import test_keys
 
 OUTBOUND = "/webhooks/ghl/outbound"
 RATE = 50  # per key; high so 600 messages take ~12 s

@@ -1,27 +1,105 @@
-"""`cast-ghl sandbox`, as the README tells an evaluator to run it: no credentials, to the end."""
+"""`cast-ghl sandbox` as an evaluator runs it: no credentials, to the end, and from the wheel
+installed into a fresh virtualenv with no checkout beside it (as in the Docker image, which has
+no `tests/`).
+
+The wheel is built by the project's build backend from a copy of what the Dockerfile copies
+(`pyproject.toml`, `app/`). The virtualenv reuses the test environment's dependencies through a
+`.pth` path line, which adds that directory to `sys.path` without running its `.pth` files: the
+editable install of this checkout is not loaded there, so `app` can only come from the wheel.
+"""
 
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
-from tests.support.processes import ROOT
+import httpx
+import pytest
+
+from tests.support import ROOT
+
+OFFLINE = ("--no-deps", "--no-index")
+SHIPPED = ("app/devkit", "app/locations/templates", "app/locations/static")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source, dist = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist")
+    shutil.copy(ROOT / "pyproject.toml", source)
+    shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    build = "import sys; from setuptools import build_meta; build_meta.build_wheel(sys.argv[1])"
+    subprocess.run(
+        [sys.executable, "-c", build, str(dist)],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return next(dist.glob("cast_ghl_provider-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the wheel installed; returns its bin directory."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    site = Path(_run(python, "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    dependencies = Path(httpx.__file__).resolve().parents[1]
+    (site / "test-dependencies.pth").write_text(f"{dependencies}\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *OFFLINE, wheel],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return venv / "bin"
+
+
+def _environment() -> dict[str, str]:
+    """The caller's environment without the bridge's settings or a PYTHONPATH to the checkout."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("GHL_", "CAST_", "MONGO_", "INBOUND_", "ADMIN_", "PYTHON"))
+    }
+
+
+def _run(python: Path, code: str) -> str:
+    return subprocess.run(
+        [str(python), "-c", code],
+        cwd=python.parent,
+        env=_environment(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+
+
+@pytest.mark.parametrize("folder", SHIPPED)
+def test_the_wheel_ships_every_file_of(folder: str, wheel: Path):
+    files = {path.relative_to(ROOT).as_posix() for path in (ROOT / folder).glob("*.*")}
+
+    assert files
+    assert sorted(files - set(zipfile.ZipFile(wheel).namelist())) == []
+
+
+def test_the_installed_wheel_imports_app_from_the_virtualenv_not_the_checkout(installed: Path):
+    found = _run(installed / "python", "import app.devkit.harness as m; print(m.__file__)")
+
+    assert Path(found.strip()).is_relative_to(installed.parent)
 
 
 def test_the_sandbox_walks_a_message_and_a_reply_through_and_shows_them_delivered(
-    tmp_path: Path,
+    installed: Path, tmp_path: Path
 ):
-    script = Path(sys.executable).parent / "cast-ghl"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("GHL_", "CAST_", "MONGO_", "INBOUND_", "ADMIN_"))
-    }
     result = subprocess.run(
-        [*command, "sandbox"],
-        cwd=tmp_path,  # no .env, no credentials
-        env={**env, "PYTHONPATH": str(ROOT)},
+        [str(installed / "cast-ghl"), "sandbox"],
+        cwd=tmp_path,  # no .env, no credentials, no checkout
+        env=_environment(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from tests.fakes.server import ServerThread
+from app.devkit.harness import CAST_KEY, Harness, webhook
+from app.devkit.server_thread import ServerThread
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
-from tests.support.harness import CAST_KEY, Harness, webhook
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -7,13 +7,13 @@ import re
 import httpx
 import pytest
 
+from app.devkit.harness import CAST_KEY, LOCATION, Harness, webhook
 from app.inbound.repository import RecipientDirectory
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from app.store import Store
 from tests.e2e.test_oauth import app_event, post_app
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
-from tests.support.harness import CAST_KEY, LOCATION, Harness, webhook
 
 OWN_KEY = "cast_" + "5e77" * 16
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

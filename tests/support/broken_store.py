@@ -4,7 +4,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from tests.support.processes import free_port
+from app.devkit.processes import free_port
 
 SHORT_TIMEOUT_MS = 100
 

@@ -15,12 +15,12 @@ from fastapi import FastAPI
 from app.cast.client import CastClient
 from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
 from app.config import Settings, load_settings
+from app.devkit.harness import CAST_KEY, ENCRYPTION_KEY
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
 from app.store import Store, WorkItem
-from tests.support.harness import CAST_KEY, ENCRYPTION_KEY
 
 START = 1_800_000_000.0
 DAY = 86_400

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from tests.fakes.cast import SlidingLog, max_in_any_window
+from app.devkit.fake_cast import SlidingLog, max_in_any_window
 
 DAILY_LIMIT = 200_000
 

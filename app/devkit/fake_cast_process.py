@@ -1,6 +1,6 @@
 """The fake Cast in a process of its own, for tests whose timing it must not share a GIL with.
 
-`python -m tests.fakes.cast_process --rate 50 --ip-rate 300 --ip-burst 300 --key-limiter sliding
+`python -m app.devkit.fake_cast_process --rate 50 --ip-rate 300 --ip-burst 300 --key-limiter sliding
 --jitter 0.02 --key cast_…` prints
 its URL once listening. Extra routes: `GET /_sent` (every real send, arrival time on this
 machine's monotonic clock) and `GET /_stats`. `RemoteCast` reads them from the test process.
@@ -15,8 +15,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from tests.fakes.cast import FakeCast, StallWatch
-from tests.support.processes import ROOT, free_port
+from app.devkit.fake_cast import FakeCast, StallWatch
+from app.devkit.processes import free_port
 
 
 def build_app(cast: FakeCast) -> FastAPI:
@@ -52,7 +52,7 @@ class RemoteCast:
         args = [
             sys.executable,
             "-m",
-            "tests.fakes.cast_process",
+            "app.devkit.fake_cast_process",
             "--port",
             str(self.port),
             "--rate",
@@ -68,7 +68,7 @@ class RemoteCast:
         ]
         for key in keys:
             args += ["--key", key]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http"):

@@ -1,4 +1,4 @@
-"""Start and stop helper processes (the mongo wire server, the bridge under uvicorn)."""
+"""Start and stop the bridge as a process of its own (`python -m app`), on a free loopback port."""
 
 import os
 import signal
@@ -11,28 +11,15 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+import app
+
+APP_SOURCE = Path(app.__file__).resolve().parents[1]  # where this process imported `app` from
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def start_mongo_wire_server(port: int = 0) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.mongo_wire_server", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    uri = proc.stdout.readline().strip()
-    if not uri.startswith("mongodb://"):
-        proc.kill()
-        raise RuntimeError(f"mongo wire server did not start: {uri!r}")
-    return proc, uri
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
@@ -50,11 +37,12 @@ def start_bridge(
     port: int,
     log_path: Path,
     cwd: Path | None = None,
-    source: Path = ROOT,
+    source: Path = APP_SOURCE,
 ) -> subprocess.Popen[str]:
     """Run the bridge as its README says (`python -m app`) and wait until it is ready.
 
-    `source` is the checkout whose `app` runs (the benchmark compares two commits)."""
+    `source` is the directory whose `app` runs: by default the one this process runs (the
+    checkout under test, or the installed package); the benchmark compares two commits."""
     full_env = {**os.environ, **env, "PORT": str(port), "PYTHONPATH": str(source)}
     log = log_path.open("a")
     proc = subprocess.Popen(

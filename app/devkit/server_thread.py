@@ -6,7 +6,7 @@ import time
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.support.processes import free_port
+from app.devkit.processes import free_port
 
 
 class ServerThread:

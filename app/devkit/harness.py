@@ -13,6 +13,10 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
+from app.devkit.fake_cast import FakeCast
+from app.devkit.fake_ghl import FakeGHL
+from app.devkit.processes import free_port, start_bridge, stop
+from app.devkit.signing import test_keys
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import Installation
@@ -21,10 +25,6 @@ from app.outbound.schemas import OutboundMessage
 from app.store import Store
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
-from tests.fakes.cast import FakeCast
-from tests.fakes.ghl import FakeGHL
-from tests.support.processes import free_port, start_bridge, stop
-from tests.support.signing import test_keys
 
 CAST_KEY = "cast_" + "ab" * 32
 SENDER_ID = "CASTTEST"
