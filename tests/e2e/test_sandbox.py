@@ -29,14 +29,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source, dist = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist")
     shutil.copy(ROOT / "pyproject.toml", source)
     shutil.copytree(ROOT / "app", source / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    # setuptools, the build backend, is in the [test] extra: no download, no build isolation
     build = "import sys; from setuptools import build_meta; build_meta.build_wheel(sys.argv[1])"
-    subprocess.run(
-        [sys.executable, "-c", build, str(dist)],
-        cwd=source,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    _run([sys.executable, "-c", build, str(dist)], cwd=source)
     return next(dist.glob("cast_ghl_provider-*.whl"))
 
 
@@ -44,17 +39,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the wheel installed; returns its bin directory."""
     venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=venv)
     python = venv / "bin" / "python"
-    site = Path(_run(python, "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"])
     dependencies = Path(httpx.__file__).resolve().parents[1]
-    (site / "test-dependencies.pth").write_text(f"{dependencies}\n")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *OFFLINE, wheel],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    (Path(site.strip()) / "test-dependencies.pth").write_text(f"{dependencies}\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", *OFFLINE]
+    _run([*pip, str(wheel)], cwd=venv)
     return venv / "bin"
 
 
@@ -67,16 +58,18 @@ def _environment() -> dict[str, str]:
     }
 
 
-def _run(python: Path, code: str) -> str:
-    return subprocess.run(
-        [str(python), "-c", code],
-        cwd=python.parent,
+def _run(command: list[str], cwd: Path | None = None) -> str:
+    """Runs outside the checkout (in `cwd`, else the command's own directory); returns stdout."""
+    done = subprocess.run(
+        command,
+        cwd=cwd or Path(command[0]).parent,
         env=_environment(),
-        check=True,
         capture_output=True,
         text=True,
         timeout=60,
-    ).stdout
+    )
+    assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"[-3000:]
+    return done.stdout
 
 
 @pytest.mark.parametrize("folder", SHIPPED)
@@ -88,7 +81,8 @@ def test_the_wheel_ships_every_file_of(folder: str, wheel: Path):
 
 
 def test_the_installed_wheel_imports_app_from_the_virtualenv_not_the_checkout(installed: Path):
-    found = _run(installed / "python", "import app.devkit.harness as m; print(m.__file__)")
+    code = "import app.devkit.harness as module; print(module.__file__)"
+    found = _run([str(installed / "python"), "-c", code])
 
     assert Path(found.strip()).is_relative_to(installed.parent)
 
