@@ -6,8 +6,8 @@ to do. While an item is being worked on, a heartbeat extends its lease every thi
 `lease_seconds`, so a short lease (fast failover when a process dies) never expires under a
 slow but live worker. An item inserted already leased to this process (`Store.enqueue_held`)
 can be handed over directly (`reserve`, then `take`): no claim round trip on its way. `stop`
-stops claiming and gives in-flight items a grace period; subclasses hand the rest back to the
-queue when their task is cancelled.
+stops claiming and gives in-flight items a grace period; a `JobWorker` hands the rest back to
+the queue when their task is cancelled.
 """
 
 import asyncio
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.config import Settings
+from app.jobs import Job
 from app.queues import QueueRepository
 from app.store import WorkItem
 
@@ -153,3 +154,46 @@ class LeasedQueueWorker(ABC):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+class JobWorker[J: Job](LeasedQueueWorker):
+    """Runs a queue of jobs: each outcome is written back to the job's document before its lease
+    is released. Subclasses implement `_advance` and `_crashed`."""
+
+    what = "job"  # for the log, e.g. "inbound SMS"
+    id_field = "id"  # the log field naming the item, e.g. "inbound_id"
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: QueueRepository[J],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(settings, queue, clock)
+        self._jobs = queue
+
+    @abstractmethod
+    async def _advance(self, job: J) -> float | None:
+        """Take the job as far as it goes now: when it is due again, or None once finished."""
+
+    @abstractmethod
+    def _crashed(self, job: J, exc: Exception) -> float | None:
+        """An unexpected error: when to try again, or None (the job finished as failed)."""
+
+    async def _process(self, item: WorkItem) -> None:
+        job = self._jobs.model.model_validate(item.data)
+        try:
+            await self._write_back(item, job, await self._advance(job))
+        except asyncio.CancelledError:
+            # Shutting down: hand the job back now instead of waiting for the lease.
+            await asyncio.shield(self._jobs.reschedule(item, job, self._clock()))
+            raise
+        except Exception as exc:
+            log.exception("unexpected error on %s", self.what, extra={self.id_field: item.id})
+            await self._write_back(item, job, self._crashed(job, exc))
+
+    async def _write_back(self, item: WorkItem, job: J, due_at: float | None) -> None:
+        if due_at is None:
+            await self._jobs.finish(item, job, self._clock())
+        else:
+            await self._jobs.reschedule(item, job, due_at)

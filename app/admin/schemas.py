@@ -9,15 +9,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from app.cast.schemas import Channel, checked_channel, checked_sender_id
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
+from app.jobs import HistoryEvent
 from app.logs import mask_phone, mask_phones_in
 from app.optouts.schemas import OptOutView
 from app.outbound.schemas import OutboundMessage
-
-
-class Event(BaseModel):
-    at: float
-    event: str
-    detail: str | None = None
 
 
 class PartView(BaseModel):
@@ -55,7 +50,7 @@ class MessageView(BaseModel):
     polls: int
     requeues: int
     parts: list[PartView]
-    history: list[Event]
+    history: list[HistoryEvent]
 
     @classmethod
     def of(cls, message: OutboundMessage, finished: bool) -> "MessageView":
@@ -94,7 +89,7 @@ class MessageView(BaseModel):
                 for part in message.parts
             ],
             history=[
-                Event(at=e.at, event=e.event, detail=mask_phones_in(e.detail))
+                HistoryEvent(at=e.at, event=e.event, detail=mask_phones_in(e.detail))
                 for e in message.history
             ],
         )

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.jobs import Job
 from app.logs import mask_phones_in
 from app.ph_time import PH_TIME
 from app.phone import InvalidPhoneNumber, to_e164
 
-HISTORY_LIMIT = 60
 MAX_TEXT_CHARS = 10_000
 
 RoutedBy = Literal["recent_outbound", "route", "sender_id", "manual"]
@@ -104,13 +104,7 @@ class Recipient(BaseModel):
         return data
 
 
-class HistoryEvent(BaseModel):
-    at: float
-    event: str
-    detail: str | None = None
-
-
-class InboundSMS(BaseModel):
+class InboundSMS(Job):
     """One received SMS: what arrived, where it was routed and what GHL answered."""
 
     id: str
@@ -136,11 +130,9 @@ class InboundSMS(BaseModel):
     consent_recorded: bool = False
     dnd_requested: bool = False
     attempts: int = 0
-    token_refreshed: bool = False
     error_code: str | None = None
     error_message: str | None = None
     finished_at: float | None = None
-    history: list[HistoryEvent] = Field(default_factory=list)
 
     @classmethod
     def from_payload(cls, payload: InboundPayload, now: float) -> "InboundSMS":
@@ -170,10 +162,6 @@ class InboundSMS(BaseModel):
         if self.received_at is not None:
             return datetime.fromisoformat(self.received_at).timestamp()
         return self.accepted_at
-
-    def record(self, at: float, event: str, detail: str | None = None) -> None:
-        self.history.append(HistoryEvent(at=at, event=event, detail=mask_phones_in(detail)))
-        del self.history[:-HISTORY_LIMIT]
 
     def assign(self, at: float, location_id: str, routed_by: RoutedBy) -> None:
         """Route to `location_id` and (re)start delivery from now."""

@@ -7,7 +7,6 @@ retried with backoff until INBOUND_DEADLINE_SECONDS; a 401 refreshes the locatio
 A message no location can be chosen for is finished as `unroutable` and kept for re-routing.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -25,16 +24,15 @@ from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import dnd_note
 from app.optouts.service import OptOutService
 from app.retry import backoff
-from app.store import WorkItem
-from app.worker import LeasedQueueWorker
+from app.worker import JobWorker
 
 log = logging.getLogger(__name__)
 
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 
 
-class InboundWorker(LeasedQueueWorker):
-    name = "inbound"
+class InboundWorker(JobWorker[InboundSMS]):
+    name, what, id_field = "inbound", "inbound SMS", "inbound_id"
 
     def __init__(
         self,
@@ -55,31 +53,16 @@ class InboundWorker(LeasedQueueWorker):
         self._counters = counters
         self._optouts = optouts  # STOP/START keywords (None: ignored, unit tests)
 
-    async def _process(self, item: WorkItem) -> None:
-        message = InboundSMS.model_validate(item.data)
-        try:
-            due_at = await self._deliver(message)
-            if due_at is not None:
-                await self._inbox.reschedule(item, message, due_at)
-                return
-            await self._inbox.finish(item, message, self._clock())
-        except asyncio.CancelledError:
-            # Shutting down: hand the message back now instead of waiting for the lease.
-            await asyncio.shield(self._inbox.reschedule(item, message, self._clock()))
-            raise
-        except Exception as exc:
-            log.exception("unexpected error on inbound SMS", extra={"inbound_id": item.id})
-            now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
-            deadline = self._settings.inbound_deadline_seconds
-            if now - message.started_at < deadline:  # the same deadline as GHL's own errors
-                message.record(now, "unexpected_error", f"{what}; retrying in {GHL_BACKOFF_CAP}s")
-                await self._inbox.reschedule(item, message, now + GHL_BACKOFF_CAP)
-                return
-            detail = f"Gave up after {deadline:.0f}s: {what}"
-            message.finish(now, "failed", "INTERNAL_ERROR", detail)
-            await self._inbox.finish(item, message, now)
+    def _crashed(self, job: InboundSMS, exc: Exception) -> float | None:
+        now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
+        deadline = self._settings.inbound_deadline_seconds
+        if now - job.started_at < deadline:  # the same deadline as GHL's own errors
+            job.record(now, "unexpected_error", f"{what}; retrying in {GHL_BACKOFF_CAP}s")
+            return now + GHL_BACKOFF_CAP
+        job.finish(now, "failed", "INTERNAL_ERROR", f"Gave up after {deadline:.0f}s: {what}")
+        return None
 
-    async def _deliver(self, message: InboundSMS) -> float | None:
+    async def _advance(self, message: InboundSMS) -> float | None:
         """Route and deliver: when to retry, or None once the outcome is final."""
         if message.location_id is None and not await self._route(message):
             return None
@@ -172,16 +155,11 @@ class InboundWorker(LeasedQueueWorker):
     async def _add_to_ghl(self, message: InboundSMS) -> None:
         location_id = message.location_id
         assert location_id is not None
-        token = await self._tokens.access_token(location_id)
-        try:
-            await self._post(token, message)
-        except GHLError as exc:
-            if not exc.unauthorized or message.token_refreshed:
-                raise
-            message.token_refreshed = True
-            message.record(self._clock(), "token_refresh", "GHL answered 401")
-            token = await self._tokens.refresh_after_unauthorized(location_id, token)
-            await self._post(token, message)
+        await self._tokens.with_location_token(
+            location_id,
+            lambda token: self._post(token, message),
+            lambda: message.spend_token_refresh(self._clock()),
+        )
 
     async def _post(self, token: str, message: InboundSMS) -> None:
         location_id = message.location_id

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
@@ -104,8 +104,15 @@ class TokenService:
         """GHL answered 401 to `rejected`: refresh once unless someone already did."""
         return await self._refresh(location_key(location_id), rejected=rejected)
 
-    async def refresh_company_after_unauthorized(self, company_id: str, rejected: str) -> str:
-        return await self._refresh(company_key(company_id), rejected=rejected)
+    async def with_location_token[T](
+        self,
+        location_id: str,
+        call: Callable[[str], Awaitable[T]],
+        may_refresh: Callable[[], bool] = lambda: True,
+    ) -> T:
+        """`call(token)`; when GHL answers 401 and `may_refresh()` agrees, once more with a
+        refreshed token (a job refreshes once in its life: see `Job.spend_token_refresh`)."""
+        return await self._with_token(location_key(location_id), call, may_refresh)
 
     async def reauthorization_needed(self, location_id: str) -> str | None:
         """Why this location cannot be served until it is re-installed, or None.
@@ -141,6 +148,21 @@ class TokenService:
         return True
 
     # Internals ----------------------------------------------------------------------------
+    async def _with_token[T](
+        self,
+        key: str,
+        call: Callable[[str], Awaitable[T]],
+        may_refresh: Callable[[], bool] = lambda: True,
+    ) -> T:
+        token = await self._token(key)
+        try:
+            return await call(token)
+        except GHLError as exc:
+            if not exc.unauthorized or not may_refresh():
+                raise
+            token = await self._refresh(key, rejected=token)
+            return await call(token)
+
     async def _token(self, key: str) -> str:
         found = await self._repo.get(key)
         if found is not None:
@@ -298,14 +320,10 @@ class TokenService:
         if company_id is None or await self._repo.get(company_key(company_id)) is None:
             return None
         try:
-            company_token = await self._token(company_key(company_id))
-            try:
-                pair = await self._ghl.location_token(company_token, company_id, location_id)
-            except GHLError as exc:
-                if not exc.unauthorized:
-                    raise
-                company_token = await self._refresh(company_key(company_id), company_token)
-                pair = await self._ghl.location_token(company_token, company_id, location_id)
+            pair = await self._with_token(
+                company_key(company_id),
+                lambda token: self._ghl.location_token(token, company_id, location_id),
+            )
         except TokenUnavailable as exc:
             log.warning(
                 "the agency token cannot give a location token",

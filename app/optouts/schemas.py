@@ -3,12 +3,11 @@
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from app.jobs import Job
 from app.logs import mask_phone
 from app.ph_time import PH_TIME
-
-HISTORY_LIMIT = 30
 
 # keyword: the recipient replied STOP; cast: on Cast's unsubscribe list (the sync);
 # cast_refusal: Cast refused a send because the number unsubscribed.
@@ -65,17 +64,13 @@ def dnd_note(
     return f"Unsubscribed through Cast's link{sender} on {minute(at)} (Cast SMS)"
 
 
-class HistoryEvent(BaseModel):
-    at: float
-    event: str
-    detail: str | None = None
-
-
 DndOutcome = Literal["pending", "set", "cleared", "unchanged", "superseded", "no_contact", "failed"]
 
 
-class DndTask(BaseModel):
+class DndTask(Job):
     """Set or clear one contact's SMS DND in GHL (a work item of the `dnd` queue)."""
+
+    history_limit = 30
 
     id: str
     location_id: str
@@ -86,15 +81,9 @@ class DndTask(BaseModel):
     source: str
     created_at: float
     attempts: int = 0
-    token_refreshed: bool = False
     outcome: DndOutcome = "pending"
     error: str | None = None
     finished_at: float | None = None
-    history: list[HistoryEvent] = Field(default_factory=list)
-
-    def record(self, at: float, event: str, detail: str | None = None) -> None:
-        self.history.append(HistoryEvent(at=at, event=event, detail=detail))
-        del self.history[:-HISTORY_LIMIT]
 
     def finish(self, at: float, outcome: DndOutcome, error: str | None = None) -> None:
         self.outcome, self.error, self.finished_at = outcome, error, at

@@ -10,7 +10,6 @@ an opt-out an operator lifted before GHL was reached) is `superseded`, so tasks 
 never leave GHL disagreeing with the list.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -24,8 +23,7 @@ from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.repository import DndQueue, OptOutList
 from app.optouts.schemas import DndOutcome, DndTask
 from app.retry import backoff
-from app.store import WorkItem
-from app.worker import LeasedQueueWorker
+from app.worker import JobWorker
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +40,8 @@ def sms_dnd(contact: dict[str, Any]) -> str | None:
     return sms.get("status") if isinstance(sms, dict) else None
 
 
-class DndWorker(LeasedQueueWorker):
-    name = "dnd"
+class DndWorker(JobWorker[DndTask]):
+    name, what, id_field = "dnd", "a DND update", "dnd_id"
 
     def __init__(
         self,
@@ -56,28 +54,15 @@ class DndWorker(LeasedQueueWorker):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(settings, queue, clock)
-        self._tasks = queue
         self._optouts = optouts
         self._ghl = ghl
         self._tokens = tokens
         self._counters = counters
 
-    async def _process(self, item: WorkItem) -> None:
-        task = DndTask.model_validate(item.data)
-        try:
-            due_at = await self._apply(task)
-            if due_at is not None:
-                await self._tasks.reschedule(item, task, due_at)
-                return
-            await self._tasks.finish(item, task, self._clock())
-        except asyncio.CancelledError:
-            await asyncio.shield(self._tasks.reschedule(item, task, self._clock()))
-            raise
-        except Exception:
-            log.exception("unexpected error on a DND update", extra={"dnd_id": item.id})
-            await self._tasks.reschedule(item, task, self._clock() + GHL_BACKOFF_CAP)
+    def _crashed(self, job: DndTask, exc: Exception) -> float | None:
+        return self._clock() + GHL_BACKOFF_CAP
 
-    async def _apply(self, task: DndTask) -> float | None:
+    async def _advance(self, task: DndTask) -> float | None:
         """Update GHL: when to retry, or None once the outcome is final."""
         task.attempts += 1
         listed = await self._optouts.get(task.location_id, task.phone) is not None
@@ -100,16 +85,11 @@ class DndWorker(LeasedQueueWorker):
         return None
 
     async def _with_token(self, task: DndTask) -> DndOutcome:
-        token = await self._tokens.access_token(task.location_id)
-        try:
-            return await self._update(token, task)
-        except GHLError as exc:
-            if not exc.unauthorized or task.token_refreshed:
-                raise
-            task.token_refreshed = True
-            task.record(self._clock(), "token_refresh", "GHL answered 401")
-            token = await self._tokens.refresh_after_unauthorized(task.location_id, token)
-            return await self._update(token, task)
+        return await self._tokens.with_location_token(
+            task.location_id,
+            lambda token: self._update(token, task),
+            lambda: task.spend_token_refresh(self._clock()),
+        )
 
     async def _update(self, token: str, task: DndTask) -> DndOutcome:
         if task.contact_id is None:

@@ -3,9 +3,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from app.cast.schemas import Channel
+from app.jobs import Job
 from app.logs import mask_phones_in
-
-HISTORY_LIMIT = 60
 
 
 class Part(BaseModel):
@@ -24,13 +23,7 @@ class Part(BaseModel):
         return f"{key}:r{self.resends}" if self.resends else key
 
 
-class HistoryEvent(BaseModel):
-    at: float
-    event: str
-    detail: str | None = None
-
-
-class OutboundMessage(BaseModel):
+class OutboundMessage(Job):
     """One GHL message in the outbox: what to send, how far it got, and what happened."""
 
     message_id: str
@@ -55,18 +48,12 @@ class OutboundMessage(BaseModel):
     polls: int = 0
     delivery: Literal["confirmed", "unconfirmed", "accepted"] | None = None
     finished_at: float | None = None
-    token_refreshed: bool = False
     reported: bool = False
     # A test SMS queued from the settings page: there is no GHL message to report a status to.
     synthetic: bool = False
     # Re-queued by an operator: the send deadline counts from `requeued_at`.
     requeues: int = 0
     requeued_at: float | None = None
-    history: list[HistoryEvent] = Field(default_factory=list)
-
-    def record(self, at: float, event: str, detail: str | None = None) -> None:
-        self.history.append(HistoryEvent(at=at, event=event, detail=mask_phones_in(detail)))
-        del self.history[:-HISTORY_LIMIT]
 
     def finish(
         self,

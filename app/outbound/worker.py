@@ -7,7 +7,6 @@ instead of a second SMS. `report`: the final status goes to GHL. Failures that m
 rescheduled with backoff (the lease is released); nothing waits in memory.
 """
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,8 +30,7 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.phone import to_e164
 from app.retry import backoff
-from app.store import WorkItem
-from app.worker import LeasedQueueWorker
+from app.worker import JobWorker
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +43,8 @@ GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 type RecipientHook = Callable[[str | None, str, str | None, float], Awaitable[None]]
 
 
-class OutboundWorker(LeasedQueueWorker):
-    name = "outbound"
+class OutboundWorker(JobWorker[OutboundMessage]):
+    name, what, id_field = "outbound", "outbound message", "message_id"
 
     def __init__(
         self,
@@ -91,37 +89,15 @@ class OutboundWorker(LeasedQueueWorker):
             return None
         return self._pacer.defer_until(account.api_key, self._clock())
 
-    async def _process(self, item: WorkItem) -> None:
-        message = OutboundMessage.model_validate(item.data)
-        try:
-            if message.stage == "send":
-                due_at = await self._send(message)
-                if due_at is not None:
-                    await self._outbox.reschedule(item, message, due_at)
-                    return
-            if message.stage == "poll":
-                due_at = await self._poll(message)
-                if due_at is not None:
-                    await self._outbox.reschedule(item, message, due_at)
-                    return
-            due_at = await self._report(message)
-            if due_at is not None:
-                await self._outbox.reschedule(item, message, due_at)
-                return
-            await self._outbox.finish(item, message, self._clock())
-        except asyncio.CancelledError:
-            # Shutting down: hand the message back now instead of waiting for the lease.
-            await asyncio.shield(self._outbox.reschedule(item, message, self._clock()))
-            raise
-        except Exception as exc:
-            log.exception("unexpected error on outbound message", extra={"message_id": item.id})
-            due_at = self._unexpected(message, exc)
-            if due_at is None:
-                await self._outbox.finish(item, message, self._clock())
-            else:
-                await self._outbox.reschedule(item, message, due_at)
+    async def _advance(self, message: OutboundMessage) -> float | None:
+        """Send, poll, report, as far as each goes now: when to come back, or None when done."""
+        if message.stage == "send" and (due_at := await self._send(message)) is not None:
+            return due_at
+        if message.stage == "poll" and (due_at := await self._poll(message)) is not None:
+            return due_at
+        return await self._report(message)
 
-    def _unexpected(self, message: OutboundMessage, exc: Exception) -> float | None:
+    def _crashed(self, message: OutboundMessage, exc: Exception) -> float | None:
         """An error no stage expected (a bug, a key httpx cannot send): retried with backoff,
         but within the same deadline as that stage's own errors, so nothing stays pending."""
         now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
@@ -365,19 +341,13 @@ class OutboundWorker(LeasedQueueWorker):
     async def _put_status(self, message: OutboundMessage) -> None:
         update = self._status_update(message)
         location_id = message.location_id
-        token = await self._tokens.access_token(location_id)
-        try:
-            await self._ghl.update_message_status(
+        await self._tokens.with_location_token(
+            location_id,
+            lambda token: self._ghl.update_message_status(
                 token, message.message_id, update, location_id=location_id
-            )
-        except GHLError as exc:
-            if not exc.unauthorized or message.token_refreshed:
-                raise
-            message.token_refreshed = True
-            token = await self._tokens.refresh_after_unauthorized(location_id, token)
-            await self._ghl.update_message_status(
-                token, message.message_id, update, location_id=location_id
-            )
+            ),
+            lambda: message.spend_token_refresh(self._clock()),
+        )
 
     async def _report(self, message: OutboundMessage) -> float | None:
         if message.synthetic:  # a settings-page test SMS: GHL has no message to update
