@@ -6,7 +6,6 @@ import platform
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +13,17 @@ from typing import Any
 
 import httpx
 
-from app.devkit.harness import ENCRYPTION_KEY, LOCATION, bridge_env, open_store, webhook
+from app.devkit.harness import (
+    ENCRYPTION_KEY,
+    bridge_env,
+    installation_from_pair,
+    open_store,
+    webhook,
+)
 from app.devkit.processes import free_port, start_bridge, stop
 from app.devkit.signing import test_keys
 from app.oauth.crypto import TokenCipher
-from app.oauth.repository import InstallationRepository, location_key
-from app.oauth.schemas import Installation
+from app.oauth.repository import InstallationRepository
 from tests.support import ROOT
 from tests.support.mongo_wire_server import start_mongo_wire_server
 
@@ -119,20 +123,7 @@ class StoreSetup:
 
 async def seed_installation(store_env: dict[str, str], pair: dict[str, Any]) -> None:
     """Store the location's tokens as the OAuth callback would."""
-    now = time.time()
-    installation = Installation(
-        id=location_key(LOCATION),
-        kind="location",
-        location_id=LOCATION,
-        company_id=pair["companyId"],
-        access_token=pair["access_token"],
-        refresh_token=pair["refresh_token"],
-        expires_at=now + pair["expires_in"],
-        scopes=pair["scope"].split(),
-        user_type="Location",
-        installed_at=now,
-        updated_at=now,
-    )
+    installation = installation_from_pair(pair)
     store = open_store(store_env)
     await store.start()
     try:

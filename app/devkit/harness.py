@@ -17,8 +17,9 @@ from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.processes import free_port, start_bridge, stop
 from app.devkit.signing import test_keys
+from app.ghl.schemas import TokenResponse
 from app.oauth.crypto import TokenCipher
-from app.oauth.repository import InstallationRepository, location_key
+from app.oauth.repository import InstallationRepository
 from app.oauth.schemas import Installation
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
@@ -41,20 +42,13 @@ def installation_from_pair(
     pair: dict[str, Any], location_id: str = LOCATION, *, expires_in: float | None = None
 ) -> Installation:
     """The installation the OAuth callback stores for a token answer of the fake GHL."""
-    now = time.time()
-    return Installation(
-        id=location_key(location_id),
-        kind="location",
-        location_id=location_id,
-        company_id=pair["companyId"],
-        access_token=pair["access_token"],
-        refresh_token=pair["refresh_token"],
-        expires_at=now + (pair["expires_in"] if expires_in is None else expires_in),
-        scopes=pair["scope"].split(),
-        user_type="Location",
-        installed_at=now,
-        updated_at=now,
+    now, answer = time.time(), TokenResponse.model_validate(pair)
+    installation = Installation.from_token(
+        answer, now, location_id=location_id, user_type="Location"
     )
+    if expires_in is not None:
+        installation.expires_at = now + expires_in
+    return installation
 
 
 def open_store(env: dict[str, str]) -> Store:

@@ -14,6 +14,8 @@ import logging
 
 from app.oauth.crypto import TokenCipher, UndecryptableError
 from app.oauth.schemas import Installation, InstallationSummary
+from app.oauth.schemas import company_key as company_key  # the document ids, re-exported
+from app.oauth.schemas import location_key as location_key
 from app.store import Doc, Store
 
 COLLECTION = "installations"
@@ -29,14 +31,6 @@ UNDECRYPTABLE_REASON = (
 
 log = logging.getLogger(__name__)
 _reported_undecryptable: set[str] = set()
-
-
-def location_key(location_id: str) -> str:
-    return f"location:{location_id}"
-
-
-def company_key(company_id: str) -> str:
-    return f"company:{company_id}"
 
 
 class InstallationRepository:

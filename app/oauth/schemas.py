@@ -1,6 +1,16 @@
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.ghl.schemas import TokenResponse
+
+
+def location_key(location_id: str) -> str:
+    return f"location:{location_id}"
+
+
+def company_key(company_id: str) -> str:
+    return f"company:{company_id}"
 
 
 class Installation(BaseModel):
@@ -23,6 +33,40 @@ class Installation(BaseModel):
     source: Literal["oauth", "company"] = "oauth"
     # Company installations: the locations whose tokens were obtained through it.
     location_ids: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_token(
+        cls,
+        pair: TokenResponse,
+        now: float,
+        *,
+        location_id: str | None = None,
+        company_id: str | None = None,
+        **fields: Any,
+    ) -> "Installation":
+        """What a token answer installs: the location `location_id`, or without it the company
+        `company_id`; `fields` set the rest (`installed_at` is `now` unless given)."""
+        company_id = company_id if company_id is not None else pair.company_id
+        if location_id is not None:
+            ident, kind = location_key(location_id), "location"
+        else:
+            assert company_id is not None, "a company installation needs its company id"
+            ident, kind = company_key(company_id), "company"
+        return cls(
+            **{
+                "id": ident,
+                "kind": kind,
+                "location_id": location_id,
+                "company_id": company_id,
+                "access_token": pair.access_token,
+                "refresh_token": pair.refresh_token,
+                "expires_at": now + pair.expires_in,
+                "scopes": pair.scope.split(),
+                "installed_at": now,
+                "updated_at": now,
+                **fields,
+            }
+        )
 
 
 class InstallationSummary(BaseModel):

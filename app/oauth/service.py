@@ -190,18 +190,12 @@ class OAuthService:
         now = self._clock()
         existing = await self._repo.get(key)
         await self._repo.put(
-            Installation(
-                id=key,
-                kind="location",
+            Installation.from_token(
+                pair,
+                now,
                 location_id=pair.location_id,
-                company_id=pair.company_id,
-                access_token=pair.access_token,
-                refresh_token=pair.refresh_token,
-                expires_at=now + pair.expires_in,
-                scopes=pair.scope.split(),
                 user_type=pair.user_type or "Location",
                 installed_at=existing[0].installed_at if existing else now,
-                updated_at=now,
                 source="oauth",
             )
         )
@@ -230,17 +224,12 @@ class OAuthService:
         now = self._clock()
         existing = await self._repo.get(key)
         await self._repo.put(
-            Installation(
-                id=key,
-                kind="company",
+            Installation.from_token(
+                pair,
+                now,
                 company_id=company_id,
-                access_token=pair.access_token,
-                refresh_token=pair.refresh_token,
-                expires_at=now + pair.expires_in,
-                scopes=pair.scope.split(),
                 user_type="Company",
                 installed_at=existing[0].installed_at if existing else now,
-                updated_at=now,
                 location_ids=existing[0].location_ids if existing else [],
             )
         )

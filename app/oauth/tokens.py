@@ -348,19 +348,12 @@ class TokenService:
             return await self._store_pair(
                 old, rev, pair, source="company", company_id=company_id, user_type="Location"
             )
-        now = self._clock()
-        installation = Installation(
-            id=location_key(location_id),
-            kind="location",
+        installation = Installation.from_token(
+            pair,
+            self._clock(),
             location_id=location_id,
             company_id=company_id,
-            access_token=pair.access_token,
-            refresh_token=pair.refresh_token,
-            expires_at=now + pair.expires_in,
-            scopes=pair.scope.split(),
             user_type="Location",
-            installed_at=now,
-            updated_at=now,
             source="company",
         )
         if await self._repo.swap(installation, 0):
