@@ -1,6 +1,8 @@
 """Dependencies shared by every endpoint that receives a signed GHL webhook."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -73,3 +75,13 @@ def parse_payload[M: BaseModel](model: type[M], raw: bytes) -> M:
         if any(error["type"] == "json_invalid" for error in exc.errors()):
             raise ApiError(400, "malformed_json", "body is not valid JSON") from exc
         raise validation_error(exc) from exc
+
+
+@contextmanager
+def refusals_counted(counters: Counters, counter: str) -> Iterator[None]:
+    """Count an ApiError raised in the block (a refused payload) under `counter`; it goes on."""
+    try:
+        yield
+    except ApiError:
+        counters.inc(counter)
+        raise

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from app.deps import CountersDep, InboundServiceDep, SettingsDep
 from app.errors import ApiError
-from app.ghl.webhooks import parse_payload
+from app.ghl.webhooks import parse_payload, refusals_counted
 from app.inbound.schemas import InboundPayload
 from app.inbound.service import Accepted
 
@@ -47,7 +47,7 @@ async def cast_inbound_sms(
     body: GatewayBody, service: InboundServiceDep, counters: CountersDep
 ) -> JSONResponse:
     """Store the SMS once and acknowledge; routing and delivery to GHL happen in the worker."""
-    try:
+    with refusals_counted(counters, "inbound_rejected_payload"):
         payload = parse_payload(InboundPayload, body)
         if payload.id is None and payload.received_at is None:
             raise ApiError(
@@ -57,9 +57,6 @@ async def cast_inbound_sms(
                 "else by from + message + received_at)",
                 "id",
             )
-    except ApiError:
-        counters.inc("inbound_rejected_payload")
-        raise
     outcome, inbound_id = await service.accept(payload)
     return JSONResponse(
         {"status": outcome.value, "id": inbound_id}, status_code=_STATUS_CODES[outcome]

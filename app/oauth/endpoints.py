@@ -4,7 +4,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from app.deps import CountersDep, OAuthServiceDep
 from app.errors import ApiError
 from app.ghl.client import GHLError
-from app.ghl.webhooks import VerifiedBody, parse_payload
+from app.ghl.webhooks import VerifiedBody, parse_payload, refusals_counted
 from app.oauth import pages
 from app.oauth.schemas import AppWebhook
 from app.oauth.service import InstallError
@@ -45,11 +45,8 @@ async def app_webhook(
     body: VerifiedBody, service: OAuthServiceDep, counters: CountersDep
 ) -> JSONResponse:
     """The app's Webhook URL: INSTALL and UNINSTALL (signed like the Delivery URL)."""
-    try:
+    with refusals_counted(counters, "webhooks_rejected_payload"):
         event = parse_payload(AppWebhook, body)
-    except ApiError:
-        counters.inc("webhooks_rejected_payload")
-        raise
     try:
         outcome = await service.handle_app_webhook(event)
     except GHLError as exc:

@@ -4,9 +4,8 @@
 from starlette.routing import Route
 
 from app.asgi import RawEndpoint, RawRequest
-from app.errors import ApiError
 from app.ghl.schemas import ProviderOutboundMessage
-from app.ghl.webhooks import parse_payload, verified_raw_body
+from app.ghl.webhooks import parse_payload, refusals_counted, verified_raw_body
 from app.outbound.service import Accepted
 
 DELIVERY_PATHS = ("/webhooks/ghl/outbound", "/api/ghl/v1/webhook/messages")  # ours, the Go bridge's
@@ -18,11 +17,8 @@ async def _provider_outbound_message(request: RawRequest) -> tuple[int, dict[str
     """Verify, store once, acknowledge. Sending happens in the worker."""
     body = verified_raw_body(request)
     services = request.services
-    try:
+    with refusals_counted(services.counters, "webhooks_rejected_payload"):
         payload = parse_payload(ProviderOutboundMessage, body)
-    except ApiError:
-        services.counters.inc("webhooks_rejected_payload")
-        raise
     outcome = await services.outbound.accept(payload)
     return _STATUS_CODES[outcome], {"status": outcome.value, "messageId": payload.message_id}
 
