@@ -23,6 +23,7 @@ from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
+from app.locations.service import save_settings
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
@@ -176,23 +177,21 @@ class AdminService:
         against the account's approved sender IDs when Cast answers), and optionally its
         channel set by hand."""
         stored = await self._location_settings.get(location_id)
-        api_key = stored.cast_api_key if stored else None
-        check = await self._accounts.check_sender(
-            api_key or self._accounts.default.api_key, sender_id, channel
-        )
         now = self._clock()
-        updated = LocationSettings(
-            location_id=location_id,
-            cast_api_key=api_key,
-            sender_id=check.sender_id,
-            channel=channel,
-            low_credit_threshold=stored.low_credit_threshold if stored else None,
-            enabled=stored.enabled if stored else True,
-            updated_at=now,
-            updated_by="admin",
+        updated, check = await save_settings(
+            self._location_settings,
+            self._accounts,
+            LocationSettings(
+                location_id=location_id,
+                cast_api_key=stored.cast_api_key if stored else None,
+                sender_id=sender_id,
+                channel=channel,
+                low_credit_threshold=stored.low_credit_threshold if stored else None,
+                enabled=stored.enabled if stored else True,
+                updated_at=now,
+                updated_by="admin",
+            ),
         )
-        await self._location_settings.put(updated)
-        self._accounts.invalidate(location_id)
         self._counters.inc("admin_sender_id_set")
         installed = await self._installations.get(location_key(location_id)) is not None
         log.info(

@@ -63,6 +63,21 @@ def _row(message: OutboundMessage) -> MessageRow:
     )
 
 
+async def save_settings(
+    repository: LocationSettingsRepository, accounts: CastAccounts, wanted: LocationSettings
+) -> tuple[LocationSettings, SenderCheck]:
+    """Store a location's settings, its sender ID checked with Cast first (see
+    `CastAccounts.check_sender`); the settings page and the operator's sender-ID call both
+    save through here."""
+    check = await accounts.check_sender(
+        wanted.cast_api_key or accounts.default.api_key, wanted.sender_id, wanted.channel
+    )
+    saved = wanted.model_copy(update={"sender_id": check.sender_id})
+    await repository.put(saved)
+    accounts.invalidate(saved.location_id)
+    return saved, check
+
+
 class LocationService:
     def __init__(
         self,
@@ -291,21 +306,20 @@ class LocationService:
             api_key = None
         if form.api_key:
             api_key = form.api_key
-        check = await self._accounts.check_sender(
-            api_key or self._accounts.default.api_key, form.sender_id, form.channel
+        updated, check = await save_settings(
+            self._repo,
+            self._accounts,
+            LocationSettings(
+                location_id=session.location_id,
+                cast_api_key=api_key,
+                sender_id=form.sender_id,
+                channel=form.channel,
+                low_credit_threshold=form.low_credit_threshold,
+                enabled=form.enabled,
+                updated_at=self._clock(),
+                updated_by=session.user_id,
+            ),
         )
-        updated = LocationSettings(
-            location_id=session.location_id,
-            cast_api_key=api_key,
-            sender_id=check.sender_id,
-            channel=form.channel,
-            low_credit_threshold=form.low_credit_threshold,
-            enabled=form.enabled,
-            updated_at=self._clock(),
-            updated_by=session.user_id,
-        )
-        await self._repo.put(updated)
-        self._accounts.invalidate(session.location_id)
         log.info(
             "location settings saved",
             extra={
