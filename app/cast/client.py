@@ -2,7 +2,6 @@
 
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from app.cast.schemas import (
 )
 from app.metrics import RequestObserver
 from app.retry import retry_after_seconds
+from app.upstream import Unanswered, timed_request
 from app.urls import path_segment
 
 log = logging.getLogger(__name__)
@@ -138,23 +138,15 @@ class CastClient:
     async def _request(
         self, method: str, url: str, operation: str, **kwargs: object
     ) -> httpx.Response:
-        started = time.perf_counter()
-        outcome = "cancelled"
         try:
-            response = await self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
-            outcome = str(response.status_code)
-            return response
-        except httpx.TimeoutException as exc:
-            outcome = "timeout"
-            raise CastError("Cast did not answer in time", status=None, retryable=True) from exc
-        except httpx.TransportError as exc:
-            outcome = "connection_error"
-            raise CastError(
-                f"could not reach Cast ({type(exc).__name__})", status=None, retryable=True
-            ) from exc
-        finally:
-            if self._observe is not None:
-                self._observe(operation, time.perf_counter() - started, outcome)
+            return await timed_request(self._http, self._observe, operation, method, url, **kwargs)
+        except Unanswered as exc:
+            reason = (
+                "Cast did not answer in time"
+                if exc.timed_out
+                else f"could not reach Cast ({exc.kind})"
+            )
+            raise CastError(reason, status=None, retryable=True) from exc
 
     async def _get[M: BaseModel](
         self, api_key: str, path: str, operation: str, model: type[M], what: str

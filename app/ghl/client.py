@@ -5,7 +5,6 @@ limits, for the whole cluster), and a 429 is waited out and retried here, up to
 `RATE_LIMIT_RETRIES` times, before the caller sees it (then as a retryable error that must never
 become a failure). Other retrying is the caller's job."""
 
-import time
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from app.ghl.pacing import GHLPacer
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
 from app.metrics import RequestObserver
+from app.upstream import Unanswered, timed_request
 from app.urls import path_segment
 
 CONVERSATIONS_VERSION = "2021-04-15"
@@ -77,21 +77,15 @@ class GHLClient:
     async def _request(
         self, method: str, url: str, operation: str, **kwargs: Any
     ) -> httpx.Response:
-        started = time.perf_counter()
-        outcome = "cancelled"
         try:
-            response = await self._http.request(method, url, **kwargs)
-            outcome = str(response.status_code)
-        except httpx.TimeoutException as exc:
-            outcome = "timeout"
-            raise GHLError(f"GHL did not answer {url} in time", status=None) from exc
-        except httpx.TransportError as exc:
-            outcome = "connection_error"
-            raise GHLError(f"could not reach GHL ({type(exc).__name__})", status=None) from exc
-        finally:
-            if self._observe is not None:
-                self._observe(operation, time.perf_counter() - started, outcome)
-        return response
+            return await timed_request(self._http, self._observe, operation, method, url, **kwargs)
+        except Unanswered as exc:
+            reason = (
+                f"GHL did not answer {url} in time"
+                if exc.timed_out
+                else f"could not reach GHL ({exc.kind})"
+            )
+            raise GHLError(reason, status=None) from exc
 
     @staticmethod
     def _checked(response: httpx.Response) -> httpx.Response:
