@@ -34,27 +34,25 @@ async def test_an_answer_is_returned_and_observed_by_its_status(http):
     assert response.status_code == 503 and observed == [("op", "503")]
 
 
+@pytest.mark.parametrize(
+    ("error", "timed_out", "outcome"),
+    [
+        (httpx.ReadTimeout("slow"), True, "timeout"),
+        (httpx.ConnectError("refused"), False, "connection_error"),
+    ],
+)
 @respx.mock
-async def test_a_timeout_is_unanswered_and_observed_as_timeout(http):
-    respx.get(f"{BASE}/x").mock(side_effect=httpx.ReadTimeout("slow"))
+async def test_no_answer_is_unanswered_and_observed_by_its_kind(
+    http, error: httpx.TransportError, timed_out: bool, outcome: str
+):
+    respx.get(f"{BASE}/x").mock(side_effect=error)
     observed = Observed()
 
     with pytest.raises(Unanswered) as caught:
         await timed_request(http, observed, "op", "GET", "/x")
 
-    assert caught.value.timed_out and observed == [("op", "timeout")]
-
-
-@respx.mock
-async def test_a_connection_error_is_unanswered_and_names_its_kind(http):
-    respx.get(f"{BASE}/x").mock(side_effect=httpx.ConnectError("refused"))
-    observed = Observed()
-
-    with pytest.raises(Unanswered) as caught:
-        await timed_request(http, observed, "op", "GET", "/x")
-
-    assert (caught.value.timed_out, caught.value.kind) == (False, "ConnectError")
-    assert observed == [("op", "connection_error")]
+    assert (caught.value.timed_out, caught.value.kind) == (timed_out, type(error).__name__)
+    assert observed == [("op", outcome)]
 
 
 @respx.mock

@@ -186,18 +186,8 @@ class OAuthService:
                 "GHL did not say which sub-account was installed",
                 "The token answer named no location. Nothing was stored; try again.",
             )
-        key = location_key(pair.location_id)
-        now = self._clock()
-        existing = await self._repo.get(key)
-        await self._repo.put(
-            Installation.from_token(
-                pair,
-                now,
-                location_id=pair.location_id,
-                user_type=pair.user_type or "Location",
-                installed_at=existing[0].installed_at if existing else now,
-                source="oauth",
-            )
+        await self._put_installation(
+            pair, location_id=pair.location_id, user_type=pair.user_type or "Location"
         )
         log.info(
             "location installed",
@@ -220,19 +210,7 @@ class OAuthService:
                 "The token answer named no company. Nothing was stored; try again.",
             )
         company_id = pair.company_id
-        key = company_key(company_id)
-        now = self._clock()
-        existing = await self._repo.get(key)
-        await self._repo.put(
-            Installation.from_token(
-                pair,
-                now,
-                company_id=company_id,
-                user_type="Company",
-                installed_at=existing[0].installed_at if existing else now,
-                location_ids=existing[0].location_ids if existing else [],
-            )
-        )
+        await self._put_installation(pair, company_id=company_id, user_type="Company")
         log.info(
             "agency installed",
             extra={"company_id": company_id, "bulk": pair.is_bulk_installation},
@@ -247,6 +225,16 @@ class OAuthService:
             failed_locations=failed,
             missing_scopes=missing,
         )
+
+    async def _put_installation(self, pair: TokenResponse, **fields: Any) -> None:
+        """Store what the callback's token answer installs (see `Installation.from_token`); a
+        re-install keeps when it was first installed and an agency's locations."""
+        installation = Installation.from_token(pair, self._clock(), **fields)
+        existing = await self._repo.get(installation.id)
+        if existing is not None:
+            installation.installed_at = existing[0].installed_at
+            installation.location_ids = existing[0].location_ids  # a location has none
+        await self._repo.put(installation)
 
     async def _installed_locations(self, company_id: str) -> list[str]:
         """The company's locations that have the app, per GHL (empty if GHL cannot say)."""
