@@ -24,86 +24,415 @@ DEFAULT_OPT_IN_KEYWORDS = ("START", "UNSTOP")
 
 
 class Settings(BaseSettings):
+    """Every setting, with the description `.env.example` and docs/configuration.md are made of.
+
+    Both files are generated from these fields by `python -m scripts.gen_config`: a field's
+    `description` is its documentation, `examples` are shown as examples, and json_schema_extra
+    may open a section (`section`, `section_note`) or give the value `.env.example` sets
+    (`env_example`; otherwise its line is commented out and shows the default).
+    """
+
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
     )
 
-    # Server
-    port: int = Field(3002, ge=1, le=65535)
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
-    base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:3002")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    shutdown_timeout_seconds: float = Field(20.0, gt=0)
-    api_docs: bool = False
-    max_body_bytes: int = Field(1_048_576, ge=4096, description="larger request bodies get 413")
-
-    # GHL
-    ghl_client_id: str = Field(min_length=1)
-    ghl_client_secret: SecretStr
-    ghl_webhook_public_key: str | None = None
-    ghl_conversation_provider_id: str | None = None
-    ghl_api_url: AnyHttpUrl = AnyHttpUrl("https://services.leadconnectorhq.com")
-    ghl_marketplace_url: AnyHttpUrl = AnyHttpUrl("https://marketplace.gohighlevel.com")
-    ghl_redirect_uri: AnyHttpUrl | None = None
-    ghl_scopes: str = DEFAULT_SCOPES
-    ghl_api_timeout_seconds: float = Field(15.0, gt=0)
-    ghl_authorize_path: str = Field("/v2/oauth/chooselocation", pattern=r"^/")
-    oauth_state_ttl_seconds: float = Field(900.0, gt=0)
-    ghl_app_webhook_max_age_seconds: float = Field(300.0, gt=0)
-
-    # Cast.ph
-    cast_api_key: SecretStr
-    cast_api_url: AnyHttpUrl = AnyHttpUrl("https://api.cast.ph")
-    cast_sender_id: str | None = Field(None, max_length=16)  # a name (≤ 11) or a SIM number
-    cast_api_timeout_seconds: float = Field(15.0, gt=0)
-    cast_rate_per_key: float = Field(10.0, gt=0, description="messages/s per Cast API key")
-    cast_ip_rate: float = Field(30.0, gt=0, description="requests/s for all Cast calls")
-    ghl_requests_per_10s: int = Field(
-        100, ge=10, description="GHL requests per 10 s per location (GHL's limit per app)"
+    port: int = Field(
+        3002,
+        ge=1,
+        le=65535,
+        description="TCP port the HTTP server listens on. The Docker image EXPOSEs 3002 and its "
+        "HEALTHCHECK follows this value.",
+        json_schema_extra={"section": "Server"},
     )
-    cast_max_message_chars: int = Field(450, ge=1, le=10_000)
-    # Below this many credits (SMS parts) the settings page warns; a location may set its own.
-    low_credit_threshold: int = Field(500, ge=0)
+    host: str = Field(
+        "0.0.0.0",  # noqa: S104 - a container listens on all interfaces
+        description="Interface to bind: all interfaces, as a container needs. Use 127.0.0.1 when "
+        "running directly on a host behind a local reverse proxy.",
+    )
+    base_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://localhost:3002"),
+        description="Public HTTPS origin of this service, as GHL and Cast reach it. **Required in "
+        "production**: it builds the OAuth redirect URI (`BASE_URL/oauth/callback`) and the "
+        "webhook URLs you paste into the GHL Marketplace app.",
+        examples=["https://hl.cast.ph"],
+        json_schema_extra={"env_example": "http://localhost:3002"},
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="DEBUG, INFO, WARNING or ERROR. Logs are JSON lines on stdout; phone numbers "
+        "are masked and secrets are never logged.",
+    )
+    shutdown_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Bound on the graceful shutdown: seconds to finish in-flight work after "
+        "SIGTERM before exiting. Used twice (open HTTP requests, then queued sends), so keep the "
+        "container stop grace period above twice this value (compose: `stop_grace_period: "
+        "45s`; `docker stop -t 45`).",
+    )
+    api_docs: bool = Field(
+        False,
+        description="`true` serves the API documentation (`/docs`, `/redoc`, `/openapi.json`). "
+        "It lists every route, the admin API included: leave it off on a public deployment.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=4096,
+        description="Largest request body accepted, in bytes (1 MiB). A GHL webhook is a few "
+        "KB. Larger bodies get 413 while they are read, on every route, before any signature, "
+        "key or JSON check. Set the same limit in the reverse proxy; see [Request size "
+        "limit](operations.md#request-size-limit).",
+    )
 
-    # Outbound delivery
-    send_deadline_seconds: float = Field(600.0, gt=0)
-    status_deadline_seconds: float = Field(900.0, gt=0)
-    delivery_status_mode: Literal["carrier", "accepted"] = "carrier"
-    dlr_first_poll_seconds: float = Field(15.0, gt=0)
-    dlr_max_poll_interval_seconds: float = Field(120.0, gt=0)
-    dlr_deadline_seconds: float = Field(1800.0, gt=0)
-    worker_concurrency: int = Field(64, ge=1, le=1000)
-    lease_seconds: float = Field(15.0, ge=3)
-    poll_interval_seconds: float = Field(0.2, gt=0)
+    ghl_client_id: str = Field(
+        min_length=1,
+        description="OAuth client id of the Marketplace app (Marketplace > My Apps > Auth). "
+        "**Required.** The part before the first `-` is the appId used to filter "
+        "INSTALL/UNINSTALL webhooks. The placeholder in `.env.example` only lets the service "
+        "start for a local trial.",
+        json_schema_extra={
+            "section": "GHL (GoHighLevel / LeadConnector) Marketplace app",
+            "env_example": "000000000000000000000000-placeholder",
+        },
+    )
+    ghl_client_secret: SecretStr = Field(
+        description="OAuth client secret of the same app. **Required.** Never commit the real one.",
+        json_schema_extra={"env_example": "replace-with-your-ghl-client-secret"},
+    )
+    ghl_webhook_public_key: str | None = Field(
+        None,
+        description="Public key(s) that verify webhook signatures. Optional: empty = GHL's "
+        "published keys built into the code (Ed25519 for `X-GHL-Signature`, RSA for the legacy "
+        "`X-WH-Signature`). Set it only to rotate or pin keys. Accepts one or more PEM blocks "
+        "with real or escaped (`\\n`) newlines, or a bare base64 key body.",
+        examples=[r"-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA...\n-----END PUBLIC KEY-----"],
+        json_schema_extra={"env_example": ""},
+    )
+    ghl_conversation_provider_id: str | None = Field(
+        None,
+        description="Id of the app's Conversation Provider (Marketplace app > Modules > "
+        "Conversation Providers). Optional: a default SMS provider does not need it to add "
+        "inbound messages. When set, it is sent as `conversationProviderId` on inbound "
+        "messages.",
+        examples=["6650f0c0ffee00000000abcd"],
+        json_schema_extra={"env_example": ""},
+    )
+    ghl_api_url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://services.leadconnectorhq.com"),
+        description="GHL REST API base URL (change it only to point tests at a fake GHL).",
+    )
+    ghl_marketplace_url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://marketplace.gohighlevel.com"),
+        description='Host that serves the OAuth "choose location" page (the authorize host). '
+        "White-label agencies: https://marketplace.leadconnectorhq.com",
+    )
+    ghl_redirect_uri: AnyHttpUrl | None = Field(
+        None,
+        description="OAuth redirect URI registered in the Marketplace app. Optional: unset = "
+        "`BASE_URL/oauth/callback`. Must match the app's registered redirect URL exactly (an "
+        "app registered for the Go bridge with `https://hl.cast.ph/oauth-callback` sets exactly "
+        "that; both paths are served).",
+        examples=["https://hl.cast.ph/oauth/callback"],
+    )
+    ghl_scopes: str = Field(
+        DEFAULT_SCOPES,
+        description="Space-separated OAuth scopes requested at install and checked in the "
+        "grant. The default is the six scopes the provider needs; see [Installing the "
+        "app](architecture.md#installing-the-app-oauth). Add `locations.readonly` only if "
+        "location names are shown.",
+    )
+    ghl_api_timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout in seconds of each GHL API call."
+    )
+    ghl_authorize_path: str = Field(
+        "/v2/oauth/chooselocation",
+        pattern=r"^/",
+        description='Path of GHL\'s OAuth "choose location" page on `GHL_MARKETPLACE_URL` (the '
+        "one GHL's current docs give). The older path, still used by some clients and by the "
+        "original plan: `/oauth/chooselocation`.",
+    )
+    oauth_state_ttl_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds an install link (`GET /oauth/install`) stays usable: its signed "
+        "`state` expires after this (15 min).",
+    )
+    ghl_app_webhook_max_age_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="App webhooks (INSTALL/UNINSTALL at `/webhooks/ghl/app`) whose `timestamp` "
+        "is further than this many seconds from now (past or future) are refused as replays "
+        "(401).",
+    )
 
-    # Inbound SMS (Cast's SIM gateway -> GHL)
-    inbound_routing_window_days: float = Field(30.0, gt=0)
-    inbound_routes: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    inbound_deadline_seconds: float = Field(3600.0, gt=0)
+    cast_api_key: SecretStr = Field(
+        description="The default Cast API key, sent as `X-API-Key`. **Required**; must start "
+        "with `cast_` (live keys: `cast_` + 64 hex characters; sandbox keys: `cast_test_...`, "
+        "which never reach a carrier and use no credits). The all-zero sandbox-shaped "
+        "placeholder in `.env.example` only lets the service start; Cast rejects it.",
+        json_schema_extra={
+            "section": "Cast.ph SMS API",
+            "env_example": "cast_test_" + "0" * 64,
+        },
+    )
+    cast_api_url: AnyHttpUrl = Field(
+        AnyHttpUrl("https://api.cast.ph"),
+        description="Cast API base URL (tests point it at a fake Cast).",
+    )
+    cast_sender_id: str | None = Field(
+        None,
+        max_length=16,
+        description="Approved sender ID to send from: a name of at most 11 characters (Cast's "
+        "SMS channel, no replies) or a SIM number such as +639170000001 (Cast's SIM gateway, "
+        "two-way: replies come back; the channel is read from Cast's sender-ID list). "
+        "Optional: empty = Cast picks the account's first approved sender ID. Set it when the "
+        "account has several. See "
+        "[Channels](architecture.md#channels-one-way-sender-names-and-two-way-sim-numbers).",
+        examples=["CAST"],
+        json_schema_extra={"env_example": ""},
+    )
+    cast_api_timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout in seconds of each Cast API call."
+    )
+    cast_rate_per_key: float = Field(
+        10.0,
+        gt=0,
+        description="Pacing: messages per second per Cast API key, across all bridge processes "
+        "(Cast's default per-account rate). Raise it only if Cast raised your account's limit.",
+    )
+    cast_ip_rate: float = Field(
+        30.0,
+        gt=0,
+        description="Pacing: requests per second for ALL Cast calls of this process (Cast's "
+        "per-source-IP limit is 30 req/s, burst 50; the bridge never uses the burst). If "
+        "several bridge processes share one egress IP, divide it between them.",
+    )
+    ghl_requests_per_10s: int = Field(
+        100,
+        ge=10,
+        description="Pacing of GHL calls: requests per 10 seconds per location, for the whole "
+        "cluster (status updates, contact look-ups, replies, DND updates). GHL's limit per "
+        "Marketplace app per location; the bridge uses 99 of them per 10.1 s. Change it "
+        "only if GHL changes it. See [Pacing](architecture.md#pacing-cast-and-ghl-limits).",
+    )
+    cast_max_message_chars: int = Field(
+        450,
+        ge=1,
+        le=10_000,
+        description="Longest SMS body sent in one Cast call, in characters (3 GSM-7 parts; Cast "
+        "allows up to 10,000); longer GHL messages are split at word boundaries into several "
+        "Cast sends.",
+    )
+    low_credit_threshold: int = Field(
+        500,
+        ge=0,
+        description="Credits (SMS parts) below which the settings page warns that the Cast "
+        "account is running low. Each sub-account may set its own on its settings page; see [The "
+        "Cast account on the settings page](architecture.md#the-cast-account-on-the-settings-"
+        "page).",
+    )
 
-    # Opt-outs (STOP): keywords of an inbound SMS, and Cast's unsubscribe list
-    opt_out_keywords: Annotated[tuple[str, ...], NoDecode] = DEFAULT_OPT_OUT_KEYWORDS
-    opt_in_keywords: Annotated[tuple[str, ...], NoDecode] = DEFAULT_OPT_IN_KEYWORDS
-    cast_optout_sync_seconds: float = Field(300.0, ge=0)
+    send_deadline_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="How long, in seconds after GHL's webhook arrived, a message may keep "
+        "retrying its Cast send (429, 5xx, timeouts; Retry-After is honoured) before it is "
+        "reported to GHL as failed.",
+        json_schema_extra={"section": "Outbound delivery (GHL -> Cast -> handset)"},
+    )
+    status_deadline_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="How long, in seconds after the send finished, to keep retrying the status "
+        'report to GHL (`PUT .../messages/{id}/status`: 403 "not downstreamed", 429, 5xx, '
+        "timeouts) before giving up and logging an error.",
+    )
+    delivery_status_mode: Literal["carrier", "accepted"] = Field(
+        "carrier",
+        description='When to tell GHL "delivered". `carrier`: only once Cast\'s delivery '
+        "receipt confirms it (polled from Cast; a carrier rejection is reported as failed with "
+        "the carrier's reason). `accepted`: as soon as Cast accepts every part (no polling; the "
+        "original plan's behaviour).",
+    )
+    dlr_first_poll_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds after Cast accepted a message before its first delivery-receipt "
+        "poll (carrier mode only).",
+    )
+    dlr_max_poll_interval_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Receipt polls back off (x2 each time) up to this many seconds between polls.",
+    )
+    dlr_deadline_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds after acceptance to keep polling; a message still unknown then is "
+        "reported to GHL as delivered and counted as unconfirmed.",
+    )
+    worker_concurrency: int = Field(
+        64,
+        ge=1,
+        le=1000,
+        description="Maximum number of queued messages worked on at once by this process.",
+    )
+    lease_seconds: float = Field(
+        15.0,
+        ge=3,
+        description="Seconds a worker holds a claimed queue item; if the process dies, another "
+        "one takes the item over after this long (a live worker renews it every third of it).",
+    )
+    poll_interval_seconds: float = Field(
+        0.2,
+        gt=0,
+        description="Seconds between queue polls of an idle worker (a webhook taken by the "
+        "same process wakes it at once).",
+    )
 
-    # Storage
-    mongo_uri: SecretStr | None = None
-    mongo_db: str | None = None
-    data_dir: Path = Path("./data")
+    inbound_routing_window_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days after a location's SMS to a number during which replies from that "
+        "number may go to that location: when it is the only location that texted the number, "
+        "or the reply's `to` is its sender ID while several did; else the reply waits as "
+        "unroutable. Give each sub-account its own sender ID. See [Inbound "
+        "SMS](architecture.md#inbound-sms-replies-into-ghl-conversations).",
+        json_schema_extra={
+            "section": "Inbound SMS (Cast SIM gateway -> GHL conversations)",
+            "section_note": "Inbound SMS also needs INBOUND_API_KEY (Security).",
+        },
+    )
+    inbound_routes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Where replies go when no location texted the sender within the window "
+        "(and which of several recent senders a receiving number belongs to): a JSON object on "
+        "one line mapping the receiving number (any PH format) or sender ID (any case), as the "
+        "gateway sends it in `to`, to a GHL locationId. Optional: empty = no mapping, and such "
+        "replies are kept as unroutable (never dropped, never guessed).",
+        examples=['{"CAST":"aBcD1234locationId","09171234567":"otherLocationId"}'],
+    )
+    inbound_deadline_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="How long, in seconds, adding a received SMS to GHL is retried (429, 5xx, "
+        "timeouts) before it is marked failed; it stays stored either way.",
+    )
 
-    # Security
-    inbound_api_key: SecretStr | None = None
-    token_encryption_key: SecretStr | None = None
+    opt_out_keywords: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_OPT_OUT_KEYWORDS,
+        description="An inbound SMS whose whole text (trimmed, any case, trailing punctuation "
+        "ignored) is one of these words opts its sender out: the contact's SMS DND is set in "
+        "GHL and the bridge sends that location nothing more to the number. Comma-separated; "
+        "empty turns keyword opt-outs off.",
+        json_schema_extra={
+            "section": "Opt-outs (STOP)",
+            "section_note": "See [Opt-outs](architecture.md#opt-outs-stop).",
+        },
+    )
+    opt_in_keywords: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_OPT_IN_KEYWORDS,
+        description="The words that opt the sender back in (DND cleared, sending allowed "
+        "again). Comma-separated; none may also be an opt-out keyword.",
+    )
+    cast_optout_sync_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Every this many seconds one bridge process reads each Cast key's "
+        "unsubscribe list (`GET /api/v1/account/unsubscribed`) and opts those numbers out in "
+        "the locations sending with that key and sender ID. 0 turns the sync off.",
+    )
 
-    # Operations: the admin API (/api/admin/...) and GET /metrics
-    admin_api_key: SecretStr | None = None
-    metrics_bearer_token: SecretStr | None = None
+    mongo_uri: SecretStr | None = Field(
+        None,
+        description="MongoDB connection string. Optional: empty = embedded SQLite file under "
+        "`DATA_DIR` (fine for a trial or one small instance). With MongoDB, "
+        "`TOKEN_ENCRYPTION_KEY` becomes required. docker-compose.yaml sets it for the bridge "
+        "service (overriding `.env`) to the example below.",
+        examples=["mongodb://mongo:27017/cast_ghl"],
+        json_schema_extra={"section": "Storage", "env_example": ""},
+    )
+    mongo_db: str | None = Field(
+        None,
+        description="MongoDB database name. Optional: default = the database in `MONGO_URI`'s "
+        "path, else `cast_ghl`.",
+        examples=["cast_ghl"],
+    )
+    data_dir: Path = Field(
+        Path("./data"),
+        description="Directory for the SQLite database and its generated token key (embedded "
+        "mode only). The Docker image sets /data (a volume): keep it commented out when using "
+        "Docker, or the value in `.env` would override the image's /data.",
+    )
 
-    # Per-location settings page (a GHL custom page; users identified by GHL's SSO)
-    ghl_app_sso_key: SecretStr | None = None
-    settings_session_seconds: float = Field(1800.0, gt=0)
-    # Origins besides GHL's own that may frame the page (agencies' white-label app domains)
-    settings_frame_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    inbound_api_key: SecretStr | None = Field(
+        None,
+        description="Shared secret the Cast inbound gateway sends as `X-API-Key` to `POST "
+        "/webhooks/cast/inbound`. Optional, but inbound SMS (replies into GHL conversations) "
+        "needs it; give the same value to Cast. Unset: the inbound endpoint answers 503. Use a "
+        "long random value, e.g. from `python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'`.",
+        json_schema_extra={"section": "Security"},
+    )
+    token_encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key that encrypts OAuth tokens, and the per-location Cast API keys "
+        "saved on the settings page, at rest. **Required with `MONGO_URI`** (so also with "
+        "docker-compose.yaml); optional with SQLite, where an empty value makes the service "
+        "generate a key once and keep it in `DATA_DIR/token-encryption.key`. Generate one with "
+        "`python -c 'from cryptography.fernet import Fernet; "
+        "print(Fernet.generate_key().decode())'`. Back it up: losing it makes every stored "
+        "token unreadable (re-install needed). Rotation: a comma-separated list, newest first "
+        "(the first encrypts, all decrypt), e.g. `<new>,<old>`; then `cast-ghl reencrypt` and "
+        "drop `<old>`; see [Rotating or losing the encryption key](operations.md#rotating-or-"
+        "losing-the-encryption-key).",
+        json_schema_extra={"env_example": ""},
+    )
+
+    admin_api_key: SecretStr | None = Field(
+        None,
+        description="Bearer key of the admin API (`/api/admin/...`: installations, message "
+        "history, re-queue, unroutable replies, `PUT /api/admin/locations/{locationId}/"
+        "sender-id`). Optional: empty = the admin API is off (every admin route answers 404). "
+        "At least 16 characters and different from `INBOUND_API_KEY` (the Go bridge used "
+        "`INBOUND_API_KEY` for its admin call; that no longer works). Generate with `python -c "
+        "'import secrets; print(secrets.token_urlsafe(32))'`.",
+        json_schema_extra={"section": "Operations: the admin API and GET /metrics"},
+    )
+    metrics_bearer_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus must send (`Authorization: Bearer ...`) to scrape "
+        "`GET /metrics`. Optional: empty = `/metrics` is open (keep it off the public internet "
+        "then, e.g. the proxy does not forward it).",
+    )
+
+    ghl_app_sso_key: SecretStr | None = Field(
+        None,
+        description="The Marketplace app's Shared Secret (its SSO key, generated in the app's "
+        "auth settings). It decrypts the user context GHL gives the custom page "
+        "`{BASE_URL}/settings`. Optional, but the settings page needs it: empty = the page "
+        'answers 503 "not configured". Never commit it.',
+        json_schema_extra={
+            "section": "Per-location settings page (a custom page inside GHL)",
+            "section_note": "Users are identified by GHL's SSO.",
+        },
+    )
+    settings_session_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds a settings-page sign-in stays valid before the page must be reloaded.",
+    )
+    settings_frame_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Origins that may frame the settings page besides GHL's own app domains "
+        "(`https://app.gohighlevel.com`, `https://*.gohighlevel.com`, "
+        "`https://app.leadconnectorhq.com`, `https://*.leadconnectorhq.com`): agencies' "
+        "white-label app domains, comma-separated, each `https://host[:port]` or "
+        "`https://*.domain`. They go into the page's CSP frame-ancestors, and the page accepts "
+        "GHL's user context only from its parent window on one of them. Optional; empty = GHL's "
+        "domains only.",
+        examples=["https://app.myagency.com,https://*.white-label.example"],
+    )
 
     @field_validator("cast_api_key")
     @classmethod

@@ -1,0 +1,1 @@
+"""Developer scripts: the shell entry points beside this file, and gen_config."""
