@@ -1,7 +1,7 @@
 """Raw ASGI endpoints for the hot routes (GHL's Delivery URL), served ahead of FastAPI's routing.
 
 A burst of GHL webhooks is this service's peak load, and most of a webhook's CPU went to the
-framework rather than to the work (README, Performance): routing through every route, dependency
+framework rather than to the work (docs/performance.md): routing through every route, dependency
 solving, request/response objects. A `RawEndpoint` reads the body itself and answers JSON with
 two `send` calls; `DirectRoutes` hands it the requests for its exact method and path before
 FastAPI routes anything. The route stays registered in the app as well (so other methods get

@@ -94,7 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
     services.workers.start()
     # Everything built so far lives as long as the process: move it out of the garbage
     # collector's sight, so a full collection scans only what requests create (measured:
-    # gen-2 pauses of 50-100 ms under load became ~3 ms; see README, Performance).
+    # gen-2 pauses of 50-100 ms under load became ~3 ms; see docs/performance.md).
     gc.freeze()
     services.readiness.started = True
     log.info("bridge started", extra={"store": store.backend, "port": settings.port})

@@ -1,4 +1,4 @@
-"""Memory of a running bridge under oversized request bodies (README: Request size limit).
+"""Memory of a running bridge under oversized request bodies (docs/operations.md, body limit).
 
 Starts the bridge (`python -m app`, embedded SQLite) from SOURCE (default: this checkout), then
 sends 100 unsigned 10 MB webhooks (half with Content-Length, half chunked) one after another,

@@ -1,8 +1,11 @@
 """What ships, checked statically (no Docker engine runs here): the compose file, the Dockerfile,
-the Woodpecker pipeline, `.env.example` and the README's configuration table.
+the Woodpecker pipeline, `.env.example`, the configuration reference and the documentation.
 
-The documentation tests fail as soon as a setting is added to `app/config.py` without being
-documented in `.env.example` and in the README, or when a documented default drifts from the code.
+`.env.example` and docs/configuration.md are generated from the `Settings` fields
+(`.venv/bin/python -m scripts.gen_config`): the tests fail as soon as a setting is added to
+`app/config.py` without a description, when the committed files differ from what the settings
+give, or when a documented default drifts from the code. README.md and docs/*.md link only to
+files and headings that exist.
 """
 
 import json
@@ -20,8 +23,10 @@ from starlette.routing import Match
 
 from app.config import Settings, load_settings
 from app.main import create_app
+from scripts.gen_config import COMMAND, stale_files
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 REQUIRED = {
     "GHL_CLIENT_ID": "id-placeholder",
@@ -328,26 +333,97 @@ def test_env_example_contains_no_real_secret():
             assert placeholder or set(value.rsplit("_", 1)[-1]) == {"0"}, name
 
 
-# README -----------------------------------------------------------------------------------------
-def _section(title: str) -> str:
-    readme = _read("README.md")
-    match = re.search(rf"(?ms)^## {re.escape(title)}\b.*?(?=^## |\Z)", readme)
-    assert match, f"README has no section '{title}'"
-    return match.group(0)
+def test_every_setting_has_a_description():
+    undocumented = sorted(
+        name.upper() for name, field in Settings.model_fields.items() if not field.description
+    )
+    assert not undocumented, f"settings without a description in app/config.py: {undocumented}"
 
 
-def test_readme_configuration_table_lists_every_setting():
-    rows = [line for line in _section("Configuration").splitlines() if line.startswith("| `")]
+def test_no_secret_setting_has_a_default_value():
+    for name, field in Settings.model_fields.items():
+        if "SecretStr" in repr(field.annotation):
+            assert field.is_required() or field.default is None, name.upper()
+
+
+def test_env_example_and_the_configuration_reference_are_generated_from_the_settings():
+    stale = stale_files(ROOT)
+    assert not stale, f"{', '.join(stale)} differ from app/config.py: run {COMMAND}"
+
+
+def test_configuration_reference_lists_every_setting():
+    rows = [line for line in _read("docs/configuration.md").splitlines() if line.startswith("| `")]
     listed = {
         name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])
     }
     missing = sorted(SETTING_NAMES - listed)
-    assert not missing, f"settings missing from the README configuration table: {missing}"
+    assert not missing, f"settings missing from docs/configuration.md: {missing}"
     unknown = sorted(listed - SETTING_NAMES)
-    assert not unknown, f"README configuration table names unknown variables: {unknown}"
+    assert not unknown, f"docs/configuration.md names unknown variables: {unknown}"
 
 
-def test_readme_operator_sections_exist():
+# README and docs/ -------------------------------------------------------------------------------
+def _prose(path: Path) -> str:
+    """The text of a Markdown file without its fenced code blocks."""
+    kept, fenced = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _section(title: str) -> str:
+    """A `## title` section of README.md or of a docs/*.md file, wherever it now lives."""
+    for path in DOCUMENTS:
+        match = re.search(rf"(?ms)^## {re.escape(title)}\b.*?(?=^## |\Z)", _prose(path))
+        if match:
+            return match.group(0)
+    raise AssertionError(f"neither README.md nor docs/ has a section '{title}'")
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a file's headings: lower case, punctuation dropped, spaces to '-'."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"(?m)^#{1,6} (.+)$", _prose(path)):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        number = 0
+        while (f"{slug}-{number}" if number else slug) in anchors:
+            number += 1
+        anchors.add(f"{slug}-{number}" if number else slug)
+    return anchors
+
+
+def _relative_links(path: Path) -> list[str]:
+    text = _prose(path)
+    targets = re.findall(r"\]\(([^)\s]+)\)", text) + re.findall(r'<img [^>]*src="([^"]+)"', text)
+    return [target for target in targets if not re.match(r"[a-z][a-z0-9+.-]*:", target)]
+
+
+def test_readme_fits_on_a_few_screens():
+    assert len(_read("README.md").splitlines()) <= 250
+
+
+def test_readme_keeps_the_two_commands_ci_and_users_run():
+    readme = _read("README.md")
+    assert "bash scripts/serve.sh" in readme and "bash scripts/test.sh" in readme
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_relative_link_resolves(path):
+    broken = []
+    for link in _relative_links(path):
+        file_part, _, anchor = link.partition("#")
+        target = (path.parent / file_part).resolve() if file_part else path
+        if not target.exists():
+            broken.append(f"{link} (no such file)")
+        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+            broken.append(f"{link} (no such heading)")
+    assert not broken, f"{path.relative_to(ROOT)}: broken links {broken}"
+
+
+def test_operator_guide_sections_exist():
     for title in (
         "Deploying with Docker Compose behind TLS",
         "Registering the GHL Marketplace app",
@@ -360,21 +436,22 @@ def test_readme_operator_sections_exist():
         _section(title)
 
 
-def test_readme_urls_to_register_are_served(clean_env):
-    """Every `{BASE_URL}/…` path the README tells an operator to paste into GHL is a real route."""
+def test_documented_urls_to_register_are_served(clean_env):
+    """Every `{BASE_URL}/…` path the docs tell an operator to paste into GHL is a real route."""
     app = create_app(load_settings(**REQUIRED))
 
     def served(path: str) -> bool:
         scope = {"type": "http", "path": path, "method": "GET", "root_path": "", "headers": []}
         return any(route.matches(scope)[0] is not Match.NONE for route in app.router.routes)
 
-    paths = set(re.findall(r"\{BASE_URL\}(/[A-Za-z0-9/_.-]*)", _read("README.md")))
+    docs = "\n".join(path.read_text(encoding="utf-8") for path in DOCUMENTS)
+    paths = set(re.findall(r"\{BASE_URL\}(/[A-Za-z0-9/_.-]*)", docs))
     assert "/webhooks/ghl/outbound" in paths and "/webhooks/ghl/app" in paths
     unserved = sorted(path for path in paths if not served(path))
-    assert not unserved, f"README names paths the app does not serve: {unserved}"
+    assert not unserved, f"the docs name paths the app does not serve: {unserved}"
 
 
-def test_readme_failure_codes_table_covers_the_codes_the_code_produces():
+def test_failure_codes_table_covers_the_codes_the_code_produces():
     """Every literal failure code the workers and services hand to GHL is explained."""
     table = _section("Troubleshooting by symptom")
     produced: set[str] = set()
@@ -386,4 +463,4 @@ def test_readme_failure_codes_table_covers_the_codes_the_code_produces():
         produced |= set(re.findall(r'"([A-Z][A-Z_]+)": "[^"]*\(\1\)', source))  # carrier codes
     assert {"INVALID_PHONE", "REAUTHORIZATION_NEEDED", "REJECTD"} <= produced
     missing = sorted(code for code in produced if f"`{code}`" not in table)
-    assert not missing, f"failure codes not explained in the README: {missing}"
+    assert not missing, f"failure codes not explained in docs/troubleshooting.md: {missing}"

@@ -342,7 +342,7 @@ async def test_the_cast_account_panel_shows_balance_warning_sender_choice_and_ch
 
 def _screenshots(browser: "WebDriver") -> None:
     """With SCREENSHOT_DIR set, the page at GHL's narrowest iframe (360 px) and at 1024 px
-    (the README shows them: docs/img/)."""
+    (docs/architecture.md shows them: docs/img/)."""
     target = os.environ.get("SCREENSHOT_DIR")
     if not target:
         return
