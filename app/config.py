@@ -197,8 +197,9 @@ class Settings(BaseSettings):
     cast_rate_per_key: float = Field(
         10.0,
         gt=0,
-        description="Pacing: messages per second per Cast API key, across all bridge processes "
-        "(Cast's default per-account rate). Raise it only if Cast raised your account's limit.",
+        description="Pacing: messages per second per Cast API key, across all bridge processes. "
+        "The default is Cast's default per-account rate: raise it only if Cast raised your "
+        "account's limit.",
     )
     cast_ip_rate: float = Field(
         30.0,
@@ -219,9 +220,9 @@ class Settings(BaseSettings):
         450,
         ge=1,
         le=10_000,
-        description="Longest SMS body sent in one Cast call, in characters (3 GSM-7 parts; Cast "
-        "allows up to 10,000); longer GHL messages are split at word boundaries into several "
-        "Cast sends.",
+        description="Longest SMS body sent in one Cast call, in characters (the default is 3 "
+        "GSM-7 parts; Cast allows up to 10,000); longer GHL messages are split at word "
+        "boundaries into several Cast sends.",
     )
     low_credit_threshold: int = Field(
         500,
