@@ -1,17 +1,18 @@
 """Pacing at Cast's limits so bulk sends never provoke 429s, and slowing down when they do.
 
 Per API key, for the whole cluster (Cast's per-key limit, whose algorithm is undocumented: the
-strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): each send
-reserves the next slot of its key in the store (`reserve_slot`, one atomic update, no lock that
-could die with its process). Slots are `WINDOW / rate` apart, WINDOW = 1 s + `JITTER` (how much
-the network delay to Cast may vary) + `MAX_DEPARTURE`, and a send is let go at most
-`MAX_SLOT_LATENESS` after its slot: one that woke up later first pushes the key's later slots
-back by its lateness (or, if R slots are already reserved after it, takes a new slot). When its
-request has left (the body written: httpx's trace hook), a send that left more than
-`MAX_DEPARTURE` after its slot pushes them back by the excess (`left`). Send k and send k+R then
-leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart whatever the jitter:
-never R+1 sends in one second. The cost is WINDOW - 1 s of the rate (R / 1.028 = 97.3 % of R)
-plus the pushes (the lateness, not a whole slot, each time).
+strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): the store keeps
+each key's recent send times (a sliding log changed by compare-and-swap, `reserve_in_log`: no
+lock that could die with its process), and a send takes the next time at which at most R of the
+key's sends fall in any WINDOW, WINDOW = 1 s + `JITTER` (how much the network delay to Cast may
+vary) + `MAX_DEPARTURE`. A send is let go at most `MAX_SLOT_LATENESS` after its time; one that
+woke up later first moves its time in the log (`move_in_log`, only while the log still fits,
+else it takes a new time). When its request has left (the body written: httpx's trace hook), a
+send that left more than `MAX_DEPARTURE` after its time moves it by the excess (`left`). Send k
+and send k+R then leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart
+whatever the jitter: never R+1 sends in one second. The cost is WINDOW - 1 s of the rate
+(R / 1.028 = 97.3 % of R) plus the moves: a late send delays only the send R after it, not
+every later one (a single next-slot counter would push them all back).
 
 Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
 multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
