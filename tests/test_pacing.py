@@ -196,3 +196,18 @@ async def test_sends_beyond_a_keys_backlog_come_back_later_spread_at_its_rate(
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_a_send_that_left_early_in_its_time_gives_the_rest_to_the_send_r_after_it(
+    store: Store,
+):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    ticket = await pacer.before_send("cast_a")
+    left_at = time.time()
+    await pacer.left(ticket)  # it left as soon as it was let go, before the latest it could
+    for _ in range(9):
+        await pacer.before_send("cast_a")
+    eleventh = await pacer.before_send("cast_a")
+    # let go 1 s + JITTER after the first left, not after the latest it could have left
+    assert eleventh.slot - MAX_DEPARTURE >= left_at + 1.0 + JITTER
+    assert eleventh.slot - ticket.slot < WINDOW - MAX_DEPARTURE / 2

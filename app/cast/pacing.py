@@ -3,16 +3,20 @@
 Per API key, for the whole cluster (Cast's per-key limit, whose algorithm is undocumented: the
 strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): the store keeps
 each key's recent send times (a sliding log changed by compare-and-swap, `reserve_in_log`: no
-lock that could die with its process), and a send takes the next time at which at most R of the
-key's sends fall in any WINDOW, WINDOW = 1 s + `JITTER` (how much the network delay to Cast may
-vary) + `MAX_DEPARTURE`. A send is let go at most `MAX_SLOT_LATENESS` after its time; one that
-woke up later first moves its time in the log (`move_in_log`, only while the log still fits,
-else it takes a new time). When its request has left (the body written: httpx's trace hook), a
-send that left more than `MAX_DEPARTURE` after its time moves it by the excess (`left`). Send k
-and send k+R then leave at least 1 s + JITTER apart, so Cast sees them more than 1 s apart
-whatever the jitter: never R+1 sends in one second. The cost is WINDOW - 1 s of the rate
-(R / 1.028 = 97.3 % of R) plus the moves: a late send delays only the send R after it, not
-every later one (a single next-slot counter would push them all back).
+lock that could die with its process). A time in the log is when the send's request left, or,
+until the send says so (`left`), the latest it may leave: it is let go from its time minus
+`MAX_DEPARTURE` and leaves by its time (`MAX_SLOT_LATENESS` to wake up, `SEND_PATH` to write
+the request). A send takes the next time at which at most R of the key's times fall in any
+WINDOW, WINDOW = 1 s + `JITTER` (how much the network delay to Cast may vary) +
+`MAX_DEPARTURE`, so it leaves at least 1 s + JITTER after the send R before it left (or would
+have left at the latest): Cast sees send k and send k+R more than 1 s apart whatever the
+jitter, never R+1 sends in one second. When its request has left (the body written: httpx's
+trace hook) the send's time moves to when it left, earlier (usually: the room goes to the send
+R after it) or later (a stall on the way out: the send R after it waits for it). A send that
+woke up more than `MAX_SLOT_LATENESS` late first moves its time (`move_in_log`, only while the
+log still fits, else it takes a new time). The cost is JITTER plus how long a send takes from
+its earliest time to leaving (about 1-2 ms): ~98 % of R; a late send delays only the send R
+after it, not every later one (a single next-slot counter would push them all back).
 
 Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
 multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
@@ -26,13 +30,16 @@ requests in any WINDOW, sends first. Keys are identified by a fingerprint, never
 
 import asyncio
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from app.pacing import LimitState, LogShape, PacingRepository, SlidingWindow, sleep_until
-from app.store import Store
+from app.store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 POLL_YIELD_SECONDS = 0.02
 JITTER = 0.02
@@ -157,15 +164,23 @@ class CastPacer:
         return ticket
 
     async def left(self, ticket: Ticket) -> None:
-        """The send's request has left (its body is written). If that was later than the pacing
-        allows for, its time in the key's log moves as much later, at once: the send `limit`
-        after it must reach Cast more than 1 s after it. Measured when the request leaves, not
-        when Cast answers: how long Cast takes to answer says nothing about when the request
-        arrived (moving by it would slow a key down to one send per answer time)."""
-        late = self._clock() - ticket.slot - MAX_DEPARTURE
-        if late > 0:  # it has left: the log must say so even if that breaks the shape
-            to = ticket.slot + late
-            await self._repo.move_in_log(ticket.name, ticket.slot, to, ticket.shape, force=True)
+        """The send's request has left (its body is written): its time in the key's log becomes
+        when it left. Later than its time (a stall on the way out): at once, even if that breaks
+        the shape, since the send `limit` after it must reach Cast more than 1 s after it.
+        Earlier (the usual case): the room it leaves goes to the send `limit` after it, if the
+        store can be reached (else the time stays the latest it could have left, which is safe).
+        Measured when the request leaves, not when Cast answers: how long Cast takes to answer
+        says nothing about when the request arrived (moving by it would slow a key down to one
+        send per answer time)."""
+        left_at = self._clock()
+        move = self._repo.move_in_log(ticket.name, ticket.slot, left_at, ticket.shape, force=True)
+        if left_at > ticket.slot:
+            await move
+            return
+        try:
+            await move
+        except StoreUnavailable as exc:
+            log.warning("could not give a send's unused time back", extra={"reason": str(exc)})
 
     async def _paced(self, name: str) -> Ticket:
         async with self._key_locks.setdefault(name, asyncio.Lock()):
@@ -176,9 +191,10 @@ class CastPacer:
                 shape = log_shape(rate)
                 # an idle key's send goes when the reservation is done, not late by its time
                 earliest = max(now + self._store_time, state.blocked_until)
-                slot = await self._repo.reserve_in_log(name, now=earliest, shape=shape)
+                latest = earliest + MAX_DEPARTURE
+                slot = await self._repo.reserve_in_log(name, now=latest, shape=shape)
                 store_time = self._store_time = self._clock() - now  # a move's, about
-                await sleep_until(slot, self._clock)
+                await sleep_until(slot - MAX_DEPARTURE, self._clock)
                 self._sends_waiting_for_ip += 1
                 try:
                     at = await self._leaves_in_time(name, slot, shape, store_time)
@@ -190,21 +206,22 @@ class CastPacer:
     async def _leaves_in_time(
         self, name: str, slot: float, shape: LogShape, store_time: float
     ) -> float | None:
-        """This send's time in the key's log when it leaves now (the per-IP budget has room):
-        its slot if it is at most MAX_SLOT_LATENESS late, else the time it will leave at, once
-        moved there in the log (and again if the move took longer than foreseen); None (a new
-        slot) when the log has no room there any more (the send `limit` after it is already
-        reserved: it woke up very late) or the store is too slow to catch up.
+        """This send's time in the key's log (the latest it may leave) when it leaves now (the
+        per-IP budget has room): its slot if it woke up at most MAX_SLOT_LATENESS after the slot's
+        earliest time, else MAX_DEPARTURE after when it will leave, once moved there in the log
+        (and again if the move took longer than foreseen); None (a new slot) when the log has no
+        room there any more (the send `limit` after it is already reserved: it woke up very
+        late) or the store is too slow to catch up.
 
         The per-IP use is taken last, with no await between it and the return: what the
         budget counts is when the request leaves, not a grant a move's round trip before."""
         await self._ip_room()
         for _ in range(MAX_MOVES + 1):
-            if self._clock() - slot <= MAX_SLOT_LATENESS:
+            if self._clock() - (slot - MAX_DEPARTURE) <= MAX_SLOT_LATENESS:
                 self._ip.take()
                 return slot
             started = self._clock()
-            to = started + store_time  # when the move will be done, about
+            to = started + store_time + MAX_DEPARTURE  # the move done, about, and the way out
             if not await self._repo.move_in_log(name, slot, to, shape):
                 return None
             slot, store_time = to, self._clock() - started
