@@ -10,10 +10,12 @@ from app.cast.pacing import (
     BACKLOG_SECONDS,
     CEILING_HOLD_SECONDS,
     JITTER,
+    LEAD,
     MAX_DEPARTURE,
     MAX_SLOT_LATENESS,
     RECOVERY_STEP_SECONDS,
     RETURN_AHEAD_SECONDS,
+    SLACK,
     WINDOW,
     CastPacer,
     after_rate_limited,
@@ -62,7 +64,7 @@ async def test_a_send_that_leaves_late_delays_the_send_r_after_it(store: Store, 
     other = CastPacer(store, per_key_rate=10, ip_rate=1000)
     for _ in range(10):
         await other.before_send("cast_a")
-    assert time.monotonic() - first >= WINDOW - MAX_SLOT_LATENESS
+    assert time.monotonic() - first >= WINDOW - MAX_SLOT_LATENESS - LEAD  # let go LEAD early
 
 
 async def test_different_keys_do_not_wait_for_each_other(store: Store):
@@ -198,16 +200,26 @@ async def test_sends_beyond_a_keys_backlog_come_back_later_spread_at_its_rate(
         await asyncio.gather(*waiting, return_exceptions=True)
 
 
-async def test_a_send_that_left_early_in_its_time_gives_the_rest_to_the_send_r_after_it(
+async def test_a_send_held_to_its_gate_leaves_no_earlier_than_1s_and_jitter_after_the_send_r_before(
     store: Store,
 ):
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
-    ticket = await pacer.before_send("cast_a")
-    left_at = time.time()
-    await pacer.left(ticket)  # it left as soon as it was let go, before the latest it could
-    for _ in range(9):
+    left: list[float] = []
+    for _ in range(21):
+        departure = pacer.departure(await pacer.before_send("cast_a"))
+        await departure.ready()  # the request waits at the connection, then leaves at once
+        left.append(time.time())
+        await departure.left()
+    spans = [b - a for a, b in zip(left, left[10:], strict=False)]
+    assert min(spans) >= 1.0 + JITTER + SLACK
+    assert max(spans) < WINDOW - MAX_DEPARTURE / 2  # the room it did not use was given on
+
+
+async def test_a_send_is_let_go_before_its_gate_so_its_request_is_ready_when_it_opens(
+    store: Store,
+):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    for _ in range(10):
         await pacer.before_send("cast_a")
-    eleventh = await pacer.before_send("cast_a")
-    # let go 1 s + JITTER after the first left, not after the latest it could have left
-    assert eleventh.slot - MAX_DEPARTURE >= left_at + 1.0 + JITTER
-    assert eleventh.slot - ticket.slot < WINDOW - MAX_DEPARTURE / 2
+    ticket = await pacer.before_send("cast_a")  # the eleventh waits for the first's window
+    assert ticket.gate - time.time() == pytest.approx(LEAD, abs=MAX_SLOT_LATENESS)

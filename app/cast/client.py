@@ -3,7 +3,7 @@
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -130,6 +130,17 @@ def _error_from(response: httpx.Response) -> CastError:
     )
 
 
+class Departure(Protocol):
+    """A paced send's request on its way out (app/cast/pacing.py `PacedDeparture`)."""
+
+    async def ready(self) -> None:
+        """Awaited when the request is at the connection (its headers written), before its
+        body is written: Cast takes a request in when its body has arrived."""
+
+    async def left(self) -> None:
+        """Awaited once its body is written."""
+
+
 class CastClient:
     def __init__(self, http: httpx.AsyncClient, observer: RequestObserver | None = None) -> None:
         self._http = http
@@ -224,11 +235,12 @@ class CastClient:
         *,
         idempotency_key: str,
         channel: Channel = "sms",
-        sent: Callable[[], Awaitable[None]] | None = None,
+        departure: Departure | None = None,
     ) -> SendResult:
-        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`); `sent` is
-        awaited once the request has left (its body written to the connection), before Cast's
-        answer: the pacing learns when the request really left."""
+        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`). A paced
+        send's `departure` holds the request at the connection until its time (`ready`, awaited
+        before the body is written) and learns when it really left (`left`, once the body
+        is written, before Cast's answer)."""
         headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
         response = await self._request(
             "POST",
@@ -236,7 +248,7 @@ class CastClient:
             _operation("send", channel),
             json=request.model_dump(exclude_none=True),
             headers=headers,
-            extensions={"trace": _when_body_sent(sent)} if sent is not None else None,
+            extensions={"trace": _paced(departure)} if departure is not None else None,
         )
         if response.status_code >= 400:
             raise _error_from(response)
@@ -253,14 +265,15 @@ class CastClient:
         return result
 
 
-def _when_body_sent(
-    sent: Callable[[], Awaitable[None]],
-) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpx trace hook (httpcore's events) that awaits `sent` when the body is written."""
+def _paced(departure: Departure) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpx trace hook (httpcore's events) that holds the request's body until
+    `departure` is ready and reports when it was written."""
 
     async def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(".send_request_body.complete"):
-            await sent()
+        if event.endswith(".send_request_body.started"):
+            await departure.ready()
+        elif event.endswith(".send_request_body.complete"):
+            await departure.left()
 
     return trace
 

@@ -3,20 +3,20 @@
 Per API key, for the whole cluster (Cast's per-key limit, whose algorithm is undocumented: the
 strictest plausible one is a sliding log, at most R sends in ANY 1-s interval): the store keeps
 each key's recent send times (a sliding log changed by compare-and-swap, `reserve_in_log`: no
-lock that could die with its process). A time in the log is when the send's request left, or,
-until the send says so (`left`), the latest it may leave: it is let go from its time minus
-`MAX_DEPARTURE` and leaves by its time (`MAX_SLOT_LATENESS` to wake up, `SEND_PATH` to write
-the request). A send takes the next time at which at most R of the key's times fall in any
-WINDOW, WINDOW = 1 s + `JITTER` (how much the network delay to Cast may vary) +
-`MAX_DEPARTURE`, so it leaves at least 1 s + JITTER after the send R before it left (or would
-have left at the latest): Cast sees send k and send k+R more than 1 s apart whatever the
-jitter, never R+1 sends in one second. When its request has left (the body written: httpx's
-trace hook) the send's time moves to when it left, earlier (usually: the room goes to the send
-R after it) or later (a stall on the way out: the send R after it waits for it). A send that
-woke up more than `MAX_SLOT_LATENESS` late first moves its time (`move_in_log`, only while the
-log still fits, else it takes a new time). The cost is JITTER plus how long a send takes from
-its earliest time to leaving (about 1-2 ms): ~98 % of R; a late send delays only the send R
-after it, not every later one (a single next-slot counter would push them all back).
+lock that could die with its process). A time in the log is when the send's request left (its
+body written: httpx's trace hook, `left`), or, until the send says so, the latest it may leave
+(its gate + `MAX_DEPARTURE`). A send takes the next time at which at most R of the key's times
+fall in any WINDOW, WINDOW = 1 s + `JITTER` (how much the network delay to Cast may vary) +
+`SLACK` + `MAX_DEPARTURE`: its gate opens at least 1 s + JITTER + SLACK after the send R before
+it left. It is let go `LEAD` before its gate, so its request is built and at the connection when
+the gate opens, and its body is written then (`PacedDeparture.ready`, awaited by the client's
+trace hook): it leaves within a ms of its gate, and Cast sees send k and send k+R more than 1 s
+apart whatever the jitter, never R+1 sends in one second. A send that left later than its log
+time (a stall on the way out) moves it later at once, so the send R after it waits for it; one
+that woke up more than `MAX_SLOT_LATENESS` late first moves its time (`move_in_log`, only while
+the log still fits, else it takes a new time). The cost is JITTER + SLACK + about a ms per R
+sends: ~97.5 % of R; a late send delays only the send R after it, not every later one (a single
+next-slot counter would push them all back).
 
 Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
 multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
@@ -43,16 +43,21 @@ log = logging.getLogger(__name__)
 
 POLL_YIELD_SECONDS = 0.02
 JITTER = 0.02
-# A send that wakes up later than this after its slot (a busy event loop, a full per-IP
-# budget) takes a new slot: a late send could land within 1 s of the send R slots after it.
+# Delays beyond the network's jitter between a request leaving and Cast stamping it: the
+# receiving end's own scheduling (a few ms on a busy machine, measured at the fake).
+SLACK = 0.005
+# A send that wakes up later than this after its let-go time (a busy event loop, a full per-IP
+# budget) takes a new time: a late send could land within 1 s of the send R after it.
 MAX_SLOT_LATENESS = 0.004
 MAX_MOVES = 3  # a send whose time moved later this often (a slow store) takes a new one
-# From the lateness check to the request's body written to the connection: building it, httpx,
-# the event loop. A request that left later than MAX_DEPARTURE after its slot moves the key's
-# next slots back by the excess (`left`).
+# A send is let go LEAD before its gate, so that its request is built and at the connection
+# when the gate opens (`PacedDeparture.ready`); it leaves as the gate opens, not a few ms after.
+LEAD = 0.004
+# From its gate to the request's body written: until the send reports it (`left`), its time in
+# the log is its gate plus this, the latest it may leave.
 SEND_PATH = 0.004
 MAX_DEPARTURE = MAX_SLOT_LATENESS + SEND_PATH
-WINDOW = 1.0 + JITTER + MAX_DEPARTURE
+WINDOW = 1.0 + JITTER + SLACK + MAX_DEPARTURE
 CATCH_UP = 0.1
 DECREASE = 0.8
 RECOVERY_STEP_SECONDS = 60.0
@@ -69,12 +74,32 @@ RETURN_AHEAD_SECONDS = 1.0  # a deferred send comes back while 1 s of sends stil
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """A send let go: its key's pacer name, the rate it was paced at, its time in the key's
-    log (moved there if it was late) and the log's shape at that rate."""
+    log (moved there if it was late: the latest it may leave) and the log's shape at that rate."""
 
     name: str
     rate: float
     slot: float
     shape: LogShape
+
+    @property
+    def gate(self) -> float:
+        """The earliest its request may leave."""
+        return self.slot - MAX_DEPARTURE
+
+
+class PacedDeparture:
+    """A paced send's request on its way out (the Cast client's `Departure`): it waits at the
+    connection for its gate, then reports when it left."""
+
+    def __init__(self, pacer: "CastPacer", ticket: Ticket) -> None:
+        self._pacer = pacer
+        self.ticket = ticket
+
+    async def ready(self) -> None:
+        await sleep_until(self.ticket.gate, self._pacer.clock)
+
+    async def left(self) -> None:
+        await self._pacer.left(self.ticket)
 
 
 def log_shape(rate: float) -> LogShape:
@@ -134,6 +159,13 @@ class CastPacer:
     def configured_rate(self) -> float:
         return self._configured
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def departure(self, ticket: Ticket) -> PacedDeparture:
+        return PacedDeparture(self, ticket)
+
     def defer_until(self, api_key: str, now: float) -> float | None:
         """When a send for this key should come back instead of waiting here, because this
         process already holds `BACKLOG_SECONDS` of its sends; None: wait (`before_send`).
@@ -191,37 +223,40 @@ class CastPacer:
                 shape = log_shape(rate)
                 # an idle key's send goes when the reservation is done, not late by its time
                 earliest = max(now + self._store_time, state.blocked_until)
-                latest = earliest + MAX_DEPARTURE
-                slot = await self._repo.reserve_in_log(name, now=latest, shape=shape)
+                slot = await self._repo.reserve_in_log(
+                    name, now=earliest + MAX_DEPARTURE, shape=shape
+                )
                 store_time = self._store_time = self._clock() - now  # a move's, about
-                await sleep_until(slot - MAX_DEPARTURE, self._clock)
+                let_go = max(slot - MAX_DEPARTURE - LEAD, earliest)
+                await sleep_until(let_go, self._clock)
                 self._sends_waiting_for_ip += 1
                 try:
-                    at = await self._leaves_in_time(name, slot, shape, store_time)
+                    at = await self._leaves_in_time(name, slot, let_go, shape, store_time)
                 finally:
                     self._sends_waiting_for_ip -= 1
                 if at is not None:
                     return Ticket(name, rate, at, shape)
 
     async def _leaves_in_time(
-        self, name: str, slot: float, shape: LogShape, store_time: float
+        self, name: str, slot: float, let_go: float, shape: LogShape, store_time: float
     ) -> float | None:
-        """This send's time in the key's log (the latest it may leave) when it leaves now (the
-        per-IP budget has room): its slot if it woke up at most MAX_SLOT_LATENESS after the slot's
-        earliest time, else MAX_DEPARTURE after when it will leave, once moved there in the log
-        (and again if the move took longer than foreseen); None (a new slot) when the log has no
-        room there any more (the send `limit` after it is already reserved: it woke up very
-        late) or the store is too slow to catch up.
+        """This send's time in the key's log (the latest it may leave) when it is let go now
+        (the per-IP budget has room): its slot if it woke up at most MAX_SLOT_LATENESS after
+        `let_go`, else MAX_DEPARTURE after now, once moved there in the log (and again if the
+        move took longer than foreseen); None (a new slot) when the log has no room there any
+        more (the send `limit` after it is already reserved: it woke up very late) or the store
+        is too slow to catch up.
 
         The per-IP use is taken last, with no await between it and the return: what the
         budget counts is when the request leaves, not a grant a move's round trip before."""
         await self._ip_room()
         for _ in range(MAX_MOVES + 1):
-            if self._clock() - (slot - MAX_DEPARTURE) <= MAX_SLOT_LATENESS:
+            if self._clock() - let_go <= MAX_SLOT_LATENESS:
                 self._ip.take()
                 return slot
             started = self._clock()
-            to = started + store_time + MAX_DEPARTURE  # the move done, about, and the way out
+            let_go = started + store_time  # the move done, about: its gate, no lead
+            to = let_go + MAX_DEPARTURE
             if not await self._repo.move_in_log(name, slot, to, shape):
                 return None
             slot, store_time = to, self._clock() - started

@@ -10,7 +10,6 @@ rescheduled with backoff (the lease is released); nothing waits in memory.
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Literal
 
 from app.cast.account import CastAccountInfo
@@ -171,7 +170,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
                     request,
                     idempotency_key=part.idempotency_key(message.message_id, index, total),
                     channel=channel,
-                    sent=partial(self._pacer.left, ticket),  # a late request pushes the key
+                    departure=self._pacer.departure(ticket),  # leaves at its time, says when
                 )
             except CastError as exc:
                 if exc.status == 429:

@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI
 
-from app.cast.client import CastClient
+from app.cast.client import CastClient, Departure
 from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
 from app.config import Settings, load_settings
 from app.devkit.harness import CAST_KEY, ENCRYPTION_KEY
@@ -177,13 +177,14 @@ class FakeCast(Scripted):
         *,
         idempotency_key: str,
         channel: Channel,
-        sent: Callable[[], Awaitable[None]] | None = None,
+        departure: Departure | None = None,
     ) -> SendResult:
         def default(n: int) -> SendResult:
             return SendResult(success=True, message_id=f"cast-{n}")
 
-        if sent is not None:  # the request leaves at once
-            await sent()
+        if departure is not None:  # the request leaves as soon as it may
+            await departure.ready()
+            await departure.left()
 
         return await self.answer("send_sms", default, api_key, request, idempotency_key, channel)
 
