@@ -7,4 +7,4 @@ source scripts/_venv.sh
 ensure_venv "[test]"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"  # the 15 slowest: keep CI short

@@ -169,10 +169,13 @@ class CastPacer:
     def defer_until(self, api_key: str, now: float) -> float | None:
         """When a send for this key should come back instead of waiting here, because this
         process already holds `BACKLOG_SECONDS` of its sends; None: wait (`before_send`).
-        Deferred sends come back spread at the key's rate, so each is deferred about once, and
-        `RETURN_AHEAD_SECONDS` before their turn, so the key never runs dry waiting for them."""
+        Deferred sends come back spread at the key's nominal rate, a little faster than it can
+        send (its log spaces R sends over WINDOW): come back any slower and a long backlog would
+        drain until the key waits for its returns (it did: 96.9 % of R over 10,000 messages).
+        The few that come back too early are deferred again. `RETURN_AHEAD_SECONDS` before their
+        turn, so the key never runs dry waiting for them."""
         name = KEY_PREFIX + key_fingerprint(api_key)
-        interval = WINDOW / self._rates.get(name, self._configured)
+        interval = 1.0 / self._rates.get(name, self._configured)
         backlog = self._waiting.get(name, 0)
         if backlog * interval < BACKLOG_SECONDS:
             return None
