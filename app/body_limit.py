@@ -18,7 +18,7 @@ class BodyTooLarge(Exception):
     """Raised into the app by the receive wrapper; the middleware answers the 413 itself."""
 
 
-def _declared_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
@@ -42,7 +42,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _declared_length(scope)
+        declared = declared_length(scope)
         if declared is not None:
             # The server (h11, httptools) never delivers more than Content-Length: nothing to count.
             if declared > self.max_bytes:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admin.endpoints import router as admin_router
-from app.asgi import DirectRoutes
+from app.asgi import BridgeApp, DirectRoutes, HotRoutes
 from app.body_limit import BodyLimitMiddleware
 from app.composition import Services, build_services
 from app.config import Settings, load_settings
@@ -110,10 +110,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
         log.info("shutdown complete", extra={"counters": services.counters.snapshot()})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> BridgeApp:
     settings = settings or load_settings()
     docs = settings.api_docs  # /docs, /redoc, /openapi.json list the admin API: off by default
-    app = FastAPI(
+    app = BridgeApp(
         title="Cast SMS for GoHighLevel",
         version="0.1.0",
         lifespan=lifespan,
@@ -131,9 +131,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(metrics_router)
     # Middleware added last runs first: request id, HTTP metrics, the body limit, then the raw
-    # webhook routes (ahead of FastAPI's routing).
+    # webhook routes (ahead of FastAPI's routing). A webhook within the body limit skips all of
+    # that: `app.hot` serves it first, tagged and counted the same way.
     app.add_middleware(DirectRoutes, routes=outbound_routes)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=app.state.settings.max_body_bytes)
-    app.state.http_metrics_registry = instrument_http(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    http_metrics = instrument_http(app)
+    app.state.http_metrics_registry = http_metrics.registry
     app.add_middleware(RequestIdMiddleware)
+    app.hot = HotRoutes(outbound_routes, http_metrics, settings.max_body_bytes)
     return app

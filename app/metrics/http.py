@@ -81,8 +81,8 @@ class HttpMetricsMiddleware:
                 )
 
 
-def instrument_http(app: FastAPI) -> CollectorRegistry:
-    """Add the middleware to `app`; the registry holding its metrics."""
+def instrument_http(app: FastAPI) -> HttpMetrics:
+    """Add the middleware to `app`; the metrics it counts in (and their registry)."""
     metrics = HttpMetrics()
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
-    return metrics.registry
+    return metrics
