@@ -208,13 +208,13 @@ class CastPacer:
         says nothing about when the request arrived (moving by it would slow a key down to one
         send per answer time)."""
         left_at = self._clock()
-        move = self._repo.move_in_log(ticket.name, ticket.slot, left_at, ticket.shape, force=True)
-        if left_at > ticket.slot:
-            await move
-            return
         try:
-            await move
+            await self._repo.move_in_log(
+                ticket.name, ticket.slot, left_at, ticket.shape, force=True
+            )
         except StoreUnavailable as exc:
+            if left_at > ticket.slot:  # a late send's move is not optional
+                raise
             log.warning("could not give a send's unused time back", extra={"reason": str(exc)})
 
     async def _paced(self, name: str) -> Ticket:

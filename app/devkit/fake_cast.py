@@ -257,24 +257,22 @@ class FakeCast:
 
         @app.get("/api/v1/account/balance")
         async def balance(request: Request) -> JSONResponse:
-            if request.headers.get("x-api-key") not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if self._known_key(request) is None:
+                return _invalid_key()
             self.account_requests.append("balance")
             return JSONResponse({"success": True, "credits": self.credits, "currency": "PHP"})
 
         @app.get("/api/v1/account/unsubscribed")
         async def unsubscribed(request: Request) -> JSONResponse:
-            key = request.headers.get("x-api-key", "")
-            if key not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if (key := self._known_key(request)) is None:
+                return _invalid_key()
             self.unsubscribed_requests.append(key)
             return JSONResponse({"success": True, "data": self.unsubscribed.get(key, [])})
 
         @app.get("/api/v1/account/profile")
         async def profile(request: Request) -> JSONResponse:
-            key = request.headers.get("x-api-key", "")
-            if key not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if (key := self._known_key(request)) is None:
+                return _invalid_key()
             self.account_requests.append("profile")
             return JSONResponse(
                 {
@@ -290,9 +288,8 @@ class FakeCast:
 
         @app.get("/api/v1/account/usage")
         async def usage(request: Request) -> JSONResponse:
-            key = request.headers.get("x-api-key", "")
-            if key not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if (key := self._known_key(request)) is None:
+                return _invalid_key()
             self.account_requests.append("usage")
             daily = self.usage_days if self.usage_days is not None else self._today(key)
             return JSONResponse(
@@ -310,9 +307,8 @@ class FakeCast:
 
         @app.get("/api/v1/account/sender-ids")
         async def sender_ids(request: Request) -> JSONResponse:
-            key = request.headers.get("x-api-key", "")
-            if key not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if (key := self._known_key(request)) is None:
+                return _invalid_key()
             self.account_requests.append("sender-ids")
             if key not in self.senders:
                 return _error(404, "NOT_FOUND", "no sender IDs to list")
@@ -320,8 +316,8 @@ class FakeCast:
 
         @app.get("/api/v1/{channel}/status/{message_id}")
         async def status(channel: str, message_id: str, request: Request) -> JSONResponse:
-            if request.headers.get("x-api-key") not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+            if self._known_key(request) is None:
+                return _invalid_key()
             self.status_requests.append(message_id)
             if self.status_errors > 0:
                 self.status_errors -= 1
@@ -359,6 +355,11 @@ class FakeCast:
         record["status"] = answer.status_code
         return answer
 
+    def _known_key(self, request: Request) -> str | None:
+        """The request's API key if Cast knows it."""
+        key = request.headers.get("x-api-key", "")
+        return key if key in self.api_keys else None
+
     def _answer(
         self, key: str, idem: str | None, body: Any, channel: str, arrived: float
     ) -> JSONResponse | Scripted:
@@ -373,7 +374,7 @@ class FakeCast:
                 self.rate_limited += 1
                 return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
             if key not in self.api_keys:
-                return _error(401, "INVALID_API_KEY", "invalid API key")
+                return _invalid_key()
             if idem and (key, idem) in self._idempotent:
                 return JSONResponse(
                     self._idempotent[(key, idem)], headers={"X-Idempotent-Replay": "true"}
@@ -471,6 +472,10 @@ def _parts(text: str) -> int:
     unicode = any(ord(ch) > 127 for ch in text)
     single, multi = (70, 67) if unicode else (160, 153)
     return 1 if len(text) <= single else -(-len(text) // multi)
+
+
+def _invalid_key() -> JSONResponse:
+    return _error(401, "INVALID_API_KEY", "invalid API key")
 
 
 def _error(status: int, code: str, message: str, retry_after: int | None = None) -> JSONResponse:
