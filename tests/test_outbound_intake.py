@@ -82,6 +82,27 @@ async def test_a_message_accepted_while_its_keys_sends_are_backlogged_is_held_un
         await asyncio.gather(*waiting, return_exceptions=True)
 
 
+async def test_a_burst_of_webhooks_hands_the_worker_only_its_keys_backlog_and_holds_the_rest(
+    sqlite_store: Store,
+) -> None:
+    pacer = CastPacer(sqlite_store, per_key_rate=10, ip_rate=1000)
+    service, worker, _ = intake(sqlite_store, pacer, worker_concurrency=100)
+    now = time.time()
+    outcomes = await asyncio.gather(*(service.accept(payload(f"m{i}")) for i in range(40)))
+    try:
+        assert set(outcomes) == {Accepted.QUEUED}
+        assert len(worker._inflight) == BACKLOG_SECONDS * 10  # no more than it can send in 2 s
+        items = [await sqlite_store.get_item(QUEUE, f"m{i}") for i in range(40)]
+        lease_ends = now + unit_settings().lease_seconds - 1  # the handed ones' leases end later
+        turns = sorted(item.due_at for item in items if item and item.due_at < lease_ends)
+        assert len(turns) == 40 - BACKLOG_SECONDS * 10  # the rest are held until their turns
+        assert turns[0] >= now + BACKLOG_SECONDS - RETURN_AHEAD_SECONDS
+    finally:
+        for task in worker._inflight:
+            task.cancel()
+        await asyncio.gather(*worker._inflight, return_exceptions=True)
+
+
 @pytest.mark.parametrize("first", ["held", "queued"])
 async def test_a_duplicate_webhook_is_answered_duplicate_and_not_handed_over(
     sqlite_store: Store, first: str

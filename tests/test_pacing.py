@@ -200,6 +200,27 @@ async def test_sends_beyond_a_keys_backlog_come_back_later_spread_at_its_rate(
         await asyncio.gather(*waiting, return_exceptions=True)
 
 
+def test_a_burst_admitted_before_any_send_waits_fills_the_backlog_then_is_deferred(
+    store: Store,
+):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    answers = [pacer.admit("cast_a", NOW) for _ in range(30)]
+    admitted = int(BACKLOG_SECONDS * 10)
+    assert answers[:admitted] == [None] * admitted
+    deferred = answers[admitted:]
+    assert None not in deferred and deferred[0] >= NOW + BACKLOG_SECONDS - RETURN_AHEAD_SECONDS
+    assert deferred[1] == pytest.approx(deferred[0] + 1 / 10)
+    assert pacer.admit("cast_b", NOW) is None  # another key has its own backlog
+
+
+def test_a_keys_admitted_backlog_drains_with_time(store: Store):
+    pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    for _ in range(int(BACKLOG_SECONDS * 10)):
+        pacer.admit("cast_a", NOW)
+    assert pacer.admit("cast_a", NOW) is not None
+    assert pacer.admit("cast_a", NOW + 0.15) is None  # one send's interval has passed
+
+
 async def test_a_send_held_to_its_gate_leaves_no_earlier_than_1s_and_jitter_after_the_send_r_before(
     store: Store,
 ):

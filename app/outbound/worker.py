@@ -86,7 +86,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             account = await self._accounts.configured(message.location_id)
         except CastError:
             return None
-        return self._pacer.defer_until(account.api_key, self._clock())
+        return self._pacer.admit(account.api_key, self._clock())
 
     async def _advance(self, message: OutboundMessage) -> float | None:
         """Send, poll, report, as far as each goes now: when to come back, or None when done."""
