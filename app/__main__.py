@@ -9,6 +9,7 @@ import uvicorn
 from app.config import SettingsError, load_settings
 from app.logs import configure_logging
 from app.main import create_app
+from app.serving import UVICORN_OPTIONS
 
 
 def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
@@ -30,10 +31,8 @@ def main() -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-        server_header=False,
+        **UVICORN_OPTIONS,
     )
 
 
