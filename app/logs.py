@@ -20,6 +20,7 @@ _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "co
 # not digits inside an identifier such as CAST00000001.
 _PHONE_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d \t()+./_*#xX-]{5,}\d(?![A-Za-z0-9])")
 _PHONE_MIN_DIGITS = 7
+_DIGIT = re.compile(r"\d")  # text with no digit has no number (the pattern's scan is ~30x slower)
 # Log fields that carry free text (reasons, errors): masked again when the line is written.
 _FREE_TEXT_FIELDS = ("reason", "detail", "error", "exc")
 
@@ -33,7 +34,9 @@ def _mask_match(match: re.Match[str]) -> str:
 
 def mask_phones_in(text: str | None) -> str | None:
     """Free text (a failure reason, a history detail) with every phone number in it masked."""
-    return _PHONE_IN_TEXT.sub(_mask_match, text) if text else text
+    if not text or not _DIGIT.search(text):
+        return text
+    return _PHONE_IN_TEXT.sub(_mask_match, text)
 
 
 def mask_phone(phone: str | None) -> str:
@@ -42,6 +45,9 @@ def mask_phone(phone: str | None) -> str:
         return ""
     digits = "".join(ch for ch in phone if ch.isdigit())
     return "*" * max(len(digits) - 4, 0) + digits[-4:]
+
+
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)  # as json.dumps, built once
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,7 +70,7 @@ class JsonFormatter(logging.Formatter):
             value = line.get(key)
             if isinstance(value, str):
                 line[key] = mask_phones_in(value)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line)
 
 
 class LoopBatchedHandler(logging.StreamHandler[TextIO]):

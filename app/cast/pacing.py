@@ -29,6 +29,7 @@ requests in any WINDOW, sends first. Keys are identified by a fingerprint, never
 """
 
 import asyncio
+import functools
 import hashlib
 import logging
 import math
@@ -111,6 +112,7 @@ def log_shape(rate: float) -> LogShape:
     return LogShape(limit, window, window / limit * (1 - CATCH_UP))
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every webhook and send: a hash each time
 def key_fingerprint(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 

@@ -119,6 +119,7 @@ class Counters:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._names: NameCounter[str] = NameCounter()
+        self._unlabelled: dict[str, Callable[[int], None]] = {}  # `inc` of names without a reason
         self._reasons: dict[str, set[str]] = {}
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -227,6 +228,9 @@ class Counters:
     # Counting -----------------------------------------------------------------------------
     def inc(self, name: str, amount: int = 1, *, reason: str | None = None) -> None:
         self._names[name] += amount
+        if reason is None and (inc := self._unlabelled.get(name)) is not None:
+            inc(amount)  # the labelled series looked up once (`labels` costs a lock and a check)
+            return
         if reason is not None:
             self._names[f"{name}_{self._bounded(name, reason)}"] += amount
         event = EVENTS.get(name)
@@ -238,7 +242,10 @@ class Counters:
         if variable is not None and variable not in labels:
             labels[variable] = self._bounded(name, reason) if reason else OTHER
         metric = getattr(self, event.metric)
-        (metric.labels(**labels) if labels else metric).inc(amount)
+        series = metric.labels(**labels) if labels else metric
+        if reason is None:
+            self._unlabelled[name] = series.inc
+        series.inc(amount)
 
     def _bounded(self, name: str, reason: str) -> str:
         """`reason` if it is a short identifier and one of the first few seen for `name`."""

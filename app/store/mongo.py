@@ -5,14 +5,22 @@ on a standalone mongod as well as on a replica set. Several bridge processes sha
 Any driver error (`PyMongoError`) of any operation is raised as `StoreUnavailable`.
 """
 
-import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from app.store.base import DONE, ID_RANGE_END, PENDING, Doc, WorkItem, field_name, unavailable_on
+from app.store.base import (
+    DONE,
+    ID_RANGE_END,
+    PENDING,
+    Doc,
+    WorkItem,
+    field_name,
+    new_lease_token,
+    unavailable_on,
+)
 
 DEFAULT_DB = "cast_ghl"
 
@@ -86,7 +94,7 @@ class MongoStore:
     async def enqueue_held(
         self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
     ) -> WorkItem | None:
-        item = WorkItem(queue, item_id, PENDING, until, uuid.uuid4().hex, 1, data, now)
+        item = WorkItem(queue, item_id, PENDING, until, new_lease_token(), 1, data, now)
         return item if await self._insert(item) else None
 
     async def _insert(self, item: WorkItem) -> bool:
@@ -115,7 +123,7 @@ class MongoStore:
             raw = await collection.find_one_and_update(
                 {"state": PENDING, "due_at": {"$lte": now}},
                 {
-                    "$set": {"due_at": now + lease_seconds, "lease": uuid.uuid4().hex},
+                    "$set": {"due_at": now + lease_seconds, "lease": new_lease_token()},
                     "$inc": {"attempts": 1},
                 },
                 sort=[("due_at", ASCENDING)],

@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +31,7 @@ from app.store.base import (
     StoreUnavailable,
     WorkItem,
     field_name,
+    new_lease_token,
     unavailable_on,
 )
 
@@ -221,7 +221,7 @@ class SQLiteStore:
     async def enqueue_held(
         self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
     ) -> WorkItem | None:
-        lease = f"{uuid.uuid4().hex}:{item_id}"  # as `claim` writes it
+        lease = f"{new_lease_token()}:{item_id}"  # as `claim` writes it
         row = (queue, item_id, PENDING, until, lease, 1, _dump(data), now)
         if not await self._inserts.insert(row):
             return None
@@ -231,7 +231,7 @@ class SQLiteStore:
         self, queue: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[WorkItem]:
         def _claim(c: sqlite3.Connection) -> list[WorkItem]:
-            token = uuid.uuid4().hex
+            token = new_lease_token()
             rows = c.execute(
                 f"UPDATE items SET due_at = ?, lease = ? || ':' || id, attempts = attempts + 1 "
                 f"WHERE queue = ? AND id IN (SELECT id FROM items WHERE queue = ? AND state = ? "
