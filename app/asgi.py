@@ -70,11 +70,13 @@ async def read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
+# Starlette's JSONResponse's settings, in an encoder built once (json.dumps builds one a call).
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
 def json_body(content: dict[str, Any]) -> bytes:
     """Encoded as Starlette's JSONResponse encodes it."""
-    return json.dumps(
-        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
+    return _JSON.encode(content).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
