@@ -70,19 +70,13 @@ async def test_writes_of_later_turns_go_out_separately(transport):
     assert real.calls == [("write", b"one"), ("write", b"twothree")]
 
 
-async def test_closing_sends_what_is_pending_first(transport):
+@pytest.mark.parametrize("end", ["close", "write_eof"])
+async def test_ending_the_stream_sends_what_is_pending_first(transport, end: str):
     coalesced, real = transport
     coalesced.write(b"last answer")
-    coalesced.close()
+    getattr(coalesced, end)()
     await next_turn()
-    assert real.calls == [("write", b"last answer"), ("close", b"")]
-
-
-async def test_writing_an_eof_sends_what_is_pending_first(transport):
-    coalesced, real = transport
-    coalesced.write(b"last answer")
-    coalesced.write_eof()
-    assert real.calls == [("write", b"last answer"), ("write_eof", b"")]
+    assert real.calls == [("write", b"last answer"), (end, b"")]
 
 
 async def test_aborting_drops_what_is_pending(transport):
