@@ -6,8 +6,11 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
 
 REGION = "PH"
-# '+639171234567' and '09171234567', the spellings GHL and most CRMs send.
+# '+639171234567' and '09171234567', the spellings GHL and most CRMs send, once the separators
+# people write in a number ('+63 917-123-4567', '(0917) 123.4567') are dropped, as phonenumbers
+# drops them.
 _CANONICAL = re.compile(r"(?:\+63|0)(9[0-9]{9})")
+_SEPARATORS = str.maketrans("", "", " -.()")
 
 
 class InvalidPhoneNumber(ValueError):
@@ -43,9 +46,10 @@ def _parse_ph_mobile(raw: str) -> phonenumbers.PhoneNumber:
 
 
 def parse_text(text: str) -> PhoneNumber:
-    """`phonenumbers.parse(text, "PH")`, with the two canonical spellings read directly (the
-    general parser costs ~12 µs, on every webhook's acknowledgement path)."""
-    if match := _CANONICAL.fullmatch(text):
+    """`phonenumbers.parse(text, "PH")`, with the two canonical spellings read directly, with
+    or without separators (the general parser costs ~12-30 µs, on every webhook's
+    acknowledgement path)."""
+    if match := _CANONICAL.fullmatch(text.translate(_SEPARATORS)):
         return PhoneNumber(country_code=63, national_number=int(match[1]))
     return phonenumbers.parse(text, REGION)
 

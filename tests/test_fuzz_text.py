@@ -62,6 +62,25 @@ def test_the_canonical_spellings_are_read_as_phonenumbers_reads_them(number, pre
     assert parse_text(prefix + number) == phonenumbers.parse(prefix + number, "PH")
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["+63", "0", "(0", "(+63)", "+6 3", "-0"]),
+    any_national,
+    st.lists(st.sampled_from(["", " ", "-", ".", "(", ")", " - "]), min_size=11, max_size=11),
+)
+def test_spellings_with_separators_are_read_as_phonenumbers_reads_them(prefix, number, seps):
+    spelled = "".join(sep + ch for sep, ch in zip(seps, prefix + number, strict=False))
+    spelled += number[len(seps) - len(prefix) :]
+    try:
+        expected = phonenumbers.parse(spelled, "PH")
+    except phonenumbers.NumberParseException:
+        expected = None
+    try:
+        assert parse_text(spelled) == expected, spelled
+    except phonenumbers.NumberParseException:
+        assert expected is None, spelled
+
+
 @settings(max_examples=200, deadline=None)
 @given(any_national, separators)
 def test_the_spelling_never_changes_whether_a_number_is_accepted(number, sep):
