@@ -1,4 +1,5 @@
 import contextlib
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,9 +15,39 @@ from tests.support.mongo_wire_server import start_mongo_wire_server
 from tests.support.units import FakeClock, FakeGHL
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """Under pytest-xdist, a test marked `alone` runs while no other worker runs a test.
+
+    Such a test measures what the machine can do (the replicas' throughput): other workers'
+    bridges on the same two cores would be measured with it. A reader-writer lock on files that
+    the workers of one run share (the parent of their base temp directories), held around each
+    test's whole protocol, its fixtures of every scope included: shared by every test, exclusive
+    by an `alone` one. A turnstile in front lets a waiting `alone` test in first (new tests wait
+    behind it), so it waits only for the tests already running. In one process (no xdist) every
+    test runs alone already."""
+    if not hasattr(item.config, "workerinput"):
+        return (yield)
+    shared = Path(item.config.option.basetemp).parent  # xdist: <run's basetemp>/popen-gwN
+    alone = item.get_closest_marker("alone") is not None
+    with (
+        (shared / "tests.turnstile").open("a") as turnstile,
+        (shared / "tests.lock").open("a") as lock,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not alone:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        return (yield)  # closing the files releases their locks
+
+
 @pytest.fixture(scope="session")
 def mongo_uri() -> Iterator[str]:
-    """A real MongoDB (TEST_MONGO_URI) or the mongoeco wire server on 127.0.0.1."""
+    """A real MongoDB (TEST_MONGO_URI) or the mongoeco wire server on 127.0.0.1.
+
+    Under pytest-xdist each worker is a session of its own, so each starts its own wire server
+    (on a port the OS picks); every test works in a database of its own (`fresh_db_name`), so
+    the workers can share a real server."""
     if uri := os.environ.get("TEST_MONGO_URI"):
         yield uri
         return

@@ -23,7 +23,7 @@ from app.cast.pacing import (
     key_fingerprint,
 )
 from app.devkit.fake_cast import max_in_any_window
-from app.pacing import LimitState, LogShape, next_time
+from app.pacing import LOG_COLLECTION, LimitState, LogShape, next_time
 from app.store import Store
 
 NOW = 1_700_000_000.0
@@ -222,18 +222,49 @@ def test_a_keys_admitted_backlog_drains_with_time(store: Store):
 
 
 async def test_a_send_held_to_its_gate_leaves_no_earlier_than_1s_and_jitter_after_the_send_r_before(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ):
+    """Measured: the requests leave at least 1 s + JITTER + SLACK apart for every R + 1.
+
+    And the room a send did not use is given on, read from the key's log (its own times, not
+    when a send woke up): the send's time there becomes when it left (without the room given
+    on, it would stay the latest it could have left, MAX_DEPARTURE after its gate), and wherever
+    the window after that time is what holds the send R after it, the log gives that send a gate
+    less than WINDOW - MAX_DEPARTURE / 2 after it. Not measured at the later send's departure:
+    on a busy machine a send woken up late widens its own span, holds the send after it by the
+    log's spacing, or reserves late and asks for a later time itself; none of that is the
+    window's doing. (Nor against the test's own clock reading as the send left: the process may
+    be preempted between that reading and the pacer's.)"""
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
+    reserved: list[tuple[float, float, LogShape]] = []  # asked for, given, shape: every reservation
+    reserve = pacer._repo.reserve_in_log
+
+    async def recorded(name: str, *, now: float, shape: LogShape) -> float:
+        reserved.append((now, await reserve(name, now=now, shape=shape), shape))
+        return reserved[-1][1]
+
+    monkeypatch.setattr(pacer._repo, "reserve_in_log", recorded)
     left: list[float] = []
+    logged: list[float] = []  # each send's time in the log once it said it left
+    scheduled: list[tuple[float, float, LogShape]] = []  # each send's last reservation
     for _ in range(21):
-        departure = pacer.departure(await pacer.before_send("cast_a"))
+        ticket = await pacer.before_send("cast_a")
+        scheduled.append(reserved[-1])
+        departure = pacer.departure(ticket)
         await departure.ready()  # the request waits at the connection, then leaves at once
         left.append(time.time())
         await departure.left()
+        reported = time.time()
+        log = await store.get_doc(LOG_COLLECTION, ticket.name)
+        assert log is not None
+        logged.append(max(log.data["times"]))  # the latest send's time is the last in its log
+        assert left[-1] <= logged[-1] <= reported  # when it left, not the latest it could have
     spans = [b - a for a, b in zip(left, left[10:], strict=False)]
     assert min(spans) >= 1.0 + JITTER + SLACK
-    assert max(spans) < WINDOW - MAX_DEPARTURE / 2  # the room it did not use was given on
+    for k, (asked, slot, shape) in enumerate(scheduled[10:]):
+        if slot > max(asked, logged[k + 9] + shape.spacing):  # the window after send k held it
+            gate = slot - MAX_DEPARTURE
+            assert gate - logged[k] < WINDOW - MAX_DEPARTURE / 2  # its unused room: given on
 
 
 async def test_a_send_is_let_go_before_its_gate_so_its_request_is_ready_when_it_opens(

@@ -20,6 +20,10 @@ from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
 
+# They measure the cluster's throughput on this machine: with the suite on several workers, the
+# other workers' bridges would take the cores these three need (tests/conftest.py).
+pytestmark = pytest.mark.alone
+
 OUTBOUND = "/webhooks/ghl/outbound"
 RATE = 50  # per key; high so 600 messages take ~12 s
 FULL_COUNT = 600
