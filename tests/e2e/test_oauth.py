@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from app.devkit.harness import ENCRYPTION_KEY, LOCATION, Harness, webhook
@@ -527,6 +528,7 @@ async def test_fifty_concurrent_uses_of_an_expired_token_make_exactly_one_refres
     assert len({s["token"] for s in harness.ghl.statuses}) == 1
 
 
+@pytest.mark.alone  # two busy bridges (and the wire server) want 1.5 cores for 40 messages in 30 s
 async def test_two_bridge_processes_on_one_database_make_exactly_one_refresh(
     harness: Harness, tmp_path: Path
 ):
