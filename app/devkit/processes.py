@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,10 +17,37 @@ import app
 APP_SOURCE = Path(app.__file__).resolve().parents[1]  # where this process imported `app` from
 
 
+# Ports handed out lately, by any process of this machine: the kernel may give a port just
+# released to the next bind(0), so two test workers could each start a server on the same one
+# (the second fails to bind while the first answers its health check).
+_ISSUED = Path(tempfile.gettempdir()) / "cast-ghl-issued-ports"
+_ISSUED_FOR_SECONDS = 600.0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on, not handed out by this function in any process of
+    this machine in the last `_ISSUED_FOR_SECONDS`."""
+    _ISSUED.mkdir(exist_ok=True)
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if _claim(_ISSUED / str(port)):
+            return port
+
+
+def _claim(marker: Path) -> bool:
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        try:
+            if time.time() - marker.stat().st_mtime < _ISSUED_FOR_SECONDS:
+                return False
+            marker.touch()  # issued long ago: its server is gone
+            return True
+        except FileNotFoundError:
+            return False
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
