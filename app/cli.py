@@ -9,6 +9,7 @@ message within a poll interval).
     cast-ghl reroute <id> <location>  deliver one of them to a location
     cast-ghl discard <id>             take one of them off the list
     cast-ghl sender-id <location> [<sender ID> | --clear] [--channel sms|sim]
+                                      assign a default-account sender (--clear: all of them)
     cast-ghl optouts <location>       numbers the location does not text (STOP, Cast)
     cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
@@ -182,6 +183,13 @@ async def cmd_sender_id(admin: AdminService, out: Output, args: argparse.Namespa
         )
         if result.note:
             out.line(f"not checked with Cast: {result.note}")
+        if result.assigned_senders:
+            out.line(f"assigned on the default account: {', '.join(result.assigned_senders)}")
+        if result.shared_with:
+            out.line(
+                f"shared with {', '.join(result.shared_with)} (same agency): replies to it go "
+                "to the one that texted the customer lately"
+            )
     return 0
 
 
@@ -394,10 +402,12 @@ def parser() -> argparse.ArgumentParser:
     sub.choices["reroute"].add_argument("location_id")
     sub.add_parser("discard", parents=[common], help="take an unroutable SMS off the list")
     sub.choices["discard"].add_argument("inbound_id")
-    sender = sub.add_parser("sender-id", parents=[common], help="set a location's sender ID")
+    sender = sub.add_parser("sender-id", parents=[common], help="assign a sender ID to a location")
     sender.add_argument("location_id")
     sender.add_argument("sender_id", nargs="?")
-    sender.add_argument("--clear", action="store_true", help="send with the default again")
+    sender.add_argument(
+        "--clear", action="store_true", help="unassign all; send with the default again"
+    )
     sender.add_argument(
         "--channel",
         choices=["sms", "sim"],

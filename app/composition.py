@@ -31,6 +31,7 @@ from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.service import InboundService
 from app.inbound.worker import InboundWorker
+from app.locations.owners import SenderOwners
 from app.locations.repository import LocationSettingsRepository
 from app.locations.service import LocationService
 from app.metrics import Counters
@@ -165,7 +166,7 @@ def build_services(
     inbound_worker = InboundWorker(
         settings,
         inbox,
-        InboundRouter(settings, recipients, location_settings.locations_sending_as),
+        InboundRouter(settings, recipients, SenderOwners(location_settings, accounts).owners),
         ghl,
         tokens,
         counters,

@@ -8,7 +8,6 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from app.cast.schemas import Channel, checked_channel, checked_sender_id
 from app.inbound.schemas import InboundSMS
-from app.inbound.service import mask_receiver
 from app.jobs import HistoryEvent
 from app.logs import mask_phone, mask_phones_in
 from app.optouts.schemas import OptOutView
@@ -96,8 +95,9 @@ class MessageView(BaseModel):
 
 
 class UnroutableView(BaseModel):
-    """An inbound SMS no location could be chosen for. The text is shown: the operator reads it
-    to decide where it belongs."""
+    """An inbound SMS no location could be chosen for. The text is shown, and the receiving
+    number in full (a sub-account's sender or SIM, not personal): the operator reads them to
+    decide where it belongs. The customer's number stays masked."""
 
     id: str
     sender: str = Field(serialization_alias="from")
@@ -111,7 +111,7 @@ class UnroutableView(BaseModel):
         return cls(
             id=message.id,
             sender=mask_phone(message.phone),
-            to=mask_receiver(message.to),
+            to=message.to,
             text=message.text,
             received_at=message.received_at
             or datetime.fromtimestamp(message.accepted_at, UTC).isoformat(),
@@ -159,6 +159,11 @@ class SenderIdResult(BaseModel):
     channel_source: str  # setting (by hand), cast (Cast's sender-ID list) or assumed
     checked_with_cast: bool  # Cast's list of approved sender IDs was read and names it
     note: str | None = None  # why it could not be checked
+    # Default-account senders this location may send as (empty with its own key: all of its own)
+    assigned_senders: list[str] = []
+    # Other locations (of the same agency) assigned this sender: replies to it go to the one
+    # that texted the customer lately
+    shared_with: list[str] = []
     installed: bool
     updated_at: float
 

@@ -15,7 +15,7 @@ from app.admin.schemas import (
     SenderIdResult,
     UnroutableView,
 )
-from app.cast.accounts import CastAccounts, account_from
+from app.cast.accounts import CastAccounts, account_from, is_assigned
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel
 from app.errors import ApiError
@@ -23,7 +23,7 @@ from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
-from app.locations.service import save_settings
+from app.locations.service import check_settings, store_settings
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
@@ -173,25 +173,36 @@ class AdminService:
     async def set_sender_id(
         self, location_id: str, sender_id: str | None, channel: Channel | None = None
     ) -> SenderIdResult:
-        """The Go bridge's admin call: the sender ID a location's SMS are sent with (checked
-        against the account's approved sender IDs when Cast answers), and optionally its
-        channel set by hand."""
+        """The Go bridge's admin call, now the assignment: the sender ID a location's SMS are
+        sent with (checked against the account's approved sender IDs when Cast answers), and
+        optionally its channel set by hand. Without an own key, the sender is assigned to the
+        location (kept with its earlier ones; clearing removes them all) and may be shared only
+        by locations of one agency (409 otherwise)."""
         stored = await self._location_settings.get(location_id)
         now = self._clock()
-        updated, check = await save_settings(
-            self._location_settings,
+        own_key = stored.cast_api_key if stored else None
+        wanted, check = await check_settings(
             self._accounts,
             LocationSettings(
                 location_id=location_id,
-                cast_api_key=stored.cast_api_key if stored else None,
+                cast_api_key=own_key,
                 sender_id=sender_id,
                 channel=channel,
                 low_credit_threshold=stored.low_credit_threshold if stored else None,
                 enabled=stored.enabled if stored else True,
+                assigned_senders=stored.assigned_senders if stored else [],
                 updated_at=now,
                 updated_by="admin",
             ),
         )
+        shared_with: list[str] = []
+        if wanted.sender_id is None:
+            wanted.assigned_senders = []
+        elif own_key is None:
+            shared_with = await self._require_one_agency(location_id, wanted.sender_id)
+            if not is_assigned(wanted, wanted.sender_id):
+                wanted.assigned_senders = [*wanted.assigned_senders, wanted.sender_id]
+        await store_settings(self._location_settings, self._accounts, wanted)
         self._counters.inc("admin_sender_id_set")
         installed = await self._installations.get(location_key(location_id)) is not None
         log.info(
@@ -201,19 +212,55 @@ class AdminService:
                 "sender_id": check.sender_id,
                 "channel": channel,
                 "installed": installed,
+                "shared_with": shared_with,
             },
         )
-        account = await self._accounts.with_channel(account_from(updated, self._accounts.default))
+        account = await self._accounts.with_channel(account_from(wanted, self._accounts.default))
         return SenderIdResult(
             location_id=location_id,
             sender_id=check.sender_id,
-            enabled=updated.enabled,
-            own_api_key=updated.cast_api_key is not None,
+            enabled=wanted.enabled,
+            own_api_key=own_key is not None,
             effective_sender_id=account.sender_id,
             channel=account.channel,
             channel_source=account.channel_source,
             checked_with_cast=check.checked,
             note=check.note,
+            assigned_senders=wanted.assigned_senders,
+            shared_with=shared_with,
             installed=installed,
             updated_at=now,
         )
+
+    async def _require_one_agency(self, location_id: str, sender_id: str) -> list[str]:
+        """The other locations assigned `sender_id` on the default account, all of this
+        location's agency; 409 naming them when one belongs to another agency (or either
+        agency is not known: the location is not installed)."""
+        others = [
+            other.location_id
+            for other in await self._location_settings.locations_naming(sender_id)
+            if other.location_id != location_id
+            and other.cast_api_key is None
+            and not other.key_unreadable
+            and is_assigned(other, sender_id)
+        ]
+        if not others:
+            return []
+        company = await self._company_of(location_id)
+        foreign = [other for other in others if await self._company_of(other) != company]
+        if company is None or foreign:
+            raise ApiError(
+                409,
+                "sender_id_assigned_elsewhere",
+                f"{sender_id} is assigned to {', '.join(foreign or others)}, of another agency"
+                + (" (or this location is not installed)" if company is None else "")
+                + ": a sender belongs to one agency; clear it there first",
+                "sender_id",
+            )
+        return others
+
+    async def _company_of(self, location_id: str) -> str | None:
+        found = await self._installations.get(location_key(location_id))
+        if found is not None and found[0].company_id:
+            return found[0].company_id
+        return await self._installations.company_of(location_id)

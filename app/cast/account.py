@@ -2,7 +2,9 @@
 days of usage, and whether Cast currently refuses the key.
 
 Every answer is cached per key fingerprint (balance 60 s, profile 5 min, usage 10 min; sender
-IDs through the SenderDirectory), so the settings page opens without asking Cast again. The
+IDs through the SenderDirectory), so the settings page opens without asking Cast again; so is
+every failure, for 30 s. The balance is read first: when Cast refuses the key, nothing else is
+asked (a refused key costs one Cast call per 30 s, however often the page is opened). The
 calls wait for the per-IP request budget like receipt polls (`pace`), never for the key's send
 budget, and the page waits for them at most `timeout` seconds in total: what Cast did not answer
 by then shows as "could not be read". A balance read sets `bridge_cast_credits{key}`; one that
@@ -19,7 +21,7 @@ from typing import Any
 
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import key_fingerprint
-from app.cast.repository import KeyStates
+from app.cast.repository import CREDIT_CODES, KeyStates
 from app.cast.schemas import KeyState, Profile, SenderId, Usage
 from app.cast.senders import SenderDirectory
 from app.metrics import Counters
@@ -27,6 +29,7 @@ from app.metrics import Counters
 log = logging.getLogger(__name__)
 
 BALANCE_SECONDS, PROFILE_SECONDS, USAGE_SECONDS = 60.0, 300.0, 600.0
+FAILURE_SECONDS = 30.0  # a failed read is not asked again before
 CREDITS_REFRESH_SECONDS = 300.0  # the metric: balances of keys that sent in the last hour
 ACTIVE_KEY_SECONDS = 3600.0
 USAGE_DAYS = 30
@@ -65,24 +68,46 @@ class CastAccountInfo:
         self._timeout = timeout
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._failures: dict[tuple[str, str], tuple[float, CastError]] = {}
         self._active: dict[str, tuple[str, float]] = {}  # fingerprint -> (key, last send)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def snapshot(self, api_key: str) -> AccountSnapshot:
-        """Everything at once, from the caches or Cast, within `timeout` seconds."""
-        names = ("credits", "profile", "senders", "usage")
-        tasks = [
-            asyncio.ensure_future(self.credits(api_key)),
-            asyncio.ensure_future(self._cached(api_key, "profile", PROFILE_SECONDS, self._profile)),
-            asyncio.ensure_future(self._senders.senders(api_key)),
-            asyncio.ensure_future(self._cached(api_key, "usage", USAGE_SECONDS, self._usage)),
-        ]
-        done, pending = await asyncio.wait(tasks, timeout=self._timeout)
+        """Everything at once, from the caches or Cast, within `timeout` seconds: the balance
+        first, then the rest unless Cast refused the key."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        balance = asyncio.ensure_future(self.credits(api_key))
+        await self._collect({"credits": balance}, self._timeout, values, problems)
+        refused = balance.done() and _refuses_key(balance)
+        others = {
+            "profile": self._cached(api_key, "profile", PROFILE_SECONDS, self._profile),
+            "senders": self._senders.senders(api_key),
+            "usage": self._cached(api_key, "usage", USAGE_SECONDS, self._usage),
+        }
+        if refused:
+            for name, call in others.items():
+                call.close()  # never started: Cast refuses the key
+                problems.append(f"{name}: not read, Cast refuses the key")
+        else:
+            tasks = {name: asyncio.ensure_future(call) for name, call in others.items()}
+            await self._collect(tasks, max(deadline - loop.time(), 0.0), values, problems)
+        return AccountSnapshot(**values, state=await self.states.get(api_key), problems=problems)
+
+    @staticmethod
+    async def _collect(
+        tasks: "dict[str, asyncio.Future[Any]]",
+        seconds: float,
+        values: dict[str, Any],
+        problems: list[str],
+    ) -> None:
+        """Each task's result into `values`, or why not into `problems`, within `seconds`."""
+        done, pending = await asyncio.wait(tasks.values(), timeout=seconds)
         for task in pending:  # the cache keeps whatever arrives later for the next view
             task.add_done_callback(_ignore_result)
-        values: dict[str, Any] = {}
-        problems = []
-        for name, task in zip(names, tasks, strict=True):
+        for name, task in tasks.items():
             if task not in done:
                 problems.append(f"{name}: Cast did not answer in time")
             elif (error := task.exception()) is not None:
@@ -90,7 +115,6 @@ class CastAccountInfo:
                 problems.append(f"{name}: {reason}")
             else:
                 values[name] = task.result()
-        return AccountSnapshot(**values, state=await self.states.get(api_key), problems=problems)
 
     async def credits(self, api_key: str) -> int:
         return await self._cached(api_key, "credits", BALANCE_SECONDS, self._balance)
@@ -107,12 +131,20 @@ class CastAccountInfo:
             for fingerprint, (api_key, at) in list(self._active.items()):
                 if now - at > ACTIVE_KEY_SECONDS:
                     del self._active[fingerprint]
-                else:
+                elif not await self._refused_for_good(api_key):
                     await self.refresh_credits(api_key)
+
+    async def _refused_for_good(self, api_key: str) -> bool:
+        """Marked broken for another reason than credits (revoked, invalid, disabled): a balance
+        read cannot clear it, only a send or a new key."""
+        state = await self.states.get(api_key)
+        return state is not None and state.code not in CREDIT_CODES
 
     async def refresh_credits(self, api_key: str) -> None:
         """Read the balance again (the metric's refresher); errors are logged, not raised."""
-        self._cache.pop(("credits", key_fingerprint(api_key)), None)
+        slot = ("credits", key_fingerprint(api_key))
+        self._cache.pop(slot, None)
+        self._failures.pop(slot, None)
         try:
             await self.credits(api_key)
         except CastError as exc:
@@ -125,25 +157,32 @@ class CastAccountInfo:
         self, api_key: str, what: str, ttl: float, fetch: Callable[[str], Awaitable[Any]]
     ) -> Any:
         slot = (what, key_fingerprint(api_key))
-        cached = self._cache.get(slot)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
         async with self._locks.setdefault(slot, asyncio.Lock()):  # one request per key and kind
             cached = self._cache.get(slot)
             if cached is not None and cached[0] > self._clock():
                 return cached[1]
+            failed = self._failures.get(slot)
+            if failed is not None and failed[0] > self._clock():
+                raise failed[1]
             if self._pace is not None:
                 await self._pace()
             try:
                 value = await fetch(api_key)
             except CastError as exc:
+                self._remember(self._failures, slot, FAILURE_SECONDS, exc)
                 if exc.key_state:
                     await self.states.refused(api_key, exc)
                 raise
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[slot] = (self._clock() + ttl, value)
+            self._failures.pop(slot, None)
+            self._remember(self._cache, slot, ttl, value)
             return value
+
+    def _remember[T](
+        self, where: dict[tuple[str, str], tuple[float, T]], slot: tuple[str, str], ttl: float, v: T
+    ) -> None:
+        if len(where) > 10_000:
+            where.clear()
+        where[slot] = (self._clock() + ttl, v)
 
     async def _balance(self, api_key: str) -> int:
         credits = await self._cast.account_balance(api_key)
@@ -159,6 +198,11 @@ class CastAccountInfo:
         today = datetime.now(UTC).date()
         since = today - timedelta(days=USAGE_DAYS - 1)
         return await self._cast.usage(api_key, since.isoformat(), today.isoformat())
+
+
+def _refuses_key(task: "asyncio.Future[Any]") -> bool:
+    error = task.exception()
+    return isinstance(error, CastError) and (error.key_state or error.status in (401, 403))
 
 
 def _ignore_result(task: "asyncio.Future[Any]") -> None:

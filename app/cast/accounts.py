@@ -13,11 +13,12 @@ from typing import Literal, Protocol
 
 from app.cast.client import CastError
 from app.cast.schemas import Channel, ChannelSource, SenderId
-from app.cast.senders import SenderDirectory, find_sender
+from app.cast.senders import SenderDirectory, find_sender, sender_key
 from app.config import Settings
 from app.errors import ApiError
 
 ACCOUNT_CACHE_SECONDS = 5.0
+KEY_REFUSED_STATUSES = frozenset({401, 403})
 KEY_UNREADABLE = (
     "This sub-account's own Cast API key cannot be decrypted (TOKEN_ENCRYPTION_KEY changed): "
     "enter it again on the Cast SMS settings page"
@@ -60,6 +61,8 @@ class AccountChoice(Protocol):
     @property
     def enabled(self) -> bool: ...
     @property
+    def assigned_senders(self) -> list[str]: ...
+    @property
     def key_unreadable(self) -> bool: ...
 
 
@@ -69,18 +72,28 @@ class AccountChoices(Protocol):
     async def get(self, location_id: str, *, strict: bool = True) -> AccountChoice | None: ...
 
 
+def is_assigned(settings: AccountChoice, sender_id: str) -> bool:
+    """Whether the operator assigned this default-account sender to the location."""
+    wanted = sender_key(sender_id)
+    return any(sender_key(assigned) == wanted for assigned in settings.assigned_senders)
+
+
 def account_from(settings: AccountChoice | None, default: CastAccount) -> CastAccount:
     """The location's own key and sender ID when it set them and is enabled, else the default.
 
-    A location with only a sender ID sends it with the default key; a location with only a key
-    lets Cast pick that account's sender ID (the default sender ID belongs to another account).
+    A location with only a sender ID sends it with the default key, and only when the operator
+    assigned it that sender: any other default-account sender belongs to someone else, and the
+    location sends with CAST_SENDER_ID instead. A location with only a key lets Cast pick that
+    account's sender ID (the default sender ID belongs to another account).
     """
     if settings is None or not settings.enabled:
         return default
     if settings.cast_api_key:
         account = CastAccount(settings.cast_api_key, settings.sender_id, "location")
-    elif settings.sender_id:
+    elif settings.sender_id and is_assigned(settings, settings.sender_id):
         account = CastAccount(default.api_key, settings.sender_id, "location")
+    elif settings.sender_id:
+        return default  # not (or no longer) assigned: neither the sender nor its channel
     else:
         account = default
     if settings.channel is not None:
@@ -146,22 +159,38 @@ class CastAccounts:
         self._cache.pop(location_id, None)
 
     async def check_sender(
-        self, api_key: str, sender_id: str | None, channel: Channel | None
+        self,
+        api_key: str,
+        sender_id: str | None,
+        channel: Channel | None,
+        *,
+        own_key: bool = False,
+        check_key: bool = False,
     ) -> SenderCheck:
         """A sender ID about to be saved, checked against the account's approved list (asked
         afresh). A sender Cast does not list, or lists for another channel than `channel`, is
         refused (422 naming the approved ones); when Cast cannot be asked it is accepted as
-        typed, and the answer says so."""
-        if sender_id is None:
+        typed, and the answer says so. A location's `own_key` that Cast refuses (401/403) is
+        refused (422 on `api_key`), asked even without a sender ID when `check_key`."""
+        if sender_id is None and not (own_key and check_key):
             return SenderCheck(None, channel, checked=False)
         if self.senders is None:
             return SenderCheck(sender_id, channel, checked=False, note="not checked with Cast")
         try:
             approved = await self.senders.senders(api_key, max_age=0.0)
         except CastError as exc:
+            if own_key and exc.status in KEY_REFUSED_STATUSES:
+                raise ApiError(
+                    422,
+                    "cast_key_refused",
+                    f"Cast refuses this API key ({exc.reason}): nothing was saved",
+                    "api_key",
+                ) from exc
             return SenderCheck(
                 sender_id, channel, checked=False, note=f"Cast could not be asked: {exc.reason}"
             )
+        if sender_id is None:
+            return SenderCheck(None, channel, checked=False)
         found = find_sender(approved, sender_id)
         if found is None or found.known_channel is None:
             raise _refused(f"{sender_id} is not approved for this Cast account", approved)

@@ -27,13 +27,15 @@ MISS_REFRESH_SECONDS = 30.0
 
 def sender_key(value: str) -> str:
     """How two spellings of one sender ID compare: a PH mobile number in any format as E.164,
-    a name (anything with a letter: no vanity-number reading) without spaces, upper case."""
+    a name (anything with a letter: no vanity-number reading) exactly as Cast lists it, outer
+    spaces aside. Cast may approve `ACME CO` for one agency and `AcmeCo` for another: they are
+    two senders, never one."""
     if not any(ch.isalpha() for ch in value):
         try:
             return to_e164(value)
         except InvalidPhoneNumber:
             pass
-    return "".join(value.split()).upper()
+    return value.strip()
 
 
 def find_sender(senders: list[SenderId], sender_id: str) -> SenderId | None:

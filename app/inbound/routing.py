@@ -1,6 +1,8 @@
-"""Which GHL location gets an inbound SMS. Never a guess: the one location that texted the number
-recently (or the one the reply's `to` singles out among several), a configured route, or nobody
-(the message is kept as unroutable)."""
+"""Which GHL location gets an inbound SMS. Never a guess: replies follow `to`. The location the
+operator routes `to` to, or the one location owning the sender ID `to` names, gets it whoever
+else texted the customer; recency (the one location that texted the number lately) decides only
+among the locations sharing that sender, among those that may have sent with it, or when `to` is
+absent. Else nobody: the message is kept as unroutable."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,47 +39,52 @@ class InboundRouter:
         self,
         settings: Settings,
         recipients: RecipientDirectory,
-        senders: Callable[[str], Awaitable[list[str]]] | None = None,
+        owners: Callable[[str], Awaitable[list[str]]] | None = None,
     ) -> None:
         self._recipients = recipients
-        self._sender_owners = senders  # the locations sending as a sender ID (their own setting)
+        self._owners = owners  # the locations owning a sender ID (app/locations/owners.py)
         self.window_seconds = routing_window(settings)
         self._routes = {sender_key(key): loc for key, loc in settings.inbound_routes.items()}
 
     def addressed(self, sender: RecentSender, to_key: str) -> bool | None:
         """Whether a reply sent to `to_key` (a `sender_key`) answers `sender`'s SMS: `to` is the
-        sender ID or number that SMS went out with, or one INBOUND_ROUTES gives its location.
-        None when it cannot be told: the SMS went out with the Cast account's default sender
-        ID, which the bridge does not know."""
-        if self._routes.get(to_key) == sender.location_id:
-            return True
+        sender ID or number that SMS went out with. None when it cannot be told: the SMS went
+        out with the Cast account's default sender ID, which the bridge does not know."""
         if sender.sender is None:
             return None
         return sender_key(sender.sender) == to_key
 
     async def route(self, phone_e164: str, to: str | None, received: float) -> Route | NoRoute:
-        """1. the only location that texted this number within the window;
-        2. among several, the one `to` singles out (and none of the others might be it);
-        3. with none, the location INBOUND_ROUTES maps `to` to; 4. else the one location whose
-        own sender ID `to` is (a SIM number texted first by a customer); 5. else NoRoute."""
+        """1. the location INBOUND_ROUTES maps `to` to; 2. the one location owning `to`;
+        3. among several owners, the only one that texted this number within the window;
+        4. with no owner, the only location that texted it from `to` (or from a sender it
+        cannot tell), or with no `to`, the only one that texted it; 5. else NoRoute."""
         recent = await self._recipients.senders(phone_e164, since=received - self.window_seconds)
-        to_key = sender_key(to) if to is not None else None
+        if to is None:
+            return self._only(recent, "no 'to' was given")
+        to_key = sender_key(to)
+        if location_id := self._routes.get(to_key):
+            return Route(location_id, "route")
+        owners = await self._owners(to) if self._owners is not None else []
+        if len(owners) == 1:
+            return Route(owners[0], "sender_id")
+        if owners:
+            sharing = [sender for sender in recent if sender.location_id in owners]
+            if len(sharing) == 1:
+                return Route(sharing[0].location_id, "recent_outbound")
+            return NoRoute(self._shared(to, owners, sharing))
+        maybe = [sender for sender in recent if self.addressed(sender, to_key) is not False]
+        if len(maybe) > 1 and (chosen := self._single_out(maybe, to_key)) is not None:
+            return Route(chosen, "recent_outbound")
+        return self._only(maybe, f"no location owns {to!r} and no INBOUND_ROUTES entry maps it")
+
+    def _only(self, recent: list[RecentSender], why_not: str) -> Route | NoRoute:
         if len(recent) == 1:
             return Route(recent[0].location_id, "recent_outbound")
         if recent:
-            chosen = self._single_out(recent, to_key) if to_key is not None else None
-            if chosen is not None:
-                return Route(chosen, "recent_outbound")
-            return NoRoute(self._ambiguous(recent, to))
-        if to_key is not None and (location_id := self._routes.get(to_key)):
-            return Route(location_id, "route")
-        if to is not None and self._sender_owners is not None:
-            owners = await self._sender_owners(to)
-            if len(owners) == 1:
-                return Route(owners[0], "sender_id")
+            return NoRoute(self._ambiguous(recent, why_not))
         return NoRoute(
-            f"no location sent an SMS to this number in the last {self._days} days and "
-            + (f"no INBOUND_ROUTES entry for {to!r}" if to else "no 'to' was given")
+            f"no location sent an SMS to this number in the last {self._days} days and {why_not}"
         )
 
     def _single_out(self, recent: list[RecentSender], to_key: str) -> str | None:
@@ -86,15 +93,30 @@ class InboundRouter:
         unknown = any(verdict is None for _, verdict in verdicts)
         return chosen[0] if len(chosen) == 1 and not unknown else None
 
-    def _ambiguous(self, recent: list[RecentSender], to: str | None) -> str:
-        names = ", ".join(sender.location_id for sender in recent[:NAMED_IN_REASON])
-        more = f" and {len(recent) - NAMED_IN_REASON} more" if len(recent) > NAMED_IN_REASON else ""
-        which = f"{to!r} does not single one out" if to else "no 'to' was given"
+    def _ambiguous(self, recent: list[RecentSender], why_not: str) -> str:
         return (
             f"{len(recent)} locations sent an SMS to this number in the last {self._days} days "
-            f"({names}{more}) and {which}: give each sub-account its own sender ID"
+            f"({_named([sender.location_id for sender in recent])}), {why_not}, and none can be "
+            "told apart: give each sub-account its own sender ID"
+        )
+
+    def _shared(self, to: str, owners: list[str], sharing: list[RecentSender]) -> str:
+        texted = (
+            f"{len(sharing)} of them ({_named([s.location_id for s in sharing])}) texted"
+            if sharing
+            else "none of them texted"
+        )
+        return (
+            f"{to!r} is shared by {len(owners)} locations ({_named(owners)}) and {texted} this "
+            f"number in the last {self._days} days"
         )
 
     @property
     def _days(self) -> str:
         return f"{self.window_seconds / SECONDS_PER_DAY:g}"
+
+
+def _named(location_ids: list[str]) -> str:
+    names = ", ".join(location_ids[:NAMED_IN_REASON])
+    more = len(location_ids) - NAMED_IN_REASON
+    return f"{names} and {more} more" if more > 0 else names

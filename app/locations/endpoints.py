@@ -38,7 +38,10 @@ _TITLES = {
     429: "Too many test messages",
     503: "Not configured",
 }
-_CODE_TITLES = {"not_installed": "Cast SMS is not installed"}
+_CODE_TITLES = {
+    "not_installed": "Cast SMS is not installed",
+    "too_many_views": "Opened too often",
+}
 
 
 def _wants_json(request: Request) -> bool:
@@ -149,6 +152,7 @@ async def sign_in(request: Request, service: LocationServiceDep) -> Response:
     try:
         form = await _form(request)
         session, token = await service.sign_in(form.get("payload"))
+        await service.count_view(session)
     except ApiError as exc:
         return _error_page(request, service, exc)
     return await _page(service, session, token)
@@ -157,6 +161,10 @@ async def sign_in(request: Request, service: LocationServiceDep) -> Response:
 @router.post("/view", response_class=HTMLResponse)
 async def refresh(request: Request, service: LocationServiceDep) -> Response:
     async def action(session: Session, token: str, form: dict[str, str]) -> Response:
+        try:
+            await service.count_view(session)
+        except ApiError as exc:
+            return _error_page(request, service, exc)
         return await _page(service, session, token)
 
     return await _with_session(request, service, action)
@@ -190,7 +198,10 @@ async def save(request: Request, service: LocationServiceDep) -> Response:
         if check.checked:
             notice += f" Cast approved it for the {check.channel} channel."
         elif check.note and updated.sender_id:
-            notice += f" It could not be checked ({check.note}): it is used as typed."
+            notice += (
+                f" It could not be checked ({check.note}): it is used as typed, and replies to it"
+                " reach this sub-account once Cast lists it."
+            )
         return await _page(service, session, token, notice=notice)
 
     return await _with_session(request, service, action)

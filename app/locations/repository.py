@@ -4,10 +4,11 @@ One document per location (id = GHL locationId). The Cast API key is encrypted a
 same cipher as the OAuth tokens; everything else is plain. The document is deleted with the
 location on UNINSTALL (by the installation repository).
 
-`location_senders` indexes which locations send as a sender ID (`<sender key>|<locationId>`), so
-a reply addressed to a SIM number finds its location. The entry is written before the settings
-and the old one removed after, and every answer is checked against the settings themselves, so
-an entry left behind by a crash or an uninstall is never believed.
+`location_senders` indexes which locations send as, or were assigned, a sender ID
+(`<sender key>|<locationId>`), so a reply addressed to a SIM number finds its location. New
+entries are written before the settings and stale ones removed after, and every answer is the
+settings themselves (app/locations/owners.py decides who owns the sender), so an entry left
+behind by a crash or an uninstall is never believed.
 """
 
 from typing import Any
@@ -20,6 +21,7 @@ from app.store import Store
 
 COLLECTION = "location_settings"
 TEST_SMS_QUOTA = "test-sms:"
+PAGE_VIEW_QUOTA = "page-views:"
 SENDERS = "location_senders"
 MAX_SENDER_OWNERS = 20  # locations read to answer `locations_sending_as`
 
@@ -55,15 +57,24 @@ class LocationSettingsRepository:
             data["cast_api_key"] = self._cipher.encrypt(settings.cast_api_key)
         location_id = settings.location_id
         previous = await self._store.get_doc(COLLECTION, location_id)
-        old_sender = previous.data.get("sender_id") if previous else None
-        if settings.sender_id:
-            entry = _sender_entry(settings.sender_id, location_id)
+        entries = _sender_entries(data, location_id)
+        for entry in entries:
             await self._store.put_doc(SENDERS, entry, {"location_id": location_id})
         await self._store.put_doc(COLLECTION, location_id, data)
-        if old_sender and (
-            not settings.sender_id or sender_key(old_sender) != sender_key(settings.sender_id)
-        ):
-            await self._store.delete_doc(SENDERS, _sender_entry(old_sender, location_id))
+        stale = _sender_entries(previous.data, location_id) - entries if previous else set()
+        for entry in stale:
+            await self._store.delete_doc(SENDERS, entry)
+
+    async def mark_sender_checked(self, location_id: str, sender_id: str) -> bool:
+        """Cast has since listed the location's sender ID for its key; False when the settings
+        changed meanwhile (nothing is written then)."""
+        doc = await self._store.get_doc(COLLECTION, location_id)
+        sender = doc.data.get("sender_id") if doc else None
+        if doc is None or sender is None or sender_key(sender) != sender_key(sender_id):
+            return False
+        return await self._store.swap_doc(
+            COLLECTION, location_id, doc.rev, {**doc.data, "sender_checked": True}
+        )
 
     async def take_test_sms(
         self, location_id: str, *, now: float, window: float, limit: int
@@ -74,21 +85,33 @@ class LocationSettingsRepository:
             TEST_SMS_QUOTA + location_id, now=now, window=window, limit=limit
         )
 
-    async def locations_sending_as(self, sender_id: str) -> list[str]:
-        """The locations whose own, enabled settings send as `sender_id` (any spelling of a
-        number), at most MAX_SENDER_OWNERS."""
+    async def take_page_view(
+        self, location_id: str, *, now: float, window: float, limit: int
+    ) -> bool:
+        """Count one settings-page view of the location: False past `limit` within `window`."""
+        return await self._store.take_quota(
+            PAGE_VIEW_QUOTA + location_id, now=now, window=window, limit=limit
+        )
+
+    async def locations_naming(self, sender_id: str) -> list[LocationSettings]:
+        """The settings of the locations that send as, or were assigned, `sender_id` (any
+        spelling of a number), at most MAX_SENDER_OWNERS; keys decrypted where readable."""
         wanted = sender_key(sender_id)
         entries = await self._store.list_docs_with_prefix(
             SENDERS, f"{wanted}|", limit=MAX_SENDER_OWNERS
         )
         found = []
         for entry in entries:
-            doc = await self._store.get_doc(COLLECTION, entry.data["location_id"])
-            sender = doc.data.get("sender_id") if doc else None
-            if doc and doc.data.get("enabled", True) and sender and sender_key(sender) == wanted:
-                found.append(entry.data["location_id"])
+            settings = await self.get(entry.data["location_id"], strict=False)
+            if settings is not None and wanted in _sender_keys(settings.model_dump()):
+                found.append(settings)
         return found
 
 
-def _sender_entry(sender_id: str, location_id: str) -> str:
-    return f"{sender_key(sender_id)}|{location_id}"
+def _sender_keys(data: dict[str, Any]) -> set[str]:
+    named = [data.get("sender_id"), *data.get("assigned_senders", [])]
+    return {sender_key(sender) for sender in named if sender}
+
+
+def _sender_entries(data: dict[str, Any], location_id: str) -> set[str]:
+    return {f"{key}|{location_id}" for key in _sender_keys(data)}

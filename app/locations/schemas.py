@@ -35,6 +35,12 @@ class LocationSettings(BaseModel):
     channel: Channel | None = None
     low_credit_threshold: int | None = None  # None: LOW_CREDIT_THRESHOLD
     enabled: bool = True
+    # Default-account senders the operator assigned to this location (admin API, CLI): the only
+    # ones it may send as without its own key.
+    assigned_senders: list[str] = Field(default_factory=list)
+    # Cast listed `sender_id` for the key when it was saved (or since): until then the location
+    # sends with it but is not its owner for routing replies.
+    sender_checked: bool = True
     updated_at: float
     updated_by: str | None = None
     key_unreadable: bool = False  # stored, but TOKEN_ENCRYPTION_KEY cannot decrypt it (not stored)
@@ -144,7 +150,9 @@ class SettingsView:
     channel_source: ChannelSource
     channel_setting: Channel | None  # the explicit per-location choice, if any
     updated_at: float | None
-    cast: AccountPanel | None
+    cast: AccountPanel | None  # only for the location's own key: never the operator's account
+    sender_choices: list[str]  # what the sender field offers: assigned, or its own key's approved
+    assigned_senders: list[str]
     recent: list[MessageRow]
     last_24h: Totals
     last_7d: Totals

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from app.cast.account import CastAccountInfo
-from app.cast.accounts import CastAccount, CastAccounts, SenderCheck, account_from
+from app.cast.accounts import CastAccount, CastAccounts, SenderCheck, account_from, is_assigned
 from app.config import Settings
 from app.errors import ApiError
 from app.locations.chart import usage_chart, usage_days
@@ -43,6 +43,8 @@ TEST_SMS_WINDOW_SECONDS = 600.0
 TEST_SMS_PER_WINDOW = 5
 ADMIN_ROLE = "admin"  # GHL's SSO `role`: "admin" or "user"
 TEST_SMS_TEXT = "Cast SMS test: this GoHighLevel sub-account can send SMS through Cast."
+PAGE_VIEW_WINDOW_SECONDS = 10.0
+PAGE_VIEWS_PER_WINDOW = 20  # per location, across every user and process
 
 
 def _totals(messages: list[OutboundMessage], since: float, capped: bool) -> Totals:
@@ -63,19 +65,45 @@ def _row(message: OutboundMessage) -> MessageRow:
     )
 
 
-async def save_settings(
-    repository: LocationSettingsRepository, accounts: CastAccounts, wanted: LocationSettings
+async def check_settings(
+    accounts: CastAccounts, wanted: LocationSettings, *, key_changed: bool = False
 ) -> tuple[LocationSettings, SenderCheck]:
-    """Store a location's settings, its sender ID checked with Cast first (see
-    `CastAccounts.check_sender`); the settings page and the operator's sender-ID call both
-    save through here."""
+    """The settings as they will be saved, the sender ID checked with Cast first (see
+    `CastAccounts.check_sender`; a new own key Cast refuses is refused) and spelled as Cast
+    lists it. Unchecked, it is used to send but owns nothing for routing until Cast lists it."""
+    own_key = wanted.cast_api_key is not None
     check = await accounts.check_sender(
-        wanted.cast_api_key or accounts.default.api_key, wanted.sender_id, wanted.channel
+        wanted.cast_api_key or accounts.default.api_key,
+        wanted.sender_id,
+        wanted.channel,
+        own_key=own_key,
+        check_key=key_changed,
     )
-    saved = wanted.model_copy(update={"sender_id": check.sender_id})
-    await repository.put(saved)
-    accounts.invalidate(saved.location_id)
-    return saved, check
+    checked = check.checked or check.sender_id is None
+    update = {"sender_id": check.sender_id, "sender_checked": checked}
+    return wanted.model_copy(update=update), check
+
+
+async def store_settings(
+    repository: LocationSettingsRepository, accounts: CastAccounts, checked: LocationSettings
+) -> None:
+    await repository.put(checked)
+    accounts.invalidate(checked.location_id)
+
+
+def require_assigned(settings: LocationSettings) -> None:
+    """Without its own key a location sends only as a sender the operator assigned it."""
+    sender_id = settings.sender_id
+    if settings.cast_api_key or sender_id is None or is_assigned(settings, sender_id):
+        return
+    choices = ", ".join(settings.assigned_senders) or "none: ask the app's operator for one"
+    raise ApiError(
+        422,
+        "sender_id_not_assigned",
+        f"{sender_id} is not assigned to this sub-account on the app's Cast account (assigned: "
+        f"{choices}); to send as another sender ID, enter this sub-account's own Cast API key",
+        "sender_id",
+    )
 
 
 class LocationService:
@@ -236,12 +264,15 @@ class LocationService:
             account = CastAccount("", stored.sender_id, "location")
         else:
             account = await self._accounts.with_channel(account)
+        own_key = account.api_key if stored and account.api_key == stored.cast_api_key else ""
         now = self._clock()
         messages, connection, panel = await asyncio.gather(
             self._outbox.recent(location_id, since=now - 7 * DAY, limit=TOTALS_CAP),
             self._connection(location_id),
-            self._panel(account.api_key, stored),
+            self._panel(own_key, stored),
         )
+        assigned = stored.assigned_senders if stored else []
+        own_senders = [s.sender_id for s in panel.senders or []] if panel else []
         capped = len(messages) >= TOTALS_CAP
         return SettingsView(
             location_id=location_id,
@@ -259,13 +290,32 @@ class LocationService:
             channel_setting=stored.channel if stored else None,
             updated_at=stored.updated_at if stored else None,
             cast=panel,
+            sender_choices=own_senders if own_key else assigned,
+            assigned_senders=assigned,
             recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
             opted_out=await self._optouts.count(location_id) if self._optouts else 0,
         )
 
+    async def count_view(self, session: Session) -> None:
+        """A page view of the location: 429 past PAGE_VIEWS_PER_WINDOW in the window, so no
+        tenant can make the bridge read Cast (or the store) as fast as it reloads."""
+        if not await self._repo.take_page_view(
+            session.location_id,
+            now=self._clock(),
+            window=PAGE_VIEW_WINDOW_SECONDS,
+            limit=PAGE_VIEWS_PER_WINDOW,
+        ):
+            raise ApiError(
+                429,
+                "too_many_views",
+                f"This page was opened more than {PAGE_VIEWS_PER_WINDOW} times in "
+                f"{PAGE_VIEW_WINDOW_SECONDS:.0f} seconds: wait a moment, then reload",
+            )
+
     async def _panel(self, api_key: str, stored: LocationSettings | None) -> AccountPanel | None:
+        """The Cast account panel, for the location's own key only (`api_key`, "" without)."""
         if self._account_info is None or not api_key:
             return None
         snapshot = await self._account_info.snapshot(api_key)
@@ -306,20 +356,22 @@ class LocationService:
             api_key = None
         if form.api_key:
             api_key = form.api_key
-        updated, check = await save_settings(
-            self._repo,
-            self._accounts,
-            LocationSettings(
-                location_id=session.location_id,
-                cast_api_key=api_key,
-                sender_id=form.sender_id,
-                channel=form.channel,
-                low_credit_threshold=form.low_credit_threshold,
-                enabled=form.enabled,
-                updated_at=self._clock(),
-                updated_by=session.user_id,
-            ),
+        wanted = LocationSettings(
+            location_id=session.location_id,
+            cast_api_key=api_key,
+            sender_id=form.sender_id,
+            channel=form.channel,
+            low_credit_threshold=form.low_credit_threshold,
+            enabled=form.enabled,
+            assigned_senders=stored.assigned_senders if stored else [],
+            updated_at=self._clock(),
+            updated_by=session.user_id,
         )
+        require_assigned(wanted)
+        updated, check = await check_settings(
+            self._accounts, wanted, key_changed=bool(form.api_key)
+        )
+        await store_settings(self._repo, self._accounts, updated)
         log.info(
             "location settings saved",
             extra={
