@@ -107,9 +107,18 @@ async def test_the_sender_list_is_asked_once_then_served_from_the_cache(client, 
     directory = SenderDirectory(client, pace, clock=Clock())
 
     assert await directory.channel_of(KEY, SIM) == "sim"
-    assert await directory.channel_of(KEY, "mybrand") == "sms"
+    assert await directory.channel_of(KEY, "MYBRAND") == "sms"
     assert await directory.channel_of(KEY, "0917 000 0001") == "sim"  # any PH spelling
     assert cast.account_requests == ["sender-ids"] and paced == [1]
+
+
+async def test_sender_names_are_told_apart_exactly_as_cast_lists_them(client, cast):
+    cast.approve(KEY, "ACME CO", "sms")
+    directory = SenderDirectory(client, clock=Clock())
+
+    assert await directory.channel_of(KEY, "ACME CO") == "sms"
+    assert await directory.channel_of(KEY, "AcmeCo") is None
+    assert await directory.channel_of(KEY, "acme co") is None
 
 
 async def test_a_miss_asks_cast_again_but_at_most_every_miss_interval(client, cast):
@@ -158,7 +167,9 @@ async def test_with_no_list_ever_read_the_channel_is_not_known(client, cast):
 
 async def test_the_channel_follows_cast_unless_set_by_hand(client):
     resolved = accounts(SenderDirectory(client, clock=Clock()))
-    location = LocationSettings(location_id="l", sender_id=SIM, updated_at=1.0)
+    location = LocationSettings(
+        location_id="l", sender_id=SIM, assigned_senders=[SIM], updated_at=1.0
+    )
     by_hand = location.model_copy(update={"channel": "sms"})
 
     from_cast = await resolved.with_channel(account_from(location, resolved.default))

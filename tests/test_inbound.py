@@ -97,9 +97,10 @@ def test_malformed_inbound_routes_stop_the_start_naming_the_variable(value: str)
 # Routing -------------------------------------------------------------------------------------
 
 
-def test_route_keys_normalise_numbers_and_sender_ids():
+def test_route_keys_normalise_numbers_but_keep_names_exactly_as_cast_lists_them():
     assert sender_key("0917 123 4567") == sender_key("+639171234567") == PHONE
-    assert sender_key(" Cast Ph ") == "CASTPH"
+    assert sender_key(" Cast Ph ") == "Cast Ph"
+    assert sender_key("ACME CO") != sender_key("AcmeCo")
 
 
 def router(directory: RecipientDirectory, **overrides: object) -> InboundRouter:
@@ -115,7 +116,27 @@ def routed(route: Route | NoRoute) -> tuple[str, str]:
     return route.location_id, route.routed_by
 
 
-async def test_the_only_location_that_texted_the_number_gets_the_reply(store: Store):
+async def test_the_only_location_that_texted_the_number_gets_a_reply_without_to(store: Store):
+    directory = directory_for(store)
+    await directory.remember("09171234567", "loc-1", "ACME", NOW - DAY)
+
+    route = await router(directory).route(PHONE, None, NOW)
+
+    assert routed(route) == ("loc-1", "recent_outbound")
+
+
+async def test_the_only_location_that_texted_from_to_gets_the_reply(store: Store):
+    directory = directory_for(store)
+    await directory.remember("09171234567", "loc-1", "ACME", NOW - DAY)
+
+    route = await router(directory).route(PHONE, "ACME", NOW)
+
+    assert routed(route) == ("loc-1", "recent_outbound")
+
+
+async def test_an_inbound_route_for_to_wins_over_a_location_that_texted_from_elsewhere(
+    store: Store,
+):
     directory = directory_for(store)
     await directory.remember("09171234567", "loc-1", "ACME", NOW - DAY)
 
@@ -123,7 +144,17 @@ async def test_the_only_location_that_texted_the_number_gets_the_reply(store: St
         PHONE, "OTHER", NOW
     )
 
-    assert routed(route) == ("loc-1", "recent_outbound")
+    assert routed(route) == ("loc-mapped", "route")
+
+
+async def test_a_location_that_texted_from_another_sender_never_gets_a_reply_to_to(store: Store):
+    directory = directory_for(store)
+    await directory.remember(PHONE, "loc-a", "ACME", NOW - DAY)
+
+    route = await router(directory).route(PHONE, "+639991234567", NOW)
+
+    assert isinstance(route, NoRoute)
+    assert "no location owns '+639991234567'" in route.reason
 
 
 async def test_among_several_senders_the_reply_goes_to_the_one_whose_sender_id_it_answers(
@@ -133,11 +164,11 @@ async def test_among_several_senders_the_reply_goes_to_the_one_whose_sender_id_i
     await directory.remember(PHONE, "loc-1", "ACME", NOW - 2 * DAY)
     await directory.remember(PHONE, "loc-2", "Beta Shop", NOW - DAY)
 
-    assert routed(await router(directory).route(PHONE, "acme", NOW)) == (
+    assert routed(await router(directory).route(PHONE, "ACME", NOW)) == (
         "loc-1",
         "recent_outbound",
     )
-    assert routed(await router(directory).route(PHONE, "BETASHOP", NOW)) == (
+    assert routed(await router(directory).route(PHONE, "Beta Shop", NOW)) == (
         "loc-2",
         "recent_outbound",
     )
@@ -153,16 +184,16 @@ async def test_a_sim_number_sender_matches_any_spelling_of_to(store: Store):
     assert routed(route) == ("loc-2", "recent_outbound")
 
 
-async def test_several_senders_and_a_to_that_singles_none_out_is_held_naming_them(store: Store):
+async def test_several_senders_and_no_to_is_held_naming_them(store: Store):
     directory = directory_for(store)
     await directory.remember(PHONE, "loc-1", "ACME", NOW - DAY)
     await directory.remember(PHONE, "loc-2", "BETA", NOW)
 
-    for to in ("OTHER", None):
-        route = await router(directory).route(PHONE, to, NOW)
-        assert isinstance(route, NoRoute)
-        assert route.reason.startswith("2 locations sent an SMS to this number in the last 30 days")
-        assert "(loc-2, loc-1)" in route.reason and "its own sender ID" in route.reason
+    route = await router(directory).route(PHONE, None, NOW)
+
+    assert isinstance(route, NoRoute)
+    assert route.reason.startswith("2 locations sent an SMS to this number in the last 30 days")
+    assert "(loc-2, loc-1)" in route.reason and "its own sender ID" in route.reason
 
 
 async def test_two_senders_with_the_same_sender_id_are_never_told_apart(store: Store):
@@ -190,7 +221,7 @@ async def test_an_inbound_route_singles_out_its_location_among_several_senders(s
         PHONE, "09991234567", NOW
     )
 
-    assert routed(route) == ("loc-1", "recent_outbound")
+    assert routed(route) == ("loc-1", "route")
 
 
 async def test_past_the_window_the_receiving_number_route_applies(store: Store):
@@ -210,7 +241,7 @@ async def test_no_sender_and_no_route_is_unroutable(store: Store):
     other = await no_route.route(PHONE, "OTHER", NOW)
     absent = await no_route.route(PHONE, None, NOW)
 
-    assert isinstance(other, NoRoute) and "no INBOUND_ROUTES entry for 'OTHER'" in other.reason
+    assert isinstance(other, NoRoute) and "no INBOUND_ROUTES entry maps it" in other.reason
     assert isinstance(absent, NoRoute) and "no 'to' was given" in absent.reason
 
 

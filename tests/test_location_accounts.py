@@ -72,13 +72,22 @@ async def test_a_disabled_location_falls_back_to_the_default(store: Store) -> No
     assert (await CastAccounts(settings(), repo).account_for("loc-1")).source == "default"
 
 
-async def test_a_sender_id_alone_is_sent_with_the_default_key(store: Store) -> None:
+async def test_an_assigned_sender_id_alone_is_sent_with_the_default_key(store: Store) -> None:
     repo = repository(store)
-    await repo.put(own(cast_api_key=None))
+    await repo.put(own(cast_api_key=None, assigned_senders=["MYBRAND"]))
 
     account = await CastAccounts(settings(), repo).account_for("loc-1")
 
     assert account == CastAccount(DEFAULT_KEY, "MYBRAND", "location")
+
+
+async def test_a_default_account_sender_not_assigned_is_never_used_to_send(store: Store) -> None:
+    repo = repository(store)
+    await repo.put(own(cast_api_key=None, sender_id="OTHERBRAND", channel="sim"))
+
+    account = await CastAccounts(settings(), repo).account_for("loc-1")
+
+    assert account == CastAccount(DEFAULT_KEY, "DEFAULT", "default")
 
 
 async def test_a_key_alone_lets_cast_pick_that_accounts_sender_id(store: Store) -> None:
@@ -167,22 +176,26 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
     assert stored is not None and stored.cast_api_key == OWN_KEY and not stored.key_unreadable
 
 
-async def test_the_locations_sending_as_a_sender_id_are_found_in_any_spelling(store: Store):
+async def test_the_locations_naming_a_sender_id_are_found_in_any_spelling(store: Store):
     repo = repository(store)
     await repo.put(own("loc-sim", sender_id="+639170000001"))
     await repo.put(own("loc-brand", sender_id="MYBRAND"))
-    await repo.put(own("loc-off", sender_id="+639170000001", enabled=False))
+    await repo.put(
+        own("loc-assigned", cast_api_key=None, sender_id=None, assigned_senders=["ACME"])
+    )
 
-    assert await repo.locations_sending_as("0917 000 0001") == ["loc-sim"]
-    assert await repo.locations_sending_as("mybrand") == ["loc-brand"]
-    assert await repo.locations_sending_as("+639179999999") == []
+    assert [s.location_id for s in await repo.locations_naming("0917 000 0001")] == ["loc-sim"]
+    assert [s.location_id for s in await repo.locations_naming("MYBRAND")] == ["loc-brand"]
+    assert [s.location_id for s in await repo.locations_naming("ACME")] == ["loc-assigned"]
+    assert await repo.locations_naming("mybrand") == []  # names exactly as Cast lists them
+    assert await repo.locations_naming("+639179999999") == []
 
 
-async def test_a_location_that_changed_its_sender_id_no_longer_owns_the_old_one(store: Store):
+async def test_a_location_that_changed_its_sender_id_no_longer_names_the_old_one(store: Store):
     repo = repository(store)
     await repo.put(own("loc-sim", sender_id="+639170000001"))
     await repo.put(own("loc-sim", sender_id="MYBRAND"))
 
-    assert await repo.locations_sending_as("+639170000001") == []
-    assert await repo.locations_sending_as("MYBRAND") == ["loc-sim"]
+    assert await repo.locations_naming("+639170000001") == []
+    assert [s.location_id for s in await repo.locations_naming("MYBRAND")] == ["loc-sim"]
     assert len(await store.list_docs("location_senders")) == 1  # no stale entry left

@@ -246,7 +246,8 @@ async def test_a_stop_interrupted_after_ghl_resumes_without_adding_it_twice(stor
 @pytest.mark.parametrize(
     ("listed", "ours", "match"),
     [
-        ("castTest", "CASTTEST", True),
+        ("CASTTEST", "CASTTEST", True),
+        ("castTest", "CASTTEST", False),  # names exactly as Cast lists them: another sender
         ("639170000001", "+639170000001", True),
         ("OTHER", "CASTTEST", False),
         ("OTHER", None, True),  # a location without a sender ID sends with the account's default
