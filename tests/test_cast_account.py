@@ -17,7 +17,7 @@ from app.devkit.fake_cast import FakeCast
 from app.locations.chart import usage_chart, usage_days
 from app.metrics import Counters
 from app.store import Store
-from tests.support.units import cast_client_over
+from tests.support.units import FakeClock, cast_client_over
 
 KEY = "cast_" + "cd" * 32
 
@@ -90,6 +90,64 @@ async def test_a_refused_key_is_marked_broken_with_its_reason_until_a_check_succ
     assert broken.state is not None and broken.state.code == "INVALID_API_KEY"
     assert broken.state.reason.startswith("Cast does not accept this API key")
     assert await account.states.get(KEY) is None
+
+
+async def test_a_refused_key_costs_one_cast_call_however_often_the_account_is_read(
+    client, cast, store
+):
+    account = info(client, store)
+    cast.api_keys.clear()
+
+    views = [await account.snapshot(KEY) for _ in range(30)]
+
+    assert cast.refused_account_requests == ["balance"]
+    assert all(view.state is not None and view.credits is None for view in views)
+    assert "senders: not read, Cast refuses the key" in views[-1].problems
+
+
+async def test_a_failed_read_is_asked_again_after_thirty_seconds(client, cast, store):
+    clock = FakeClock()
+    account = CastAccountInfo(client, SenderDirectory(client), KeyStates(store), clock=clock)
+    cast.api_keys.clear()
+    await account.snapshot(KEY)
+    cast.api_keys.add(KEY)
+
+    clock.advance(29)
+    cached = await account.snapshot(KEY)
+    clock.advance(2)
+    asked = await account.snapshot(KEY)
+
+    assert cached.credits is None and asked.credits == 1000
+
+
+async def refresh_briefly(account: CastAccountInfo) -> None:
+    refresher = asyncio.create_task(account.keep_credits_fresh(interval=0.01))
+    await asyncio.sleep(0.1)
+    refresher.cancel()
+    await asyncio.gather(refresher, return_exceptions=True)
+
+
+async def test_the_credits_refresher_skips_a_revoked_key(client, cast, store):
+    account = info(client, store)
+    account.used(KEY)
+    revoked = CastError("x", status=403, code="API_KEY_REVOKED", retryable=False)
+    await account.states.refused(KEY, revoked)
+
+    await refresh_briefly(account)
+
+    assert cast.account_requests == []
+
+
+async def test_the_credits_refresher_still_reads_an_out_of_credits_key(client, cast, store):
+    account = info(client, store)
+    account.used(KEY)
+    broke = CastError("x", status=402, code="INSUFFICIENT_CREDITS", retryable=False)
+    await account.states.refused(KEY, broke)
+
+    await refresh_briefly(account)
+
+    assert "balance" in cast.account_requests
+    assert await account.states.get(KEY) is None  # 1000 credits: the mark is cleared
 
 
 async def test_out_of_credits_stays_until_the_balance_is_above_zero_or_a_send_works(

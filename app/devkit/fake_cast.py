@@ -191,6 +191,7 @@ class FakeCast:
         self.senders: dict[str, list[dict[str, Any]]] = {}  # key -> approved sender IDs
         self.allowed_channels: dict[str, set[str]] = {}  # key -> channels (default: no sim)
         self.account_requests: list[str] = []  # paths of GET /api/v1/account/... calls
+        self.refused_account_requests: list[str] = []  # the same, refused for the key (401)
         self._channel_of: dict[str, str] = {}  # message id -> channel it was sent through
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_limits: dict[str, Bucket | SlidingLog] = {}
@@ -258,6 +259,7 @@ class FakeCast:
         @app.get("/api/v1/account/balance")
         async def balance(request: Request) -> JSONResponse:
             if self._known_key(request) is None:
+                self.refused_account_requests.append("balance")
                 return _invalid_key()
             self.account_requests.append("balance")
             return JSONResponse({"success": True, "credits": self.credits, "currency": "PHP"})
@@ -272,6 +274,7 @@ class FakeCast:
         @app.get("/api/v1/account/profile")
         async def profile(request: Request) -> JSONResponse:
             if (key := self._known_key(request)) is None:
+                self.refused_account_requests.append("profile")
                 return _invalid_key()
             self.account_requests.append("profile")
             return JSONResponse(
@@ -289,6 +292,7 @@ class FakeCast:
         @app.get("/api/v1/account/usage")
         async def usage(request: Request) -> JSONResponse:
             if (key := self._known_key(request)) is None:
+                self.refused_account_requests.append("usage")
                 return _invalid_key()
             self.account_requests.append("usage")
             daily = self.usage_days if self.usage_days is not None else self._today(key)
@@ -308,6 +312,7 @@ class FakeCast:
         @app.get("/api/v1/account/sender-ids")
         async def sender_ids(request: Request) -> JSONResponse:
             if (key := self._known_key(request)) is None:
+                self.refused_account_requests.append("sender-ids")
                 return _invalid_key()
             self.account_requests.append("sender-ids")
             if key not in self.senders:
