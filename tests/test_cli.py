@@ -18,6 +18,7 @@ from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.harness import (
     CAST_KEY,
+    CIPHER,
     CLIENT_ID,
     CLIENT_SECRET,
     ENCRYPTION_KEY,
@@ -100,11 +101,11 @@ async def seed_outbound(store: Store, message_id: str, status: str, code: str | 
     assert await outbox.finish(item, message, now)
 
 
-async def seed_unroutable(store: Store, gateway_id: str, sender: str) -> None:
+async def seed_unroutable(store: Store, gateway_id: str, sender: str, to: str = "CASTTEST") -> None:
     inbox = InboxRepository(store)
     now = time.time()
     payload = InboundPayload.model_validate(
-        {"from": sender, "message": f"text {gateway_id}", "to": "CASTTEST", "id": gateway_id}
+        {"from": sender, "message": f"text {gateway_id}", "to": to, "id": gateway_id}
     )
     message = InboundSMS.from_payload(payload, now)
     assert await inbox.add(message)
@@ -180,6 +181,19 @@ async def test_unroutable_lists_kept_replies_then_reroute_and_discard_clear_them
     assert (await run("discard", "gw:gw-2"))[0] == 1
 
 
+async def test_unroutable_shows_the_receiving_number_in_full_and_the_customers_masked(
+    harness: Harness,
+):
+    await harness.with_store(lambda s: seed_unroutable(s, "gw-1", "09171234567", "09170000009"))
+
+    _, text = await run("unroutable")
+    _, as_json = await run("unroutable", "--json")
+
+    (row,) = json.loads(as_json)
+    assert (row["from"], row["to"]) == ("********4567", "09170000009")
+    assert "09170000009" in text and "9171234567" not in text
+
+
 async def test_sender_id_sets_and_clears_a_locations_sender_id(harness: Harness):
     await harness.seed_installation()
 
@@ -195,6 +209,37 @@ async def test_sender_id_sets_and_clears_a_locations_sender_id(harness: Harness)
 
     assert invalid == 1
     assert cleared == 0 and json.loads(as_json)["effective_sender_id"] == "CASTTEST"
+
+
+async def test_sender_id_assigns_one_sender_to_locations_of_one_agency_and_says_so(
+    harness: Harness,
+):
+    await harness.seed_installation("loc-b1", company_id="agency-b")
+    await harness.seed_installation("loc-b2", company_id="agency-b")
+    assert (await run("sender-id", "loc-b1", "09170000002"))[0] == 0
+
+    code, text = await run("sender-id", "loc-b2", "09170000002")
+    _, as_json = await run("sender-id", "loc-b2", "09170000002", "--json")
+
+    assert code == 0 and "shared with loc-b1 (same agency)" in text
+    answer = json.loads(as_json)
+    assert answer["shared_with"] == ["loc-b1"] and answer["assigned_senders"] == ["09170000002"]
+
+
+async def test_sender_id_refuses_a_sender_assigned_to_another_agency_and_saves_nothing(
+    harness: Harness,
+):
+    await harness.seed_installation("loc-b", company_id="agency-b")
+    await harness.seed_installation("loc-a", company_id="agency-a")
+    assert (await run("sender-id", "loc-b", "09170000002"))[0] == 0
+
+    refused, as_json = await run("sender-id", "loc-a", "09170000002", "--json")
+
+    assert refused == 1
+    error = json.loads(as_json)["error"]
+    assert error["code"] == "sender_id_assigned_elsewhere" and "loc-b" in error["message"]
+    stored = await harness.with_store(lambda s: LocationSettingsRepository(s, CIPHER).get("loc-a"))
+    assert stored is None
 
 
 async def test_sender_id_checks_the_sender_with_cast_and_takes_a_channel(harness: Harness):

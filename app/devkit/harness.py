@@ -98,15 +98,22 @@ class Harness:
     def logs(self) -> str:
         return self.log_path.read_text()
 
-    async def seed_installation(self, location_id: str = LOCATION) -> str:
-        """Store a location token pair as the OAuth callback would; returns the access token."""
-        return (await self.seed_pair(location_id))["access_token"]
+    async def seed_installation(
+        self, location_id: str = LOCATION, *, company_id: str | None = None
+    ) -> str:
+        """Store a location token pair as the OAuth callback would (of `company_id`, else the
+        fake GHL's one agency); returns the access token."""
+        return (await self.seed_pair(location_id, company_id=company_id))["access_token"]
 
     async def seed_pair(
-        self, location_id: str = LOCATION, *, expires_in: float | None = None
+        self,
+        location_id: str = LOCATION,
+        *,
+        expires_in: float | None = None,
+        company_id: str | None = None,
     ) -> dict[str, Any]:
         """Like `seed_installation`, with the token's lifetime chosen; returns the pair."""
-        pair = self.ghl.issue_pair(location_id)
+        pair = self.ghl.issue_pair(location_id, company_id)
         installation = installation_from_pair(pair, location_id, expires_in=expires_in)
         await self.with_store(lambda store: InstallationRepository(store, CIPHER).put(installation))
         return pair

@@ -261,6 +261,41 @@ async def test_the_go_bridge_sender_id_call_sets_the_sender_of_later_sms(admin: 
     assert admin.cast.sent[-1]["sender_id"] == "CASTTEST"
 
 
+async def test_a_sender_assigned_to_another_agency_is_a_409_and_shared_within_one_is_said(
+    admin: Harness,
+):
+    await admin.seed_installation("loc-b2")  # the same agency as LOCATION
+    await admin.seed_installation("loc-a", company_id="agency-a")
+    body = {"sender_id": "+639170000002"}
+    await call(admin, "PUT", f"/api/admin/locations/{LOCATION}/sender-id", body)
+
+    shared = await call(admin, "PUT", "/api/admin/locations/loc-b2/sender-id", body)
+    foreign = await call(admin, "PUT", "/api/admin/locations/loc-a/sender-id", body)
+
+    assert shared.status_code == 200 and shared.json()["shared_with"] == [LOCATION]
+    assert foreign.status_code == 409
+    assert foreign.json()["error"]["code"] == "sender_id_assigned_elsewhere"
+    assert foreign.json()["error"]["field"] == "sender_id"
+
+
+async def test_an_unroutable_replys_receiving_number_is_shown_in_full_its_sender_masked(
+    admin: Harness,
+):
+    payload = {"from": "09171234567", "message": "hi", "to": "09170000009", "id": "gw-sim"}
+    async with httpx.AsyncClient(base_url=admin.url, timeout=10) as client:
+        await client.post(
+            "/webhooks/cast/inbound", json=payload, headers={"X-API-Key": INBOUND_KEY}
+        )
+
+    for _ in range(300):
+        listed = (await call(admin, "GET", "/api/admin/inbound/unroutable")).json()["messages"]
+        if listed:
+            break
+        await asyncio.sleep(0.05)
+
+    assert [(m["from"], m["to"]) for m in listed] == [("********4567", "09170000009")]
+
+
 async def test_a_locations_opt_outs_are_listed_masked_and_one_is_lifted_with_a_reason(
     admin: Harness,
 ):

@@ -13,6 +13,7 @@ import pytest
 from app.devkit.harness import LOCATION, Harness, webhook
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.schemas import InboundSMS
+from app.optouts.repository import OptOutList
 from app.store import Store
 
 INBOUND_KEY = "inbound-test-key-5f1c2a9e"
@@ -137,7 +138,7 @@ async def test_a_reply_lands_in_the_location_whose_sender_id_it_was_sent_to(gate
     assert entry["body"]["message"] == "YES, see you at 3"
     assert entry["body"]["altId"] == "gw:gw-thread"
     assert gateway.ghl.contacts[(OTHER_LOCATION, SENDER_E164)]["id"] == entry["body"]["contactId"]
-    assert (record.location_id, record.routed_by) == (OTHER_LOCATION, "recent_outbound")
+    assert (record.location_id, record.routed_by) == (OTHER_LOCATION, "sender_id")
     assert record.ghl_message_id and record.conversation_id and record.attempts == 1
     assert [event.event for event in record.history] == [
         "received",
@@ -146,6 +147,30 @@ async def test_a_reply_lands_in_the_location_whose_sender_id_it_was_sent_to(gate
         "ghl_accepted",
         "delivered",
     ]
+
+
+async def test_a_stop_to_a_locations_own_number_goes_there_though_another_texted_the_customer(
+    gateway: Harness,
+):
+    gateway.env["ADMIN_API_KEY"] = ADMIN_KEY
+    await gateway.seed_installation(LOCATION)
+    token_2 = await gateway.seed_installation(OTHER_LOCATION)
+    gateway.start()
+    await set_sender_id(gateway, OTHER_LOCATION, "+639170000002")  # its own SIM, assigned
+    await text_from(gateway, LOCATION, "m-other-agency")  # another agency texts its customer
+
+    await post_sms(gateway, sms("gw-stop", message="STOP", to="0917 000 0002"))
+
+    record = await wait_record(gateway, "gw:gw-stop", "delivered")
+    assert (record.location_id, record.routed_by) == (OTHER_LOCATION, "sender_id")
+    assert [entry["token"] for entry in gateway.ghl.inbound] == [token_2]
+    lists = await gateway.with_store(
+        lambda store: asyncio.gather(
+            OptOutList(store).get(OTHER_LOCATION, SENDER_E164),
+            OptOutList(store).get(LOCATION, SENDER_E164),
+        )
+    )
+    assert lists[0] is not None and lists[1] is None
 
 
 async def test_a_reply_two_locations_may_be_owed_is_held_never_given_to_the_last_sender(

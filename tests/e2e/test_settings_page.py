@@ -7,8 +7,10 @@ import re
 import httpx
 import pytest
 
-from app.devkit.harness import CAST_KEY, LOCATION, Harness, webhook
+from app.devkit.harness import CAST_KEY, CIPHER, LOCATION, Harness, webhook
 from app.inbound.repository import RecipientDirectory
+from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import LocationSettings
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from app.store import Store
@@ -213,16 +215,23 @@ async def test_disabled_settings_fall_back_to_the_default_account(page: Harness)
     assert (sms["key"], sms["sender_id"]) == (CAST_KEY, "CASTTEST")
 
 
-async def test_removing_the_key_keeps_the_sender_id_on_the_default_key(page: Harness):
+async def test_removing_the_key_but_keeping_an_unassigned_sender_is_refused_and_changes_nothing(
+    page: Harness,
+):
     _, session = await sign_in(page)
     await save(page, session, sender_id="MYBRAND", api_key=OWN_KEY, enabled="1")
-    removed = await save(page, session, sender_id="MYBRAND", enabled="1", remove_api_key="1")
+    refused = await save(page, session, sender_id="MYBRAND", enabled="1", remove_api_key="1")
+    removed = await save(page, session, sender_id="", enabled="1", remove_api_key="1")
     await page.post(webhook("m-removed"))
     await page.wait_for(lambda: page.cast.sent, what="send at Cast")
 
-    assert "none (the app's default account)" in removed.text
+    assert refused.status_code == 422 and "MYBRAND is not assigned to this sub-account" in (
+        html.unescape(refused.text)
+    )
+    assert "cast_…5e77" in refused.text  # the key is still stored
+    assert removed.status_code == 200 and "none (the app's default account)" in removed.text
     (sms,) = page.cast.sent
-    assert (sms["key"], sms["sender_id"]) == (CAST_KEY, "MYBRAND")
+    assert (sms["key"], sms["sender_id"]) == (CAST_KEY, "CASTTEST")
 
 
 async def test_a_form_without_a_valid_session_is_refused_and_changes_nothing(page: Harness):
@@ -394,15 +403,16 @@ async def test_the_page_says_which_kind_of_sender_is_in_use_and_refuses_an_unapp
     page: Harness,
 ):
     page.cast.approve(CAST_KEY, "CASTTEST", "sms")
-    page.cast.approve(CAST_KEY, "+639170000001", "sim")
+    page.cast.approve(OWN_KEY, "MYBRAND", "sms")
+    page.cast.approve(OWN_KEY, "+639170000001", "sim")
     opened, session = await sign_in(page)
 
-    refused = await save(page, session, sender_id="NOPE", enabled="1")
-    saved = await save(page, session, sender_id="0917 000 0001", enabled="1")
+    refused = await save(page, session, sender_id="NOPE", api_key=OWN_KEY, enabled="1")
+    saved = await save(page, session, sender_id="0917 000 0001", api_key=OWN_KEY, enabled="1")
 
     assert 'data-channel="sms"' in opened.text and "customers cannot reply" in opened.text
     assert refused.status_code == 422
-    assert "NOPE is not approved for this Cast account; approved: CASTTEST (sms), " in refused.text
+    assert "NOPE is not approved for this Cast account; approved: MYBRAND (sms), " in refused.text
     assert saved.status_code == 200
     assert "Sender ID: +639170000001. Cast approved it for the sim channel." in saved.text
     assert 'data-channel="sim"' in saved.text and "replies land in the conversation" in saved.text
@@ -427,6 +437,8 @@ async def test_the_page_shows_how_many_recipients_opted_out(page: Harness):
 async def test_out_of_credits_fails_at_once_and_the_page_shows_it_until_a_send_works(
     page: Harness,
 ):
+    _, session = await sign_in(page)
+    await save(page, session, api_key=OWN_KEY, enabled="1")
     page.cast.charge, page.cast.credits = True, 0
     reason = "The Cast account is out of credits — top it up, then resend"
 
@@ -451,12 +463,13 @@ async def test_out_of_credits_fails_at_once_and_the_page_shows_it_until_a_send_w
 
 async def test_the_page_shows_balance_warning_approved_senders_and_usage_quickly(page: Harness):
     page.cast.credits, page.cast.billing_type = 120, "postpaid"
-    page.cast.approve(CAST_KEY, "CASTTEST", "sms")
-    page.cast.approve(CAST_KEY, "+639170000001", "sim")
+    page.cast.approve(OWN_KEY, "MYBRAND", "sms")
+    page.cast.approve(OWN_KEY, "+639170000001", "sim")
     page.cast.usage_days = [{"date": "2026-11-30", "total": 9, "sent": 8, "failed": 1, "parts": 12}]
+    _, session = await sign_in(page)
 
     started = asyncio.get_running_loop().time()
-    _, session = await sign_in(page)
+    await save(page, session, api_key=OWN_KEY, enabled="1")  # the page after: the cold read
     cold_seconds = asyncio.get_running_loop().time() - started
     started = asyncio.get_running_loop().time()
     warm = await post(page, "/settings/view", {"session": session})
@@ -477,7 +490,108 @@ async def test_a_location_sets_its_own_low_credit_warning(page: Harness):
     page.cast.credits = 800
     _, session = await sign_in(page)
 
-    saved = await save(page, session, low_credit_threshold="1000", enabled="1")
+    saved = await save(page, session, low_credit_threshold="1000", api_key=OWN_KEY, enabled="1")
 
     assert saved.status_code == 200
     assert "below the warning level of 1000" in saved.text
+
+
+# Tenants on the operator's default account (issue 28) ----------------------------------------
+
+OTHER_AGENCY_SIM, OUR_SIM = "+639170000001", "+639170000002"
+
+
+async def seed_settings(h: Harness, **fields: object) -> None:
+    settings = LocationSettings.model_validate(
+        {"location_id": LOCATION, "updated_at": 1.0, **fields}
+    )
+    await h.with_store(lambda store: LocationSettingsRepository(store, CIPHER).put(settings))
+
+
+async def stored_settings(h: Harness) -> LocationSettings | None:
+    return await h.with_store(lambda store: LocationSettingsRepository(store, CIPHER).get(LOCATION))
+
+
+async def test_a_default_account_location_sees_nothing_of_the_operators_cast_account(
+    page: Harness,
+):
+    page.cast.credits = 120
+    page.cast.approve(CAST_KEY, "CASTTEST", "sms")
+    page.cast.approve(CAST_KEY, OTHER_AGENCY_SIM, "sim")
+    await seed_settings(page, assigned_senders=[OUR_SIM])
+
+    opened, _ = await sign_in(page, role="user")
+
+    assert 'id="credits"' not in opened.text and 'id="low-credit"' not in opened.text
+    assert 'id="usage-chart"' not in opened.text and 'id="approved-senders"' not in opened.text
+    assert OTHER_AGENCY_SIM not in opened.text
+    assert re.search(r'id="assigned-senders"><code>\+639170000002</code>', opened.text)
+    assert 'id="totals"' in opened.text  # its own figures, from the bridge's records
+    assert not {"balance", "profile", "usage"} & set(page.cast.account_requests)
+
+
+async def test_a_location_chooses_only_among_the_senders_the_operator_assigned_it(
+    page: Harness,
+):
+    page.cast.approve(CAST_KEY, OTHER_AGENCY_SIM, "sim")
+    page.cast.approve(CAST_KEY, OUR_SIM, "sim")
+    await seed_settings(page, assigned_senders=[OUR_SIM])
+    opened, session = await sign_in(page)
+
+    refused = await save(page, session, sender_id=OTHER_AGENCY_SIM, enabled="1")
+    after_refusal = await stored_settings(page)
+    saved = await save(page, session, sender_id="0917 000 0002", enabled="1")
+    await page.post(webhook("m-assigned"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    assert f'<option value="{OUR_SIM}">' in opened.text
+    assert f'<option value="{OTHER_AGENCY_SIM}">' not in opened.text
+    assert refused.status_code == 422
+    assert f"{OTHER_AGENCY_SIM} is not assigned to this sub-account" in html.unescape(refused.text)
+    assert after_refusal is not None and after_refusal.sender_id is None  # nothing saved
+    assert saved.status_code == 200
+    (sms,) = page.cast.sent
+    assert (sms["key"], sms["sender_id"]) == (CAST_KEY, OUR_SIM)
+
+
+async def test_an_unassigned_default_account_sender_is_never_used_to_send(page: Harness):
+    await seed_settings(page, sender_id=OTHER_AGENCY_SIM)  # stored before assignments existed
+
+    await page.post(webhook("m-unassigned"))
+    await page.wait_for(lambda: page.cast.sent, what="send at Cast")
+
+    (sms,) = page.cast.sent
+    assert (sms["key"], sms["sender_id"]) == (CAST_KEY, "CASTTEST")
+
+
+async def test_a_key_cast_refuses_is_refused_and_nothing_is_saved(page: Harness):
+    _, session = await sign_in(page)
+
+    refused = await save(page, session, api_key="cast_" + "0bad" * 16, enabled="1")
+    as_json = await post(
+        page,
+        "/settings/save",
+        {"session": session, "api_key": "cast_" + "0bad" * 16, "enabled": "1"},
+        **JSON,
+    )
+
+    assert refused.status_code == 422 and "Cast refuses this API key" in refused.text
+    assert as_json.json()["error"]["code"] == "cast_key_refused"
+    assert as_json.json()["error"]["field"] == "api_key"
+    assert await stored_settings(page) is None
+
+
+async def test_thirty_views_with_a_refused_key_cost_at_most_three_cast_calls(page: Harness):
+    refused_key = "cast_" + "dead" * 16
+    await seed_settings(page, cast_api_key=refused_key)
+    _, session = await sign_in(page)
+
+    views = await asyncio.gather(
+        *(post(page, "/settings/view", {"session": session}) for _ in range(29))
+    )
+
+    calls = page.cast.refused_account_requests + page.cast.account_requests
+    assert len(calls) <= 3, calls
+    statuses = sorted(view.status_code for view in views)
+    assert statuses.count(200) <= 19 and 429 in statuses  # 20 views per 10 s, sign-in included
+    assert "Opened too often" in next(v.text for v in views if v.status_code == 429)
