@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 BALANCE_SECONDS, PROFILE_SECONDS, USAGE_SECONDS = 60.0, 300.0, 600.0
 FAILURE_SECONDS = 30.0  # a failed read is not asked again before
+AFTER_BALANCE = ("profile", "senders", "usage")  # read once the balance shows the key works
 CREDITS_REFRESH_SECONDS = 300.0  # the metric: balances of keys that sent in the last hour
 ACTIVE_KEY_SECONDS = 3600.0
 USAGE_DAYS = 30
@@ -81,19 +82,16 @@ class CastAccountInfo:
         problems: list[str] = []
         balance = asyncio.ensure_future(self.credits(api_key))
         await self._collect({"credits": balance}, self._timeout, values, problems)
-        refused = balance.done() and _refuses_key(balance)
-        others = {
-            "profile": self._cached(api_key, "profile", PROFILE_SECONDS, self._profile),
-            "senders": self._senders.senders(api_key),
-            "usage": self._cached(api_key, "usage", USAGE_SECONDS, self._usage),
-        }
-        if refused:
-            for name, call in others.items():
-                call.close()  # never started: Cast refuses the key
-                problems.append(f"{name}: not read, Cast refuses the key")
+        if balance.done() and _refuses_key(balance):
+            problems += [f"{name}: not read, Cast refuses the key" for name in AFTER_BALANCE]
         else:
-            tasks = {name: asyncio.ensure_future(call) for name, call in others.items()}
-            await self._collect(tasks, max(deadline - loop.time(), 0.0), values, problems)
+            tasks = {
+                "profile": self._cached(api_key, "profile", PROFILE_SECONDS, self._profile),
+                "senders": self._senders.senders(api_key),
+                "usage": self._cached(api_key, "usage", USAGE_SECONDS, self._usage),
+            }
+            started = {name: asyncio.ensure_future(call) for name, call in tasks.items()}
+            await self._collect(started, max(deadline - loop.time(), 0.0), values, problems)
         return AccountSnapshot(**values, state=await self.states.get(api_key), problems=problems)
 
     @staticmethod
