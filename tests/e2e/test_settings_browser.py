@@ -15,8 +15,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from app.devkit.harness import CAST_KEY, Harness, webhook
+from app.devkit.harness import CIPHER, LOCATION, Harness, webhook
 from app.devkit.server_thread import ServerThread
+from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import LocationSettings
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
@@ -296,8 +298,10 @@ async def test_the_cast_account_panel_shows_balance_warning_sender_choice_and_ch
 ):
     cast = started.cast
     cast.credits = 120  # below the default warning level of 500
-    cast.approve(CAST_KEY, "CASTTEST", "sms")
-    cast.approve(CAST_KEY, "+639170000001", "sim")
+    cast.approve(OWN_KEY, "MYBRAND", "sms")
+    cast.approve(OWN_KEY, "+639170000001", "sim")
+    own_key = LocationSettings(location_id=LOCATION, cast_api_key=OWN_KEY, updated_at=1.0)
+    await started.with_store(lambda store: LocationSettingsRepository(store, CIPHER).put(own_key))
     today = datetime.now(UTC).date()
     cast.usage_days = [
         {
@@ -321,7 +325,7 @@ async def test_the_cast_account_panel_shows_balance_warning_sender_choice_and_ch
         for option in browser.find_elements(By.CSS_SELECTOR, "#sender-choices option")
     ]
     assert "120" in credits.text and warning.is_displayed() and "120 credits" in warning.text
-    assert choices == ["CASTTEST", "+639170000001"]
+    assert choices == ["MYBRAND", "+639170000001"]
     assert len(bars) == 30 and 0 < chart.size["width"] <= FRAME_WIDTH
     assert browser.execute_script(
         "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
