@@ -18,7 +18,10 @@ SIM = "+639170000001"
 
 async def seed_sender(h: Harness, location_id: str, sender_id: str) -> None:
     settings = LocationSettings(
-        location_id=location_id, sender_id=sender_id, updated_at=time.time()
+        location_id=location_id,
+        sender_id=sender_id,
+        assigned_senders=[sender_id],  # as `cast-ghl sender-id` assigns it
+        updated_at=time.time(),
     )
     await h.with_store(lambda store: LocationSettingsRepository(store, CIPHER).put(settings))
 
@@ -54,7 +57,7 @@ async def test_a_sim_sender_sends_through_the_gateway_and_gets_its_receipt_and_r
     assert channels.statuses_for("m-sim") == [{"status": "delivered"}]
     await post_sms(channels, sms("gw-sim-reply", sender="09171234567", to="09170000001"))
     reply = await wait_record(channels, "gw:gw-sim-reply", "delivered")
-    assert (reply.location_id, reply.routed_by) == (SIM_LOCATION, "recent_outbound")
+    assert (reply.location_id, reply.routed_by) == (SIM_LOCATION, "sender_id")
 
 
 async def test_a_customer_texting_a_sim_number_first_reaches_the_location_sending_as_it(
