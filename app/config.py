@@ -306,11 +306,11 @@ class Settings(BaseSettings):
     )
     inbound_routes: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Where replies go when no location texted the sender within the window "
-        "(and which of several recent senders a receiving number belongs to): a JSON object on "
-        "one line mapping the receiving number (any PH format) or sender ID (any case), as the "
-        "gateway sends it in `to`, to a GHL locationId. Optional: empty = no mapping, and such "
-        "replies are kept as unroutable (never dropped, never guessed).",
+        description="Where replies addressed to a receiving number or sender ID go, before any "
+        "owner or recent sender is asked: a JSON object on one line mapping the receiving "
+        "number (any PH format) or sender ID (exactly as Cast lists it), as the gateway sends it "
+        "in `to`, to a GHL locationId. Optional: empty = no mapping; a reply no location owns "
+        "or texted is then kept as unroutable (never dropped, never guessed).",
         examples=['{"CAST":"aBcD1234locationId","09171234567":"otherLocationId"}'],
     )
     inbound_deadline_seconds: float = Field(

@@ -197,7 +197,7 @@ async def test_without_a_recent_sender_the_receiving_number_route_decides(gatewa
     token_2 = await gateway.seed_installation(OTHER_LOCATION)
     gateway.start()
 
-    await post_sms(gateway, sms("gw-route", to="casttest"))
+    await post_sms(gateway, sms("gw-route", to="CASTTEST"))
 
     record = await wait_record(gateway, "gw:gw-route", "delivered")
     assert (record.location_id, record.routed_by) == (OTHER_LOCATION, "route")
