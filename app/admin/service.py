@@ -249,12 +249,13 @@ class AdminService:
         company = await self._company_of(location_id)
         foreign = [other for other in others if await self._company_of(other) != company]
         if company is None or foreign:
+            held_by = ", ".join(foreign or others)
+            why = "another agency" if company else "this location's agency is unknown: install it"
             raise ApiError(
                 409,
                 "sender_id_assigned_elsewhere",
-                f"{sender_id} is assigned to {', '.join(foreign or others)}, of another agency"
-                + (" (or this location is not installed)" if company is None else "")
-                + ": a sender belongs to one agency; clear it there first",
+                f"{sender_id} is assigned to {held_by} ({why}): a sender belongs to one agency; "
+                "clear it there first",
                 "sender_id",
             )
         return others
