@@ -55,7 +55,7 @@ def _timestamp(value: str | None, default: float) -> float:
 
 
 def sender_matches(entry: Unsubscribed, sender_id: str | None) -> bool:
-    """A sender name in any case, a SIM number in any PH format."""
+    """A sender name exactly as Cast lists it, a SIM number in any PH format."""
     if sender_id is None or not entry.sender_id:
         return True
     return sender_key(entry.sender_id) == sender_key(sender_id)
