@@ -10,6 +10,7 @@ message within a poll interval).
     cast-ghl discard <id>             take one of them off the list
     cast-ghl sender-id <location> [<sender ID> | --clear] [--channel sms|sim]
                                       assign a default-account sender (--clear: all of them)
+    cast-ghl sender-id <location> <sender ID> --unassign   take one assigned sender away
     cast-ghl optouts <location>       numbers the location does not text (STOP, Cast)
     cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
@@ -171,7 +172,10 @@ async def cmd_sender_id(admin: AdminService, out: Output, args: argparse.Namespa
         body = SenderIdBody.model_validate({"sender_id": args.sender_id, "channel": args.channel})
     except ValidationError as exc:
         raise validation_error(exc) from None
-    result = await admin.set_sender_id(args.location_id, body.sender_id, body.channel)
+    if args.unassign and body.sender_id is not None:
+        result = await admin.unassign_sender_id(args.location_id, body.sender_id)
+    else:
+        result = await admin.set_sender_id(args.location_id, body.sender_id, body.channel)
     if out.as_json:
         out.json(dump(result))
     else:
@@ -407,6 +411,9 @@ def parser() -> argparse.ArgumentParser:
     sender.add_argument("sender_id", nargs="?")
     sender.add_argument(
         "--clear", action="store_true", help="unassign all; send with the default again"
+    )
+    sender.add_argument(
+        "--unassign", action="store_true", help="take this one sender from the location"
     )
     sender.add_argument(
         "--channel",

@@ -242,6 +242,20 @@ async def test_sender_id_refuses_a_sender_assigned_to_another_agency_and_saves_n
     assert stored is None
 
 
+async def test_sender_id_unassign_takes_one_sender_away_and_keeps_the_others(harness: Harness):
+    await harness.seed_installation()
+    await run("sender-id", LOCATION, "ACME")
+    await run("sender-id", LOCATION, "BETA")
+
+    code, as_json = await run("sender-id", LOCATION, "BETA", "--unassign", "--json")
+    again, _ = await run("sender-id", LOCATION, "BETA", "--unassign")
+
+    answer = json.loads(as_json)
+    assert code == 0 and answer["assigned_senders"] == ["ACME"]
+    assert (answer["sender_id"], answer["effective_sender_id"]) == (None, "CASTTEST")
+    assert again == 1  # no longer assigned
+
+
 async def test_sender_id_checks_the_sender_with_cast_and_takes_a_channel(harness: Harness):
     await harness.seed_installation()
     harness.cast.approve(CAST_KEY, "+639170000001", "sim")

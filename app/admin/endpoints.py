@@ -104,6 +104,12 @@ async def set_sender_id(location_id: str, raw: AdminBody, admin: AdminDep) -> Se
     return await admin.set_sender_id(location_id, body.sender_id, body.channel)
 
 
+@router.delete("/locations/{location_id}/sender-ids/{sender_id}")
+async def unassign_sender_id(location_id: str, sender_id: str, admin: AdminDep) -> SenderIdResult:
+    """Take one assigned default-account sender from the location; its others stay."""
+    return await admin.unassign_sender_id(location_id, sender_id)
+
+
 @router.get("/locations/{location_id}/optouts")
 async def list_optouts(location_id: str, admin: AdminDep) -> OptOutList:
     """The numbers this location does not text (replied STOP, Cast's unsubscribe link)."""

@@ -18,6 +18,7 @@ from app.admin.schemas import (
 from app.cast.accounts import CastAccounts, account_from, is_assigned
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel
+from app.cast.senders import sender_key
 from app.errors import ApiError
 from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
@@ -204,32 +205,68 @@ class AdminService:
                 wanted.assigned_senders = [*wanted.assigned_senders, wanted.sender_id]
         await store_settings(self._location_settings, self._accounts, wanted)
         self._counters.inc("admin_sender_id_set")
-        installed = await self._installations.get(location_key(location_id)) is not None
         log.info(
             "sender ID set by an operator",
             extra={
                 "location_id": location_id,
                 "sender_id": check.sender_id,
                 "channel": channel,
-                "installed": installed,
                 "shared_with": shared_with,
             },
         )
-        account = await self._accounts.with_channel(account_from(wanted, self._accounts.default))
+        return await self._sender_result(wanted, check.checked, check.note, shared_with)
+
+    async def unassign_sender_id(self, location_id: str, sender_id: str) -> SenderIdResult:
+        """Take one default-account sender from a location (its others stay); when it was the
+        one in use, the location sends with CAST_SENDER_ID again. 404 when not assigned."""
+        stored = await self._location_settings.get(location_id)
+        if stored is None or not is_assigned(stored, sender_id):
+            raise ApiError(
+                404,
+                "sender_id_not_assigned",
+                f"{sender_id} is not assigned to {location_id}",
+                "sender_id",
+            )
+        wanted = sender_key(sender_id)
+        kept = [s for s in stored.assigned_senders if sender_key(s) != wanted]
+        in_use = stored.sender_id is not None and sender_key(stored.sender_id) == wanted
+        updated = stored.model_copy(
+            update={
+                "assigned_senders": kept,
+                "sender_id": None if in_use else stored.sender_id,
+                "channel": None if in_use else stored.channel,
+                "updated_at": self._clock(),
+                "updated_by": "admin",
+            }
+        )
+        await store_settings(self._location_settings, self._accounts, updated)
+        self._counters.inc("admin_sender_id_unassigned")
+        log.info(
+            "sender ID unassigned by an operator",
+            extra={"location_id": location_id, "sender_id": sender_id, "was_in_use": in_use},
+        )
+        checked = updated.sender_checked and updated.sender_id is not None
+        return await self._sender_result(updated, checked, None, [])
+
+    async def _sender_result(
+        self, settings: LocationSettings, checked: bool, note: str | None, shared_with: list[str]
+    ) -> SenderIdResult:
+        account = await self._accounts.with_channel(account_from(settings, self._accounts.default))
+        installed = await self._installations.get(location_key(settings.location_id)) is not None
         return SenderIdResult(
-            location_id=location_id,
-            sender_id=check.sender_id,
-            enabled=wanted.enabled,
-            own_api_key=own_key is not None,
+            location_id=settings.location_id,
+            sender_id=settings.sender_id,
+            enabled=settings.enabled,
+            own_api_key=settings.cast_api_key is not None,
             effective_sender_id=account.sender_id,
             channel=account.channel,
             channel_source=account.channel_source,
-            checked_with_cast=check.checked,
-            note=check.note,
-            assigned_senders=wanted.assigned_senders,
+            checked_with_cast=checked,
+            note=note,
+            assigned_senders=settings.assigned_senders,
             shared_with=shared_with,
             installed=installed,
-            updated_at=now,
+            updated_at=settings.updated_at,
         )
 
     async def _require_one_agency(self, location_id: str, sender_id: str) -> list[str]:

@@ -25,6 +25,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/admin/inbound/gw:x/reroute", {"location_id": LOCATION}),
     ("POST", "/api/admin/inbound/gw:x/discard", None),
     ("PUT", f"/api/admin/locations/{LOCATION}/sender-id", {"sender_id": "ACME"}),
+    ("DELETE", f"/api/admin/locations/{LOCATION}/sender-ids/ACME", None),
     ("GET", f"/api/admin/locations/{LOCATION}/optouts", None),
     ("POST", f"/api/admin/locations/{LOCATION}/optouts/09171234567/lift", {"reason": "asked"}),
 ]
