@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 LOCATION_TOKEN_CONCURRENCY = 4
 CAS_ATTEMPTS = 10
+# Applied as the state they carry, so a repeat is harmless, and a state set again after a change
+# gives the same body: never taken for a repeat by their body's digest.
+STATE_EVENTS = frozenset({"ContactDndUpdate"})
 MAX_AGENCIES_ASKED = 20  # an INSTALL naming no agency: agencies asked whether it is theirs
 
 
@@ -295,7 +298,8 @@ class OAuthService:
 
         A repeat is known by its `webhookId`, or without one by a digest of the body,
         remembered for GHL_APP_WEBHOOK_MAX_AGE_SECONDS (every handled event is applied as a
-        state, so one seen again later does no harm)."""
+        state, so one seen again later does no harm). A ContactDndUpdate without a webhookId is
+        always applied: a DND set, cleared and set again gives the same body twice."""
         if event.app_id is not None and event.app_id != self._settings.app_id:
             return self._ignored(event, "event for another app")
         if event.timestamp is not None:
@@ -307,22 +311,30 @@ class OAuthService:
             raise ApiError(
                 422, "invalid_payload", f"{event.type} names no locationId", "locationId"
             )
+        if event.webhook_id is None and event.type in STATE_EVENTS:
+            outcome = await handler(event, raw)
+        else:
+            claim = await self._claim(event, raw)
+            if claim is None:
+                self._counters.inc("webhooks_duplicate")
+                return _answer("duplicate", event)
+            try:
+                outcome = await handler(event, raw)
+            except BaseException:
+                await asyncio.shield(self._repo.release_webhook(claim))
+                raise
+        self._counters.inc("app_webhooks", reason=event.type)
+        return _answer(outcome, event)
+
+    async def _claim(self, event: AppWebhook, raw: bytes) -> str | None:
+        """The event's claim (its webhookId, else its body's digest), or None: a repeat."""
         claim, remembered = event.webhook_id, None
         if claim is None:
             claim = f"sha256:{hashlib.sha256(raw).hexdigest()}"
             remembered = self._settings.ghl_app_webhook_max_age_seconds
-        if not await self._repo.claim_webhook(
-            claim, event.type, self._clock(), remembered=remembered
-        ):
-            self._counters.inc("webhooks_duplicate")
-            return _answer("duplicate", event)
-        try:
-            outcome = await handler(event, raw)
-        except BaseException:
-            await asyncio.shield(self._repo.release_webhook(claim))
-            raise
-        self._counters.inc("app_webhooks", reason=event.type)
-        return _answer(outcome, event)
+        now = self._clock()
+        claimed = await self._repo.claim_webhook(claim, event.type, now, remembered=remembered)
+        return claim if claimed else None
 
     @property
     def _handlers(self) -> dict[str, Callable[[AppWebhook, bytes], Awaitable[str]]]:
