@@ -8,6 +8,7 @@ GHL's docs into tests/data/ghl_documented_webhooks.json."""
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from app.optouts.schemas import OptOut, dnd_note
 from app.outbound.repository import RefusedMessages
 from app.store import Store
 
+# GHL's official docs, beside the checkout (../shared/reference/ghl-official) where present.
+GHL_DOCS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ghl-official" / "docs"
 EXAMPLES = json.loads((Path(__file__).parent / "data" / "ghl_documented_webhooks.json").read_text())
 DOCS_APP_ID = "ve9EPM428h8vShlRW1KT"  # the appId of GHL's examples: this bridge's app here
 CLIENT_ID = f"{DOCS_APP_ID}-cast"
@@ -236,6 +239,18 @@ async def test_every_documented_webhook_example_signed_gets_a_2xx_and_its_effect
     assert 200 <= response.status_code < 300, response.text
     assert response.json()["status"] == effect.status
     await effect.check(bridge)
+
+
+@pytest.mark.skipif(not GHL_DOCS.is_dir(), reason="GHL's docs are not beside the checkout")
+def test_the_examples_are_the_json_examples_of_ghls_webhook_docs_unchanged():
+    documented = [
+        (f"docs/{path.name}", json.loads(block))
+        for path in sorted(GHL_DOCS.glob("*.md"))
+        if "tags: [Webhook Events]" in (text := path.read_text())
+        for block in re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    ]
+
+    assert documented == [(example["doc"], example["body"]) for example in EXAMPLES]
 
 
 def test_the_examples_are_every_json_example_of_the_webhook_docs():
