@@ -499,6 +499,30 @@ async def test_an_operators_lift_clears_the_sms_dnd_the_bridge_set(bridge: Bridg
     await wait_for(lambda: bridge.ghl.sms_dnd(LOCATION, PHONE) == "inactive", "DND cleared")
 
 
+async def test_an_operators_lift_of_a_stop_leaves_a_dnd_the_ghl_user_set(bridge: Bridge):
+    await bridge.install(LOCATION)
+    theirs = {"SMS": {"status": "active", "message": "set by the GHL user"}}
+    bridge.ghl.add_contact(LOCATION, PHONE, dndSettings=theirs)
+    now = time.time()
+    stop = OptOut(location_id=LOCATION, phone=PHONE, source="keyword", at=now, recorded_at=now)
+    await bridge.with_store(lambda store: OptOutList(store).add(stop))
+
+    await bridge.client.post(
+        f"/api/admin/locations/{LOCATION}/optouts/{PHONE}/lift",
+        json={"reason": "customer called to opt back in"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+
+    async def outcomes() -> list[str]:
+        return [item.data["outcome"] for item in await bridge.with_store(dnd_tasks)]
+
+    deadline = time.monotonic() + 10
+    while await outcomes() != ["unchanged"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await outcomes() == ["unchanged"]
+    assert bridge.ghl.contact_updates == [] and bridge.ghl.sms_dnd(LOCATION, PHONE) == "active"
+
+
 async def test_an_operators_lift_leaves_a_dnd_someone_set_in_ghl(bridge: Bridge):
     await bridge.install(LOCATION)
     theirs = {"SMS": {"status": "active", "message": "set by the GHL user"}}
