@@ -5,13 +5,14 @@ message within a poll interval).
     cast-ghl installations            installations, no tokens
     cast-ghl message <messageId>      an outbound message and its history
     cast-ghl requeue <messageId>      send a failed message again
+    cast-ghl refused                  messages for uninstalled locations GHL could not be told of
     cast-ghl unroutable               inbound SMS no location could be chosen for
     cast-ghl reroute <id> <location>  deliver one of them to a location
     cast-ghl discard <id>             take one of them off the list
     cast-ghl sender-id <location> [<sender ID> | --clear] [--channel sms|sim]
                                       assign a default-account sender (--clear: all of them)
     cast-ghl sender-id <location> <sender ID> --unassign   take one assigned sender away
-    cast-ghl optouts <location>       numbers the location does not text (STOP, Cast)
+    cast-ghl optouts <location>       numbers the location does not text (STOP, Cast, GHL DND)
     cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
     cast-ghl sandbox                  the whole path on fakes, no credentials
@@ -124,6 +125,20 @@ async def cmd_requeue(admin: AdminService, out: Output, args: argparse.Namespace
     return 0
 
 
+async def cmd_refused(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    rows = await admin.refused_messages()
+    out.listing(
+        rows,
+        "no refused messages",
+        ["message", "location", "received", "refused", "reason"],
+        [
+            [r.message_id, r.location_id, when(r.received_at), when(r.refused_at), r.reason]
+            for r in rows
+        ],
+    )
+    return 0
+
+
 async def cmd_unroutable(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
     rows = await admin.unroutable()
     out.listing(
@@ -203,8 +218,8 @@ async def cmd_optouts(admin: AdminService, out: Output, args: argparse.Namespace
     out.listing(
         rows,
         f"no opt-outs in {args.location_id}",
-        ["id", "number", "source", "opted out", "keyword", "sender ID"],
-        [[r.id, r.phone, r.source, when(r.at), r.keyword, r.sender_id] for r in rows],
+        ["id", "number", "source", "opted out", "keyword", "sender ID", "stays until"],
+        [[r.id, r.phone, r.source, when(r.at), r.keyword, r.sender_id, r.until] for r in rows],
     )
     return 0
 
@@ -220,9 +235,15 @@ async def cmd_lift_optout(admin: AdminService, out: Output, args: argparse.Names
     else:
         out.line(
             f"{lifted.phone} taken off the opt-out list of {lifted.location_id} "
-            f"(was: {lifted.source}, {when(lifted.at)}); the contact's DND in GHL is unchanged"
+            f"(was: {lifted.source}, {when(lifted.at)}); " + _dnd_after_lift(lifted.source)
         )
     return 0
+
+
+def _dnd_after_lift(source: str) -> str:
+    if source == "ghl":
+        return "the SMS DND was set in GHL: clear it there"
+    return "the SMS DND the bridge set in GHL is being cleared"
 
 
 # check-config --------------------------------------------------------------------------------
@@ -382,6 +403,7 @@ COMMANDS = {
     "reroute": cmd_reroute,
     "discard": cmd_discard,
     "sender-id": cmd_sender_id,
+    "refused": cmd_refused,
     "optouts": cmd_optouts,
     "lift-optout": cmd_lift_optout,
     "reencrypt": cmd_reencrypt,
@@ -400,6 +422,9 @@ def parser() -> argparse.ArgumentParser:
     sub.choices["message"].add_argument("message_id", help="GHL messageId")
     sub.add_parser("requeue", parents=[common], help="send a failed message again")
     sub.choices["requeue"].add_argument("message_id", help="GHL messageId")
+    sub.add_parser(
+        "refused", parents=[common], help="messages for uninstalled locations GHL was not told of"
+    )
     sub.add_parser("unroutable", parents=[common], help="inbound SMS no location took")
     sub.add_parser("reroute", parents=[common], help="deliver an unroutable SMS to a location")
     sub.choices["reroute"].add_argument("inbound_id")

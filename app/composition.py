@@ -44,7 +44,7 @@ from app.optouts.repository import DndQueue, OptOutList, SyncLedger
 from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync
 from app.optouts.worker import DndWorker
-from app.outbound.repository import OutboxRepository
+from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
 from app.store import SQLITE_FILENAME, Store, StoreUnavailable, build_store
@@ -144,6 +144,7 @@ def build_services(
     account_info = CastAccountInfo(cast, senders, KeyStates(store), counters, pacer.before_poll)
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
+    refused = RefusedMessages(store)
     recipients = RecipientDirectory(store, routing_window(settings))
     dnd_queue = DndQueue(store)
     optout_list = OptOutList(store)
@@ -161,6 +162,7 @@ def build_services(
         sent_to=recipients.remember,
         optouts=optouts,
         account_info=account_info,
+        refused=refused,
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(
@@ -186,7 +188,7 @@ def build_services(
         tokens=tokens,
         outbound=outbound,
         inbound=inbound,
-        oauth=OAuthService(settings, installations, tokens, ghl, counters),
+        oauth=OAuthService(settings, installations, tokens, ghl, counters, optouts=optouts),
         optouts=optouts,
         locations=LocationService(
             settings,
@@ -209,6 +211,7 @@ def build_services(
             pacer,
             wake_outbound=outbound_worker.wake,
             optouts=optouts,
+            refused=refused,
         ),
         metrics=MetricsService(
             counters,

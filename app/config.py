@@ -162,7 +162,8 @@ class Settings(BaseSettings):
         gt=0,
         description="App webhooks (INSTALL/UNINSTALL at `/webhooks/ghl/app`) whose `timestamp` "
         "is further than this many seconds from now (past or future) are refused as replays "
-        "(401).",
+        "(401). One without `webhookId` (GHL's documented examples) is known as a repeat by "
+        "the digest of its body for this long.",
     )
 
     cast_api_key: SecretStr = Field(

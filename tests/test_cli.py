@@ -34,7 +34,8 @@ from app.locations.repository import LocationSettingsRepository
 from app.oauth.crypto import TokenCipher
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
-from app.outbound.repository import OutboxRepository
+from app.outbound.repository import OutboxRepository, RefusedMessages
+from app.outbound.schemas import RefusedMessage
 from app.outbound.service import build_message
 from app.store import DONE, PENDING, Store
 from tests.support import ROOT
@@ -378,3 +379,41 @@ async def test_optouts_lists_masked_numbers_and_lift_optout_takes_one_off(harnes
     assert lifted == 0 and "taken off the opt-out list" in said and "9171234567" not in said
     assert missing == 1 and json.loads(error)["error"]["code"] == "optout_not_found"
     assert empty.strip() == f"no opt-outs in {LOCATION}"
+
+
+async def test_optouts_say_what_keeps_each_number_listed_and_a_lift_says_what_happens_in_ghl(
+    harness: Harness,
+):
+    stop = OptOut(
+        location_id=LOCATION, phone="+639171234567", source="keyword", at=1.8e9, recorded_at=1.8e9
+    )
+    dnd = OptOut(
+        location_id=LOCATION, phone="+639181234567", source="ghl", at=1.8e9, recorded_at=1.8e9
+    )
+    await harness.with_store(lambda s: OptOutList(s).add(stop))
+    await harness.with_store(lambda s: OptOutList(s).add(dnd))
+
+    _, text = await run("optouts", LOCATION)
+    _, lifted_stop = await run("lift-optout", LOCATION, "09171234567", "--reason", "by email")
+    _, lifted_dnd = await run("lift-optout", LOCATION, "09181234567", "--reason", "by email")
+
+    assert "clearing SMS DND in GHL does not" in text and "SMS DND is cleared in GHL" in text
+    assert "the SMS DND the bridge set in GHL is being cleared" in lifted_stop
+    assert "the SMS DND was set in GHL: clear it there" in lifted_dnd
+
+
+async def test_refused_lists_the_messages_ghl_could_not_be_told_about(harness: Harness):
+    refused = RefusedMessage(
+        message_id="m-stranger",
+        location_id="loc-stranger",
+        received_at=1.8e9,
+        refused_at=1.8e9 + 1,
+        reason="Cast SMS is not installed for location loc-stranger: install the app",
+    )
+    await harness.with_store(lambda s: RefusedMessages(s).record(refused))
+
+    code, text = await run("refused")
+    _, as_json = await run("refused", "--json")
+
+    assert code == 0 and "m-stranger" in text and "loc-stranger" in text
+    assert json.loads(as_json)[0]["message_id"] == "m-stranger"

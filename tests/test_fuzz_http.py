@@ -197,9 +197,13 @@ def _valid_outbound(body: bytes) -> bool:
         return False
     if not isinstance(payload, dict):
         return False
-    required = ("messageId", "locationId", "phone")
-    return all(isinstance(payload.get(k), str) and payload[k].strip() for k in required) and (
-        isinstance(payload.get("message"), str)
+    # Only the ids are required: a message GHL sends without text or phone is accepted and
+    # reported failed (GHL does not redeliver a 4xx).
+    required, texts = ("messageId", "locationId"), ("phone", "message")
+    return (
+        all(isinstance(payload.get(k), str) and payload[k].strip() for k in required)
+        and all(payload.get(k) is None or isinstance(payload[k], str) for k in texts)
+        and isinstance(payload.get("attachments", []), list | None)
     )
 
 

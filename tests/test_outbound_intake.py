@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app.cast.pacing import BACKLOG_SECONDS, RETURN_AHEAD_SECONDS, CastPacer
-from app.devkit.harness import CAST_KEY, webhook
+from app.devkit.harness import CAST_KEY, LOCATION, webhook
 from app.ghl.schemas import ProviderOutboundMessage
 from app.metrics import Counters
 from app.oauth.tokens import TokenService
@@ -16,7 +16,7 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.service import Accepted, OutboundService
 from app.outbound.worker import OutboundWorker
 from app.store import PENDING, Store
-from tests.support.units import FakeCast, FakeGHL, installations, unit_settings
+from tests.support.units import FakeCast, FakeGHL, install, installations, unit_settings
 
 QUEUE = "outbound"
 
@@ -29,6 +29,12 @@ def intake(
     tokens = TokenService(config, store, installations(store), ghl)
     worker = OutboundWorker(config, outbox, cast, ghl, tokens, pacer, Counters())
     return OutboundService(config, outbox, Counters(), worker), worker, cast
+
+
+@pytest.fixture(autouse=True)
+async def installed(sqlite_store: Store) -> None:
+    """The webhooks' location has the app installed (without one, nothing is sent)."""
+    await install(installations(sqlite_store), time.time(), location_id=LOCATION)
 
 
 def unpaced(store: Store) -> CastPacer:

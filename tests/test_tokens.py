@@ -163,7 +163,9 @@ async def test_a_location_neither_installed_nor_linked_to_an_agency_is_not_insta
 async def test_a_location_of_an_installed_agency_gets_its_token_from_the_agency_token(
     service, repo, ghl, clock
 ):
-    await install(repo, clock(), company_id=COMPANY, token="company-access")
+    await install(
+        repo, clock(), company_id=COMPANY, token="company-access", location_ids=[LOCATION]
+    )
     await repo.link(LOCATION, COMPANY, clock())
     assert await service.access_token(LOCATION) == "loc-access-1"
     assert ghl.calls["location_token"] == [("company-access", COMPANY, LOCATION)]
@@ -178,7 +180,14 @@ async def test_a_location_of_an_installed_agency_gets_its_token_from_the_agency_
 async def test_an_agency_token_near_expiry_is_refreshed_as_a_company_first(
     service, repo, ghl, clock
 ):
-    await install(repo, clock(), company_id=COMPANY, token="company-access", expires_in=0)
+    await install(
+        repo,
+        clock(),
+        company_id=COMPANY,
+        token="company-access",
+        location_ids=[LOCATION],
+        expires_in=0,
+    )
     await repo.link(LOCATION, COMPANY, clock())
     await service.access_token(LOCATION)
     (form,) = ghl.calls["exchange_token"][0]
@@ -187,7 +196,9 @@ async def test_an_agency_token_near_expiry_is_refreshed_as_a_company_first(
 
 
 async def test_an_agency_token_ghl_rejects_with_401_is_refreshed_once(service, repo, ghl, clock):
-    await install(repo, clock(), company_id=COMPANY, token="company-access")
+    await install(
+        repo, clock(), company_id=COMPANY, token="company-access", location_ids=[LOCATION]
+    )
     await repo.link(LOCATION, COMPANY, clock())
     ghl.script("location_token", GHLError("401", status=401))
     assert await service.access_token(LOCATION) == "loc-access-1"
@@ -197,7 +208,9 @@ async def test_an_agency_token_ghl_rejects_with_401_is_refreshed_once(service, r
 async def test_invalid_grant_on_an_agency_location_falls_back_to_the_agency_token(
     service, repo, ghl, clock
 ):
-    await install(repo, clock(), company_id=COMPANY, token="company-access")
+    await install(
+        repo, clock(), company_id=COMPANY, token="company-access", location_ids=[LOCATION]
+    )
     await install(repo, clock(), location_id=LOCATION, company_id=COMPANY, expires_in=0)
     ghl.script("exchange_token", INVALID_GRANT)
     assert await service.access_token(LOCATION) == "loc-access-1"
@@ -208,7 +221,9 @@ async def test_invalid_grant_on_an_agency_location_falls_back_to_the_agency_toke
 async def test_ensure_location_heals_a_location_needing_reauthorization_from_its_agency(
     service, repo, ghl, clock
 ):
-    await install(repo, clock(), company_id=COMPANY, token="company-access")
+    await install(
+        repo, clock(), company_id=COMPANY, token="company-access", location_ids=[LOCATION]
+    )
     await install(repo, clock(), location_id=LOCATION, needs_reauth=True, reauth_reason="old")
     assert await service.ensure_location(LOCATION, COMPANY)
     assert await service.reauthorization_needed(LOCATION) is None
@@ -218,6 +233,8 @@ async def test_ensure_location_heals_a_location_needing_reauthorization_from_its
 async def test_ensure_location_reports_false_when_the_agency_cannot_give_a_token(
     service, repo, ghl, clock
 ):
-    await install(repo, clock(), company_id=COMPANY, token="company-access")
+    await install(
+        repo, clock(), company_id=COMPANY, token="company-access", location_ids=[LOCATION]
+    )
     ghl.script("location_token", GHLError("400", status=400, body="location not in company"))
     assert not await service.ensure_location(LOCATION, COMPANY)

@@ -64,6 +64,14 @@ async def cast_rates(admin: AdminDep) -> CastRates:
     return await admin.cast_rates()
 
 
+@router.get("/refused-messages")
+async def list_refused_messages(admin: AdminDep) -> dict[str, Any]:
+    """Messages GHL sent for a location without an installation: never sent, and no token of
+    the location or its agency could report them `failed` to GHL."""
+    rows = await admin.refused_messages()
+    return {"messages": [row.model_dump() for row in rows]}
+
+
 @router.get("/messages/{message_id}")
 async def show_message(message_id: str, admin: AdminDep) -> MessageView:
     """An outbound message by GHL messageId: where it is, what happened (its history)."""

@@ -30,7 +30,8 @@ from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
 from app.optouts.schemas import OptOutView
 from app.optouts.service import OptOutService
-from app.outbound.repository import OutboxRepository
+from app.outbound.repository import OutboxRepository, RefusedMessages
+from app.outbound.schemas import RefusedMessage
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class AdminService:
         wake_outbound: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         optouts: OptOutService | None = None,
+        refused: RefusedMessages | None = None,
     ) -> None:
         self._pacer = pacer
+        self._refused = refused
         self._installations = installations
         self._outbox = outbox
         self._inbox = inbox
@@ -93,6 +96,10 @@ class AdminService:
         )
 
     # Outbound messages --------------------------------------------------------------------
+    async def refused_messages(self) -> list[RefusedMessage]:
+        """Messages for locations without an installation that GHL could not be told about."""
+        return await self._refused.listing() if self._refused is not None else []
+
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)
         if found is None:

@@ -75,6 +75,8 @@ EVENTS: dict[str, Event] = {
     "status_reported": _event("status_reports"),
     "status_report_retries": _event("retries", step="ghl_status"),
     "status_report_failed": _event("status_reports", outcome="gave_up"),
+    # No installation and no token of its agency: GHL cannot be told (listed for the operator)
+    "status_report_refused": _event("status_reports", outcome="refused_not_installed"),
     # Inbound SMS
     "inbound_received": _event("inbound", event="received"),
     "inbound_duplicate": _event("inbound", event="duplicate"),

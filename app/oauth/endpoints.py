@@ -44,11 +44,12 @@ async def callback(
 async def app_webhook(
     body: VerifiedBody, service: OAuthServiceDep, counters: CountersDep
 ) -> JSONResponse:
-    """The app's Webhook URL: INSTALL and UNINSTALL (signed like the Delivery URL)."""
+    """The app's Webhook URL (signed like the Delivery URL): INSTALL, UNINSTALL and
+    ContactDndUpdate are acted on; any other event is answered 200 `ignored`."""
     with refusals_counted(counters, "webhooks_rejected_payload"):
         event = parse_payload(AppWebhook, body)
     try:
-        outcome = await service.handle_app_webhook(event)
+        outcome = await service.handle_app_webhook(event, body)
     except GHLError as exc:
         raise ApiError(502, "ghl_unavailable", f"GHL did not answer as expected: {exc}") from exc
     return JSONResponse(outcome)

@@ -6,7 +6,8 @@ Collections:
 - `installation_links`: location id -> company id, written when GHL tells us a location belongs
   to a company that installed the app, so a location token can be obtained from the company
   token even before the location has a document of its own.
-- `app_webhooks`: webhookIds of app lifecycle webhooks already handled (replay protection).
+- `app_webhooks`: webhookIds of app webhooks already handled (replay protection), or for a
+  webhook without one, `sha256:<digest of its body>`.
 - `location_settings`: per-location settings; deleted with the location on UNINSTALL.
 """
 
@@ -104,9 +105,22 @@ class InstallationRepository:
         return await self._store.delete_doc(LOCATION_SETTINGS, location_id)
 
     # App webhooks handled once ----------------------------------------------------------
-    async def claim_webhook(self, webhook_id: str, event: str, now: float) -> bool:
-        """True for the first delivery of `webhook_id`; False while or after it is handled."""
-        return await self._store.swap_doc(APP_WEBHOOKS, webhook_id, 0, {"type": event, "at": now})
+    async def claim_webhook(
+        self, webhook_id: str, event: str, now: float, *, remembered: float | None = None
+    ) -> bool:
+        """True for the first delivery of `webhook_id`; False while or after it is handled, or
+        only for `remembered` seconds after it was claimed (then it may be claimed again)."""
+        record = {"type": event, "at": now}
+        if await self._store.swap_doc(APP_WEBHOOKS, webhook_id, 0, record):
+            return True
+        if remembered is None:
+            return False
+        doc = await self._store.get_doc(APP_WEBHOOKS, webhook_id)
+        if doc is None:  # released meanwhile
+            return await self._store.swap_doc(APP_WEBHOOKS, webhook_id, 0, record)
+        if now - float(doc.data.get("at", now)) < remembered:
+            return False
+        return await self._store.swap_doc(APP_WEBHOOKS, webhook_id, doc.rev, record)
 
     async def release_webhook(self, webhook_id: str) -> None:
         """Handling failed: let GHL's redelivery of the same webhookId be handled again."""

@@ -1,6 +1,6 @@
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.ghl.schemas import TokenResponse
 
@@ -87,19 +87,34 @@ class InstallationSummary(BaseModel):
 
 
 class AppWebhook(BaseModel):
-    """GHL's app lifecycle webhook (`INSTALL`, `UNINSTALL`, other subscribed events)."""
+    """An event at the app's Webhook URL: INSTALL, UNINSTALL, ContactDndUpdate, or any other
+    type GHL sends (ignored). GHL's documented examples carry neither `webhookId` nor
+    `timestamp`, and its other events no `appId`: all three are optional (the signature
+    decides)."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, str_strip_whitespace=True)
 
     type: str = Field(min_length=1)
-    app_id: str = Field(alias="appId", min_length=1)
-    webhook_id: str = Field(alias="webhookId", min_length=1)
-    timestamp: str | float
+    app_id: str | None = Field(None, alias="appId")
+    webhook_id: str | None = Field(None, alias="webhookId", min_length=1)
+    timestamp: str | float | None = None
     install_type: str | None = Field(None, alias="installType")
     location_id: str | None = Field(None, alias="locationId")
     company_id: str | None = Field(None, alias="companyId")
     user_id: str | None = Field(None, alias="userId")
     version_id: str | None = Field(None, alias="versionId")
+    location_ids: list[str] = Field(default_factory=list, alias="locationIds")  # a bulk INSTALL
+
+    @field_validator("location_ids", mode="before")
+    @classmethod
+    def _no_locations(cls, value: object) -> object:
+        return [] if value is None else value
+
+    @property
+    def locations(self) -> list[str]:
+        """Every location the event names (`locationId` and a bulk install's `locationIds`)."""
+        named = [self.location_id, *self.location_ids]
+        return list(dict.fromkeys(loc.strip() for loc in named if loc and loc.strip()))
 
 
 class InstallResult(BaseModel):

@@ -1,28 +1,36 @@
 """Installing the app: the install link, the OAuth callback, agency installs, INSTALL/UNINSTALL."""
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from pydantic import ValidationError
+
 from app.config import Settings
-from app.errors import ApiError
+from app.errors import ApiError, validation_error
 from app.ghl.client import GHLClient, GHLError
-from app.ghl.schemas import TokenResponse
+from app.ghl.schemas import ContactDndUpdate, TokenResponse
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import AppWebhook, Installation, InstallResult
 from app.oauth.state import StateError, StateSigner
 from app.oauth.tokens import TokenService, TokenUnavailable
+from app.optouts.service import OptOutService
 
 log = logging.getLogger(__name__)
 
 LOCATION_TOKEN_CONCURRENCY = 4
 CAS_ATTEMPTS = 10
+# Applied as the state they carry, so a repeat is harmless, and a state set again after a change
+# gives the same body: never taken for a repeat by their body's digest.
+STATE_EVENTS = frozenset({"ContactDndUpdate"})
+MAX_AGENCIES_ASKED = 20  # an INSTALL naming no agency: agencies asked whether it is theirs
 
 
 class InstallError(Exception):
@@ -62,8 +70,10 @@ class OAuthService:
         ghl: GHLClient,
         counters: Counters,
         clock: Callable[[], float] = time.time,
+        optouts: OptOutService | None = None,
     ) -> None:
         self._settings = settings
+        self._optouts = optouts  # ContactDndUpdate (None: not consumed)
         self._repo = repository
         self._tokens = tokens
         self._ghl = ghl
@@ -253,6 +263,8 @@ class OAuthService:
     ) -> tuple[list[str], list[str]]:
         """Location tokens from the company token, a few at a time."""
         limit = asyncio.Semaphore(LOCATION_TOKEN_CONCURRENCY)
+        # Listed first: a location token is obtained only for a location the agency covers.
+        await self._update_company_locations(company_id, add=location_ids)
 
         async def one(location_id: str) -> bool:
             async with limit:
@@ -261,7 +273,6 @@ class OAuthService:
         outcomes = await asyncio.gather(*(one(loc) for loc in location_ids))
         obtained = [loc for loc, ok in zip(location_ids, outcomes, strict=True) if ok]
         failed = [loc for loc, ok in zip(location_ids, outcomes, strict=True) if not ok]
-        await self._update_company_locations(company_id, add=location_ids)
         if failed:
             self._counters.inc("location_tokens_failed", len(failed))
         return obtained, failed
@@ -281,12 +292,66 @@ class OAuthService:
             if await self._repo.swap(updated, rev):
                 return
 
-    # App lifecycle webhooks ----------------------------------------------------------------
-    async def handle_app_webhook(self, event: AppWebhook) -> dict[str, Any]:
-        if event.app_id != self._settings.app_id:
-            return {"status": "ignored", "reason": "event for another app"}
+    # App webhooks ---------------------------------------------------------------------------
+    async def handle_app_webhook(self, event: AppWebhook, raw: bytes) -> dict[str, Any]:
+        """Act on INSTALL, UNINSTALL and ContactDndUpdate; answer any other type `ignored`.
+
+        A repeat is known by its `webhookId`, or without one by a digest of the body,
+        remembered for GHL_APP_WEBHOOK_MAX_AGE_SECONDS (every handled event is applied as a
+        state, so one seen again later does no harm). A ContactDndUpdate without a webhookId is
+        always applied: a DND set, cleared and set again gives the same body twice."""
+        if event.app_id is not None and event.app_id != self._settings.app_id:
+            return self._ignored(event, "event for another app")
+        if event.timestamp is not None:
+            self._check_fresh(event.timestamp)
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            return self._ignored(event, f"event type {event.type} is not handled")
+        if not (event.locations or event.company_id):
+            raise ApiError(
+                422, "invalid_payload", f"{event.type} names no locationId", "locationId"
+            )
+        if event.webhook_id is None and event.type in STATE_EVENTS:
+            outcome = await handler(event, raw)
+        else:
+            claim = await self._claim(event, raw)
+            if claim is None:
+                self._counters.inc("webhooks_duplicate")
+                return _answer("duplicate", event)
+            try:
+                outcome = await handler(event, raw)
+            except BaseException:
+                await asyncio.shield(self._repo.release_webhook(claim))
+                raise
+        self._counters.inc("app_webhooks", reason=event.type)
+        return _answer(outcome, event)
+
+    async def _claim(self, event: AppWebhook, raw: bytes) -> str | None:
+        """The event's claim (its webhookId, else its body's digest), or None: a repeat."""
+        claim, remembered = event.webhook_id, None
+        if claim is None:
+            claim = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+            remembered = self._settings.ghl_app_webhook_max_age_seconds
+        now = self._clock()
+        claimed = await self._repo.claim_webhook(claim, event.type, now, remembered=remembered)
+        return claim if claimed else None
+
+    @property
+    def _handlers(self) -> dict[str, Callable[[AppWebhook, bytes], Awaitable[str]]]:
+        return {
+            "INSTALL": self._on_install,
+            "UNINSTALL": self._on_uninstall,
+            "ContactDndUpdate": self._on_contact_dnd,
+        }
+
+    def _ignored(self, event: AppWebhook, reason: str) -> dict[str, Any]:
+        self._counters.inc("webhooks_ignored")
+        log.info("app webhook ignored", extra={"type": event.type[:40], "reason": reason})
+        return {**_answer("ignored", event), "reason": reason}
+
+    def _check_fresh(self, timestamp: str | float) -> None:
         try:
-            sent_at = parse_timestamp(event.timestamp)
+            sent_at = parse_timestamp(timestamp)
         except (ValueError, OverflowError) as exc:
             raise ApiError(
                 422, "invalid_payload", "timestamp: not an ISO-8601 date or epoch", "timestamp"
@@ -301,53 +366,32 @@ class OAuthService:
                 f"{self._settings.ghl_app_webhook_max_age_seconds:.0f}s): refused as a replay",
                 "timestamp",
             )
-        if event.type not in ("INSTALL", "UNINSTALL"):
-            return {"status": "ignored", "reason": f"event type {event.type} is not handled"}
-        if event.type == "INSTALL" and not (event.location_id or event.company_id):
-            raise ApiError(422, "invalid_payload", "INSTALL names no locationId", "locationId")
-        if event.type == "UNINSTALL" and not (event.location_id or event.company_id):
-            raise ApiError(422, "invalid_payload", "UNINSTALL names no locationId", "locationId")
-        if not await self._repo.claim_webhook(event.webhook_id, event.type, self._clock()):
-            return {"status": "duplicate", "webhookId": event.webhook_id}
-        try:
-            if event.type == "INSTALL":
-                outcome = await self._on_install(event)
-            else:
-                outcome = await self._on_uninstall(event)
-        except BaseException:
-            await asyncio.shield(self._repo.release_webhook(event.webhook_id))
-            raise
-        self._counters.inc("app_webhooks", reason=event.type)
-        return {"status": outcome, "webhookId": event.webhook_id}
 
-    async def _on_install(self, event: AppWebhook) -> str:
-        company_id, location_id = event.company_id, event.location_id
-        company = await self._repo.get(company_key(company_id)) if company_id else None
-        if location_id and company_id:
-            if company is None:
-                # The OAuth callback (or a later agency token) will bring the token.
+    async def _on_install(self, event: AppWebhook, raw: bytes) -> str:
+        locations, company_id = event.locations, event.company_id
+        if not locations:
+            assert company_id is not None
+            return await self._on_agency_install(company_id)
+        if company_id is None:  # an agency's future location: GHL may not name the agency
+            company_id = await self._agency_listing(locations)
+            if company_id is None:
+                return await self._installed_or_pending(locations)
+        if await self._repo.get(company_key(company_id)) is None:
+            # The OAuth callback (or a later agency token) will bring the token.
+            for location_id in locations:
                 await self._repo.link(location_id, company_id, self._clock())
-                found = await self._repo.get(location_key(location_id))
-                installed = found is not None and not found[0].needs_reauth
-                log.info(
-                    "INSTALL received",
-                    extra={"location_id": location_id, "installed": installed},
-                )
-                return "installed" if installed else "pending"
-            ok = await self._tokens.ensure_location(location_id, company_id)
-            await self._update_company_locations(company_id, add=[location_id])
-            if not ok:
-                raise ApiError(
-                    502, "ghl_unavailable", "could not obtain a location token from GHL yet"
-                )
-            log.info("INSTALL: location token ready", extra={"location_id": location_id})
-            return "installed"
-        if location_id:
-            found = await self._repo.get(location_key(location_id))
-            return "installed" if found is not None and not found[0].needs_reauth else "pending"
-        # An agency-wide install without a location: sync the locations GHL reports.
-        assert company_id is not None
-        if company is None:
+            outcome = await self._installed_or_pending(locations)
+            log.info("INSTALL received", extra={"locations": locations, "outcome": outcome})
+            return outcome
+        _, failed = await self._ensure_locations(company_id, locations)
+        if failed:
+            raise ApiError(502, "ghl_unavailable", "could not obtain a location token from GHL yet")
+        log.info("INSTALL: location token ready", extra={"locations": locations})
+        return "installed"
+
+    async def _on_agency_install(self, company_id: str) -> str:
+        """An agency-wide install without a location: sync the locations GHL reports."""
+        if await self._repo.get(company_key(company_id)) is None:
             log.info(
                 "INSTALL for an agency awaiting its OAuth callback",
                 extra={"company_id": company_id},
@@ -357,13 +401,51 @@ class OAuthService:
         _, failed = await self._ensure_locations(company_id, wanted)
         return "installed" if not failed else "partial"
 
-    async def _on_uninstall(self, event: AppWebhook) -> str:
-        if event.location_id:
-            company_id = await self._repo.company_of(event.location_id) or event.company_id
-            await self._forget_location(event.location_id)
+    async def _installed_or_pending(self, locations: list[str]) -> str:
+        for location_id in locations:
+            found = await self._repo.get(location_key(location_id))
+            if found is None or found[0].needs_reauth:
+                return "pending"
+        return "installed"
+
+    async def _agency_listing(self, locations: list[str]) -> str | None:
+        """The installed agency GHL lists any of these locations under, or None. Asked of each
+        agency installation (its own token, `GET /oauth/installedLocations`): an INSTALL for a
+        future location may not say which agency it belongs to."""
+        wanted = set(locations)
+        agencies = [row for row in await self._repo.summaries() if row.kind == "company"]
+        for agency in agencies[:MAX_AGENCIES_ASKED]:
+            if agency.company_id and wanted & set(
+                await self._installed_locations(agency.company_id)
+            ):
+                return agency.company_id
+        return None
+
+    async def _on_contact_dnd(self, event: AppWebhook, raw: bytes) -> str:
+        """A contact's DND changed in GHL: mirrored on the location's opt-out list."""
+        try:
+            update = ContactDndUpdate.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+        blocked = update.sms_blocked
+        if self._optouts is None or blocked is None:
+            return "ignored"
+        if not await self._tokens.installed(update.location_id):
+            return "ignored"  # not a location of ours: nothing of theirs is kept
+        return await self._optouts.apply_ghl_dnd(
+            update.location_id, update.phone, blocked=blocked, message=update.sms_message
+        )
+
+    async def _on_uninstall(self, event: AppWebhook, raw: bytes) -> str:
+        for location_id in event.locations:
+            company_id = await self._repo.company_of(location_id) or event.company_id
+            # Its link to the agency stays: a message GHL still sends for it is reported
+            # NOT_INSTALLED through the agency's token (app/outbound/worker.py).
+            await self._forget_location(location_id)
             if company_id:
-                await self._update_company_locations(company_id, remove=[event.location_id])
-            log.info("location uninstalled", extra={"location_id": event.location_id})
+                await self._update_company_locations(company_id, remove=[location_id])
+            log.info("location uninstalled", extra={"location_id": location_id})
+        if event.locations:
             return "uninstalled"
         company_id = event.company_id or ""
         found = await self._repo.get(company_key(company_id))
@@ -372,6 +454,7 @@ class OAuthService:
                 location = await self._repo.get(location_key(location_id))
                 if location is None or location[0].source == "company":
                     await self._forget_location(location_id)
+                    await self._repo.unlink(location_id)
             await self._repo.delete(company_key(company_id))
         log.info("agency uninstalled", extra={"company_id": company_id})
         return "uninstalled"
@@ -379,4 +462,7 @@ class OAuthService:
     async def _forget_location(self, location_id: str) -> None:
         await self._repo.delete(location_key(location_id))
         await self._repo.delete_location_settings(location_id)
-        await self._repo.unlink(location_id)
+
+
+def _answer(status: str, event: AppWebhook) -> dict[str, Any]:
+    return {"status": status, **({"webhookId": event.webhook_id} if event.webhook_id else {})}

@@ -86,6 +86,7 @@ class TokenService:
         self._counters = counters or Counters()
         self._locks: dict[str, asyncio.Lock] = {}
         self._usable_until: dict[str, float] = {}  # location -> monotonic deadline (see above)
+        self._installed_until: dict[str, float] = {}  # the same, for `installed`
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Up to four GHL calls happen under one lease (company refresh, location token, retry).
         self._lease_seconds = max(
@@ -129,6 +130,40 @@ class TokenService:
             return None
         self._usable_until.pop(location_id, None)
         return found[0].reauth_reason or "GHL refused the token refresh"
+
+    async def installed(self, location_id: str) -> bool:
+        """Whether the app is installed for this location: its own installation, or an agency
+        installation that covers it (its token is then obtained from the agency's when first
+        needed). A location GHL merely named (a link) is not installed."""
+        now = time.monotonic()
+        if self._installed_until.get(location_id, 0.0) > now:
+            return True
+        own = await self._repo.get(location_key(location_id))
+        if own is None and await self._agency_of(location_id) is None:
+            return False
+        if len(self._installed_until) > 10_000:
+            self._installed_until.clear()
+        self._installed_until[location_id] = now + REAUTH_CHECK_REUSE_SECONDS
+        return True
+
+    async def reporting_token(self, location_id: str) -> str:
+        """A location token for a location without an installation, only to tell GHL that its
+        message was not sent: from the token of the agency GHL named it under, through
+        `POST /oauth/locationToken`, and not stored (the location stays uninstalled).
+        TokenUnavailable (NOT_INSTALLED) when no agency token can give one."""
+        company_id = await self._repo.company_of(location_id)
+        if company_id is None or await self._repo.get(company_key(company_id)) is None:
+            raise _not_installed(location_key(location_id))
+        try:
+            pair = await self._with_token(
+                company_key(company_id),
+                lambda token: self._ghl.location_token(token, company_id, location_id),
+            )
+        except GHLError as exc:
+            if exc.retryable:
+                raise
+            raise _not_installed(location_key(location_id)) from exc
+        return pair.access_token
 
     async def ensure_location(self, location_id: str, company_id: str) -> bool:
         """Make sure `location_id` has a usable token, from the company's token if needed.
@@ -314,9 +349,11 @@ class TokenService:
         self, location_id: str, existing: tuple[Installation, int] | None
     ) -> str | None:
         """Holding the location's lease: a location token from its agency's token, or None."""
-        company_id = await self._repo.company_of(location_id)
-        if company_id is None and existing is not None:
-            company_id = existing[0].company_id
+        company_id = (
+            existing[0].company_id
+            if existing is not None and existing[0].company_id
+            else await self._agency_of(location_id)
+        )
         if company_id is None or await self._repo.get(company_key(company_id)) is None:
             return None
         try:
@@ -363,6 +400,14 @@ class TokenService:
             return None
         _check_usable(found[0])
         return found[0].access_token
+
+    async def _agency_of(self, location_id: str) -> str | None:
+        """The installed agency whose installation covers this location, or None."""
+        company_id = await self._repo.company_of(location_id)
+        if company_id is None:
+            return None
+        found = await self._repo.get(company_key(company_id))
+        return company_id if found is not None and location_id in found[0].location_ids else None
 
     async def _mark_reauth(self, installation: Installation, rev: int, reason: str) -> None:
         flagged = installation.model_copy(

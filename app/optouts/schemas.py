@@ -10,8 +10,12 @@ from app.logs import mask_phone
 from app.ph_time import PH_TIME
 
 # keyword: the recipient replied STOP; cast: on Cast's unsubscribe list (the sync);
-# cast_refusal: Cast refused a send because the number unsubscribed.
-Source = Literal["keyword", "cast", "cast_refusal"]
+# cast_refusal: Cast refused a send because the number unsubscribed; ghl: SMS DND set in GHL
+# (a ContactDndUpdate webhook).
+Source = Literal["keyword", "cast", "cast_refusal", "ghl"]
+# The mark on every SMS DND message the bridge writes in GHL (`dnd_note`): an echo of our own
+# DND in a ContactDndUpdate is known by it.
+OUR_DND_MARK = "(Cast SMS)"
 
 
 def day(at: float) -> str:
@@ -44,6 +48,8 @@ class OptOut(BaseModel):
             return f"The recipient opted out (replied {self.keyword or 'STOP'} on {day(self.at)})"
         if self.source == "cast":
             return f"The recipient opted out through Cast's unsubscribe link (on {day(self.at)})"
+        if self.source == "ghl":
+            return f"The contact has SMS DND set in GHL (since {day(self.at)})"
         return (
             "The recipient opted out through Cast's unsubscribe link "
             f"(Cast refused an SMS to them on {day(self.at)})"
@@ -59,9 +65,26 @@ def dnd_note(
 ) -> str:
     """The message stored with the contact's SMS DND in GHL: when and why."""
     if source == "keyword":
-        return f"Replied {keyword or 'STOP'} on {minute(at)} (Cast SMS)"
+        return f"Replied {keyword or 'STOP'} on {minute(at)} {OUR_DND_MARK}"
     sender = f" for sender ID {sender_id}" if sender_id else ""
-    return f"Unsubscribed through Cast's link{sender} on {minute(at)} (Cast SMS)"
+    return f"Unsubscribed through Cast's link{sender} on {minute(at)} {OUR_DND_MARK}"
+
+
+def lifted_note(at: float) -> str:
+    """The SMS DND message when an operator's lift clears the DND the bridge set."""
+    return f"Opt-out lifted by an operator on {minute(at)} {OUR_DND_MARK}"
+
+
+def lasts_until(source: Source) -> str:
+    """What takes a number off the list, by how it got there (the CLI and the admin API)."""
+    if source == "keyword":
+        return (
+            "the recipient replies START, or an operator lifts it "
+            "(clearing SMS DND in GHL does not: the recipient asked)"
+        )
+    if source == "ghl":
+        return "SMS DND is cleared in GHL, the recipient replies START, or an operator lifts it"
+    return "the recipient replies START, or an operator lifts it"
 
 
 DndOutcome = Literal["pending", "set", "cleared", "unchanged", "superseded", "no_contact", "failed"]
@@ -77,6 +100,7 @@ class DndTask(Job):
     phone: str  # E.164: finds the contact when its id is not known
     contact_id: str | None = None
     opt_out: bool  # True: dndSettings.SMS.status "active"; False: "inactive"
+    only_ours: bool = False  # clear only an SMS DND the bridge set (its message has our mark)
     note: str  # dndSettings.SMS.message
     source: str
     created_at: float
@@ -102,10 +126,12 @@ class OptOutView(BaseModel):
     sender_id: str | None
     at: float
     recorded_at: float
+    until: str  # what takes it off the list
 
     @classmethod
     def of(cls, optout: OptOut, entry_id: str) -> "OptOutView":
         return cls(
+            until=lasts_until(optout.source),
             id=entry_id,
             location_id=optout.location_id,
             phone=mask_phone(optout.phone),

@@ -11,7 +11,15 @@ from app.logs import mask_phone, mask_phones_in
 from app.metrics import Counters
 from app.optouts.keywords import Keyword, match_keyword
 from app.optouts.repository import DndQueue, OptOutList, entry_id
-from app.optouts.schemas import DndTask, OptOut, OptOutView, Source, minute
+from app.optouts.schemas import (
+    OUR_DND_MARK,
+    DndTask,
+    OptOut,
+    OptOutView,
+    Source,
+    lifted_note,
+    minute,
+)
 from app.phone import InvalidPhoneNumber, to_e164
 
 log = logging.getLogger(__name__)
@@ -92,6 +100,7 @@ class OptOutService:
         note: str,
         source: str,
         contact_id: str | None = None,
+        only_ours: bool = False,
     ) -> bool:
         """Queue the contact's SMS DND update for GHL, once per `task_id`."""
         task = DndTask(
@@ -103,12 +112,53 @@ class OptOutService:
             note=note,
             source=source,
             created_at=self._clock(),
+            only_ours=only_ours,
         )
         task.record(task.created_at, "queued", note)
         if not await self._dnd.add(task):
             return False
         self._wake_dnd()
         return True
+
+    # GHL's ContactDndUpdate -----------------------------------------------------------------
+    async def apply_ghl_dnd(
+        self, location_id: str, phone: str | None, *, blocked: bool, message: str = ""
+    ) -> str:
+        """A contact's SMS DND set or cleared in GHL: set, the number goes on the list (source
+        `ghl`); cleared, only a `ghl` entry comes off (a recipient's own STOP stays until they
+        reply START). An echo of a DND the bridge set itself changes nothing. The outcome."""
+        try:
+            number = to_e164(phone or "")
+        except InvalidPhoneNumber:
+            return "ignored"  # no number the bridge texts
+        if blocked:
+            if OUR_DND_MARK in message:
+                return "unchanged"  # the bridge's own DND, seen again
+            listed = await self._list.get(location_id, number)
+            if listed is not None:
+                return "unchanged"
+            await self.opt_out(location_id, number, source="ghl", at=self._clock())
+            return "opted_out"
+        listed = await self._list.get(location_id, number)
+        if listed is None:
+            return "unchanged"
+        if listed.source != "ghl":
+            log.info(
+                "SMS DND cleared in GHL; the recipient's own opt-out stays",
+                extra={
+                    "location_id": location_id,
+                    "to": mask_phone(number),
+                    "source": listed.source,
+                },
+            )
+            return "kept"
+        await self._list.remove(location_id, number)
+        self._counters.inc("optouts_lifted", reason="ghl")
+        log.info(
+            "SMS DND cleared in GHL: opt-out lifted",
+            extra={"location_id": location_id, "to": mask_phone(number)},
+        )
+        return "opted_in"
 
     # The outbound worker --------------------------------------------------------------------
     async def refusal(self, location_id: str, to: str | None) -> OptOut | None:
@@ -141,6 +191,17 @@ class OptOutService:
                 404, "optout_not_found", f"{number!r} is not on this location's opt-out list"
             )
         self._counters.inc("optouts_lifted", reason=by)
+        if removed.source != "ghl":  # the bridge set SMS DND in GHL for it: cleared too
+            now = self._clock()
+            await self.request_dnd(
+                f"lifted:{location_id}:{phone}:{now:.3f}",
+                location_id,
+                removed.phone,
+                opt_out=False,
+                note=lifted_note(now),
+                source=by,
+                only_ours=True,
+            )
         log.warning(
             "opt-out lifted by an operator",
             extra={

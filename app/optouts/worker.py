@@ -21,7 +21,7 @@ from app.logs import mask_phone, mask_phones_in
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.repository import DndQueue, OptOutList
-from app.optouts.schemas import DndOutcome, DndTask
+from app.optouts.schemas import OUR_DND_MARK, DndOutcome, DndTask
 from app.retry import backoff
 from app.worker import JobWorker
 
@@ -34,10 +34,19 @@ DND_DEADLINE_SECONDS = 3600.0
 BLOCKING = {"active", "permanent"}
 
 
-def sms_dnd(contact: dict[str, Any]) -> str | None:
+def _sms_setting(contact: dict[str, Any]) -> dict[str, Any]:
     settings = contact.get("dndSettings") or {}
     sms = settings.get("SMS") if isinstance(settings, dict) else None
-    return sms.get("status") if isinstance(sms, dict) else None
+    return sms if isinstance(sms, dict) else {}
+
+
+def sms_dnd(contact: dict[str, Any]) -> str | None:
+    return _sms_setting(contact).get("status")
+
+
+def sms_dnd_message(contact: dict[str, Any]) -> str:
+    message = _sms_setting(contact).get("message")
+    return message if isinstance(message, str) else ""
 
 
 class DndWorker(JobWorker[DndTask]):
@@ -108,6 +117,8 @@ class DndWorker(JobWorker[DndTask]):
         current = sms_dnd(contact)
         if (current in BLOCKING) if task.opt_out else (current != "active"):
             return "unchanged"
+        if task.only_ours and OUR_DND_MARK not in sms_dnd_message(contact):
+            return "unchanged"  # set in GHL by someone else: theirs to clear
         channels = dict(contact.get("dndSettings") or {})
         channels["SMS"] = {"status": "active" if task.opt_out else "inactive", "message": task.note}
         await self._ghl.update_contact(

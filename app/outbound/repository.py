@@ -1,10 +1,13 @@
-"""The outbox: outbound messages as work items of the `outbound` queue."""
+"""The outbox: outbound messages as work items of the `outbound` queue; and the messages GHL
+could not be told about (`refused_messages`), for the operator."""
 
-from app.outbound.schemas import OutboundMessage
+from app.outbound.schemas import OutboundMessage, RefusedMessage
 from app.queues import QueueRepository
-from app.store import DONE, WorkItem
+from app.store import DONE, Store, WorkItem
 
 QUEUE = "outbound"
+REFUSED = "refused_messages"
+MAX_REFUSED_LISTED = 1000
 
 
 class OutboxRepository(QueueRepository[OutboundMessage]):
@@ -39,3 +42,19 @@ class OutboxRepository(QueueRepository[OutboundMessage]):
         return await self._store.requeue(
             QUEUE, message.message_id, message.model_dump(mode="json"), now
         )
+
+
+class RefusedMessages:
+    """Messages for a location without an installation that no token could report to GHL."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def record(self, refused: RefusedMessage) -> None:
+        await self._store.put_doc(REFUSED, refused.message_id, refused.model_dump(mode="json"))
+
+    async def listing(self, limit: int = MAX_REFUSED_LISTED) -> list[RefusedMessage]:
+        """The newest first."""
+        docs = await self._store.list_docs(REFUSED, limit)
+        rows = [RefusedMessage.model_validate(doc.data) for doc in docs]
+        return sorted(rows, key=lambda row: row.refused_at, reverse=True)

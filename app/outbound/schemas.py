@@ -100,3 +100,14 @@ class OutboundMessage(Job):
     @property
     def parts_sent(self) -> int:
         return sum(1 for part in self.parts if part.cast_message_id)
+
+
+class RefusedMessage(BaseModel):
+    """A message GHL sent for a location without an installation, never sent, that no token
+    could report to GHL (what the operator sees: no number, no text)."""
+
+    message_id: str
+    location_id: str
+    received_at: float
+    refused_at: float
+    reason: str

@@ -25,8 +25,8 @@ from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
 from app.optouts.service import OptOutService
 from app.outbound.receipts import Receipt, classify, failure_code, failure_reason, next_poll_delay
-from app.outbound.repository import OutboxRepository
-from app.outbound.schemas import OutboundMessage
+from app.outbound.repository import OutboxRepository, RefusedMessages
+from app.outbound.schemas import OutboundMessage, RefusedMessage
 from app.phone import to_e164
 from app.retry import backoff
 from app.worker import JobWorker
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
+NOT_INSTALLED = "NOT_INSTALLED"
 
 # Told once Cast accepted a message (never a test SMS): (to, location_id, sender ID, at). Replies
 # from that number may then be routed back to the location (the inbound side's recipient
@@ -59,6 +60,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         accounts: CastAccounts | None = None,
         optouts: OptOutService | None = None,
         account_info: CastAccountInfo | None = None,
+        refused: RefusedMessages | None = None,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -71,14 +73,18 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
         self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
         self._account_info = account_info  # key states and the credits metric (issue 22)
+        self._refused = refused  # messages no token could report (None: only logged)
 
     async def deferred_until(self, message: OutboundMessage) -> float | None:
         """When a message just accepted should first be worked on, if not at once: when this
         process already holds `BACKLOG_SECONDS` of its key's sends, at its turn, as `_send`
         would have rescheduled it after claiming it (a burst of webhooks then costs one insert
         each, not an insert, a claim, an opt-out read and a reschedule). A location that must be
-        re-installed is never deferred (it fails at once); the opt-out check comes at its turn."""
+        re-installed, or not installed at all, is never deferred (it fails at once); the opt-out
+        check comes at its turn."""
         if message.stage != "send" or message.status is not None:
+            return None
+        if not await self._tokens.installed(message.location_id):
             return None
         if await self._tokens.reauthorization_needed(message.location_id) is not None:
             return None
@@ -132,6 +138,8 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         poll), or None once the outcome is known."""
         if message.status is not None:
             return None
+        if not message.synthetic and not await self._tokens.installed(message.location_id):
+            return self._not_installed(message)
         reason = await self._tokens.reauthorization_needed(message.location_id)
         if reason is not None:
             message.finish(
@@ -203,6 +211,21 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             return None
         message.stage, message.accepted_at = "poll", now
         return now + self._settings.dlr_first_poll_seconds
+
+    def _not_installed(self, message: OutboundMessage) -> None:
+        """No installation, no send: on no Cast key, the operator's default included."""
+        message.finish(
+            self._clock(),
+            "failed",
+            NOT_INSTALLED,
+            "Cast SMS is not installed for this location: nothing was sent. Install the app "
+            "for this sub-account.",
+        )
+        self._counters.inc("messages_failed", reason=NOT_INSTALLED)
+        log.warning(
+            "outbound message for a location without an installation: not sent",
+            extra={"message_id": message.message_id, "location_id": message.location_id},
+        )
 
     def _refuse(self, message: OutboundMessage, optout: OptOut) -> None:
         """The recipient opted out: fail the message without asking Cast."""
@@ -340,6 +363,12 @@ class OutboundWorker(JobWorker[OutboundMessage]):
     async def _put_status(self, message: OutboundMessage) -> None:
         update = self._status_update(message)
         location_id = message.location_id
+        if message.error_code == NOT_INSTALLED:  # no token of its own: its agency's, if any
+            token = await self._tokens.reporting_token(location_id)
+            await self._ghl.update_message_status(
+                token, message.message_id, update, location_id=location_id
+            )
+            return
         await self._tokens.with_location_token(
             location_id,
             lambda token: self._ghl.update_message_status(
@@ -354,12 +383,37 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         message.report_attempts += 1
         try:
             await self._put_status(message)
-        except (GHLError, TokenUnavailable) as exc:
+        except TokenUnavailable as exc:
+            if exc.code == NOT_INSTALLED:
+                return await self._unreportable(message, exc)
+            return self._report_failed(message, exc)
+        except GHLError as exc:
             return self._report_failed(message, exc)
         message.reported = True
         message.record(self._clock(), "reported", message.status)
         self._counters.inc("status_reported", reason=message.status)
         return None
+
+    async def _unreportable(self, message: OutboundMessage, exc: TokenUnavailable) -> None:
+        """No token of the location or of its agency can tell GHL: refused, listed for the
+        operator (`cast-ghl refused`, GET /api/admin/refused-messages)."""
+        now = self._clock()
+        message.record(now, "refused", exc.message)
+        self._counters.inc("status_report_refused")
+        log.error(
+            "message refused: its location has no installation and no token can report it",
+            extra={"message_id": message.message_id, "location_id": message.location_id},
+        )
+        if self._refused is not None:
+            await self._refused.record(
+                RefusedMessage(
+                    message_id=message.message_id,
+                    location_id=message.location_id,
+                    received_at=message.received_at,
+                    refused_at=now,
+                    reason=exc.message,
+                )
+            )
 
     def _report_failed(
         self, message: OutboundMessage, exc: GHLError | TokenUnavailable

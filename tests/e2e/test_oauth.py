@@ -421,14 +421,18 @@ async def test_an_app_webhook_for_another_app_is_ignored(harness: Harness):
     assert await installation(harness, location_key(LOCATION)) is not None
 
 
-async def test_an_app_webhook_without_a_webhook_id_is_a_422_naming_it(harness: Harness):
+async def test_an_app_webhook_without_a_webhook_id_repeated_is_known_by_its_body(
+    harness: Harness,
+):
     harness.start()
-    event = app_event("UNINSTALL", locationId=LOCATION)
-    del event["webhookId"]
+    await install_agency(harness)
+    event = {"type": "INSTALL", "appId": APP_ID, "locationId": "loc-d", "companyId": "co-1"}
 
-    response = await post_app(harness, event)
+    first = await post_app(harness, event)
+    second = await post_app(harness, event)
 
-    assert response.status_code == 422 and response.json()["error"]["field"] == "webhookId"
+    assert (first.json()["status"], second.json()["status"]) == ("installed", "duplicate")
+    assert len(harness.ghl.location_token_requests) == 1
 
 
 # Refreshing -----------------------------------------------------------------------------------

@@ -105,13 +105,25 @@ async def test_malformed_json_is_a_400(bridge: Harness):
     assert response.json()["error"]["code"] == "malformed_json"
 
 
-async def test_a_missing_field_is_a_422_naming_it(bridge: Harness):
+async def test_a_missing_message_id_is_a_422_naming_it(bridge: Harness):
+    payload = webhook("m-noid")
+    del payload["messageId"]
+    response = await bridge.post(payload)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "messageId"
+
+
+async def test_a_message_without_a_phone_is_accepted_and_reported_failed(bridge: Harness):
     payload = webhook("m-nophone")
     del payload["phone"]
     response = await bridge.post(payload)
 
-    assert response.status_code == 422
-    assert response.json()["error"]["field"] == "phone"
+    assert response.status_code == 202  # a 4xx would leave it pending in GHL for ever
+    await bridge.wait_for(lambda: bridge.statuses_for("m-nophone"), what="status")
+    (status,) = bridge.statuses_for("m-nophone")
+    assert (status["status"], status["error"]["code"]) == ("failed", "INVALID_PHONE")
+    assert bridge.cast.sent == []
 
 
 async def test_a_non_sms_type_is_acknowledged_and_ignored(bridge: Harness):

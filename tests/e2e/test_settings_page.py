@@ -431,6 +431,7 @@ async def test_the_page_shows_how_many_recipients_opted_out(page: Harness):
     signed_in, _ = await sign_in(page)
 
     assert re.search(r'id="opted-out">2 \(replied STOP', signed_in.text)
+    assert "a recipient who replied STOP stays opted out until they reply START" in signed_in.text
     assert "9171234567" not in signed_in.text
 
 
