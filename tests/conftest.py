@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from app.cast.keys import KEY_SECRET_PURPOSE, use_key_secret
+from app.devkit.harness import CIPHER
 from app.devkit.processes import stop
 from app.store import Store
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
 from tests.support.mongo_wire_server import start_mongo_wire_server
 from tests.support.units import FakeClock, FakeGHL
+
+# As a bridge started by the harness (the same TOKEN_ENCRYPTION_KEY) computes key identities.
+use_key_secret(CIPHER.derived_secret(KEY_SECRET_PURPOSE))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -23,7 +23,8 @@ from datetime import datetime
 
 from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import CastPacer, key_fingerprint
+from app.cast.keys import key_fingerprint, key_label
+from app.cast.pacing import CastPacer
 from app.cast.schemas import Unsubscribed
 from app.cast.senders import sender_key
 from app.config import Settings
@@ -132,7 +133,7 @@ class CastOptOutSync:
                 self._counters.inc("optout_syncs", reason="failed")
                 log.warning(
                     "could not read Cast's unsubscribe list",
-                    extra={"key": key_fingerprint(api_key), "reason": exc.message},
+                    extra={"key": key_label(api_key), "reason": exc.message},
                 )
                 continue
             handled += await self._handle(key_fingerprint(api_key), entries, senders)
