@@ -162,6 +162,7 @@ def build_services(
         sent_to=recipients.remember,
         optouts=optouts,
         account_info=account_info,
+        cipher=cipher,
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(

@@ -21,6 +21,7 @@ from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
 from app.metrics import Counters
+from app.oauth.crypto import TokenCipher, UndecryptableError, build_cipher
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
 from app.optouts.service import OptOutService
@@ -34,6 +35,10 @@ from app.worker import JobWorker
 log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
+KEY_LOST = (
+    "The Cast key this message was first sent with cannot be decrypted (TOKEN_ENCRYPTION_KEY "
+    "changed); it is not sent again with another account's key"
+)
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 
 # Told once Cast accepted a message (never a test SMS): (to, location_id, sender ID, at). Replies
@@ -59,6 +64,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         accounts: CastAccounts | None = None,
         optouts: OptOutService | None = None,
         account_info: CastAccountInfo | None = None,
+        cipher: TokenCipher | None = None,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -71,6 +77,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
         self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
         self._account_info = account_info  # key states and the credits metric (issue 22)
+        self._cipher = cipher or build_cipher(settings)  # keeps each message's Cast key
 
     async def deferred_until(self, message: OutboundMessage) -> float | None:
         """When a message just accepted should first be worked on, if not at once: when this
@@ -147,7 +154,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             if optout is not None:
                 return self._refuse(message, optout)
         try:
-            account = await self._accounts.account_for(message.location_id)
+            account = await self._sending_account(message)
         except CastError as exc:  # the location's own key is unreadable: fails with its reason
             return self._cast_failed(message, exc)
         api_key = account.api_key
@@ -236,22 +243,48 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         )
         self._refuse(message, optout)
 
+    async def _sending_account(self, message: OutboundMessage) -> CastAccount:
+        """The account the message was first sent with (a retry, same idempotency keys: Cast's
+        idempotency is per account, another key would send a second SMS), else the location's
+        current one (the first attempt, or a message stored before its key was kept)."""
+        if message.cast_key is None or message.channel is None:
+            return await self._accounts.account_for(message.location_id)
+        api_key = self._kept_key(message.cast_key)
+        source = "default" if api_key == self._accounts.default.api_key else "location"
+        return CastAccount(api_key, message.sender_id, source, message.channel)
+
+    def _kept_key(self, cast_key: str) -> str:
+        try:
+            return self._cipher.decrypt(cast_key)
+        except UndecryptableError:
+            raise CastError(
+                KEY_LOST, status=None, code="CAST_KEY_UNREADABLE", retryable=False
+            ) from None
+
     def _route(self, message: OutboundMessage, account: CastAccount) -> Channel:
-        """The message's channel and sender ID: chosen at the first attempt, kept after."""
+        """The message's Cast key, channel and sender ID: chosen at the first attempt, kept
+        after (the key encrypted)."""
+        if message.cast_key is None:
+            message.cast_key = self._cipher.encrypt(account.api_key)
         if message.channel is None:
             message.channel, message.sender_id = account.channel, account.sender_id
             message.record(
                 self._clock(),
                 "route",
                 f"{account.channel} channel ({account.channel_source}), sender "
-                f"{account.sender_id or "Cast's default"}",
+                f"{account.sender_id or "Cast's default"}, "
+                f"{'own' if account.source == 'location' else 'the default'} Cast account",
             )
         return message.channel
 
     # Stage 2: delivery receipts -------------------------------------------------------------
     async def _poll(self, message: OutboundMessage) -> float | None:
         """Ask Cast how each part fared: when to ask again, or None once the outcome is known."""
-        api_key = (await self._accounts.configured(message.location_id)).api_key
+        try:
+            api_key = await self._receipt_key(message)
+        except CastError as exc:  # the account that has its receipts cannot be asked
+            message.record(self._clock(), "dlr_unknown", exc.message)
+            return self._delivered(message, self._clock(), "unconfirmed")
         message.polls += 1
         for part in message.parts:
             if part.dlr is not None or part.cast_message_id is None:
@@ -283,6 +316,13 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             first=self._settings.dlr_first_poll_seconds,
             cap=self._settings.dlr_max_poll_interval_seconds,
         )
+
+    async def _receipt_key(self, message: OutboundMessage) -> str:
+        """The key of the account that accepted the message (its receipts are there), else the
+        location's current key (a message stored before its key was kept)."""
+        if message.cast_key is not None:
+            return self._kept_key(message.cast_key)
+        return (await self._accounts.configured(message.location_id)).api_key
 
     def _delivered(
         self, message: OutboundMessage, now: float, delivery: Literal["confirmed", "unconfirmed"]
