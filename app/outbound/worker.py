@@ -149,10 +149,8 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             )
             self._counters.inc("messages_failed", reason="REAUTHORIZATION_NEEDED")
             return None
-        if self._optouts is not None:
-            optout = await self._optouts.refusal(message.location_id, message.to)
-            if optout is not None:
-                return self._refuse(message, optout)
+        if (optout := await self._opted_out(message)) is not None:
+            return self._refuse(message, optout)
         try:
             account = await self._sending_account(message)
         except CastError as exc:  # the location's own key is unreadable: fails with its reason
@@ -167,6 +165,8 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             if deferred is not None:  # enough of this key's sends wait here already
                 return deferred
             ticket = await self._pacer.before_send(api_key)  # one budget per key, both channels
+            if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
+                return self._refuse(message, optout)
             message.send_attempts += 1
             request = SendRequest(
                 to=message.to or "", message=part.text, sender_id=message.sender_id
@@ -211,10 +211,20 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         message.stage, message.accepted_at = "poll", now
         return now + self._settings.dlr_first_poll_seconds
 
+    async def _opted_out(self, message: OutboundMessage) -> OptOut | None:
+        """The opt-out that forbids this message now, if any: asked before the message waits for
+        its key's pacing, and again right before each part leaves."""
+        if self._optouts is None:
+            return None
+        return await self._optouts.refusal(message.location_id, message.to)
+
     def _refuse(self, message: OutboundMessage, optout: OptOut) -> None:
-        """The recipient opted out: fail the message without asking Cast."""
+        """The recipient opted out: fail the message (its remaining parts) without asking Cast."""
         assert self._optouts is not None
-        message.finish(self._clock(), "failed", "OPTED_OUT", optout.reason)
+        reason, total = optout.reason, len(message.parts)
+        if message.parts_sent:
+            reason += f" ({message.parts_sent} of {total} parts sent)"
+        message.finish(self._clock(), "failed", "OPTED_OUT", reason)
         self._counters.inc("messages_failed", reason="OPTED_OUT")
         self._optouts.refused(optout)
         log.info(

@@ -1,5 +1,6 @@
-"""Opt-outs end to end, on both stores: STOP and START from the recipient, Cast's unsubscribe
-list, Cast refusing a send, and several replicas sharing the sync."""
+"""Opt-outs end to end, on both stores: STOP and START from the recipient (also while a message
+waits for its pacing slot), Cast's unsubscribe list, Cast refusing a send, and several replicas
+sharing the sync."""
 
 import json
 import re
@@ -127,6 +128,22 @@ async def test_a_send_cast_refuses_as_unsubscribed_fails_and_lists_the_number(ha
     await h.post(webhook("m-next", phone=SENDER))
     await failed_with(h, "m-next")
     assert len(h.cast.requests) == requests  # the next one never reached Cast
+
+
+async def test_a_stop_while_a_message_waits_for_its_slot_stops_its_remaining_parts(
+    harness: Harness,
+):
+    h = await started(harness, CAST_RATE_PER_KEY="0.5")  # a part every 2 s
+    three_parts = " ".join(["word"] * 250)  # 1,249 characters: three parts of at most 450
+
+    await h.post(webhook("m-stop-midway", phone=SENDER, message=three_parts))
+    await h.wait_for(lambda: h.cast.sent, what="the first part")
+    assert (await post_sms(h, sms("gw-stop-midway", message="STOP"))).status_code == 202
+
+    status = await failed_with(h, "m-stop-midway")
+    assert status["status"] == "failed" and status["error"]["code"] == "OPTED_OUT"
+    assert status["error"]["message"].endswith("(1 of 3 parts sent)")
+    assert len(h.cast.sent) == 1
 
 
 async def test_two_replicas_sync_once(harness: Harness, tmp_path: Path):
