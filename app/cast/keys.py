@@ -38,6 +38,12 @@ def key_label(api_key: str) -> str:
     return key_fingerprint(api_key)[:LABEL_LENGTH]
 
 
+def legacy_fingerprint(api_key: str) -> str:
+    """The 12-digit SHA-256 id a key had before issue 28: only to read what was stored under it
+    then (the Cast opt-out sync's ledger)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:LABEL_LENGTH]
+
+
 def label_of(fingerprint: str) -> str:
     """`key_label` of the key whose identity is `fingerprint`."""
     return fingerprint[:LABEL_LENGTH]

@@ -102,6 +102,25 @@ async def test_an_opt_out_at_cast_sets_dnd_within_one_sync_interval(harness: Har
     assert h.cast.sent == []
 
 
+async def test_an_opt_out_at_cast_reaches_a_location_installed_on_the_key_later(
+    harness: Harness,
+):
+    for location_id in (LOCATION, "loc-later"):
+        harness.ghl.add_contact(location_id, SENDER_E164)
+    h = await started(harness, CAST_OPTOUT_SYNC_SECONDS="0.3")
+    h.cast.unsubscribe(CAST_KEY, SENDER_E164, "CASTTEST")
+    await h.wait_for(lambda: h.ghl.sms_dnd(LOCATION, SENDER_E164) == "active", what="DND")
+
+    await h.seed_installation("loc-later")  # a new sub-account on the default account
+
+    await h.wait_for(
+        lambda: h.ghl.sms_dnd("loc-later", SENDER_E164) == "active", what="the new one's DND"
+    )
+    await h.post(webhook("m-later", phone=SENDER, locationId="loc-later"))
+    status = await failed_with(h, "m-later")
+    assert status["error"]["code"] == "OPTED_OUT" and h.cast.sent == []
+
+
 async def test_an_opt_out_for_another_sender_id_is_not_this_locations(harness: Harness):
     harness.ghl.add_contact(LOCATION, SENDER_E164)
     h = await started(harness, CAST_OPTOUT_SYNC_SECONDS="0.3")
