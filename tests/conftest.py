@@ -16,8 +16,14 @@ from app.store.sqlite import SQLiteStore
 from tests.support.mongo_wire_server import start_mongo_wire_server
 from tests.support.units import FakeClock, FakeGHL
 
-# As a bridge started by the harness (the same TOKEN_ENCRYPTION_KEY) computes key identities.
-use_key_secret(CIPHER.derived_secret(KEY_SECRET_PURPOSE))
+HARNESS_KEY_SECRET = CIPHER.derived_secret(KEY_SECRET_PURPOSE)
+
+
+@pytest.fixture(autouse=True)
+def harness_key_secret() -> None:
+    """Key identities as a bridge started by the harness (the same TOKEN_ENCRYPTION_KEY)
+    computes them, whatever secret a test that built services with another key left behind."""
+    use_key_secret(HARNESS_KEY_SECRET)
 
 
 @pytest.hookimpl(wrapper=True)

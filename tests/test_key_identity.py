@@ -3,7 +3,6 @@ under a server secret; its 12-digit label only names it in logs and metrics (iss
 
 import hashlib
 import hmac
-from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet
@@ -13,7 +12,6 @@ from app.cast.keys import KEY_SECRET_PURPOSE, key_fingerprint, key_label, use_ke
 from app.cast.pacing import KEY_PREFIX, CastPacer
 from app.cast.repository import COLLECTION as KEY_STATES
 from app.cast.repository import KeyStates
-from app.devkit.harness import CIPHER
 from app.oauth.crypto import TokenCipher
 from app.pacing import COLLECTION as PACING_STATES
 from app.pacing import LOG_COLLECTION
@@ -23,10 +21,9 @@ SECRET = b"s" * 32
 
 
 @pytest.fixture
-def secret() -> Iterator[bytes]:
+def secret() -> bytes:
     use_key_secret(SECRET)
-    yield SECRET
-    use_key_secret(CIPHER.derived_secret(KEY_SECRET_PURPOSE))
+    return SECRET
 
 
 def test_a_key_identity_is_the_full_hmac_sha256_of_the_key_under_the_server_secret(secret):
