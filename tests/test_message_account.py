@@ -159,6 +159,19 @@ async def test_a_message_whose_kept_key_cannot_be_decrypted_fails_without_anothe
     assert not cast.calls["send_sms"]
 
 
+async def test_receipts_kept_on_an_undecryptable_key_are_reported_unconfirmed_at_once(
+    worker, store, cast, clock
+):
+    lost = TokenCipher(Fernet.generate_key()).encrypt(OWN_KEY)
+    accepted = {"stage": "poll", "accepted_at": clock(), "channel": "sms", "cast_key": lost}
+    await accept(store, clock, **accepted)
+
+    message = await process(worker, store, clock)
+
+    assert (message.status, message.delivery) == ("delivered", "unconfirmed")
+    assert not cast.calls["message_status"]
+
+
 async def test_a_default_account_message_keeps_the_default_key_after_the_location_gets_its_own(
     worker, store, choices, cast, clock
 ):

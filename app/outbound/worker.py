@@ -35,11 +35,11 @@ from app.worker import JobWorker
 log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
+GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 KEY_LOST = (
     "The Cast key this message was first sent with cannot be decrypted (TOKEN_ENCRYPTION_KEY "
     "changed); it is not sent again with another account's key"
 )
-GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 
 # Told once Cast accepted a message (never a test SMS): (to, location_id, sender ID, at). Replies
 # from that number may then be routed back to the location (the inbound side's recipient
