@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from app.admin.schemas import LiftOptOutBody, MessageView, SenderIdBody
 from app.admin.service import AdminService
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import key_fingerprint
+from app.cast.keys import key_label
 from app.composition import (
     COMMAND_HTTP_TIMEOUT_SECONDS,
     COMMAND_STORE_TIMEOUT_SECONDS,
@@ -319,7 +319,7 @@ async def _check_cast_rates(settings: Settings) -> Check:
             rates = await services.admin.cast_rates()
     except Exception as exc:
         return Check("Cast rate", "INFO", f"not read ({_reason(exc)})")
-    fingerprint = key_fingerprint(settings.cast_api_key.get_secret_value())
+    fingerprint = key_label(settings.cast_api_key.get_secret_value())
     slowed = [
         f"key {r.key}{' (CAST_API_KEY)' if r.key == fingerprint else ''} at {r.rate:g} msg/s"
         for r in rates.keys

@@ -20,6 +20,7 @@ from app.admin.service import AdminService
 from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient
+from app.cast.keys import KEY_SECRET_PURPOSE, use_key_secret
 from app.cast.pacing import CastPacer
 from app.cast.repository import KeyStates
 from app.cast.senders import SenderDirectory
@@ -135,6 +136,7 @@ def build_services(
         pacer=GHLPacer(store, settings.ghl_requests_per_10s),
     )
     cipher = build_cipher(settings)
+    use_key_secret(cipher.derived_secret(KEY_SECRET_PURPOSE))
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)
     cast = CastClient(cast_http, observer=counters.upstream("cast"))
@@ -163,6 +165,7 @@ def build_services(
         optouts=optouts,
         account_info=account_info,
         refused=refused,
+        cipher=cipher,
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(

@@ -378,8 +378,10 @@ class Settings(BaseSettings):
     )
     token_encryption_key: SecretStr | None = Field(
         None,
-        description="Fernet key that encrypts OAuth tokens, and the per-location Cast API keys "
-        "saved on the settings page, at rest. **Required with `MONGO_URI`** (so also with "
+        description="Fernet key that encrypts OAuth tokens, the per-location Cast API keys "
+        "saved on the settings page, and the Cast key kept with each message, at rest; the "
+        "secret of the Cast keys' identities is derived from it ([Key identity](architecture.md"
+        "#key-identity)). **Required with `MONGO_URI`** (so also with "
         "docker-compose.yaml); optional with SQLite, where an empty value makes the service "
         "generate a key once and keep it in `DATA_DIR/token-encryption.key`. Generate one with "
         "`python -c 'from cryptography.fernet import Fernet; "

@@ -7,12 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from app.cast.keys import KEY_SECRET_PURPOSE, use_key_secret
+from app.devkit.harness import CIPHER
 from app.devkit.processes import stop
 from app.store import Store
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
 from tests.support.mongo_wire_server import start_mongo_wire_server
 from tests.support.units import FakeClock, FakeGHL
+
+HARNESS_KEY_SECRET = CIPHER.derived_secret(KEY_SECRET_PURPOSE)
+
+
+@pytest.fixture(autouse=True)
+def harness_key_secret() -> None:
+    """Key identities as a bridge started by the harness (the same TOKEN_ENCRYPTION_KEY)
+    computes them, whatever secret a test that built services with another key left behind."""
+    use_key_secret(HARNESS_KEY_SECRET)
 
 
 @pytest.hookimpl(wrapper=True)

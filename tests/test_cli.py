@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.cast.pacing import CastPacer, key_fingerprint
+from app.cast.keys import key_label
+from app.cast.pacing import CastPacer
 from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.harness import (
@@ -298,7 +299,7 @@ async def test_check_config_shows_a_cast_key_slowed_down_after_a_429(harness: Ha
     code, text = await run("check-config")
 
     assert code == 0 and slowed < configured
-    assert f"key {key_fingerprint(CAST_KEY)} (CAST_API_KEY) at {slowed:g} msg/s" in text
+    assert f"key {key_label(CAST_KEY)} (CAST_API_KEY) at {slowed:g} msg/s" in text
     assert CAST_KEY not in text
 
 

@@ -1,14 +1,17 @@
 """Opt-out rules without HTTP servers: keywords, recognising Cast's refusal, the settings, the
 sync's memory across restarts and the DND update's care for the contact's other settings."""
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from app.cast.accounts import CastAccounts
+from app.cast.accounts import AccountChoices, CastAccounts
 from app.cast.client import CastClient, CastError
+from app.cast.keys import legacy_fingerprint
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Unsubscribed
 from app.config import Settings, SettingsError, load_settings
@@ -20,11 +23,13 @@ from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.inbound.worker import InboundWorker
+from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import LocationSettings
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.optouts.keywords import Keyword, match_keyword
-from app.optouts.repository import DndQueue, OptOutList, SyncLedger
+from app.optouts.repository import SYNC_SEEN, DndQueue, OptOutList, SyncLedger
 from app.optouts.schemas import OptOut
 from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync, sender_matches
@@ -35,6 +40,14 @@ OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
 IN = ("START", "UNSTOP")
 PHONE = "+639171234567"
 REQUIRED = {"ghl_client_id": "id", "ghl_client_secret": "s", "cast_api_key": CAST_KEY}
+OWN_KEY = "cast_" + "0ee1" * 16
+
+
+def _own_key(location_id: str, api_key: str | None) -> LocationSettings:
+    """A location's settings: its own key `api_key` (None: the default account)."""
+    return LocationSettings(
+        location_id=location_id, cast_api_key=api_key, enabled=True, updated_at=1.0
+    )
 
 
 # Keywords -----------------------------------------------------------------------------------
@@ -103,7 +116,9 @@ def _settings(**extra: object) -> Settings:
     return load_settings(**REQUIRED, cast_sender_id="CASTTEST", _env_file=None, **extra)
 
 
-async def _sync(store: Store, cast: FakeCast, http: httpx.AsyncClient) -> CastOptOutSync:
+async def _sync(
+    store: Store, cast: FakeCast, http: httpx.AsyncClient, choices: AccountChoices | None = None
+) -> CastOptOutSync:
     settings = _settings()
     counters = Counters()
     service = OptOutService(settings, OptOutList(store), DndQueue(store), counters)
@@ -111,7 +126,7 @@ async def _sync(store: Store, cast: FakeCast, http: httpx.AsyncClient) -> CastOp
         settings,
         SyncLedger(store),
         InstallationRepository(store, CIPHER),
-        CastAccounts(settings, None),
+        CastAccounts(settings, choices, ttl=0.0),
         CastClient(http),
         CastPacer(store, 10, 30),
         service,
@@ -132,6 +147,69 @@ async def test_a_restarted_sync_does_not_handle_an_entry_again(store: Store) -> 
         assert await (await _sync(store, cast, http)).sync_once() == 0  # a new process
     assert await OptOutList(store).get("l1", PHONE) is None
     assert (await DndQueue(store).counts())["pending"] == 1
+
+
+async def _install(store: Store, ghl: FakeGHL, *location_ids: str) -> None:
+    for location_id in location_ids:
+        pair = ghl.issue_pair(location_id)
+        await InstallationRepository(store, CIPHER).put(installation_from_pair(pair, location_id))
+
+
+@contextlib.asynccontextmanager
+async def _cast_http(cast: FakeCast) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=cast.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
+        yield http
+
+
+async def test_a_location_installed_later_gets_the_keys_earlier_entries(store: Store) -> None:
+    ghl, cast = FakeGHL(), FakeCast({CAST_KEY})
+    cast.unsubscribe(CAST_KEY, PHONE, "CASTTEST")
+    await _install(store, ghl, "l1")
+    async with _cast_http(cast) as http:
+        assert await (await _sync(store, cast, http)).sync_once() == 1
+        assert await OptOutList(store).remove("l1", PHONE) is not None  # a START since
+        await _install(store, ghl, "l2")
+        assert await (await _sync(store, cast, http)).sync_once() == 1
+
+    assert await OptOutList(store).get("l2", PHONE) is not None
+    assert await OptOutList(store).get("l1", PHONE) is None  # not put on again
+
+
+async def test_a_location_that_moves_to_the_key_later_gets_its_earlier_entries(
+    store: Store,
+) -> None:
+    ghl, cast = FakeGHL(), FakeCast({CAST_KEY, OWN_KEY})
+    cast.unsubscribe(CAST_KEY, PHONE, "CASTTEST")
+    await _install(store, ghl, "l1", "l2")
+    choices = LocationSettingsRepository(store, CIPHER)
+    await choices.put(_own_key("l2", OWN_KEY))
+    async with _cast_http(cast) as http:
+        await (await _sync(store, cast, http, choices)).sync_once()
+        assert await OptOutList(store).get("l2", PHONE) is None  # another account's entry
+        await choices.put(_own_key("l2", None))  # l2 removes its key: the default account now
+        assert await (await _sync(store, cast, http, choices)).sync_once() == 1
+
+    assert await OptOutList(store).get("l2", PHONE) is not None
+    assert (await DndQueue(store).counts())["pending"] == 2  # l1's and l2's contact
+
+
+async def test_entries_handled_before_locations_were_kept_are_not_put_on_again(
+    store: Store,
+) -> None:
+    ghl, cast = FakeGHL(), FakeCast({CAST_KEY})
+    cast.unsubscribe(CAST_KEY, PHONE, "CASTTEST", at="2026-12-01T08:00:00Z")
+    legacy = f"{legacy_fingerprint(CAST_KEY)}|{PHONE}|CASTTEST|2026-12-01T08:00:00Z"
+    await store.put_doc(SYNC_SEEN, legacy, {"at": 1.0})  # a sync before issue 28 handled it
+    await _install(store, ghl, "l1")
+    async with _cast_http(cast) as http:
+        assert await (await _sync(store, cast, http)).sync_once() == 0
+        await _install(store, ghl, "l2")  # joins after the upgrade
+        assert await (await _sync(store, cast, http)).sync_once() == 1
+
+    assert await OptOutList(store).get("l1", PHONE) is None
+    assert await OptOutList(store).get("l2", PHONE) is not None
+    assert await store.get_doc(SYNC_SEEN, legacy) is None  # kept under the key's identity now
 
 
 # The DND update -----------------------------------------------------------------------------

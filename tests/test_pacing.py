@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from app.cast.keys import key_label
 from app.cast.pacing import (
     BACKLOG_SECONDS,
     CEILING_HOLD_SECONDS,
@@ -20,7 +21,6 @@ from app.cast.pacing import (
     CastPacer,
     after_rate_limited,
     current_rate,
-    key_fingerprint,
 )
 from app.devkit.fake_cast import max_in_any_window
 from app.pacing import LOG_COLLECTION, LimitState, LogShape, next_time
@@ -166,7 +166,7 @@ async def test_a_429_slows_the_key_down_for_every_pacer_on_the_store(store: Stor
     first, second = (CastPacer(store, per_key_rate=10, ip_rate=1000) for _ in range(2))
     assert await first.rate_limited("cast_a", paced_at=10.0, retry_after=0.0) == 8.0
     assert (await second.before_send("cast_a")).rate == 8.0
-    assert await second.rates() == {key_fingerprint("cast_a"): 8.0}
+    assert await second.rates() == {key_label("cast_a"): 8.0}
 
 
 async def test_retry_after_holds_the_key_back_for_every_pacer(store: Store):
@@ -179,7 +179,7 @@ async def test_retry_after_holds_the_key_back_for_every_pacer(store: Store):
 async def test_two_pacers_answering_the_same_burst_of_429s_slow_down_once(store: Store):
     pacers = [CastPacer(store, per_key_rate=10, ip_rate=1000) for _ in range(2)]
     await asyncio.gather(*(p.rate_limited("cast_a", 10.0, 0.0) for p in pacers * 2))
-    assert await pacers[0].rates() == {key_fingerprint("cast_a"): 8.0}
+    assert await pacers[0].rates() == {key_label("cast_a"): 8.0}
 
 
 # Backlog: sends that would only wait give their worker slot back ------------------------------

@@ -192,7 +192,7 @@ class ReencryptResult(BaseModel):
 
 
 class CastKeyRate(BaseModel):
-    key: str  # the key's fingerprint (sha256, 12 hex digits), never the key
+    key: str  # the key's label (app/cast/keys.py: 12 hex digits of its identity), never the key
     rate: float  # msg/s now
     slowed: bool  # below the configured rate after a 429
 

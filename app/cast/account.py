@@ -1,7 +1,7 @@
 """A Cast account at a glance (issue 22): balance, billing type, approved sender IDs, the last 30
 days of usage, and whether Cast currently refuses the key.
 
-Every answer is cached per key fingerprint (balance 60 s, profile 5 min, usage 10 min; sender
+Every answer is cached per key identity (balance 60 s, profile 5 min, usage 10 min; sender
 IDs through the SenderDirectory), so the settings page opens without asking Cast again; so is
 every failure, for 30 s. The balance is read first: when Cast refuses the key, nothing else is
 asked (a refused key costs one Cast call per 30 s, however often the page is opened). The
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import key_fingerprint
+from app.cast.keys import key_fingerprint, key_label
 from app.cast.repository import CREDIT_CODES, KeyStates
 from app.cast.schemas import KeyState, Profile, SenderId, Usage
 from app.cast.senders import SenderDirectory
@@ -148,7 +148,7 @@ class CastAccountInfo:
         except CastError as exc:
             log.warning(
                 "could not read a Cast balance",
-                extra={"key": key_fingerprint(api_key), "reason": exc.message},
+                extra={"key": key_label(api_key), "reason": exc.message},
             )
 
     async def _cached(
@@ -186,7 +186,7 @@ class CastAccountInfo:
         credits = await self._cast.account_balance(api_key)
         await self.states.checked(api_key, credits)  # a check with the key succeeded
         if self._counters is not None:
-            self._counters.set_credits(key_fingerprint(api_key), credits)
+            self._counters.set_credits(key_label(api_key), credits)
         return credits
 
     async def _profile(self, api_key: str) -> Profile:

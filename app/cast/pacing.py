@@ -25,18 +25,18 @@ the 429 for `CEILING_HOLD_SECONDS`, so a key whose real limit is lower settles i
 probing it every minute.
 
 Per process (Cast's per-IP limit, shared by sends and receipt polls): at most `ip_rate`
-requests in any WINDOW, sends first. Keys are identified by a fingerprint, never by the key.
+requests in any WINDOW, sends first. Keys are identified by their identity (app/cast/keys.py),
+never by the key.
 """
 
 import asyncio
-import functools
-import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from app.cast.keys import key_fingerprint, label_of
 from app.pacing import LimitState, LogShape, PacingRepository, SlidingWindow, sleep_until
 from app.store import Store, StoreUnavailable
 
@@ -65,6 +65,7 @@ RECOVERY_STEP_SECONDS = 60.0
 CEILING_HOLD_SECONDS = 3600.0
 DEFAULT_RETRY_AFTER = 1.0
 KEY_PREFIX = "cast-key:"
+LEGACY_ID_LENGTH = 12  # states named by 12 hex digits of SHA-256 of the key (before issue 28)
 # Sends of one key that wait in this process at once, in seconds of its rate; more come back
 # later (`defer_until`) so they do not hold the worker's slots that receipt polls and status
 # reports need.
@@ -110,11 +111,6 @@ def log_shape(rate: float) -> LogShape:
     limit = max(1, math.ceil(rate))
     window = WINDOW * limit / rate
     return LogShape(limit, window, window / limit * (1 - CATCH_UP))
-
-
-@functools.lru_cache(maxsize=1024)  # asked on every webhook and send: a hash each time
-def key_fingerprint(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 def current_rate(state: LimitState, configured: float, now: float) -> float:
@@ -300,13 +296,15 @@ class CastPacer:
         return current_rate(state, self._configured, now)
 
     async def rates(self) -> dict[str, float]:
-        """Current rate of every key that has been slowed down, by fingerprint (the others
-        send at `cast_rate_per_key`)."""
+        """Current rate of every key that has been slowed down, by `key_label` (the others
+        send at `cast_rate_per_key`). States kept under a key's 12-digit id of before
+        (transient) are left out."""
         now = self._clock()
         states = await self._repo.states(KEY_PREFIX)
         return {
-            name.removeprefix(KEY_PREFIX): current_rate(state, self._configured, now)
+            label_of(name.removeprefix(KEY_PREFIX)): current_rate(state, self._configured, now)
             for name, state in states.items()
+            if len(name) > len(KEY_PREFIX) + LEGACY_ID_LENGTH
         }
 
     async def _ip_room(self) -> None:

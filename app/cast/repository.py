@@ -1,8 +1,9 @@
 """Cast keys Cast refused as a whole (out of credits, key revoked or invalid, account disabled, IP
 not allowed): the only Cast code touching the store.
 
-One document per key fingerprint in `cast_key_states`, written when a send or an account check
-is refused with such a code, deleted when a send or a check with the key succeeds again. Every
+One document per key identity (app/cast/keys.py) in `cast_key_states`, written when a send or
+an account check is refused with such a code, deleted when a send or a check with the key
+succeeds again. Every
 bridge process and the settings page read the same state. The hot path asks "is this key marked
 broken?" through a cache of a few seconds, so a healthy key costs one store read per key per
 `ttl`, not one per message.
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from app.cast.client import CastError
-from app.cast.pacing import key_fingerprint
+from app.cast.keys import key_fingerprint
 from app.cast.schemas import KeyState
 from app.store import Store
 
@@ -34,7 +35,7 @@ class KeyStates:
         self._store = store
         self._ttl = ttl
         self._clock, self._monotonic = clock, monotonic
-        self._marked: dict[str, tuple[float, bool]] = {}  # fingerprint -> (until, broken)
+        self._marked: dict[str, tuple[float, bool]] = {}  # identity -> (until, broken)
 
     async def get(self, api_key: str) -> KeyState | None:
         doc = await self._store.get_doc(COLLECTION, key_fingerprint(api_key))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import key_fingerprint
+from app.cast.keys import key_fingerprint, key_label, label_of
 from app.cast.schemas import Channel, SenderId
 from app.phone import InvalidPhoneNumber, to_e164
 
@@ -107,7 +107,7 @@ class SenderDirectory:
                     raise
                 log.warning(
                     "could not refresh the Cast sender IDs; using the last list",
-                    extra={"key": fingerprint, "reason": exc.message},
+                    extra={"key": label_of(fingerprint), "reason": exc.message},
                 )
                 return listing.senders
 
@@ -151,7 +151,7 @@ class SenderDirectory:
         except CastError as exc:
             log.warning(
                 "could not read the Cast sender IDs",
-                extra={"key": key_fingerprint(api_key), "reason": exc.message},
+                extra={"key": key_label(api_key), "reason": exc.message},
             )
             return None
         return found.known_channel if found is not None else None

@@ -14,13 +14,15 @@
   through the endpoint of its channel (else 400 VALIDATION_ERROR). A key the test did not
   describe is a Cast that cannot say: any sender ID goes on `/sms/send`, as before, and its
   sender-ID list answers 404.
-- Scripted answers (`script`) come first: bursts of 429/5xx/4xx, stalls.
+- Scripted answers (`script`) come first: bursts of 429/5xx/4xx, stalls; one marked
+  `after_sending` comes after the send went through (an accepted send whose answer was lost).
 - `GET /api/v1/account/unsubscribed`: the key's numbers that used the unsubscribe link
   (`unsubscribe(...)`); a send to one of them from that sender ID is refused. How Cast reports
   that refusal is undocumented (cast-api.md §5.9): the fake answers with the least specific
   shape, `400 VALIDATION_ERROR` and words only (`unsubscribed_refusal` changes it).
 - `GET /api/v1/{sms,sim}/status/{id}` answers from `dlr` (scripted statuses), only on the
-  channel the message was sent through (404 on the other).
+  channel the message was sent through and for the key (account) that sent it (404 otherwise:
+  Cast's idempotency and messages are per account, so the strictest plausible reading).
 - `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise;
   `GET /api/v1/account/sender-ids`: the key's approved sender IDs with their channel;
   `GET /api/v1/account/profile` (`billing_type`, allowed channels) and `/account/usage`
@@ -51,6 +53,9 @@ class Scripted:
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     stall_seconds: float = 0.0
+    # The send goes through (SMS out, answer kept for its idempotency key), then this answer
+    # comes back instead of Cast's: an accepted send whose answer was lost.
+    after_sending: bool = False
 
 
 @dataclass
@@ -193,6 +198,7 @@ class FakeCast:
         self.account_requests: list[str] = []  # paths of GET /api/v1/account/... calls
         self.refused_account_requests: list[str] = []  # the same, refused for the key (401)
         self._channel_of: dict[str, str] = {}  # message id -> channel it was sent through
+        self._key_of: dict[str, str] = {}  # message id -> the key (account) that sent it
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_limits: dict[str, Bucket | SlidingLog] = {}
         self._ip_bucket = Bucket(ip_rate, ip_burst)
@@ -328,7 +334,11 @@ class FakeCast:
                 self.status_errors -= 1
                 return _error(500, "INTERNAL_ERROR", "scripted status error")
             steps = self.dlr.get(message_id)
-            if steps is None or self._channel_of.get(message_id) != channel:
+            if (
+                steps is None
+                or self._channel_of.get(message_id) != channel
+                or self._key_of.get(message_id) != self._known_key(request)
+            ):  # another account's message is not found (strictest plausible)
                 return _error(404, "NOT_FOUND", "message not found")
             step = steps[0] if len(steps) == 1 else steps.popleft()
             return JSONResponse({"success": True, "message_id": message_id, **step})
@@ -384,7 +394,8 @@ class FakeCast:
                 return JSONResponse(
                     self._idempotent[(key, idem)], headers={"X-Idempotent-Replay": "true"}
                 )
-            if self.script:
+            scripted = self.script[0] if self.script else None
+            if scripted is not None and not scripted.after_sending:
                 return self.script.popleft()
             if channel not in self.channels_of(key):
                 return _error(403, "CHANNEL_NOT_ALLOWED", f"the {channel} channel is not enabled")
@@ -428,8 +439,11 @@ class FakeCast:
                 self.next_dlr.popleft() if self.next_dlr else self.default_dlr
             )
             self._channel_of[message_id] = channel
+            self._key_of[message_id] = key
             if idem:
                 self._idempotent[(key, idem)] = answer
+            if scripted is not None:
+                return self.script.popleft()
             return JSONResponse(answer)
 
     def _unpaid(self, parts: int) -> JSONResponse | None:

@@ -8,7 +8,7 @@ import logging
 
 from app.cast.accounts import CastAccounts, is_assigned
 from app.cast.client import CastError
-from app.cast.pacing import key_fingerprint
+from app.cast.keys import key_label
 from app.cast.senders import sender_key
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
@@ -50,7 +50,7 @@ class SenderOwners:
                 "a sender ID saved unchecked is still not confirmed by Cast",
                 extra={
                     "location_id": settings.location_id,
-                    "key": key_fingerprint(api_key),
+                    "key": key_label(api_key),
                     "reason": exc.message,
                 },
             )

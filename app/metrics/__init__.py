@@ -207,7 +207,7 @@ class Counters:
         )
         self.cast_key_rate = Gauge(
             "cast_key_rate",
-            "Current send rate (msg/s) of a Cast key slowed down after a 429, by key fingerprint; "
+            "Current send rate (msg/s) of a Cast key slowed down after a 429, by key label; "
             "keys not listed send at CAST_RATE_PER_KEY. Read at scrape",
             ("key",),
             namespace=NAMESPACE,
@@ -215,7 +215,7 @@ class Counters:
         )
         self.credits = Gauge(
             "cast_credits",
-            "Credits (SMS parts) left on a Cast account, by key fingerprint, as last read",
+            "Credits (SMS parts) left on a Cast account, by key label, as last read",
             ("key",),
             namespace=NAMESPACE,
             registry=self.registry,
@@ -277,8 +277,8 @@ class Counters:
 
         return observe
 
-    def set_credits(self, key_fingerprint: str, credits: int) -> None:
-        self.credits.labels(key_fingerprint).set(credits)
+    def set_credits(self, key_label: str, credits: int) -> None:
+        self.credits.labels(key_label).set(credits)
 
     # Queues (read at scrape time) ---------------------------------------------------------
     def set_queue(

@@ -1,5 +1,7 @@
 """Encryption at rest for OAuth tokens (Fernet: AES-128-CBC + HMAC-SHA256, from `cryptography`)."""
 
+import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Iterable
@@ -25,6 +27,12 @@ class TokenCipher:
 
     def __init__(self, *keys: bytes) -> None:
         self._fernet = MultiFernet([Fernet(key) for key in keys])
+        self._newest = keys[0]
+
+    def derived_secret(self, purpose: str) -> bytes:
+        """A secret for `purpose` derived from the newest key (HMAC-SHA256): the same in every
+        process that has the same TOKEN_ENCRYPTION_KEY (or, embedded, the same key file)."""
+        return hmac.new(self._newest, purpose.encode(), hashlib.sha256).digest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

@@ -68,19 +68,34 @@ class DndQueue(QueueRepository[DndTask]):
 
 
 class SyncLedger:
-    """The Cast sync's durable memory: unsubscribe-list entries already handled (per Cast key
-    fingerprint), and the named lease that one process holds while it syncs."""
+    """The Cast sync's durable memory: the unsubscribe-list entries of each Cast key (by its
+    identity) already handled, with the locations each was put on, and the named lease that one
+    process holds while it syncs. Entries handled before issue 28 are kept under the key's old
+    12-digit id, without their locations (`handled_before_locations_were_kept`)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def handled(self, key_fingerprint: str) -> set[str]:
-        """Entries of this key handled before (all of them: one id-range read)."""
-        docs = await self._store.list_docs_with_prefix(SYNC_SEEN, f"{key_fingerprint}|", 10**7)
-        return {doc.id for doc in docs}
+    async def handled(self, key_id: str) -> dict[str, set[str]]:
+        """This key's entries handled before, by name, each with the locations it was put on
+        (all of them: one id-range read)."""
+        docs = await self._store.list_docs_with_prefix(SYNC_SEEN, f"{key_id}|", 10**7)
+        return {
+            doc.id.removeprefix(f"{key_id}|"): set(doc.data.get("locations", ())) for doc in docs
+        }
 
-    async def mark_handled(self, entry_key: str, now: float) -> None:
-        await self._store.put_doc(SYNC_SEEN, entry_key, {"at": now})
+    async def mark_handled(self, key_id: str, entry: str, locations: set[str], now: float) -> None:
+        data = {"at": now, "locations": sorted(locations)}
+        await self._store.put_doc(SYNC_SEEN, f"{key_id}|{entry}", data)
+
+    async def handled_before_locations_were_kept(self, legacy_id: str) -> set[str]:
+        """Names of the entries handled under the key's old id (the locations of the key then
+        got them; which ones was not kept)."""
+        docs = await self._store.list_docs_with_prefix(SYNC_SEEN, f"{legacy_id}|", 10**7)
+        return {doc.id.removeprefix(f"{legacy_id}|") for doc in docs}
+
+    async def forget_legacy(self, legacy_id: str, entry: str) -> None:
+        await self._store.delete_doc(SYNC_SEEN, f"{legacy_id}|{entry}")
 
     async def hold_lease(self, owner: str, *, now: float, seconds: float) -> bool:
         return await self._store.acquire_lease(SYNC_LEASE, owner, now=now, seconds=seconds)

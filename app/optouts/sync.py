@@ -4,11 +4,17 @@ Every CAST_OPTOUT_SYNC_SECONDS each process tries to take the named lease `cast-
 the holder renews it at every run, so it stays with one process while that process lives (and
 passes to another one within a minute or so after it dies). The holder reads
 `GET /api/v1/account/unsubscribed` once for every Cast key that installed locations send with,
-and for each entry it has not handled before puts the number on the list of every location that
-sends with that key and sender ID (a location without a sender ID sends with the account's
-default, so any of the key's sender IDs counts) and queues the contact's DND update. Each entry
-is marked handled after that, in the store: a restart, or another process taking over, does
-not do it again (a crash between the two repeats only idempotent steps).
+and puts each entry on the list of every location that sends with that key and sender ID (a
+location without a sender ID sends with the account's default, so any of the key's sender IDs
+counts) and has not had it yet, and queues the contact's DND update. The ledger keeps, per
+entry, the locations it was put on, in the store: a restart, or another process taking over,
+does not do it again (a crash between the two repeats only idempotent steps), a location that
+moves to the key (or to the entry's sender ID) later still gets the key's earlier entries, and
+one that had an entry never gets it again (a START since stays).
+
+Entries handled before the locations were kept (issue 28) count as put on the locations that
+match them at the first sync after the upgrade: those of the key then got them, which ones was
+not kept.
 """
 
 import asyncio
@@ -23,7 +29,8 @@ from datetime import datetime
 
 from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import CastPacer, key_fingerprint
+from app.cast.keys import key_fingerprint, key_label, legacy_fingerprint
+from app.cast.pacing import CastPacer
 from app.cast.schemas import Unsubscribed
 from app.cast.senders import sender_key
 from app.config import Settings
@@ -132,10 +139,10 @@ class CastOptOutSync:
                 self._counters.inc("optout_syncs", reason="failed")
                 log.warning(
                     "could not read Cast's unsubscribe list",
-                    extra={"key": key_fingerprint(api_key), "reason": exc.message},
+                    extra={"key": key_label(api_key), "reason": exc.message},
                 )
                 continue
-            handled += await self._handle(key_fingerprint(api_key), entries, senders)
+            handled += await self._handle(api_key, entries, senders)
         self._counters.inc("optout_syncs", reason="ok")
         log.info("Cast opt-out sync ran", extra={"new_entries": handled, "owner": self._owner})
         return handled
@@ -154,19 +161,34 @@ class CastOptOutSync:
         return groups
 
     async def _handle(
-        self, fingerprint: str, entries: list[Unsubscribed], senders: list[Sender]
+        self, api_key: str, entries: list[Unsubscribed], senders: list[Sender]
     ) -> int:
-        done = await self._ledger.handled(fingerprint)
+        """Put each entry on the key's matching locations that have not had it: the number of
+        entries put on at least one."""
+        key_id, legacy_id = key_fingerprint(api_key), legacy_fingerprint(api_key)
+        done = await self._ledger.handled(key_id)
+        legacy = await self._ledger.handled_before_locations_were_kept(legacy_id)
         handled = 0
         for entry in entries:
-            key = f"{fingerprint}|{entry.phone}|{entry.sender_id or ''}|{entry.unsubscribed_at}"
-            if key in done:
+            name = f"{entry.phone}|{entry.sender_id or ''}|{entry.unsubscribed_at}"
+            matching = {location for location, sender in senders if sender_matches(entry, sender)}
+            if name not in done and name in legacy:
+                done[name] = await self._adopt(key_id, legacy_id, name, matching)
+            due = matching - done.get(name, set())
+            if not due:
                 continue
-            await self._apply(entry, senders)
-            await self._ledger.mark_handled(key, self._clock())
-            done.add(key)
+            await self._apply(entry, [s for s in senders if s[0] in due])
+            done[name] = done.get(name, set()) | due
+            await self._ledger.mark_handled(key_id, name, done[name], self._clock())
             handled += 1
         return handled
+
+    async def _adopt(self, key_id: str, legacy_id: str, name: str, matching: set[str]) -> set[str]:
+        """An entry handled before the locations were kept: the ones it matches now count as
+        having had it (its record moves to the key's identity)."""
+        await self._ledger.mark_handled(key_id, name, matching, self._clock())
+        await self._ledger.forget_legacy(legacy_id, name)
+        return matching
 
     async def _apply(self, entry: Unsubscribed, senders: list[Sender]) -> None:
         try:

@@ -37,6 +37,10 @@ class OutboundMessage(Job):
     # key) goes the same way; a sender switched meanwhile applies to the next message.
     channel: Channel | None = None
     sender_id: str | None = None
+    # The Cast key (account) of the route, encrypted with the token cipher: retries and receipt
+    # polls use it even after the location's key changed or was removed, since Cast's
+    # idempotency and message ids are per account. None: stored before it was kept (issue 28).
+    cast_key: str | None = None
     stage: Literal["send", "poll", "report"] = "send"
     status: Literal["delivered", "failed"] | None = None
     error_code: str | None = None
@@ -74,8 +78,9 @@ class OutboundMessage(Job):
         are polled again), except parts the carrier rejected: those are sent again under a new
         idempotency key. Parts Cast never accepted are sent with the same key as before, so if
         an earlier attempt did reach Cast unseen (a timeout), Cast replays it instead of sending
-        a second SMS. While a part stays accepted the rest keep its route; otherwise the
-        location's current sender and channel are taken (a fix after CHANNEL_NOT_ALLOWED).
+        a second SMS. While a part stays accepted the rest keep its route (key, sender and
+        channel); otherwise the location's current ones are taken (a fix after
+        CHANNEL_NOT_ALLOWED).
         """
         for part in self.parts:
             if part.dlr == "failed":
@@ -83,7 +88,7 @@ class OutboundMessage(Job):
                 part.channel = None
                 part.resends += 1
         if not self.parts_sent:
-            self.channel = self.sender_id = None
+            self.channel = self.sender_id = self.cast_key = None
         self.stage, self.status, self.error_code, self.error_message = "send", None, None, None
         self.delivery = self.finished_at = self.accepted_at = None
         self.polls = self.send_attempts = self.report_attempts = 0

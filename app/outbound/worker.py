@@ -21,6 +21,7 @@ from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
 from app.metrics import Counters
+from app.oauth.crypto import TokenCipher, UndecryptableError, build_cipher
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
 from app.optouts.service import OptOutService
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 NOT_INSTALLED = "NOT_INSTALLED"
+KEY_LOST = (
+    "The Cast key this message was first sent with cannot be decrypted (TOKEN_ENCRYPTION_KEY "
+    "changed); it is not sent again with another account's key"
+)
 
 # Told once Cast accepted a message (never a test SMS): (to, location_id, sender ID, at). Replies
 # from that number may then be routed back to the location (the inbound side's recipient
@@ -61,6 +66,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         optouts: OptOutService | None = None,
         account_info: CastAccountInfo | None = None,
         refused: RefusedMessages | None = None,
+        cipher: TokenCipher | None = None,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -74,6 +80,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
         self._account_info = account_info  # key states and the credits metric (issue 22)
         self._refused = refused  # messages no token could report (None: only logged)
+        self._cipher = cipher or build_cipher(settings)  # keeps each message's Cast key
 
     async def deferred_until(self, message: OutboundMessage) -> float | None:
         """When a message just accepted should first be worked on, if not at once: when this
@@ -150,12 +157,10 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             )
             self._counters.inc("messages_failed", reason="REAUTHORIZATION_NEEDED")
             return None
-        if self._optouts is not None:
-            optout = await self._optouts.refusal(message.location_id, message.to)
-            if optout is not None:
-                return self._refuse(message, optout)
+        if (optout := await self._opted_out(message)) is not None:
+            return self._refuse(message, optout)
         try:
-            account = await self._accounts.account_for(message.location_id)
+            account = await self._sending_account(message)
         except CastError as exc:  # the location's own key is unreadable: fails with its reason
             return self._cast_failed(message, exc)
         api_key = account.api_key
@@ -168,6 +173,8 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             if deferred is not None:  # enough of this key's sends wait here already
                 return deferred
             ticket = await self._pacer.before_send(api_key)  # one budget per key, both channels
+            if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
+                return self._refuse(message, optout)
             message.send_attempts += 1
             request = SendRequest(
                 to=message.to or "", message=part.text, sender_id=message.sender_id
@@ -227,10 +234,20 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             extra={"message_id": message.message_id, "location_id": message.location_id},
         )
 
+    async def _opted_out(self, message: OutboundMessage) -> OptOut | None:
+        """The opt-out that forbids this message now, if any: asked before the message waits for
+        its key's pacing, and again right before each part leaves."""
+        if self._optouts is None:
+            return None
+        return await self._optouts.refusal(message.location_id, message.to)
+
     def _refuse(self, message: OutboundMessage, optout: OptOut) -> None:
-        """The recipient opted out: fail the message without asking Cast."""
+        """The recipient opted out: fail the message (its remaining parts) without asking Cast."""
         assert self._optouts is not None
-        message.finish(self._clock(), "failed", "OPTED_OUT", optout.reason)
+        reason, total = optout.reason, len(message.parts)
+        if message.parts_sent:
+            reason += f" ({message.parts_sent} of {total} parts sent)"
+        message.finish(self._clock(), "failed", "OPTED_OUT", reason)
         self._counters.inc("messages_failed", reason="OPTED_OUT")
         self._optouts.refused(optout)
         log.info(
@@ -259,22 +276,48 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         )
         self._refuse(message, optout)
 
+    async def _sending_account(self, message: OutboundMessage) -> CastAccount:
+        """The account the message was first sent with (a retry, same idempotency keys: Cast's
+        idempotency is per account, another key would send a second SMS), else the location's
+        current one (the first attempt, or a message stored before its key was kept)."""
+        if message.cast_key is None or message.channel is None:
+            return await self._accounts.account_for(message.location_id)
+        api_key = self._kept_key(message.cast_key)
+        source = "default" if api_key == self._accounts.default.api_key else "location"
+        return CastAccount(api_key, message.sender_id, source, message.channel)
+
+    def _kept_key(self, cast_key: str) -> str:
+        try:
+            return self._cipher.decrypt(cast_key)
+        except UndecryptableError:
+            raise CastError(
+                KEY_LOST, status=None, code="CAST_KEY_UNREADABLE", retryable=False
+            ) from None
+
     def _route(self, message: OutboundMessage, account: CastAccount) -> Channel:
-        """The message's channel and sender ID: chosen at the first attempt, kept after."""
+        """The message's Cast key, channel and sender ID: chosen at the first attempt, kept
+        after (the key encrypted)."""
+        if message.cast_key is None:
+            message.cast_key = self._cipher.encrypt(account.api_key)
         if message.channel is None:
             message.channel, message.sender_id = account.channel, account.sender_id
             message.record(
                 self._clock(),
                 "route",
                 f"{account.channel} channel ({account.channel_source}), sender "
-                f"{account.sender_id or "Cast's default"}",
+                f"{account.sender_id or "Cast's default"}, "
+                f"{'own' if account.source == 'location' else 'the default'} Cast account",
             )
         return message.channel
 
     # Stage 2: delivery receipts -------------------------------------------------------------
     async def _poll(self, message: OutboundMessage) -> float | None:
         """Ask Cast how each part fared: when to ask again, or None once the outcome is known."""
-        api_key = (await self._accounts.configured(message.location_id)).api_key
+        try:
+            api_key = await self._receipt_key(message)
+        except CastError as exc:  # the account that has its receipts cannot be asked
+            message.record(self._clock(), "dlr_unknown", exc.message)
+            return self._delivered(message, self._clock(), "unconfirmed")
         message.polls += 1
         for part in message.parts:
             if part.dlr is not None or part.cast_message_id is None:
@@ -306,6 +349,13 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             first=self._settings.dlr_first_poll_seconds,
             cap=self._settings.dlr_max_poll_interval_seconds,
         )
+
+    async def _receipt_key(self, message: OutboundMessage) -> str:
+        """The key of the account that accepted the message (its receipts are there), else the
+        location's current key (a message stored before its key was kept)."""
+        if message.cast_key is not None:
+            return self._kept_key(message.cast_key)
+        return (await self._accounts.configured(message.location_id)).api_key
 
     def _delivered(
         self, message: OutboundMessage, now: float, delivery: Literal["confirmed", "unconfirmed"]

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.cast.pacing import CastPacer, key_fingerprint
+from app.cast.keys import key_label
+from app.cast.pacing import CastPacer
 from app.devkit.harness import LOCATION, Harness, webhook
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
@@ -114,7 +115,7 @@ async def test_cast_rates_list_the_keys_slowed_down_by_a_429(admin: Harness):
     assert response.status_code == 200
     assert response.json() == {
         "configured": 50.0,
-        "keys": [{"key": key_fingerprint(key), "rate": 40.0, "slowed": True}],
+        "keys": [{"key": key_label(key), "rate": 40.0, "slowed": True}],
     }
 
 

@@ -1,5 +1,6 @@
-"""Opt-outs end to end, on both stores: STOP and START from the recipient, Cast's unsubscribe
-list, Cast refusing a send, and several replicas sharing the sync."""
+"""Opt-outs end to end, on both stores: STOP and START from the recipient (also while a message
+waits for its pacing slot), Cast's unsubscribe list, Cast refusing a send, and several replicas
+sharing the sync."""
 
 import json
 import re
@@ -101,6 +102,25 @@ async def test_an_opt_out_at_cast_sets_dnd_within_one_sync_interval(harness: Har
     assert h.cast.sent == []
 
 
+async def test_an_opt_out_at_cast_reaches_a_location_installed_on_the_key_later(
+    harness: Harness,
+):
+    for location_id in (LOCATION, "loc-later"):
+        harness.ghl.add_contact(location_id, SENDER_E164)
+    h = await started(harness, CAST_OPTOUT_SYNC_SECONDS="0.3")
+    h.cast.unsubscribe(CAST_KEY, SENDER_E164, "CASTTEST")
+    await h.wait_for(lambda: h.ghl.sms_dnd(LOCATION, SENDER_E164) == "active", what="DND")
+
+    await h.seed_installation("loc-later")  # a new sub-account on the default account
+
+    await h.wait_for(
+        lambda: h.ghl.sms_dnd("loc-later", SENDER_E164) == "active", what="the new one's DND"
+    )
+    await h.post(webhook("m-later", phone=SENDER, locationId="loc-later"))
+    status = await failed_with(h, "m-later")
+    assert status["error"]["code"] == "OPTED_OUT" and h.cast.sent == []
+
+
 async def test_an_opt_out_for_another_sender_id_is_not_this_locations(harness: Harness):
     harness.ghl.add_contact(LOCATION, SENDER_E164)
     h = await started(harness, CAST_OPTOUT_SYNC_SECONDS="0.3")
@@ -127,6 +147,22 @@ async def test_a_send_cast_refuses_as_unsubscribed_fails_and_lists_the_number(ha
     await h.post(webhook("m-next", phone=SENDER))
     await failed_with(h, "m-next")
     assert len(h.cast.requests) == requests  # the next one never reached Cast
+
+
+async def test_a_stop_while_a_message_waits_for_its_slot_stops_its_remaining_parts(
+    harness: Harness,
+):
+    h = await started(harness, CAST_RATE_PER_KEY="0.5")  # a part every 2 s
+    three_parts = " ".join(["word"] * 250)  # 1,249 characters: three parts of at most 450
+
+    await h.post(webhook("m-stop-midway", phone=SENDER, message=three_parts))
+    await h.wait_for(lambda: h.cast.sent, what="the first part")
+    assert (await post_sms(h, sms("gw-stop-midway", message="STOP"))).status_code == 202
+
+    status = await failed_with(h, "m-stop-midway")
+    assert status["status"] == "failed" and status["error"]["code"] == "OPTED_OUT"
+    assert status["error"]["message"].endswith("(1 of 3 parts sent)")
+    assert len(h.cast.sent) == 1
 
 
 async def test_two_replicas_sync_once(harness: Harness, tmp_path: Path):

@@ -1,0 +1,96 @@
+"""The opt-out list is checked again right before each part leaves, after its wait for the key's
+pacing: a STOP that arrives while a message waits for its slot stops its remaining parts
+(issue 28). The worker over a real store, both backends."""
+
+import pytest
+
+from app.cast.pacing import CastPacer, Ticket
+from app.metrics import Counters
+from app.oauth.tokens import TokenService
+from app.optouts.repository import DndQueue, OptOutList
+from app.optouts.service import OptOutService
+from app.outbound.repository import OutboxRepository
+from app.outbound.schemas import OutboundMessage, Part
+from app.outbound.worker import OutboundWorker
+from app.store import Store
+from tests.support.units import (
+    FakeCast,
+    FakeClock,
+    FakeGHL,
+    install,
+    installations,
+    step,
+    unit_settings,
+)
+
+LOCATION = "loc-1"
+PHONE = "+639171234567"
+
+
+class StopWhileWaiting(CastPacer):
+    """A pacer during whose wait for the `at_part`-th slot the recipient replies STOP."""
+
+    def __init__(self, store: Store, optouts: OptOutService, at_part: int) -> None:
+        super().__init__(store, per_key_rate=1e6, ip_rate=1e6)
+        self._optouts, self._at_part, self._waits = optouts, at_part, 0
+
+    async def before_send(self, api_key: str) -> Ticket:
+        self._waits += 1
+        if self._waits == self._at_part:
+            await self._optouts.opt_out(LOCATION, PHONE, source="keyword", at=1.0, keyword="STOP")
+        return await super().before_send(api_key)
+
+
+@pytest.fixture
+def cast() -> FakeCast:
+    return FakeCast()
+
+
+async def send_three_parts(store: Store, cast: FakeCast, clock: FakeClock, stop_at: int):
+    """A three-part message, with a STOP while part `stop_at` waits: the message as stored."""
+    config = unit_settings()
+    ghl = FakeGHL()
+    await install(installations(store), clock(), location_id=LOCATION)
+    optouts = OptOutService(config, OptOutList(store), DndQueue(store), Counters())
+    worker = OutboundWorker(
+        config,
+        OutboxRepository(store),
+        cast,
+        ghl,
+        TokenService(config, store, installations(store), ghl, clock=clock),
+        StopWhileWaiting(store, optouts, stop_at),
+        Counters(),
+        clock,
+        optouts=optouts,
+    )
+    message = OutboundMessage(
+        message_id="m1",
+        location_id=LOCATION,
+        phone=PHONE,
+        to=PHONE,
+        parts=[Part(text=text) for text in ("one", "two", "three")],
+        received_at=clock(),
+    )
+    assert await OutboxRepository(store).add(message)
+    return OutboundMessage.model_validate((await step(worker, store, "outbound", clock)).data)
+
+
+async def test_a_stop_while_a_part_waits_for_its_slot_stops_the_remaining_parts(
+    store: Store, cast: FakeCast, clock: FakeClock
+):
+    message = await send_three_parts(store, cast, clock, stop_at=2)
+
+    assert (message.status, message.error_code) == ("failed", "OPTED_OUT")
+    assert message.error_message is not None
+    assert message.error_message.endswith("(1 of 3 parts sent)")
+    assert [args[1].message for args in cast.calls["send_sms"]] == ["one"]
+
+
+async def test_a_stop_while_the_first_part_waits_sends_nothing(
+    store: Store, cast: FakeCast, clock: FakeClock
+):
+    message = await send_three_parts(store, cast, clock, stop_at=1)
+
+    assert (message.status, message.error_code) == ("failed", "OPTED_OUT")
+    assert "parts sent" not in (message.error_message or "")
+    assert not cast.calls["send_sms"]
