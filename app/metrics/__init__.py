@@ -109,6 +109,7 @@ EVENTS: dict[str, Event] = {
     # Operator actions (admin API and CLI)
     "admin_requeued": _event("admin_actions", action="requeue"),
     "admin_sender_id_set": _event("admin_actions", action="set_sender_id"),
+    "admin_sender_id_unassigned": _event("admin_actions", action="unassign_sender_id"),
     "admin_optout_lifted": _event("admin_actions", action="lift_optout"),
 }
 
