@@ -13,6 +13,7 @@ from app.config import Settings
 from app.errors import ApiError
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import TokenResponse
+from app.ghl.scopes import missing_from_grant
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import AppWebhook, Installation, InstallResult
@@ -119,8 +120,9 @@ class OAuthService:
                 "parameter is missing). Start the installation again.",
             )
         pair = await self._exchange_code(code.strip())
-        missing = self._missing_scopes(pair)
-        if pair.user_type == "Company" or (not pair.location_id and pair.company_id):
+        agency = pair.user_type == "Company" or (not pair.location_id and bool(pair.company_id))
+        missing = self._missing_scopes(pair, agency=agency)
+        if agency:
             result = await self._install_company(pair, missing)
         else:
             result = await self._install_location(pair, missing)
@@ -161,11 +163,11 @@ class OAuthService:
                 "try the installation again in a few minutes.",
             ) from exc
 
-    def _missing_scopes(self, pair: TokenResponse) -> list[str]:
-        granted = set(pair.scope.split())
+    def _missing_scopes(self, pair: TokenResponse, *, agency: bool) -> list[str]:
+        granted = pair.scope.split()
         if not granted:
             return []
-        missing = [scope for scope in self._settings.scope_list if scope not in granted]
+        missing = missing_from_grant(granted, self._settings.scope_list, agency=agency)
         if missing:
             self._counters.inc("installs_missing_scopes")
             log.error(
