@@ -18,7 +18,7 @@ from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import AppWebhook, Installation, InstallResult
 from app.oauth.state import StateError, StateSigner
-from app.oauth.tokens import TokenService, TokenUnavailable
+from app.oauth.tokens import Refusal, TokenService, TokenUnavailable, token_refusal
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,10 @@ class OAuthService:
             return await self._ghl.exchange_token(form)
         except GHLError as exc:
             self._counters.inc("installs_failed")
-            client_rejected = exc.status in (400, 401) and "invalid_client" in exc.body
-            if exc.status in (400, 401, 403, 422) and not client_rejected:
+            refusal = token_refusal(exc)
+            if refusal is Refusal.CLIENT:  # logged once, noted for check-config
+                await self._tokens.client_rejected("install", exc)
+            elif refusal is not Refusal.TRANSIENT:
                 log.warning("install failed: GHL refused the code", extra={"status": exc.status})
                 raise InstallError(
                     400,
@@ -151,11 +153,11 @@ class OAuthService:
                     "The authorization code is invalid, expired or was already used. "
                     "Start the installation again.",
                 ) from exc
-            log.error(
-                "install failed: GHL token exchange error"
-                + (" (check GHL_CLIENT_ID/GHL_CLIENT_SECRET)" if client_rejected else ""),
-                extra={"status": exc.status, "reason": exc.message},
-            )
+            else:
+                log.error(
+                    "install failed: GHL token exchange error",
+                    extra={"status": exc.status, "reason": exc.message},
+                )
             raise InstallError(
                 502,
                 "GHL could not complete the installation",

@@ -167,7 +167,10 @@ async def test_the_callback_stores_the_location_and_explains_the_next_step(harne
     }
     stored = await installation(harness, location_key("loc-new"))
     assert stored is not None and stored.kind == "location" and stored.company_id == "company-1"
-    assert stored.scopes == LOCATION_SCOPES and stored.expires_at > time.time() + 80_000
+    assert (
+        sorted(stored.scopes) == sorted(LOCATION_SCOPES)
+        and stored.expires_at > time.time() + 80_000
+    )
 
 
 async def test_messages_of_a_freshly_installed_location_use_its_token(harness: Harness):
