@@ -123,7 +123,7 @@ class FakeGHL:
             self.token_locations[access] = location_id
         grant = {"location_id": location_id, "company_id": company_id, "user_type": user_type}
         self.refresh_tokens[refresh] = grant
-        return {
+        pair = {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
@@ -134,6 +134,7 @@ class FakeGHL:
             "companyId": company_id or "company-1",
             "userId": "user-1",
         }
+        return {k: v for k, v in pair.items() if v is not None}  # GHL omits what it lacks
 
     def _grant(self, user_type: str) -> str:
         """The scopes a token gets: an agency's all granted, a location's no agency-only one."""
@@ -190,7 +191,10 @@ class FakeGHL:
         """Answer, and record the request and the answer."""
         raw = await request.body()
         response = self._scope_refused(request) or await call_next(request)
-        answer = b"".join([chunk async for chunk in response.body_iterator])
+        if isinstance(response, JSONResponse):  # answered here, not by a route
+            answer = bytes(response.body)
+        else:  # a route's answer, streamed through the middleware
+            answer = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
         self.requests.append(
             {
                 "method": request.method,
@@ -364,7 +368,7 @@ class FakeGHL:
                         for loc in page
                     ],
                     "count": len(ids),
-                    "installToFutureLocations": None,
+                    "installToFutureLocations": False,
                 }
             )
 
