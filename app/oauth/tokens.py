@@ -60,6 +60,12 @@ class TokenUnavailable(Exception):
         self.message = message
         self.code = code
 
+    @property
+    def final(self) -> bool:
+        """GHL refused the token request itself (GHL_TOKEN_REFUSED): asking again cannot help,
+        whereas an operator's fix or a re-install may end the other reasons."""
+        return self.code == "GHL_TOKEN_REFUSED"
+
 
 # Where GHL notes an app-level fault (its refusal of our client credentials) for check-config.
 APP_FAULTS, CLIENT_REJECTED_DOC = "app_faults", "ghl_client_rejected"
