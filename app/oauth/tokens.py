@@ -81,13 +81,18 @@ class Refusal(StrEnum):
     REQUEST = "request"  # any other 4xx: this request cannot succeed as it is
 
 
+def _json_body(exc: GHLError) -> dict[str, Any] | None:
+    try:
+        body = json.loads(exc.body)
+    except ValueError:
+        return None  # not JSON, or cut short (GHLError keeps 300 characters)
+    return body if isinstance(body, dict) else None
+
+
 def oauth_error(exc: GHLError) -> str | None:
     """The OAuth `error` code of GHL's answer, if it names one."""
-    try:
-        body: Any = json.loads(exc.body)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
+    body = _json_body(exc)
+    if body is not None and isinstance(body.get("error"), str):
         return body["error"]
     return next((word for word in OAUTH_ERRORS if word in exc.body), None)
 
@@ -106,12 +111,9 @@ def token_refusal(exc: GHLError) -> Refusal:
 
 def refusal_text(exc: GHLError) -> str:
     """GHL's own words for a refusal (`error_description`, `message`), never more of the body."""
-    try:
-        body: Any = json.loads(exc.body)
-    except ValueError:
+    body = _json_body(exc)
+    if body is None:
         return oauth_error(exc) or "refused"
-    if not isinstance(body, dict):
-        return "refused"
     words = [body.get(k) for k in ("error", "error_description", "message")]
     return ": ".join(str(w)[:120] for w in words if isinstance(w, str | list) and w) or "refused"
 
@@ -307,12 +309,12 @@ class TokenService:
                 token = await self._via_company(location_id, found)
                 if token is not None:
                     return token
-            reason = f"GHL refused the token refresh ({exc.status} {_error_code(exc)})"
+            reason = f"GHL refused the token refresh ({exc.status} invalid_grant)"
             await self._mark_reauth(installation, rev, reason)
             self._counters.inc("installations_needing_reauth")
             log.error(
                 "token refresh refused: the installation needs re-authorisation",
-                extra={"installation": key, "status": exc.status, "error": _error_code(exc)},
+                extra={"installation": key, "status": exc.status, "error": "invalid_grant"},
             )
             raise TokenUnavailable(
                 f"{reason}: re-install Cast SMS for this location",
@@ -484,11 +486,3 @@ def _check_usable(installation: Installation) -> None:
             f"{installation.reauth_reason or 'GHL refused the token refresh'}",
             code="REAUTHORIZATION_NEEDED",
         )
-
-
-def _error_code(exc: GHLError) -> str:
-    """GHL's error word (`invalid_grant`), without echoing anything else from the body."""
-    for word in ("invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope"):
-        if word in exc.body:
-            return word
-    return "refused"
