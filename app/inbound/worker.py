@@ -1,5 +1,5 @@
 """The inbox worker: routes each received SMS to a location, finds or creates the contact and
-adds the message to the contact's GHL conversation.
+its conversation (`app/ghl/conversations.py`), and adds the message to that conversation.
 
 Same leased queue as the outbox (`app/worker.py`): a message is claimed with a lease, and every
 outcome is written back to its document before the lease is released. GHL 429/5xx/timeouts are
