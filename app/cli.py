@@ -46,6 +46,7 @@ from app.composition import (
 from app.config import Settings, SettingsError, load_settings
 from app.console import Output, dump, when
 from app.errors import ApiError, validation_error
+from app.ghl.scopes import AGENCY, DND, INBOUND, OUTBOUND, missing_by_feature
 from app.store import StoreUnavailable, build_store
 
 
@@ -250,7 +251,7 @@ def _dnd_after_lift(source: str) -> str:
 @dataclass
 class Check:
     name: str
-    result: str  # PASS, FAIL, INFO
+    result: str  # PASS, FAIL, WARN, INFO
     detail: str
 
 
@@ -333,6 +334,41 @@ async def _check_cast_rates(settings: Settings) -> Check:
     return Check("Cast rate", "PASS", detail)
 
 
+async def _check_ghl_credentials(settings: Settings) -> Check:
+    """Whether GHL refused the app's client id/secret (noted by the bridge on a refresh)."""
+    try:
+        async with command_services(settings) as services:
+            fault = await services.tokens.client_fault()
+    except Exception as exc:
+        return Check("GHL app", "INFO", f"not read ({_reason(exc)})")
+    if fault is None:
+        return Check("GHL app", "PASS", "no refusal of GHL_CLIENT_ID/GHL_CLIENT_SECRET noted")
+    return Check(
+        "GHL app",
+        "FAIL",
+        f"GHL refused GHL_CLIENT_ID/GHL_CLIENT_SECRET at {when(fault.get('at'))} (HTTP "
+        f"{fault.get('status')} {fault.get('error')}): no token can be refreshed until they "
+        "are fixed; no installation was flagged",
+    )
+
+
+def _check_scopes(settings: Settings) -> Check:
+    """The scopes the enabled features' GHL operations need (app/ghl/scopes.py)."""
+    features = [OUTBOUND, DND, AGENCY] + ([INBOUND] if settings.inbound_api_key else [])
+    missing = missing_by_feature(settings.scope_list, features)
+    if not missing:
+        return Check("scopes", "PASS", "GHL_SCOPES cover every GHL call of the enabled features")
+    lacking = "; ".join(
+        f"{feature} need {', '.join(scopes)}" for feature, scopes in missing.items()
+    )
+    return Check(
+        "scopes",
+        "WARN",
+        f"GHL_SCOPES lack {lacking} (add them to the Marketplace app and GHL_SCOPES, then "
+        "re-install)",
+    )
+
+
 def _features(settings: Settings) -> list[Check]:
     off = [
         (settings.inbound_api_key, "inbound", "INBOUND_API_KEY unset: inbound SMS answer 503"),
@@ -366,6 +402,8 @@ async def check_config(out: Output, settings: Settings | None, errors: list[str]
         checks += [store, ghl, cast]
         if store.result == "PASS":
             checks.append(await _check_cast_rates(settings))
+            checks.append(await _check_ghl_credentials(settings))
+        checks.append(_check_scopes(settings))
         checks += _features(settings)
     failed = any(c.result == "FAIL" for c in checks)
     if out.as_json:

@@ -12,12 +12,9 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.cast.schemas import checked_cast_key, checked_sender_id
+from app.ghl.scopes import DEFAULT_SCOPES
 
 _FRAME_ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:[0-9]{1,5})?")
-DEFAULT_SCOPES = (
-    "conversations/message.write conversations/message.readonly conversations.write "
-    "conversations.readonly contacts.readonly contacts.write"
-)
 
 DEFAULT_OPT_OUT_KEYWORDS = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
 DEFAULT_OPT_IN_KEYWORDS = ("START", "UNSTOP")
@@ -137,9 +134,10 @@ class Settings(BaseSettings):
     ghl_scopes: str = Field(
         DEFAULT_SCOPES,
         description="Space-separated OAuth scopes requested at install and checked in the "
-        "grant. The default is the six scopes the provider needs; see [Installing the "
-        "app](architecture.md#installing-the-app-oauth). Add `locations.readonly` only if "
-        "location names are shown.",
+        "grant. The default covers every GHL operation the bridge calls (agency installs "
+        "included: `oauth.readonly`, `oauth.write`); see [the scopes](operations.md#scopes). "
+        "`cast-ghl check-config` warns when one a feature needs is missing. Add "
+        "`locations.readonly` only if location names are shown.",
     )
     ghl_api_timeout_seconds: float = Field(
         15.0, gt=0, description="Timeout in seconds of each GHL API call."

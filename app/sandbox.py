@@ -156,6 +156,14 @@ async def _walk(tmp: Path) -> dict[str, Any]:
                     "answer": json.dumps(upsert),
                 }
             )
+        for opened in ghl.calls_to("POST", "/conversations/"):
+            steps.append(
+                {
+                    "side": "GHL received",
+                    "what": "POST /conversations/",
+                    "answer": json.dumps(opened["body"]),
+                }
+            )
         for added in ghl.inbound:
             body = added["body"]
             steps.append(
@@ -163,7 +171,10 @@ async def _walk(tmp: Path) -> dict[str, Any]:
                     "side": "GHL received",
                     "what": "POST /conversations/messages/inbound",
                     "answer": json.dumps(
-                        {k: body.get(k) for k in ("type", "message", "contactId", "direction")}
+                        {
+                            k: body.get(k)
+                            for k in ("type", "message", "conversationId", "contactId", "direction")
+                        }
                     ),
                 }
             )

@@ -28,11 +28,14 @@ from app.devkit.harness import (
     bridge_env,
 )
 from app.devkit.server_thread import ServerThread
+from app.ghl.client import GHLError
 from app.ghl.schemas import ProviderOutboundMessage
+from app.ghl.scopes import DEFAULT_SCOPES
 from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.locations.repository import LocationSettingsRepository
 from app.oauth.crypto import TokenCipher
+from app.oauth.tokens import TokenService
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
 from app.outbound.repository import OutboxRepository, RefusedMessages
@@ -40,6 +43,7 @@ from app.outbound.schemas import RefusedMessage
 from app.outbound.service import build_message
 from app.store import DONE, PENDING, Store
 from tests.support import ROOT
+from tests.support.units import installations, unit_settings
 
 ADMIN_KEY = "admin-cli-key-3a8f0e2d77"
 
@@ -315,6 +319,57 @@ async def test_check_config_fails_for_a_refused_cast_key_and_an_unreachable_ghl(
     assert "FAIL  GHL" in text and "not reachable" in text
     assert "FAIL  Cast" in text and "CAST_API_KEY refused" in text and "401" in text
     assert "PASS  store" in text and "cd" * 32 not in text
+
+
+def _check(text: str, name: str) -> str:
+    """The line of one check in check-config's output."""
+    return next(line for line in text.splitlines() if line[6:].startswith(name + " "))
+
+
+async def test_check_config_warns_when_the_scopes_lack_what_agency_installs_need(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    six = DEFAULT_SCOPES.replace(" oauth.readonly", "").replace(" oauth.write", "")
+    monkeypatch.setenv("GHL_SCOPES", six)
+    code, text = await run("check-config")
+    assert code == 0, text
+    line = _check(text, "scopes")
+    assert line.startswith("WARN") and "agency installs need oauth.readonly, oauth.write" in line
+
+
+async def test_check_config_asks_for_the_inbound_scopes_only_when_inbound_is_on(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("GHL_SCOPES", DEFAULT_SCOPES.replace("conversations.readonly", ""))
+    _, without_inbound = await run("check-config")
+    monkeypatch.setenv("INBOUND_API_KEY", "inbound-key-0123456789abcdef")
+    _, with_inbound = await run("check-config")
+    assert _check(without_inbound, "scopes").startswith("PASS")
+    line = _check(with_inbound, "scopes")
+    assert line.startswith("WARN") and "inbound SMS need conversations.readonly" in line
+
+
+async def test_check_config_fails_once_ghl_refused_the_apps_client_credentials(
+    harness: Harness,
+):
+    body = '{"error":"invalid_client","error_description":"Invalid client credentials"}'
+
+    async def refused(store: Store) -> None:
+        tokens = TokenService(unit_settings(), store, installations(store), ghl=None)  # type: ignore[arg-type]
+        await tokens.client_rejected("location:loc-1", GHLError("401", status=401, body=body))
+
+    async def nothing(store: Store) -> None:
+        return None
+
+    await harness.with_store(nothing)  # the database exists, nothing noted
+    _, before = await run("check-config")
+    await harness.with_store(refused)
+    code, text = await run("check-config")
+    assert _check(before, "GHL app").startswith("PASS")
+    line = _check(text, "GHL app")
+    assert code == 1 and line.startswith("FAIL")
+    assert "HTTP 401 invalid_client: Invalid client credentials" in line
+    assert "no installation was flagged" in line
 
 
 async def test_check_config_names_each_bad_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

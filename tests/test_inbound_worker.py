@@ -49,9 +49,8 @@ async def reply(sqlite_store: Store, recipients, clock) -> InboundSMS:
 
 
 async def receive(store: Store, clock: FakeClock, **fields: object) -> InboundSMS:
-    message = InboundSMS(
-        id="gw:1", phone=PHONE, text="hello", accepted_at=clock(), started_at=clock(), **fields
-    )
+    given = {"id": "gw:1", "phone": PHONE, "text": "hello", **fields}
+    message = InboundSMS(accepted_at=clock(), started_at=clock(), **given)
     assert await InboxRepository(store).add(message)
     return message
 
@@ -190,3 +189,46 @@ async def test_a_message_cancelled_in_flight_is_handed_back_due_at_once(
 ):
     item = await cancel_in_flight(worker, sqlite_store, QUEUE, clock, ghl, "add_inbound_message")
     assert (item.state, item.due_at, item.lease) == (PENDING, clock(), None)
+
+
+# The contact's conversation (issue 27) ------------------------------------------------------
+async def test_the_reply_names_the_conversation_the_contact_already_has(
+    worker, sqlite_store, ghl, clock, reply
+):
+    ghl.script("search_conversations", [{"id": "conv-9", "contactId": "contact-1"}])
+    _, message = await process(worker, sqlite_store, clock)
+    ((_, added),) = ghl.calls["add_inbound_message"]
+    assert added.conversation_id == message.conversation_id == "conv-9"
+    assert ghl.calls["create_conversation"] == []
+
+
+async def test_a_second_reply_of_the_contact_costs_no_conversation_look_up(
+    worker, sqlite_store, ghl, clock, reply
+):
+    await process(worker, sqlite_store, clock)
+    await receive(sqlite_store, clock, id="gw:2", contact_id="contact-1")
+    _, second = await process(worker, sqlite_store, clock)
+    assert second.status == "delivered"
+    assert len(ghl.calls["search_conversations"]) == len(ghl.calls["create_conversation"]) == 1
+    assert [m.conversation_id for _, m in ghl.calls["add_inbound_message"]] == ["conv-1"] * 2
+
+
+async def test_a_cached_conversation_ghl_refuses_is_looked_up_again_and_the_reply_added(
+    worker, sqlite_store, ghl, clock, reply
+):
+    await process(worker, sqlite_store, clock)
+    ghl.script("add_inbound_message", GHLError("GHL answered 404", status=404))
+    ghl.script("search_conversations", [{"id": "conv-new", "contactId": "contact-1"}])
+    await receive(sqlite_store, clock, id="gw:2", contact_id="contact-1")
+    _, second = await process(worker, sqlite_store, clock)
+    assert (second.status, second.conversation_id) == ("delivered", "conv-new")
+    assert len(ghl.calls["search_conversations"]) == 2
+
+
+async def test_a_fresh_conversation_ghl_refuses_fails_the_reply_without_a_loop(
+    worker, sqlite_store, ghl, clock, reply
+):
+    ghl.script("add_inbound_message", GHLError("GHL answered 400", status=400))
+    item, message = await process(worker, sqlite_store, clock)
+    assert (item.state, message.status, message.error_code) == (DONE, "failed", "GHL_400")
+    assert len(ghl.calls["add_inbound_message"]) == 1

@@ -284,6 +284,17 @@ async def test_a_permanent_ghl_error_on_the_report_is_given_up_at_once(
     assert (item.state, message.reported, events(message)[-1]) == (DONE, False, "report_failed")
 
 
+async def test_a_report_whose_token_refresh_ghl_refuses_with_a_422_is_given_up_at_once(
+    accepted_mode, sqlite_store, ghl, clock
+):
+    await accept(sqlite_store, clock)
+    ghl.script("update_message_status", GHLError("401", status=401))
+    ghl.script("exchange_token", GHLError("422", status=422, body='{"message":"bad user_type"}'))
+    item, message = await process(accepted_mode, sqlite_store, clock)
+    assert (item.state, message.reported, events(message)[-1]) == (DONE, False, "report_failed")
+    assert "422 bad user_type" in message.history[-1].detail
+
+
 async def test_report_errors_past_the_status_deadline_are_given_up(
     accepted_mode, sqlite_store, ghl, clock
 ):

@@ -8,6 +8,7 @@ import pytest
 
 from app.ghl.client import GHLError
 from app.ghl.schemas import TokenResponse
+from app.metrics import Counters
 from app.oauth import tokens as tokens_module
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.tokens import REFRESH_AHEAD_SECONDS, TokenService, TokenUnavailable
@@ -151,6 +152,120 @@ async def test_rejected_client_credentials_do_not_flag_the_location(service, rep
         await service.access_token(LOCATION)
     assert refused.value.code == "GHL_CLIENT_REJECTED"
     assert not (await stored(repo)).needs_reauth
+
+
+# Refusals classified as OAuth defines them (issue 27) ---------------------------------------
+def _refused(status: int, body: str) -> GHLError:
+    return GHLError(f"GHL answered {status}", status=status, body=body)
+
+
+UNAUTHORIZED_CLIENT = '{"error":"unauthorized_client","error_description":"bad secret"}'
+
+
+@pytest.fixture
+def counted(sqlite_store: Store, repo, ghl, clock) -> tuple[TokenService, Counters]:
+    counters = Counters()
+    return TokenService(unit_settings(), sqlite_store, repo, ghl, counters, clock=clock), counters
+
+
+async def test_invalid_grant_answered_with_401_marks_the_location_for_reauthorization(
+    service, repo, ghl, clock
+):
+    await install(repo, clock(), location_id=LOCATION, expires_in=0)
+    ghl.script("exchange_token", _refused(401, '{"error":"invalid_grant"}'))
+    with pytest.raises(TokenUnavailable) as refused:
+        await service.access_token(LOCATION)
+    assert refused.value.code == "REAUTHORIZATION_NEEDED"
+    assert (await stored(repo)).needs_reauth
+
+
+@pytest.mark.parametrize(
+    "body",
+    [UNAUTHORIZED_CLIENT, '{"message":"Unauthorized"}', ""],
+    ids=["unauthorized_client", "a 401 naming no OAuth error", "a bare 401"],
+)
+async def test_a_401_for_the_apps_credentials_is_an_app_fault_that_flags_no_installation(
+    counted, repo, ghl, clock, body
+):
+    service, counters = counted
+    await install(repo, clock(), location_id=LOCATION, expires_in=0)
+    ghl.script("exchange_token", _refused(401, body))
+    with pytest.raises(TokenUnavailable) as refused:
+        await service.access_token(LOCATION)
+    assert refused.value.code == "GHL_CLIENT_REJECTED"
+    assert "GHL_CLIENT_SECRET" in refused.value.message
+    assert not (await stored(repo)).needs_reauth
+    assert counters.get("ghl_client_rejected") == 1
+    fault = await service.client_fault()
+    assert fault is not None and fault["status"] == 401 and fault["at"] == clock()
+
+
+async def test_a_rejected_client_is_logged_as_an_error_once_however_many_refreshes_fail(
+    service, repo, ghl, clock, caplog: pytest.LogCaptureFixture
+):
+    await install(repo, clock(), location_id=LOCATION, expires_in=0)
+    await install(repo, clock(), location_id="loc-2", expires_in=0)
+    ghl.script("exchange_token", _refused(400, UNAUTHORIZED_CLIENT), _refused(401, ""))
+    for location in (LOCATION, "loc-2"):
+        with pytest.raises(TokenUnavailable):
+            await service.access_token(location)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == [
+        "GHL refused the app's client credentials: check GHL_CLIENT_ID and GHL_CLIENT_SECRET "
+        "(no installation is flagged)"
+    ]
+    assert not (await stored(repo, "loc-2")).needs_reauth
+
+
+async def test_a_successful_refresh_clears_the_noted_app_fault(service, repo, ghl, clock):
+    await install(repo, clock(), location_id=LOCATION, expires_in=0)
+    ghl.script("exchange_token", _refused(401, UNAUTHORIZED_CLIENT))
+    with pytest.raises(TokenUnavailable):
+        await service.access_token(LOCATION)
+    assert await service.access_token(LOCATION) == "access-1"
+    assert await service.client_fault() is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "text"),
+    [
+        (
+            422,
+            '{"statusCode":422,"message":["user_type must be Company or Location"]}',
+            "user_type",
+        ),
+        (
+            400,
+            '{"error":"invalid_request","error_description":"redirect_uri mismatch"}',
+            "invalid_request: redirect_uri mismatch",
+        ),
+        (403, '{"message":"Forbidden resource"}', "Forbidden resource"),
+    ],
+    ids=["422", "invalid_request", "403"],
+)
+async def test_another_4xx_fails_at_once_with_ghls_text_and_flags_nothing(
+    service, repo, ghl, clock, status, body, text
+):
+    await install(repo, clock(), location_id=LOCATION, expires_in=0)
+    ghl.script("exchange_token", _refused(status, body))
+    with pytest.raises(TokenUnavailable) as refused:
+        await service.access_token(LOCATION)
+    assert refused.value.code == "GHL_TOKEN_REFUSED"
+    assert str(status) in refused.value.message and text in refused.value.message
+    assert not (await stored(repo)).needs_reauth
+    assert await service.client_fault() is None
+
+
+@pytest.mark.parametrize("status", [408, 429, 502])
+async def test_a_transient_refusal_of_a_refresh_is_raised_for_the_caller_to_retry(
+    service, repo, ghl, clock, status
+):
+    await install(repo, clock(), location_id=LOCATION, expires_in=0)
+    ghl.script("exchange_token", _refused(status, '{"error":"invalid_client"}'))
+    with pytest.raises(GHLError):
+        await service.access_token(LOCATION)
+    assert not (await stored(repo)).needs_reauth
+    assert await service.client_fault() is None
 
 
 async def test_a_location_neither_installed_nor_linked_to_an_agency_is_not_installed(service, ghl):

@@ -11,10 +11,20 @@ permanent is a 422.
 else 429 without Retry-After (GHL's is UNCONFIRMED); every answer then carries
 X-RateLimit-Max / -Remaining / -Interval-Milliseconds and the daily pair (200,000 a day). Off by
 default: most tests push hundreds of messages through one location and test other things.
+
+Every request is recorded in `requests` (method, path, query, headers, body, and the answer's
+status and body) for the contract test (tests/contract/), which validates each against GHL's
+API definitions. A token-bearing call is refused, as GHL does, when the token's grant lacks the
+operation's scope (`OPERATION_SCOPES`, the definitions' `security`): a location's token carries
+`granted_scopes` without the agency-only ones, an agency's token all of them. Conversations are
+one per contact (`GET /conversations/search`, `POST /conversations/`), and an inbound message
+must name its contact's conversation.
 """
 
 import asyncio
 import itertools
+import json
+import re
 import threading
 import time
 from collections import deque
@@ -27,6 +37,33 @@ from fastapi.responses import JSONResponse
 from app.devkit.fake_cast import SlidingLog, max_in_any_window
 
 DAILY_LIMIT = 200_000
+
+# (method, path pattern, scope): the `security` of each operation the fake serves.
+OPERATION_SCOPES: tuple[tuple[str, str, str], ...] = (
+    ("PUT", "/conversations/messages/{messageId}/status", "conversations/message.write"),
+    ("POST", "/conversations/messages/inbound", "conversations/message.write"),
+    ("GET", "/conversations/search", "conversations.readonly"),
+    ("POST", "/conversations/", "conversations.write"),
+    ("GET", "/contacts/search/duplicate", "contacts.readonly"),
+    ("POST", "/contacts/upsert", "contacts.write"),
+    ("GET", "/contacts/{contactId}", "contacts.readonly"),
+    ("PUT", "/contacts/{contactId}", "contacts.write"),
+    ("GET", "/oauth/installedLocations", "oauth.readonly"),
+    ("POST", "/oauth/locationToken", "oauth.write"),
+)
+AGENCY_ONLY_SCOPES = frozenset({"oauth.readonly", "oauth.write"})
+ALL_SCOPES = (
+    "conversations/message.write conversations/message.readonly conversations.write "
+    "conversations.readonly contacts.readonly contacts.write oauth.readonly oauth.write"
+)
+_SCOPE_PATTERNS = [
+    (method, re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"), scope)
+    for method, path, scope in OPERATION_SCOPES
+]
+
+
+def scope_needed(method: str, path: str) -> str | None:
+    return next((s for m, p, s in _SCOPE_PATTERNS if m == method and p.match(path)), None)
 
 
 class FakeGHL:
@@ -65,6 +102,10 @@ class FakeGHL:
         self.installed: dict[str, list[str]] = {}  # companyId -> locations with the app
         self.installed_requests: list[dict[str, Any]] = []
         self.location_token_script: deque[int] = deque()
+        self.requests: list[dict[str, Any]] = []  # every request and its answer (contract test)
+        self.granted_scopes = ALL_SCOPES  # what an install grants (location: not agency-only)
+        self.token_scopes: dict[str, set[str]] = {}  # access token -> its grant
+        self.conversations: dict[str, dict[str, Any]] = {}  # id -> ConversationSchema
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.app = self._build_app()
@@ -76,22 +117,102 @@ class FakeGHL:
         n = next(self._ids)
         access, refresh = f"access-{n}", f"refresh-{n}"
         self.valid_tokens.add(access)
+        scopes = self._grant(user_type)
+        self.token_scopes[access] = set(scopes.split())
         if location_id is not None:
             self.token_locations[access] = location_id
         grant = {"location_id": location_id, "company_id": company_id, "user_type": user_type}
         self.refresh_tokens[refresh] = grant
-        return {
+        pair = {
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
             "refresh_token": refresh,
-            "scope": "conversations/message.write conversations/message.readonly "
-            "conversations.write conversations.readonly contacts.readonly contacts.write",
+            "scope": scopes,
             "userType": user_type,
             "locationId": location_id,
             "companyId": company_id or "company-1",
             "userId": "user-1",
         }
+        return {k: v for k, v in pair.items() if v is not None}  # GHL omits what it lacks
+
+    def _grant(self, user_type: str) -> str:
+        """The scopes a token gets: an agency's all granted, a location's no agency-only one."""
+        granted = self.granted_scopes.split()
+        if user_type != "Company":
+            granted = [scope for scope in granted if scope not in AGENCY_ONLY_SCOPES]
+        return " ".join(granted)
+
+    def add_conversation(self, location_id: str, contact_id: str) -> dict[str, Any]:
+        """The contact's conversation, as `GET /conversations/search` lists it."""
+        conversation = {
+            "id": f"conv-{next(self._ids)}",
+            "contactId": contact_id,
+            "locationId": location_id,
+            "lastMessageBody": "",
+            "lastMessageType": "TYPE_SMS",
+            "type": "TYPE_PHONE",
+            "unreadCount": 0,
+            "fullName": "",
+            "contactName": "",
+            "email": "",
+            "phone": "",
+        }
+        self.conversations[conversation["id"]] = conversation
+        return conversation
+
+    def _conversation_of(self, location_id: str, contact_id: str) -> dict[str, Any] | None:
+        return next(
+            (
+                c
+                for c in self.conversations.values()
+                if (c["locationId"], c["contactId"]) == (location_id, contact_id)
+            ),
+            None,
+        )
+
+    def calls_to(self, method: str, path: str) -> list[dict[str, Any]]:
+        """The recorded requests of one operation (`path` as sent)."""
+        return [r for r in self.requests if (r["method"], r["path"]) == (method, path)]
+
+    def _scope_refused(self, request: Request) -> JSONResponse | None:
+        """GHL's 401 for a token whose grant lacks the operation's scope."""
+        scope = scope_needed(request.method, request.url.path)
+        header = request.headers.get("authorization", "")
+        granted = self.token_scopes.get(header[7:]) if header.startswith("Bearer ") else None
+        if scope is None or granted is None or scope in granted:
+            return None
+        return JSONResponse(
+            {"statusCode": 401, "message": "The token is not authorized for this scope."},
+            status_code=401,
+        )
+
+    async def _recorded(self, request: Request, call_next: Any) -> Response:
+        """Answer, and record the request and the answer."""
+        raw = await request.body()
+        response = self._scope_refused(request) or await call_next(request)
+        if isinstance(response, JSONResponse):  # answered here, not by a route
+            answer = bytes(response.body)
+        else:  # a route's answer, streamed through the middleware
+            answer = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": parse_qs(request.url.query, keep_blank_values=True),
+                "headers": dict(request.headers),
+                "content_type": request.headers.get("content-type", ""),
+                "body": _decoded(raw, request.headers.get("content-type", "")),
+                "status": response.status_code,
+                "answer": _decoded(answer, response.headers.get("content-type", "")),
+            }
+        )
+        return Response(
+            answer,
+            status_code=response.status_code,
+            headers=dict(response.headers),
+            media_type=response.media_type,
+        )
 
     def add_code(self, code: str, location_id: str | None, **extra: Any) -> None:
         self.codes[code] = {"location_id": location_id, **extra}
@@ -166,13 +287,15 @@ class FakeGHL:
         @app.middleware("http")
         async def rate_limit(request: Request, call_next: Any) -> Response:
             allowed, headers = self._limit(request)
-            if not allowed:
-                return JSONResponse(
-                    {"statusCode": 429, "message": "Too many requests"},
-                    status_code=429,
-                    headers=headers,
-                )
-            response = await call_next(request)
+
+            async def answer(request: Request) -> Response:
+                if not allowed:
+                    return JSONResponse(
+                        {"statusCode": 429, "message": "Too many requests"}, status_code=429
+                    )
+                return await call_next(request)
+
+            response = await self._recorded(request, answer)
             response.headers.update(headers)
             return response
 
@@ -241,10 +364,11 @@ class FakeGHL:
             return JSONResponse(
                 {
                     "locations": [
-                        {"_id": loc, "name": f"Location {loc}", "isInstalled": True} for loc in page
+                        {"_id": loc, "name": f"Location {loc}", "address": "", "isInstalled": True}
+                        for loc in page
                     ],
                     "count": len(ids),
-                    "installToFutureLocations": None,
+                    "installToFutureLocations": False,
                 }
             )
 
@@ -267,7 +391,9 @@ class FakeGHL:
                     {"message": "not downstreamed", "statusCode": code}, status_code=code
                 )
             self.statuses.append(entry)
-            return JSONResponse({"success": True})
+            return JSONResponse(
+                {"conversationId": "", "messageId": message_id, "status": body.get("status")}
+            )
 
         @app.get("/contacts/search/duplicate")
         async def find_contact(request: Request, locationId: str, number: str) -> JSONResponse:
@@ -337,13 +463,79 @@ class FakeGHL:
                 return JSONResponse(
                     {"message": "scripted"}, status_code=code, headers=_limited(code)
                 )
+            conversation = self.conversations.get(body.get("conversationId") or "")
+            if conversation is None or conversation["contactId"] != body.get("contactId"):
+                return JSONResponse(
+                    {"statusCode": 400, "message": "Conversation not found for this contact"},
+                    status_code=400,
+                )
             self.inbound.append({"body": body, "token": request.headers["authorization"][7:]})
             n = next(self._ids)
             return JSONResponse(
-                {"success": True, "conversationId": f"conv-{n}", "messageId": f"msg-{n}"}
+                {
+                    "success": True,
+                    "conversationId": conversation["id"],
+                    "messageId": f"msg-{n}",
+                    "message": "Message added",
+                }
+            )
+
+        @app.get("/conversations/search")
+        async def search_conversations(request: Request) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            location, contact = (request.query_params.get(k) for k in ("locationId", "contactId"))
+            found = [
+                c
+                for c in self.conversations.values()
+                if c["locationId"] == location and contact in (None, c["contactId"])
+            ]
+            return JSONResponse({"conversations": found, "total": len(found)})
+
+        @app.post("/conversations/")
+        async def create_conversation(request: Request) -> JSONResponse:
+            if not self._authorized(request):
+                return JSONResponse({"message": "Invalid JWT"}, status_code=401)
+            body = await request.json()
+            location, contact = body.get("locationId"), body.get("contactId")
+            if not location or not contact:
+                return JSONResponse({"message": "locationId and contactId"}, status_code=422)
+            if self._conversation_of(location, contact) is not None:
+                return JSONResponse(
+                    {"statusCode": 400, "message": "Conversation already exists"},
+                    status_code=400,
+                )
+            created = self.add_conversation(location, contact)
+            return JSONResponse(
+                {
+                    "success": True,
+                    "conversation": {
+                        "id": created["id"],
+                        "dateUpdated": "2026-01-01T00:00:00Z",
+                        "dateAdded": "2026-01-01T00:00:00Z",
+                        "deleted": False,
+                        "contactId": contact,
+                        "locationId": location,
+                        "lastMessageDate": "2026-01-01T00:00:00Z",
+                    },
+                },
+                status_code=201,
             )
 
         return app
+
+
+def _decoded(raw: bytes, content_type: str) -> Any:
+    """A recorded body: JSON or a form as a dict, else the text (None when empty)."""
+    if not raw:
+        return None
+    text = raw.decode(errors="replace")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _limited(code: int) -> dict[str, str] | None:

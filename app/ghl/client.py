@@ -123,6 +123,34 @@ class GHLClient:
         )
         return response.json()
 
+    async def search_conversations(
+        self, token: str, location_id: str, contact_id: str
+    ) -> list[dict[str, Any]]:
+        """`GET /conversations/search`: the location's conversations with this contact."""
+        response = await self._send(
+            "GET",
+            "/conversations/search",
+            "search_conversations",
+            location_id,
+            params={"locationId": location_id, "contactId": contact_id},
+            headers=_bearer(token, CONVERSATIONS_VERSION),
+        )
+        return response.json().get("conversations") or []
+
+    async def create_conversation(
+        self, token: str, location_id: str, contact_id: str
+    ) -> dict[str, Any]:
+        """`POST /conversations/`: a new conversation with the contact."""
+        response = await self._send(
+            "POST",
+            "/conversations/",
+            "create_conversation",
+            location_id,
+            json={"locationId": location_id, "contactId": contact_id},
+            headers=_bearer(token, CONVERSATIONS_VERSION),
+        )
+        return response.json().get("conversation") or {}
+
     async def find_contact_by_phone(
         self, token: str, location_id: str, phone_e164: str
     ) -> dict[str, Any] | None:

@@ -83,8 +83,16 @@ class TokenResponse(BaseModel):
 
 
 class InboundMessage(BaseModel):
+    """`POST /conversations/messages/inbound` (`ProcessMessageBodyDto`).
+
+    `conversationProviderId`, required by the definition, is documented as not needed for a
+    default SMS provider (docs/ConversationProviders.md): sent only when configured.
+    `direction` is typed `object` in the definition, GHL's own slip: its docs and examples send
+    the string "inbound", as here (tests/contract/ lists it among the known exceptions)."""
+
     type: Literal["SMS"] = "SMS"
     message: str
+    conversation_id: str = Field(serialization_alias="conversationId", min_length=1)
     contact_id: str = Field(serialization_alias="contactId")
     conversation_provider_id: str | None = Field(None, serialization_alias="conversationProviderId")
     alt_id: str | None = Field(None, serialization_alias="altId")

@@ -1,5 +1,5 @@
 """The inbox worker: routes each received SMS to a location, finds or creates the contact and
-adds the message to the contact's GHL conversation.
+its conversation (`app/ghl/conversations.py`), and adds the message to that conversation.
 
 Same leased queue as the outbox (`app/worker.py`): a message is claimed with a lease, and every
 outcome is written back to its document before the lease is released. GHL 429/5xx/timeouts are
@@ -10,9 +10,11 @@ A message no location can be chosen for is finished as `unroutable` and kept for
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
+from app.ghl.conversations import ConversationDirectory
 from app.ghl.schemas import InboundMessage
 from app.inbound.repository import InboxRepository
 from app.inbound.routing import InboundRouter, Route
@@ -29,6 +31,8 @@ from app.worker import JobWorker
 log = logging.getLogger(__name__)
 
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
+# What GHL may answer an inbound add naming a conversation it no longer has (deleted).
+STALE_CONVERSATION = {400, 404, 422}
 
 
 class InboundWorker(JobWorker[InboundSMS]):
@@ -44,11 +48,13 @@ class InboundWorker(JobWorker[InboundSMS]):
         counters: Counters,
         clock: Callable[[], float] = time.time,
         optouts: OptOutService | None = None,
+        conversations: ConversationDirectory | None = None,
     ) -> None:
         super().__init__(settings, inbox, clock)
         self._inbox = inbox
         self._router = router
         self._ghl = ghl
+        self._conversations = conversations or ConversationDirectory(ghl)
         self._tokens = tokens
         self._counters = counters
         self._optouts = optouts  # STOP/START keywords (None: ignored, unit tests)
@@ -173,19 +179,38 @@ class InboundWorker(JobWorker[InboundSMS]):
             message.record(
                 self._clock(), "contact", f"{contact['id']} ({'created' if created else 'found'})"
             )
-        answer = await self._ghl.add_inbound_message(
+        contact_id = message.contact_id
+        assert contact_id is not None
+        was_cached = self._conversations.cached(location_id, contact_id) is not None
+        try:
+            answer = await self._add_message(token, message, location_id, contact_id)
+        except GHLError as exc:
+            if exc.status not in STALE_CONVERSATION:
+                raise
+            self._conversations.forget(location_id, contact_id)
+            if not was_cached:
+                raise
+            answer = await self._add_message(token, message, location_id, contact_id)
+        message.conversation_id = answer.get("conversationId")
+        message.ghl_message_id = answer.get("messageId")
+
+    async def _add_message(
+        self, token: str, message: InboundSMS, location_id: str, contact_id: str
+    ) -> dict[str, Any]:
+        """Add the SMS to the contact's conversation (looked up, or from the cache)."""
+        conversation_id = await self._conversations.conversation_id(token, location_id, contact_id)
+        return await self._ghl.add_inbound_message(
             token,
             InboundMessage(
                 message=message.text,
-                contact_id=message.contact_id,
+                conversation_id=conversation_id,
+                contact_id=contact_id,
                 conversation_provider_id=self._settings.ghl_conversation_provider_id,
                 alt_id=message.id,
                 date=message.date,
             ),
             location_id=location_id,
         )
-        message.conversation_id = answer.get("conversationId")
-        message.ghl_message_id = answer.get("messageId")
 
     def _failed(self, message: InboundSMS, exc: GHLError | TokenUnavailable) -> float | None:
         now = self._clock()

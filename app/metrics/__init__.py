@@ -100,6 +100,7 @@ EVENTS: dict[str, Event] = {
     "token_refreshes": _event("token_refreshes", outcome="ok"),
     "token_refresh_failures": _event("token_refreshes", outcome="failed"),
     "installations_needing_reauth": _event("reauth"),
+    "ghl_client_rejected": _event("ghl_client_rejected"),
     "location_tokens_from_company": _event("location_tokens", outcome="obtained"),
     "location_tokens_failed": _event("location_tokens", outcome="failed"),
     "installs_completed": _event("installs", outcome="completed"),
@@ -173,6 +174,10 @@ class Counters:
         )
         self.reauth = counter(
             "installations_needing_reauth", "Installations GHL refused to refresh (re-install)"
+        )
+        self.ghl_client_rejected = counter(
+            "ghl_client_rejected",
+            "Token refreshes GHL refused for the app's own client id/secret (an app-level fault)",
         )
         self.location_tokens = counter(
             "location_tokens", "Location tokens from an agency token, by outcome", ("outcome",)

@@ -16,11 +16,12 @@ from app.config import Settings
 from app.errors import ApiError, validation_error
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import ContactDndUpdate, TokenResponse
+from app.ghl.scopes import missing_from_grant
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import AppWebhook, Installation, InstallResult
 from app.oauth.state import StateError, StateSigner
-from app.oauth.tokens import TokenService, TokenUnavailable
+from app.oauth.tokens import Refusal, TokenService, TokenUnavailable, token_refusal
 from app.optouts.service import OptOutService
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,9 @@ class OAuthService:
                 "parameter is missing). Start the installation again.",
             )
         pair = await self._exchange_code(code.strip())
-        missing = self._missing_scopes(pair)
-        if pair.user_type == "Company" or (not pair.location_id and pair.company_id):
+        agency = pair.user_type == "Company" or (not pair.location_id and bool(pair.company_id))
+        missing = self._missing_scopes(pair, agency=agency)
+        if agency:
             result = await self._install_company(pair, missing)
         else:
             result = await self._install_location(pair, missing)
@@ -150,8 +152,10 @@ class OAuthService:
             return await self._ghl.exchange_token(form)
         except GHLError as exc:
             self._counters.inc("installs_failed")
-            client_rejected = exc.status in (400, 401) and "invalid_client" in exc.body
-            if exc.status in (400, 401, 403, 422) and not client_rejected:
+            refusal = token_refusal(exc)
+            if refusal is Refusal.CLIENT:  # logged once, noted for check-config
+                await self._tokens.client_rejected("install", exc)
+            elif refusal is not Refusal.TRANSIENT:
                 log.warning("install failed: GHL refused the code", extra={"status": exc.status})
                 raise InstallError(
                     400,
@@ -159,11 +163,11 @@ class OAuthService:
                     "The authorization code is invalid, expired or was already used. "
                     "Start the installation again.",
                 ) from exc
-            log.error(
-                "install failed: GHL token exchange error"
-                + (" (check GHL_CLIENT_ID/GHL_CLIENT_SECRET)" if client_rejected else ""),
-                extra={"status": exc.status, "reason": exc.message},
-            )
+            else:
+                log.error(
+                    "install failed: GHL token exchange error",
+                    extra={"status": exc.status, "reason": exc.message},
+                )
             raise InstallError(
                 502,
                 "GHL could not complete the installation",
@@ -171,11 +175,11 @@ class OAuthService:
                 "try the installation again in a few minutes.",
             ) from exc
 
-    def _missing_scopes(self, pair: TokenResponse) -> list[str]:
-        granted = set(pair.scope.split())
+    def _missing_scopes(self, pair: TokenResponse, *, agency: bool) -> list[str]:
+        granted = pair.scope.split()
         if not granted:
             return []
-        missing = [scope for scope in self._settings.scope_list if scope not in granted]
+        missing = missing_from_grant(granted, self._settings.scope_list, agency=agency)
         if missing:
             self._counters.inc("installs_missing_scopes")
             log.error(

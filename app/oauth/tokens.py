@@ -11,17 +11,27 @@ refresh (or a first location token from an agency token) happens under
    (a re-install) stored a newer pair meanwhile, theirs wins; if only other fields changed, our
    pair is written over the current document, so a pair GHL issued is never thrown away.
 
-Losers wait for the lease and then find the winner's token. A refresh GHL refuses
-(`invalid_grant`: the refresh token was used, revoked or expired) marks the installation
-`needs_reauth`, unless an agency (Company) token can give the location a new token.
+Losers wait for the lease and then find the winner's token. GHL's refusals are classified as
+OAuth defines them (RFC 6749 section 5.2, `token_refusal`):
+
+- `invalid_grant` (the refresh token was used, revoked or expired) marks that installation
+  `needs_reauth`, unless an agency (Company) token can give the location a new token;
+- `invalid_client` / `unauthorized_client`, or any 401, refuse the app's own credentials: an
+  app-level fault that flags no installation (one error log per process until a refresh
+  succeeds, a metric, and a note in the store that `cast-ghl check-config` shows);
+- any other 4xx (`invalid_request`, a 422, ...) fails at once with GHL's text: retrying the
+  same request cannot help. Timeouts, 408/425/429 and 5xx stay transient (the caller retries).
 """
 
 import asyncio
+import json
 import logging
 import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
 
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
@@ -50,15 +60,62 @@ class TokenUnavailable(Exception):
         self.message = message
         self.code = code
 
+    @property
+    def final(self) -> bool:
+        """GHL refused the token request itself (GHL_TOKEN_REFUSED): asking again cannot help,
+        whereas an operator's fix or a re-install may end the other reasons."""
+        return self.code == "GHL_TOKEN_REFUSED"
 
-def _client_rejected(exc: GHLError) -> bool:
-    """GHL refused our client id/secret: an operator problem, not the installation's."""
-    return exc.status in (400, 401) and "invalid_client" in exc.body
+
+# Where GHL notes an app-level fault (its refusal of our client credentials) for check-config.
+APP_FAULTS, CLIENT_REJECTED_DOC = "app_faults", "ghl_client_rejected"
+TRANSIENT_TOKEN_STATUSES = {408, 425, 429}
+OAUTH_ERRORS = ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_request")
+OAUTH_ERRORS += ("unsupported_grant_type", "invalid_scope")
 
 
-def _grant_refused(exc: GHLError) -> bool:
-    """GHL refused the grant itself (invalid_grant and the like): retrying cannot help."""
-    return exc.status in (400, 401) and not _client_rejected(exc)
+class Refusal(StrEnum):
+    TRANSIENT = "transient"  # no answer, 408/425/429, 5xx: try again later
+    GRANT = "grant"  # invalid_grant: this installation must be re-installed
+    CLIENT = "client"  # our client id/secret refused: the operator's fault, every installation
+    REQUEST = "request"  # any other 4xx: this request cannot succeed as it is
+
+
+def _json_body(exc: GHLError) -> dict[str, Any] | None:
+    try:
+        body = json.loads(exc.body)
+    except ValueError:
+        return None  # not JSON, or cut short (GHLError keeps 300 characters)
+    return body if isinstance(body, dict) else None
+
+
+def oauth_error(exc: GHLError) -> str | None:
+    """The OAuth `error` code of GHL's answer, if it names one."""
+    body = _json_body(exc)
+    if body is not None and isinstance(body.get("error"), str):
+        return body["error"]
+    return next((word for word in OAUTH_ERRORS if word in exc.body), None)
+
+
+def token_refusal(exc: GHLError) -> Refusal:
+    """What a refused `POST /oauth/token` (or `/oauth/locationToken`) means."""
+    if exc.status is None or exc.status in TRANSIENT_TOKEN_STATUSES or exc.status >= 500:
+        return Refusal.TRANSIENT
+    error = oauth_error(exc)
+    if error == "invalid_grant":
+        return Refusal.GRANT
+    if error in ("invalid_client", "unauthorized_client") or exc.status == 401:
+        return Refusal.CLIENT
+    return Refusal.REQUEST
+
+
+def refusal_text(exc: GHLError) -> str:
+    """GHL's own words for a refusal (`error_description`, `message`), never more of the body."""
+    body = _json_body(exc)
+    if body is None:
+        return oauth_error(exc) or "refused"
+    words = [body.get(k) for k in ("error", "error_description", "message")]
+    return ": ".join(str(w)[:120] for w in words if isinstance(w, str | list) and w) or "refused"
 
 
 def _not_installed(key: str) -> TokenUnavailable:
@@ -85,6 +142,7 @@ class TokenService:
         self._ghl = ghl
         self._counters = counters or Counters()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._client_fault_logged = False  # one error log per fault (see the module docstring)
         self._usable_until: dict[str, float] = {}  # location -> monotonic deadline (see above)
         self._installed_until: dict[str, float] = {}  # the same, for `installed`
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -182,6 +240,12 @@ class TokenService:
             return False
         return True
 
+    async def client_fault(self) -> dict[str, Any] | None:
+        """When and how GHL last refused the app's client credentials, if no refresh has
+        succeeded since (`cast-ghl check-config`)."""
+        found = await self._store.get_doc(APP_FAULTS, CLIENT_REJECTED_DOC)
+        return found.data if found is not None else None
+
     # Internals ----------------------------------------------------------------------------
     async def _with_token[T](
         self,
@@ -269,26 +333,23 @@ class TokenService:
             pair = await self._exchange_refresh(installation)
         except GHLError as exc:
             self._counters.inc("token_refresh_failures")
-            if _client_rejected(exc):
-                log.error(
-                    "GHL refused our client credentials: check GHL_CLIENT_ID/GHL_CLIENT_SECRET",
-                    extra={"installation": key, "status": exc.status},
-                )
-                raise TokenUnavailable(
-                    "GHL refused the app's client credentials", code="GHL_CLIENT_REJECTED"
-                ) from exc
-            if not _grant_refused(exc):
-                raise  # transient (timeout, 5xx, 429): the caller retries later
+            refusal = token_refusal(exc)
+            if refusal is Refusal.TRANSIENT:
+                raise  # the caller retries later
+            if refusal is Refusal.CLIENT:
+                raise await self.client_rejected(key, exc) from exc
+            if refusal is Refusal.REQUEST:
+                raise _request_refused(key, exc) from exc
             if location_id is not None:
                 token = await self._via_company(location_id, found)
                 if token is not None:
                     return token
-            reason = f"GHL refused the token refresh ({exc.status} {_error_code(exc)})"
+            reason = f"GHL refused the token refresh ({exc.status} invalid_grant)"
             await self._mark_reauth(installation, rev, reason)
             self._counters.inc("installations_needing_reauth")
             log.error(
                 "token refresh refused: the installation needs re-authorisation",
-                extra={"installation": key, "status": exc.status, "error": _error_code(exc)},
+                extra={"installation": key, "status": exc.status, "error": "invalid_grant"},
             )
             raise TokenUnavailable(
                 f"{reason}: re-install Cast SMS for this location",
@@ -297,7 +358,36 @@ class TokenService:
         self._counters.inc("token_refreshes")
         token = await self._store_pair(installation, rev, pair)
         log.info("token refreshed", extra={"installation": key})
+        await self._client_accepted()
         return token
+
+    async def client_rejected(self, key: str, exc: GHLError) -> TokenUnavailable:
+        """An app-level fault: noted for check-config, logged once, flags no installation."""
+        self._counters.inc("ghl_client_rejected")
+        text = refusal_text(exc)
+        await self._store.put_doc(
+            APP_FAULTS,
+            CLIENT_REJECTED_DOC,
+            {"at": self._clock(), "status": exc.status, "error": text, "installation": key},
+        )
+        if not self._client_fault_logged:
+            self._client_fault_logged = True
+            log.error(
+                "GHL refused the app's client credentials: check GHL_CLIENT_ID and "
+                "GHL_CLIENT_SECRET (no installation is flagged)",
+                extra={"installation": key, "status": exc.status, "error": text},
+            )
+        return TokenUnavailable(
+            f"GHL refused the app's client credentials ({exc.status} {text}): the operator "
+            "must check GHL_CLIENT_ID and GHL_CLIENT_SECRET",
+            code="GHL_CLIENT_REJECTED",
+        )
+
+    async def _client_accepted(self) -> None:
+        """A refresh succeeded: the client credentials are good (again)."""
+        if self._client_fault_logged or await self.client_fault() is not None:
+            self._client_fault_logged = False
+            await self._store.delete_doc(APP_FAULTS, CLIENT_REJECTED_DOC)
 
     async def _exchange_refresh(self, installation: Installation) -> TokenResponse:
         user_type = installation.user_type or (
@@ -422,6 +512,18 @@ class TokenService:
         return installation.expires_at - self._clock() > REFRESH_AHEAD_SECONDS
 
 
+def _request_refused(key: str, exc: GHLError) -> TokenUnavailable:
+    """A 4xx that is neither the grant's nor the client's fault: fail now, with GHL's text."""
+    text = refusal_text(exc)
+    log.error(
+        "GHL refused the token refresh request",
+        extra={"installation": key, "status": exc.status, "error": text},
+    )
+    return TokenUnavailable(
+        f"GHL refused the token refresh ({exc.status} {text})", code="GHL_TOKEN_REFUSED"
+    )
+
+
 def _check_usable(installation: Installation) -> None:
     if installation.needs_reauth:
         raise TokenUnavailable(
@@ -429,11 +531,3 @@ def _check_usable(installation: Installation) -> None:
             f"{installation.reauth_reason or 'GHL refused the token refresh'}",
             code="REAUTHORIZATION_NEEDED",
         )
-
-
-def _error_code(exc: GHLError) -> str:
-    """GHL's error word (`invalid_grant`), without echoing anything else from the body."""
-    for word in ("invalid_grant", "invalid_request", "unauthorized_client", "invalid_scope"):
-        if word in exc.body:
-            return word
-    return "refused"

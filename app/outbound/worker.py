@@ -469,7 +469,9 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self, message: OutboundMessage, exc: GHLError | TokenUnavailable
     ) -> float | None:
         now = self._clock()
-        permanent = isinstance(exc, GHLError) and not exc.retryable and not exc.unauthorized
+        permanent = (
+            not exc.retryable and not exc.unauthorized if isinstance(exc, GHLError) else exc.final
+        )
         rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
         started = message.finished_at or now
         if rate_limited or (

@@ -15,6 +15,7 @@ import pytest
 from pymongo import MongoClient
 
 from app.devkit.harness import ENCRYPTION_KEY, LOCATION, Harness, webhook
+from app.ghl.scopes import AGENCY_ONLY_SCOPES, DEFAULT_SCOPES
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import (
     COLLECTION,
@@ -29,10 +30,8 @@ from app.store import Store
 APP_ID = "test"  # the part of CLIENT_ID ("test-client-id") before the first "-"
 CIPHER = TokenCipher(ENCRYPTION_KEY.encode())
 NEXT_STEPS = "Settings → Phone Numbers → Advanced Settings → SMS Provider"
-SCOPES = (
-    "conversations/message.write conversations/message.readonly conversations.write "
-    "conversations.readonly contacts.readonly contacts.write"
-)
+SCOPES = DEFAULT_SCOPES
+LOCATION_SCOPES = [scope for scope in SCOPES.split() if scope not in AGENCY_ONLY_SCOPES]
 
 
 # Helpers ------------------------------------------------------------------------------------
@@ -168,7 +167,10 @@ async def test_the_callback_stores_the_location_and_explains_the_next_step(harne
     }
     stored = await installation(harness, location_key("loc-new"))
     assert stored is not None and stored.kind == "location" and stored.company_id == "company-1"
-    assert stored.scopes == SCOPES.split() and stored.expires_at > time.time() + 80_000
+    assert (
+        sorted(stored.scopes) == sorted(LOCATION_SCOPES)
+        and stored.expires_at > time.time() + 80_000
+    )
 
 
 async def test_messages_of_a_freshly_installed_location_use_its_token(harness: Harness):

@@ -107,6 +107,7 @@ def test_the_sandbox_walks_a_message_and_a_reply_through_and_shows_them_delivere
     assert "inbound SMS from 09171234567 to +639170000001" in out
     assert '{"status": "delivered"}' in out  # what GHL saw for the message
     assert "POST /conversations/messages/inbound" in out and "YES, see you at 3" in out
+    assert "POST /conversations/" in out and '"conversationId": "conv-' in out
     assert 'bridge_messages_total{reason="confirmed",status="delivered"} 1.0' in out
     assert out.rstrip().endswith(
         "OK: outbound message delivered; the reply was added to the GHL conversation."

@@ -155,11 +155,26 @@ class FakeGHL(Scripted):
             "upsert_contact", lambda n: {"id": f"contact-{n}"}, token, location_id, phone
         )
 
+    async def search_conversations(
+        self, token: str, location_id: str, contact_id: str
+    ) -> list[dict[str, Any]]:
+        return await self.answer(
+            "search_conversations", lambda n: [], token, location_id, contact_id
+        )
+
+    async def create_conversation(
+        self, token: str, location_id: str, contact_id: str
+    ) -> dict[str, Any]:
+        def default(n: int) -> dict[str, Any]:
+            return {"id": f"conv-{n}", "contactId": contact_id, "locationId": location_id}
+
+        return await self.answer("create_conversation", default, token, location_id, contact_id)
+
     async def add_inbound_message(
         self, token: str, message: InboundMessage, *, location_id: str
     ) -> dict[str, Any]:
         def default(n: int) -> dict[str, Any]:
-            return {"conversationId": f"conv-{n}", "messageId": f"ghl-msg-{n}"}
+            return {"conversationId": message.conversation_id, "messageId": f"ghl-msg-{n}"}
 
         return await self.answer("add_inbound_message", default, token, message)
 
