@@ -25,20 +25,33 @@ def fake_ghl() -> Iterator[tuple[FakeGHL, ServerThread]]:
     server.stop()
 
 
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """End-to-end flows run on SQLite; the store contract suite (tests/test_store_contract.py)
+    holds both stores to the same behaviour, and the MongoDB smoke tests (test_mongodb.py) take
+    `@pytest.mark.parametrize("backend", ["mongodb"], indirect=True)`."""
+    return request.param
+
+
 @pytest.fixture
 def harness(
     fake_cast: tuple[FakeCast, ServerThread],
     fake_ghl: tuple[FakeGHL, ServerThread],
     store_env: dict[str, str],
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Harness]:
-    """A bridge not yet started: tests may change `env` or seed data first."""
+    """A bridge not yet started: tests may change `env` or seed data first. It runs in the test
+    process; a test marked `process` gets a real one (`python -m app`)."""
     cast, cast_server = fake_cast
     ghl, ghl_server = fake_ghl
     env = bridge_env(store_env, cast_server.url, ghl_server.url)
-    h = Harness(cast=cast, ghl=ghl, env=env, log_path=tmp_path / "bridge.log")
+    as_process = request.node.get_closest_marker("process") is not None
+    h = Harness(
+        cast=cast, ghl=ghl, env=env, log_path=tmp_path / "bridge.log", as_process=as_process
+    )
     yield h
-    if h.proc is not None:
+    if h.running:
         h.stop()
 
 
