@@ -94,7 +94,15 @@ class Harness:
 
     @property
     def running(self) -> bool:
+        """Started and not stopped (whether or not it still serves: see `alive`)."""
         return self.proc is not None or self._thread is not None
+
+    @property
+    def alive(self) -> bool:
+        """Started and still serving: neither the process nor the server thread has ended."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self._thread is not None and self._thread.running
 
     def start(self) -> None:
         if self.as_process:
