@@ -14,7 +14,7 @@ def fake_cast() -> Iterator[tuple[FakeCast, ServerThread]]:
     cast = FakeCast({CAST_KEY}, per_key_rate=50)
     server = ServerThread(cast.app).start()
     yield cast, server
-    server.stop()
+    server.stop(wait=False)  # its bridge has stopped: nothing waits for it
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def fake_ghl() -> Iterator[tuple[FakeGHL, ServerThread]]:
     ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET)
     server = ServerThread(ghl.app).start()
     yield ghl, server
-    server.stop()
+    server.stop(wait=False)
 
 
 @pytest.fixture(params=["sqlite"])
