@@ -156,6 +156,21 @@ class Harness:
     async def message(self, message_id: str) -> OutboundMessage | None:
         return await self.with_store(lambda store: OutboxRepository(store).get(message_id))
 
+    async def wait_for_message(
+        self,
+        message_id: str,
+        condition: Callable[[OutboundMessage], bool],
+        timeout: float = 15.0,
+    ) -> OutboundMessage:
+        """The stored message once `condition` holds: what GHL or Cast saw may arrive before
+        the bridge has written down that it happened."""
+        deadline = time.monotonic() + timeout
+        while (found := await self.message(message_id)) is None or not condition(found):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for message {message_id}: {found}")
+            await asyncio.sleep(0.05)
+        return found
+
     async def post(
         self,
         payload: dict[str, Any] | bytes,

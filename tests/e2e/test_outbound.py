@@ -26,12 +26,8 @@ async def test_a_signed_webhook_is_sent_through_cast_and_reported_delivered(brid
     assert sms["key"] == CAST_KEY
     assert sms["idempotency_key"] == "ghl:m-happy:1/1"
     assert bridge.statuses_for("m-happy") == [{"status": "delivered"}]
-    stored = await bridge.message("m-happy")
-    assert (
-        stored is not None
-        and stored.reported
-        and stored.parts[0].cast_message_id == sms["message_id"]
-    )
+    stored = await bridge.wait_for_message("m-happy", lambda message: message.reported)
+    assert stored.parts[0].cast_message_id == sms["message_id"]
 
 
 async def test_the_go_bridge_delivery_path_is_served_too(bridge: Harness):
