@@ -27,9 +27,10 @@ def fake_ghl() -> Iterator[tuple[FakeGHL, ServerThread]]:
 
 @pytest.fixture(params=["sqlite"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """End-to-end flows run on SQLite; the store contract suite (tests/test_store_contract.py)
-    holds both stores to the same behaviour, and the MongoDB smoke tests (test_mongodb.py) take
-    `@pytest.mark.parametrize("backend", ["mongodb"], indirect=True)`."""
+    """End-to-end flows run on SQLite: the store contract suite (tests/test_store_contract.py)
+    holds both stores to the same behaviour. The MongoDB smoke tests are marked
+    `tests.support.ON_BOTH_STORES`; `@pytest.mark.parametrize("backend", ["mongodb"],
+    indirect=True)` runs a test on MongoDB only."""
     return request.param
 
 
