@@ -50,13 +50,13 @@ _current_log: contextvars.ContextVar[_BridgeLog | None] = contextvars.ContextVar
 class _BridgeLogRouter(logging.Handler):
     """Writes each record to the log of the bridge whose thread (or task) logged it; the test's
     own records and the fakes' are not a bridge's. Installed on the root logger while any bridge
-    runs here; the root level is the lowest of theirs."""
+    runs here."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(JsonFormatter())
         self._logs: list[_BridgeLog] = []
-        self._level_before: int | None = None
+        self._level_before = logging.WARNING
 
     def emit(self, record: logging.LogRecord) -> None:
         log = _current_log.get()
@@ -74,18 +74,22 @@ class _BridgeLogRouter(logging.Handler):
                 for name in _QUIET_LOGGERS:
                     logging.getLogger(name).setLevel(logging.WARNING)
             self._logs.append(log)
-            root.setLevel(min(entry.level for entry in self._logs))
+            self._set_root_level()
 
     def detach(self, log: _BridgeLog) -> None:
         with _ROUTER_LOCK:
             self._logs.remove(log)
             root = logging.getLogger()
             if self._logs:
-                root.setLevel(min(entry.level for entry in self._logs))
+                self._set_root_level()
                 return
             root.removeHandler(self)
-            if self._level_before is not None:
-                root.setLevel(self._level_before)
+            root.setLevel(self._level_before)
+
+    def _set_root_level(self) -> None:
+        """Low enough for every running bridge, never higher than it was."""
+        levels = [entry.level for entry in self._logs]
+        logging.getLogger().setLevel(min(self._level_before, *levels))
 
 
 _ROUTER_LOCK = threading.Lock()
