@@ -30,13 +30,13 @@ def harness_key_secret() -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     """Under pytest-xdist, a test marked `alone` runs while no other worker runs a test.
 
-    Such a test measures what the machine can do (the replicas' throughput): other workers'
-    bridges on the same two cores would be measured with it. A reader-writer lock on files that
-    the workers of one run share (the parent of their base temp directories), held around each
-    test's whole protocol, its fixtures of every scope included: shared by every test, exclusive
-    by an `alone` one. A turnstile in front lets a waiting `alone` test in first (new tests wait
-    behind it), so it waits only for the tests already running. In one process (no xdist) every
-    test runs alone already."""
+    Such a test needs the machine's cores to itself (the replicas keep to a sliding 1-s log
+    against a fake Cast process): other workers' tests on the same two cores would delay it. A
+    reader-writer lock on files that the workers of one run share (the parent of their base temp
+    directories), held around each test's whole protocol, its fixtures of every scope included:
+    shared by every test, exclusive by an `alone` one. A turnstile in front lets a waiting
+    `alone` test in first (new tests wait behind it), so it waits only for the tests already
+    running. In one process (no xdist) every test runs alone already."""
     if not hasattr(item.config, "workerinput"):
         return (yield)
     shared = Path(item.config.option.basetemp).parent  # xdist: <run's basetemp>/popen-gwN

@@ -387,6 +387,7 @@ async def test_check_config_names_each_bad_setting(monkeypatch: pytest.MonkeyPat
     assert "GHL_CLIENT_ID" in text and "not-a-cast-key-secret" not in text
 
 
+@pytest.mark.process  # the console script as a process
 async def test_the_console_script_runs_as_its_own_process(harness: Harness, tmp_path: Path):
     await harness.seed_installation()
     script = Path(sys.executable).parent / "cast-ghl"

@@ -1,6 +1,6 @@
 """Fuzzing the HTTP endpoints of a running bridge (hypothesis): random and malformed bodies,
 headers, methods and paths. Never a 5xx; never an acceptance without a valid signature or key;
-nothing stored for a refused request. One bridge process per backend for the whole module.
+nothing stored for a refused request. One bridge per backend for the whole module.
 """
 
 import asyncio
@@ -26,6 +26,10 @@ from app.devkit.signing import test_keys
 from app.main import create_app
 from tests.support.cryptojs import SSO_KEY
 from tests.test_health import settings_for
+
+# The bridge runs in this process (a thread): its request ids and lease tokens draw from
+# `random` while hypothesis draws an example, which hypothesis mistakes for a strategy's use.
+pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 
 INBOUND_KEY = "inbound-fuzz-key-0123456789"
 ADMIN_KEY = "admin-fuzz-key-0123456789"
@@ -219,6 +223,9 @@ def test_unsigned_or_forged_webhooks_are_refused_and_nothing_is_stored(fuzz_brid
         response = client.post(
             path, content=body, headers={**headers, "Content-Type": content_type, **signature}
         )
+        if len(body) > MAX_BODY:  # the size is checked before the signature
+            assert response.status_code == 413, (response.status_code, response.text)
+            return
         assert response.status_code == 401, (response.status_code, response.text)
         assert response.json()["error"]["code"] == "invalid_signature"
 
@@ -245,7 +252,7 @@ def test_signed_garbage_gets_a_4xx_naming_the_problem_never_a_5xx(fuzz_bridge):
             assert _valid_outbound(body), body
 
     check()
-    assert harness.proc is not None and harness.proc.poll() is None
+    assert harness.alive
 
 
 def test_the_inbound_gateway_refuses_a_missing_or_wrong_key(fuzz_bridge):
@@ -363,7 +370,7 @@ def test_a_body_over_max_body_bytes_is_413_on_every_route_declared_or_chunked(fu
 
     check()
     assert counts(harness) == before
-    assert harness.proc is not None and harness.proc.poll() is None
+    assert harness.alive
 
 
 def test_a_chunked_signed_webhook_over_the_limit_is_413_before_its_signature(fuzz_bridge):

@@ -79,6 +79,7 @@ def test_a_dotenv_file_is_read(monkeypatch, tmp_path):
     assert load_settings().ghl_client_id == "from-file"
 
 
+@pytest.mark.process  # `python -m app`'s exit code
 def test_the_process_exits_non_zero_naming_bad_variables_without_printing_secrets(tmp_path):
     env = {
         "PATH": "/usr/bin:/bin",

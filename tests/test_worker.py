@@ -1,7 +1,10 @@
-"""The leased-queue runner: heartbeats keep live work, dead work comes back after the lease."""
+"""The leased-queue runner: heartbeats keep live work, dead work comes back after the lease.
+
+The lease runs on a fake clock (the worker's `clock`, the store's `now`): only the heartbeat's
+period (a third of the lease) is real time, so a slow machine cannot make a lease run out."""
 
 import asyncio
-import time
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -10,8 +13,10 @@ from app.devkit.harness import CAST_KEY
 from app.queues import QueueRepository
 from app.store import DONE, Store, WorkItem
 from app.worker import LeasedQueueWorker
+from tests.support.units import FakeClock
 
 QUEUE = "outbound"
+LEASE = 3.0  # the shortest allowed: a heartbeat every real second
 
 
 class Items(QueueRepository[BaseModel]):
@@ -19,48 +24,85 @@ class Items(QueueRepository[BaseModel]):
     model = BaseModel
 
 
-class SlowWorker(LeasedQueueWorker):
-    def __init__(self, store: Store, seconds: float) -> None:
+class HeldWorker(LeasedQueueWorker):
+    """Works on an item until the test lets it go (`release`)."""
+
+    def __init__(self, store: Store, clock: FakeClock) -> None:
         settings = load_settings(
             ghl_client_id="id",
             ghl_client_secret="s",
             cast_api_key=CAST_KEY,
-            lease_seconds=3,
+            lease_seconds=LEASE,
             poll_interval_seconds=0.05,
         )
-        super().__init__(settings, Items(store))
-        self.store, self.seconds, self.processed = store, seconds, []
+        super().__init__(settings, Items(store), clock)
+        self.store, self.clock = store, clock
+        self.release = asyncio.Event()
+        self.started: list[str] = []
+        self.processed: list[str] = []
 
     async def _process(self, item: WorkItem) -> None:
-        await asyncio.sleep(self.seconds)
+        self.started.append(item.id)
+        await self.release.wait()
         assert item.lease
-        await self.store.save(QUEUE, item.id, item.lease, data={}, state=DONE, due_at=time.time())
+        await self.store.save(QUEUE, item.id, item.lease, data={}, state=DONE, due_at=self.clock())
         self.processed.append(item.id)
 
 
-async def test_a_slow_item_keeps_its_lease_past_the_lease_time(store: Store):
-    await store.enqueue(QUEUE, "slow", {}, time.time())
-    worker = SlowWorker(store, seconds=4.5)
+async def eventually(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting until {what}") from None
+
+
+async def lease_ends(store: Store, item_id: str) -> float:
+    item = await store.get_item(QUEUE, item_id)
+    assert item is not None and item.lease
+    return item.due_at  # a claimed item is due again when its lease ends
+
+
+async def test_a_slow_item_keeps_its_lease_past_the_lease_time(store: Store, clock: FakeClock):
+    await store.enqueue(QUEUE, "slow", {}, clock())
+    worker = HeldWorker(store, clock)
     runner = asyncio.create_task(worker.run())
-    await asyncio.sleep(3.5)  # past the 3 s lease: only the heartbeat keeps it
-    assert await store.claim(QUEUE, now=time.time(), lease_seconds=3, limit=1) == []
-    await asyncio.sleep(1.5)
+    await eventually(lambda: worker.started, "the item is being worked on")
+    first_end = await lease_ends(store, "slow")
+    clock.advance(LEASE - 0.5)
+
+    extended: list[float] = []
+
+    async def heartbeat_seen() -> None:
+        while not extended or extended[-1] <= first_end:
+            extended.append(await lease_ends(store, "slow"))
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(heartbeat_seen(), timeout=10)
+    clock.advance(1.0)  # past the lease the item was claimed with: only the heartbeat keeps it
+    assert await store.claim(QUEUE, now=clock(), lease_seconds=LEASE, limit=1) == []
+
+    worker.release.set()
+    await eventually(lambda: worker.processed, "the item is done")
     await worker.stop(1)
     await runner
     assert worker.processed == ["slow"]
 
 
-async def test_an_item_whose_worker_vanished_is_claimable_after_the_lease(store: Store):
-    await store.enqueue(QUEUE, "orphan", {}, time.time())
-    assert len(await store.claim(QUEUE, now=time.time(), lease_seconds=3, limit=1)) == 1
-    worker = SlowWorker(store, seconds=0)
+async def test_an_item_whose_worker_vanished_is_claimable_after_the_lease(
+    store: Store, clock: FakeClock
+):
+    await store.enqueue(QUEUE, "orphan", {}, clock())
+    assert len(await store.claim(QUEUE, now=clock(), lease_seconds=LEASE, limit=1)) == 1
+    worker = HeldWorker(store, clock)
+    worker.release.set()
     runner = asyncio.create_task(worker.run())
-    await asyncio.sleep(1)
-    assert worker.processed == []
-    for _ in range(60):
-        if worker.processed:
-            break
-        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)  # several polls (every 0.05 s) while the lease holds
+    assert worker.started == []
+
+    clock.advance(LEASE)
+    await eventually(lambda: worker.processed, "the orphan is taken over")
     await worker.stop(1)
     await runner
     assert worker.processed == ["orphan"]

@@ -1,4 +1,7 @@
-"""End-to-end harness: the bridge as a real process, fake GHL and fake Cast beside it."""
+"""End-to-end harness: the bridge, fake GHL and fake Cast beside it.
+
+The bridge runs inside the test process (`app.devkit.bridge_thread`) unless `as_process` asks for
+a real one (`python -m app`): a SIGKILL, several processes on one database."""
 
 import asyncio
 import json
@@ -13,6 +16,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 
+from app.devkit.bridge_thread import BridgeThread
 from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.processes import free_port, start_bridge, stop
@@ -81,19 +85,49 @@ class Harness:
     log_path: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
+    as_process: bool = False
+    _thread: BridgeThread | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped (whether or not it still serves: see `alive`)."""
+        return self.proc is not None or self._thread is not None
+
+    @property
+    def alive(self) -> bool:
+        """Started and still serving: neither the process nor the server thread has ended."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self._thread is not None and self._thread.running
+
     def start(self) -> None:
-        self.proc = start_bridge(self.env, self.port, self.log_path)
+        if self.as_process:
+            self.proc = start_bridge(self.env, self.port, self.log_path)
+            return
+        try:
+            self._thread = BridgeThread(self.env, self.port, self.log_path).start()
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {self.logs()[-3000:]}") from None
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        code = stop(self.proc, sig)
-        self.proc = None
-        return code
+        """Stop the bridge as `sig` would; returns its exit code. In the test process only a
+        graceful stop (SIGTERM, SIGINT) exists: a test that kills is run `as_process`."""
+        if self.proc is not None:
+            code = stop(self.proc, sig)
+            self.proc = None
+            return code
+        assert self._thread is not None, "the bridge is not running"
+        if sig not in (signal.SIGTERM, signal.SIGINT):
+            raise ValueError(
+                f"{signal.Signals(sig).name} needs a bridge process: mark the test "
+                "`process` (or pass as_process=True)"
+            )
+        thread, self._thread = self._thread, None
+        return thread.stop()
 
     def logs(self) -> str:
         return self.log_path.read_text()
@@ -128,6 +162,21 @@ class Harness:
 
     async def message(self, message_id: str) -> OutboundMessage | None:
         return await self.with_store(lambda store: OutboxRepository(store).get(message_id))
+
+    async def wait_for_message(
+        self,
+        message_id: str,
+        condition: Callable[[OutboundMessage], bool],
+        timeout: float = 15.0,
+    ) -> OutboundMessage:
+        """The stored message once `condition` holds: what GHL or Cast saw may arrive before
+        the bridge has written down that it happened."""
+        deadline = time.monotonic() + timeout
+        while (found := await self.message(message_id)) is None or not condition(found):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for message {message_id}: {found}")
+            await asyncio.sleep(0.05)
+        return found
 
     async def post(
         self,

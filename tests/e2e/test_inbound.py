@@ -15,6 +15,7 @@ from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.schemas import InboundSMS
 from app.optouts.repository import OptOutList
 from app.store import Store
+from tests.support import ON_BOTH_STORES
 
 INBOUND_KEY = "inbound-test-key-5f1c2a9e"
 ADMIN_KEY = "admin-test-key-7d3e9b1c4a"
@@ -118,6 +119,7 @@ async def inbound_bridge(gateway: Harness) -> Harness:
 # Routing ------------------------------------------------------------------------------------
 
 
+@ON_BOTH_STORES
 async def test_a_reply_lands_in_the_location_whose_sender_id_it_was_sent_to(gateway: Harness):
     gateway.env["ADMIN_API_KEY"] = ADMIN_KEY
     await gateway.seed_installation(LOCATION)
@@ -400,6 +402,7 @@ async def test_a_ghl_400_fails_the_reply_and_keeps_it_with_the_reason(inbound_br
     assert len(inbound_bridge.ghl.inbound_requests) == 1
 
 
+@pytest.mark.process  # SIGKILL
 async def test_killed_after_the_ack_and_restarted_the_reply_is_added_exactly_once(
     gateway: Harness,
 ):

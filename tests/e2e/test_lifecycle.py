@@ -16,6 +16,7 @@ from tests.support import ROOT
 from tests.support.mongo_wire_server import start_mongo_wire_server
 
 
+@pytest.mark.process  # SIGTERM and the exit code
 async def test_sigterm_exits_0_quickly_and_hands_in_flight_work_back(harness: Harness):
     harness.env.update({"SHUTDOWN_TIMEOUT_SECONDS": "2", "CAST_API_TIMEOUT_SECONDS": "8"})
     harness.cast.fail_next(1, 503, stall_seconds=10)
@@ -37,6 +38,7 @@ async def test_sigterm_exits_0_quickly_and_hands_in_flight_work_back(harness: Ha
     assert len(harness.cast.sent) == 1
 
 
+@pytest.mark.process  # a process's working directory
 async def test_the_bridge_starts_from_another_working_directory(harness: Harness, tmp_path):
     await harness.seed_installation()
     elsewhere = tmp_path / "elsewhere"
@@ -48,9 +50,9 @@ async def test_the_bridge_starts_from_another_working_directory(harness: Harness
     assert response.status_code == 202
 
 
-async def test_the_bridge_waits_for_a_mongodb_that_is_still_starting(harness: Harness, backend):
-    if backend != "mongodb":
-        pytest.skip("only a database server can be late")
+@pytest.mark.process  # a database starting
+@pytest.mark.parametrize("backend", ["mongodb"], indirect=True)  # only a server can be late
+async def test_the_bridge_waits_for_a_mongodb_that_is_still_starting(harness: Harness):
     port = free_port()
     harness.env.update({"MONGO_URI": f"mongodb://127.0.0.1:{port}/?directConnection=true"})
     proc = subprocess.Popen(

@@ -535,6 +535,7 @@ async def test_fifty_concurrent_uses_of_an_expired_token_make_exactly_one_refres
 
 
 @pytest.mark.alone  # two busy bridges (and the wire server) want 1.5 cores for 40 messages in 30 s
+@pytest.mark.process  # two processes on one database
 async def test_two_bridge_processes_on_one_database_make_exactly_one_refresh(
     harness: Harness, tmp_path: Path
 ):
@@ -544,7 +545,11 @@ async def test_two_bridge_processes_on_one_database_make_exactly_one_refresh(
     harness.env["WORKER_CONCURRENCY"] = "8"  # neither process can take all the work alone
     harness.start()
     other = Harness(
-        cast=harness.cast, ghl=harness.ghl, env=harness.env, log_path=tmp_path / "bridge-2.log"
+        cast=harness.cast,
+        ghl=harness.ghl,
+        env=harness.env,
+        log_path=tmp_path / "bridge-2.log",
+        as_process=True,
     )
     other.start()
     try:

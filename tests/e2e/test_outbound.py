@@ -4,9 +4,13 @@ import asyncio
 import json
 import signal
 
+import pytest
+
 from app.devkit.harness import CAST_KEY, Harness, webhook
+from tests.support import ON_BOTH_STORES
 
 
+@ON_BOTH_STORES
 async def test_a_signed_webhook_is_sent_through_cast_and_reported_delivered(bridge: Harness):
     response = await bridge.post(webhook("m-happy"))
 
@@ -22,12 +26,8 @@ async def test_a_signed_webhook_is_sent_through_cast_and_reported_delivered(brid
     assert sms["key"] == CAST_KEY
     assert sms["idempotency_key"] == "ghl:m-happy:1/1"
     assert bridge.statuses_for("m-happy") == [{"status": "delivered"}]
-    stored = await bridge.message("m-happy")
-    assert (
-        stored is not None
-        and stored.reported
-        and stored.parts[0].cast_message_id == sms["message_id"]
-    )
+    stored = await bridge.wait_for_message("m-happy", lambda message: message.reported)
+    assert stored.parts[0].cast_message_id == sms["message_id"]
 
 
 async def test_the_go_bridge_delivery_path_is_served_too(bridge: Harness):
@@ -263,6 +263,8 @@ async def test_nothing_in_the_logs_reveals_tokens_keys_or_full_numbers(bridge: H
     assert "9171234567" not in logs and "*4567" in logs
 
 
+@pytest.mark.process  # SIGKILL
+@ON_BOTH_STORES
 async def test_sigkill_after_the_ack_and_before_the_send_sends_exactly_once(harness: Harness):
     # Cast stalls past the client timeout, so the bridge is killed mid-send after the ack.
     harness.cast.fail_next(1, 200, stall_seconds=30)
@@ -282,6 +284,7 @@ async def test_sigkill_after_the_ack_and_before_the_send_sends_exactly_once(harn
     assert harness.statuses_for("m-crash") == [{"status": "delivered"}]
 
 
+@pytest.mark.process  # SIGKILL
 async def test_a_crash_after_cast_accepted_does_not_send_a_second_sms(harness: Harness):
     # GHL stalls, so the bridge dies after Cast accepted but before the status is reported.
     await harness.seed_installation()

@@ -89,6 +89,7 @@ async def test_one_failed_part_fails_a_multi_part_message(polling_bridge: Harnes
     assert status["status"] == "failed" and status["error"]["code"] == "UNDELIV"
 
 
+@pytest.mark.process  # SIGKILL
 async def test_a_restart_between_send_and_receipt_loses_no_poll(polling_bridge: Harness):
     h = polling_bridge
     h.env.update({"DLR_FIRST_POLL_SECONDS": "3"})

@@ -1,8 +1,9 @@
-"""Several bridge replicas on one database: one Cast rate per key for the cluster, failover."""
+"""Several bridge replicas (processes) on one database: one Cast rate per key for the cluster,
+failover. How close to the rate the cluster gets is measured, not asserted, by the benchmark:
+`python -m bench.pacing_bench --n 600 --rate 10 --replicas 3` (README, Performance)."""
 
 import asyncio
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -20,17 +21,13 @@ from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
 
-# They measure the cluster's throughput on this machine: with the suite on several workers, the
-# other workers' bridges would take the cores these three need (tests/conftest.py).
-pytestmark = pytest.mark.alone
+# Three bridge processes and a fake Cast process keep to a sliding 1-s log: with the suite on
+# several workers, the other workers' bridges would take the cores these need (tests/conftest.py).
+pytestmark = [pytest.mark.process, pytest.mark.alone]
 
 OUTBOUND = "/webhooks/ghl/outbound"
-RATE = 50  # per key; high so 600 messages take ~12 s
-FULL_COUNT = 600
-# The pure-Python mongoeco wire server slows as a collection grows (the foundation issue measured
-# it): against it the runs use fewer messages. A real MongoDB (TEST_MONGO_URI) gets the full run.
-# Its rate is then bounded by the store, so only the upper bound of the rate is checked there.
-WIRE_SERVER_COUNT = 60
+RATE = 50  # per key; high so COUNT messages take ~4 s
+COUNT = 200  # several seconds' worth: the sliding log is checked over many 1-s windows
 OTHER_LOCATION, OTHER_KEY = "loc-2", "cast_" + "cd" * 32
 
 
@@ -73,6 +70,7 @@ async def cluster(
             ghl=harness.ghl,
             env=dict(harness.env),
             log_path=tmp_path / f"bridge-{n}.log",
+            as_process=True,
         )
         for n in (2, 3)
     ]
@@ -108,13 +106,6 @@ async def post_spread(replicas: list[Harness], ids: list[str], location: str = "
             await client.aclose()
 
 
-@pytest.fixture
-def count(backend: str) -> int:
-    if backend == "mongodb" and not os.environ.get("TEST_MONGO_URI"):
-        return WIRE_SERVER_COUNT
-    return FULL_COUNT
-
-
 def assert_each_sent_once(cast_sent: list[dict], count: int) -> None:
     counts = Counter(sms["idempotency_key"] for sms in cast_sent)
     assert len(counts) == count and max(counts.values()) == 1
@@ -126,43 +117,35 @@ def assert_never_faster_than_the_rate(cast_sent: list[dict], key: str) -> None:
     assert max_in_any_window([sms["at"] for sms in cast_sent if sms["key"] == key]) <= RATE
 
 
-def achieved_rate(cast_sent: list[dict], key: str) -> float:
-    times = sorted(sms["at"] for sms in cast_sent if sms["key"] == key)
-    return (len(times) - 1) / (times[-1] - times[0])
-
-
-async def test_three_replicas_share_one_keys_rate_with_no_429_and_send_each_once(cluster, count):
+async def test_three_replicas_share_one_keys_rate_with_no_429_and_send_each_once(cluster):
     first = cluster[0]
-    await post_spread(cluster, [f"m-pace-{i}" for i in range(count)])
+    await post_spread(cluster, [f"m-pace-{i}" for i in range(COUNT)])
 
-    await first.wait_for(lambda: len(first.cast.sent) >= count, timeout=90, what="all sends")
+    await first.wait_for(lambda: len(first.cast.sent) >= COUNT, timeout=90, what="all sends")
     await asyncio.sleep(0.5)
     sent = first.cast.sent
     assert first.cast.rate_limited == 0
-    assert_each_sent_once(sent, count)
+    assert_each_sent_once(sent, COUNT)
     assert_never_faster_than_the_rate(sent, first.env["CAST_API_KEY"])
-    rate = achieved_rate(sent, first.env["CAST_API_KEY"])
-    if count == FULL_COUNT:  # ~97.5 % at best (app/cast/pacing.py); a send that leaves late delays
-        assert rate >= RATE * 0.9, rate  # only the send R after it: 96-98 % at load 2-4.5
 
 
-async def test_killing_a_sending_replica_mid_run_loses_and_repeats_nothing(cluster, count):
+async def test_killing_a_sending_replica_mid_run_loses_and_repeats_nothing(cluster):
     first, *others = cluster
-    await post_spread(cluster, [f"m-kill-{i}" for i in range(count)])
-    await first.wait_for(lambda: len(first.cast.sent) >= count // 4, timeout=60, what="a quarter")
+    await post_spread(cluster, [f"m-kill-{i}" for i in range(COUNT)])
+    await first.wait_for(lambda: len(first.cast.sent) >= COUNT // 4, timeout=60, what="a quarter")
     first.stop(signal.SIGKILL)
 
     survivor = others[0]
-    await survivor.wait_for(lambda: len(survivor.cast.sent) >= count, timeout=120, what="all")
+    await survivor.wait_for(lambda: len(survivor.cast.sent) >= COUNT, timeout=120, what="all")
     await asyncio.sleep(0.5)
     assert survivor.cast.rate_limited == 0
-    assert_each_sent_once(survivor.cast.sent, count)
+    assert_each_sent_once(survivor.cast.sent, COUNT)
     await survivor.wait_for(
-        lambda: len(survivor.ghl.statuses) >= count, timeout=60, what="statuses"
+        lambda: len(survivor.ghl.statuses) >= COUNT, timeout=60, what="statuses"
     )
 
 
-async def test_two_locations_with_their_own_keys_are_paced_separately_at_once(cluster, count):
+async def test_two_locations_with_their_own_keys_are_paced_separately_at_once(cluster):
     first = cluster[0]
     await first.seed_installation(OTHER_LOCATION)
     settings = LocationSettings(
@@ -173,7 +156,7 @@ async def test_two_locations_with_their_own_keys_are_paced_separately_at_once(cl
     )
     cipher = TokenCipher(ENCRYPTION_KEY.encode())
     await first.with_store(lambda store: LocationSettingsRepository(store, cipher).put(settings))
-    per_key = count // 3
+    per_key = COUNT // 3
 
     await asyncio.gather(
         post_spread(cluster, [f"m-a-{i}" for i in range(per_key)]),
@@ -184,6 +167,4 @@ async def test_two_locations_with_their_own_keys_are_paced_separately_at_once(cl
     sent = first.cast.sent
     for key in (first.env["CAST_API_KEY"], OTHER_KEY):
         assert_never_faster_than_the_rate(sent, key)
-        if count == FULL_COUNT:  # both at once at their full rate; 4 s of sends, so one stall
-            assert achieved_rate(sent, key) >= RATE * 0.8  # weighs: 86-99 % in 17 runs
     assert {sms["sender_id"] for sms in sent if sms["key"] == OTHER_KEY} == {"OTHER"}

@@ -20,6 +20,8 @@ import pytest
 
 from tests.support import ROOT
 
+pytestmark = pytest.mark.process  # a wheel, a virtualenv and the bridge's process from them
+
 OFFLINE = ("--no-deps", "--no-index")
 SHIPPED = ("app/devkit", "app/locations/templates", "app/locations/static")
 
