@@ -22,7 +22,7 @@ from asgi_lifespan import LifespanManager
 from app.config import load_settings
 from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
-from app.devkit.harness import CAST_KEY, CIPHER, CLIENT_SECRET, bridge_env, open_store, webhook
+from app.devkit.harness import CAST_KEY, CIPHER, CLIENT_SECRET, bridge_env, webhook, with_store
 from app.devkit.server_thread import ServerThread
 from app.devkit.signing import test_keys
 from app.ghl.schemas import TokenResponse
@@ -61,12 +61,7 @@ class Bridge:
         return await self.client.post(path, content=raw, headers=headers)
 
     async def with_store[T](self, action: Callable[[Store], Awaitable[T]]) -> T:
-        store = open_store(self.env)
-        await store.start()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
+        return await with_store(self.env, action)
 
     async def install(self, location_id: str | None, company_id: str | None = None) -> None:
         """Store the installation the OAuth callback would: a location's, or an agency's

@@ -61,6 +61,16 @@ def open_store(env: dict[str, str]) -> Store:
     return SQLiteStore(Path(env["DATA_DIR"]) / "cast-ghl.sqlite3")
 
 
+async def with_store[T](env: dict[str, str], action: Callable[[Store], Any]) -> T:
+    """`action` run on the bridge's store, opened for it and closed after."""
+    store = open_store(env)
+    await store.start()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
 def webhook(
     message_id: str, phone: str = "+639171234567", message: str = "Hello from GHL", **extra: Any
 ) -> dict[str, Any]:
@@ -153,12 +163,7 @@ class Harness:
         return pair
 
     async def with_store[T](self, action: Callable[[Store], Any]) -> T:
-        store = open_store(self.env)
-        await store.start()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
+        return await with_store(self.env, action)
 
     async def message(self, message_id: str) -> OutboundMessage | None:
         return await self.with_store(lambda store: OutboxRepository(store).get(message_id))
