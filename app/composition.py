@@ -43,7 +43,8 @@ from app.optouts.repository import DndQueue, OptOutList, SyncLedger
 from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync
 from app.optouts.worker import DndWorker
-from app.outbound.repository import OutboxRepository
+from app.outbound.reconcile import ReceiptReconciler
+from app.outbound.repository import OutboxRepository, ReceiptLedgers
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
 from app.store import SQLITE_FILENAME, Store, StoreUnavailable, build_store
@@ -160,6 +161,9 @@ def build_services(
         sent_to=recipients.remember,
         optouts=optouts,
         account_info=account_info,
+        receipts=ReceiptReconciler(
+            ReceiptLedgers(store), cast, pacer.before_poll, settings.dlr_logs_interval_seconds
+        ),
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(
