@@ -95,22 +95,27 @@ async def test_a_logs_query_out_of_bounds_is_refused(http, query):
 
 
 async def test_the_per_ip_sliding_limit_counts_every_endpoint():
-    cast = FakeCast({CAST_KEY}, per_key_rate=1e9, ip_rate=30, ip_limiter="sliding")
+    cast = FakeCast({CAST_KEY}, per_key_rate=1e9, ip_rate=3, ip_limiter="sliding")
     transport = httpx.ASGITransport(app=cast.app)
     headers = {"X-API-Key": CAST_KEY}
+    sms = {"to": "09171234567", "message": "x"}
     async with httpx.AsyncClient(transport=transport, base_url="http://cast") as client:
         answers = [
-            (await client.get("/api/v1/account/balance", headers=headers)).status_code
-            for _ in range(20)
+            (await client.get("/api/v1/account/balance", headers=headers)).status_code,
+            (await logs(client)).status_code,
+            (await client.post("/api/v1/sms/send", json=sms, headers=headers)).status_code,
+            (await client.get("/api/v1/sms/status/CAST1", headers=headers)).status_code,
         ]
-        answers += [(await logs(client)).status_code for _ in range(10)]
-        answers.append(
-            (
-                await client.post(
-                    "/api/v1/sms/send", json={"to": "09171234567", "message": "x"}, headers=headers
-                )
-            ).status_code
-        )
 
-    assert answers == [200] * 30 + [429]
-    assert cast.api_calls == {"balance": 20, "logs": 10, "send": 1}
+    assert answers == [200, 200, 200, 429]  # four requests well within one second
+    assert cast.api_calls == {"balance": 1, "logs": 1, "send": 1, "status": 1}
+
+
+def test_the_sliding_per_ip_limit_allows_the_rate_in_any_second_then_refuses():
+    cast = FakeCast({CAST_KEY}, ip_rate=30, ip_limiter="sliding")
+
+    refused = [cast.ip_refused("10.0.0.1", now=100 + i * 0.03) for i in range(31)]
+
+    assert refused == [False] * 30 + [True]
+    assert not cast.ip_refused("10.0.0.2", now=100.9)  # another address: its own budget
+    assert not cast.ip_refused("10.0.0.1", now=101.0)  # the first one left the window
