@@ -120,6 +120,7 @@ def cast_app(cast: FakeCast, faults: Faults) -> ASGIApp:
             "requests": len(cast.requests),
             "rate_limited": cast.rate_limited,
             "api_calls": dict(cast.api_calls),
+            "ip_limited": dict(cast.ip_limited),
             "max_per_second": cast.max_sends_in_any_second(),
             "first_at": min(times, default=None),
             "last_at": max(times, default=None),

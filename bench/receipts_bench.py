@@ -98,6 +98,7 @@ def figures(fakes: Fakes, n: int) -> dict[str, Any]:
         "requests": stats["api_calls"],
         "requests_per_message": requests / n,
         "cast_429": stats["rate_limited"],
+        "cast_429_per_ip": stats["ip_limited"],
         "ghl_429": ghl["rate_limited"],
         "statuses": ghl["unique"],
         "repeated_statuses": ghl["repeated"],

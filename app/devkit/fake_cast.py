@@ -201,6 +201,7 @@ class FakeCast:
         self.logs_errors = 0  # the logs endpoint answers this many 500s first
         self.hidden_from_logs: set[str] = set()  # message ids the logs never list
         self.api_calls: Counter[str] = Counter()  # every request to /api/..., by kind
+        self.ip_limited: Counter[str] = Counter()  # 429s of the per-IP limit, by kind
         self.credits = 1000  # GET /api/v1/account/balance
         self.charge = False  # each part costs a credit; 402 when the balance cannot pay
         self.billing_type = "topup"
@@ -265,14 +266,18 @@ class FakeCast:
     def max_sends_in_any_second(self) -> int:
         return max_in_any_window([sms["at"] for sms in self.sent])
 
-    def ip_refused(self, host: str, now: float, earliest: float | None = None) -> bool:
-        """Take one request of `host` from its per-IP budget; True (counted) when over it."""
+    def ip_refused(
+        self, host: str, now: float, earliest: float | None = None, kind: str = "send"
+    ) -> bool:
+        """Take one request of `host` from its per-IP budget; True (counted, by the request's
+        kind in `ip_limited`) when over it."""
         limit = self._ip_limits.get(host)
         if limit is None:
             limit = self._ip_limits[host] = self.ip_limiter.new()
         if limit.take(now, earliest):
             return False
         self.rate_limited += 1
+        self.ip_limited[kind] += 1
         return True
 
     def _look(self, message_id: str) -> dict[str, Any]:
@@ -296,8 +301,11 @@ class FakeCast:
             kind = _kind(path)
             self.api_calls[kind] += 1
             if kind != "send":
+                now = time.monotonic()
+                watch = self.stall_watch  # as for sends: a stall of this process is not theirs
+                earliest = watch.earliest(now) if watch is not None else None
                 with self._lock:
-                    refused = self.ip_refused(_host(request), time.monotonic())
+                    refused = self.ip_refused(_host(request), now, earliest, kind)
                 if refused:
                     return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
             return await call_next(request)
