@@ -1,6 +1,7 @@
 """Receipts by reconciliation: the real reconciler and Cast client against the dev kit's fake
 Cast (in-process), on both stores."""
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 
@@ -10,9 +11,9 @@ from app.cast.client import CastClient
 from app.cast.schemas import Channel, SendRequest
 from app.devkit.fake_cast import FakeCast
 from app.devkit.harness import CAST_KEY
-from app.outbound.reconcile import LOG_ROUNDS, ReceiptReconciler
+from app.outbound.reconcile import KEEP_SECONDS, LOG_ROUNDS, ReceiptReconciler
 from app.outbound.repository import ReceiptLedgers
-from app.outbound.schemas import OutboundMessage, Part
+from app.outbound.schemas import LoggedReceipt, OutboundMessage, Part
 from app.store import Store
 from tests.support.units import FakeClock, cast_client_over
 
@@ -237,3 +238,37 @@ async def test_another_round_is_read_once_the_interval_has_passed(store, client,
 
     assert set(lookup.settled) == {cast_id(second)}
     assert cast.api_calls["logs"] == 2
+
+
+async def test_overlapping_reads_of_a_key_both_reach_its_ledger(store):
+    ledgers = ReceiptLedgers(store)
+
+    def found(cast_id: str) -> dict[str, LoggedReceipt]:
+        return {cast_id: LoggedReceipt(status="delivered", dlr_status="DELIVRD", seen_at=100.0)}
+
+    await asyncio.gather(
+        *(ledgers.merge("key", found(f"CAST{i}"), read_at=100.0, keep_since=0) for i in range(5))
+    )
+
+    assert set((await ledgers.get("key")).entries) == {f"CAST{i}" for i in range(5)}
+
+
+async def test_a_ledger_forgets_entries_not_listed_for_ten_minutes(store):
+    ledgers = ReceiptLedgers(store)
+    old = {"CAST1": LoggedReceipt(status="sent", seen_at=100.0)}
+    await ledgers.merge("key", old, read_at=100.0, keep_since=0)
+
+    ledger = await ledgers.merge("key", {}, read_at=800.0, keep_since=800.0 - KEEP_SECONDS)
+
+    assert ledger.entries == {} and ledger.read_at == 800.0
+
+
+async def test_one_claimant_per_round_among_concurrent_processes(store):
+    ledgers = ReceiptLedgers(store)
+
+    claims = await asyncio.gather(
+        *(ledgers.claim_round("key", now=100.0, interval=INTERVAL) for _ in range(8))
+    )
+
+    assert claims.count(True) == 1
+    assert await ledgers.claim_round("key", now=100.0 + INTERVAL, interval=INTERVAL)
