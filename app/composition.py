@@ -45,7 +45,8 @@ from app.optouts.repository import DndQueue, OptOutList, SyncLedger
 from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync
 from app.optouts.worker import DndWorker
-from app.outbound.repository import OutboxRepository, RefusedMessages
+from app.outbound.reconcile import ReceiptReconciler
+from app.outbound.repository import OutboxRepository, ReceiptLedgers, RefusedMessages
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
 from app.store import SQLITE_FILENAME, Store, StoreUnavailable, build_store
@@ -166,6 +167,9 @@ def build_services(
         account_info=account_info,
         refused=refused,
         cipher=cipher,
+        receipts=ReceiptReconciler(
+            ReceiptLedgers(store), cast, pacer.before_poll, settings.dlr_logs_interval_seconds
+        ),
     )
     inbox = InboxRepository(store)
     inbound_worker = InboundWorker(

@@ -265,6 +265,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Receipt polls back off (x2 each time) up to this many seconds between polls.",
     )
+    dlr_logs_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Carrier mode: seconds between two reads of a Cast key's message logs "
+        "(`/sms/logs`, one request settles up to 500 receipts), across all bridge processes; "
+        "a message waiting for its receipt looks again this often. See [Delivery receipts]"
+        "(architecture.md#delivery-receipts).",
+    )
     dlr_deadline_seconds: float = Field(
         1800.0,
         gt=0,

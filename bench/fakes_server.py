@@ -119,6 +119,8 @@ def cast_app(cast: FakeCast, faults: Faults) -> ASGIApp:
             "replays": answered_ok - len(cast.sent),
             "requests": len(cast.requests),
             "rate_limited": cast.rate_limited,
+            "api_calls": dict(cast.api_calls),
+            "ip_limited": dict(cast.ip_limited),
             "max_per_second": cast.max_sends_in_any_second(),
             "first_at": min(times, default=None),
             "last_at": max(times, default=None),
@@ -170,20 +172,44 @@ def ghl_app(ghl: FakeGHL, faults: Faults) -> ASGIApp:
     return FaultMiddleware(app, faults, "ghl")
 
 
+def bench_keys(count: int) -> list[str]:
+    """The Cast keys of a run with `count` keys: the harness's, then made-up ones."""
+    return [CAST_KEY, *(f"cast_{i:04d}" + "f" * 60 for i in range(1, count))]
+
+
+def receipts_route(cast: FakeCast, ghl: FakeGHL) -> None:
+    """`GET /_receipts` on the fake Cast: per GHL messageId, when Cast accepted its first part
+    and when GHL received its status (one monotonic clock: both fakes share this process)."""
+
+    @cast.app.get("/_receipts")
+    async def receipts() -> dict[str, list[float | None]]:
+        accepted: dict[str, float] = {}
+        for sms in cast.sent:
+            message_id = (sms["idempotency_key"] or "").removeprefix("ghl:").split(":")[0]
+            accepted.setdefault(message_id, sms["at"])
+        reported = {s["message_id"]: s["at"] for s in ghl.statuses}
+        return {mid: [at, reported.get(mid)] for mid, at in accepted.items()}
+
+
 async def serve(args: argparse.Namespace) -> None:
+    keys = bench_keys(args.keys)
     cast = FakeCast(
-        {CAST_KEY},
+        set(keys),
         per_key_rate=args.cast_rate,
         ip_rate=args.cast_ip_rate,
         ip_burst=args.ip_burst,
         key_limiter=args.key_limiter,
+        ip_limiter=args.ip_limiter,
         jitter=args.jitter,
+        settle_after=tuple(args.settle_after) if args.settle_after else None,
     )
     cast.stall_watch = StallWatch()  # a request it handles after a stall of this process
     cast.stall_watch.start()  # arrived at some time in it: the limiter does not blame the bridge
-    cast.approve(CAST_KEY, SENDER_ID)  # a real account lists its approved sender IDs
+    for key in keys:
+        cast.approve(key, SENDER_ID)  # a real account lists its approved sender IDs
     limit = (args.ghl_limit, 10.0) if args.ghl_limit else None
     ghl = FakeGHL(CLIENT_ID, CLIENT_SECRET, location_limit=limit)
+    receipts_route(cast, ghl)
     servers = []
     for app in (cast_app(cast, Faults()), ghl_app(ghl, Faults())):
         config = uvicorn.Config(
@@ -218,6 +244,21 @@ def main() -> None:
         choices=["sliding", "bucket"],
         default="sliding",
         help="Cast per-key limiter: a sliding 1-s log (the strictest) or a token bucket",
+    )
+    parser.add_argument(
+        "--ip-limiter",
+        choices=["sliding", "bucket"],
+        default="bucket",
+        help="Cast per-IP limiter over all endpoints: a token bucket (rate, burst) or a sliding "
+        "1-s log",
+    )
+    parser.add_argument("--keys", type=int, default=1, help="Cast keys Cast knows (bench_keys)")
+    parser.add_argument(
+        "--settle-after",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="seconds from a send to its carrier receipt (random in the range); default: at once",
     )
     parser.add_argument("--jitter", type=float, default=0.02, help="Cast arrival jitter, s")
     parser.add_argument(

@@ -16,6 +16,7 @@ from app.cast.schemas import (
     SenderIdList,
     SendRequest,
     SendResult,
+    SmsLogs,
     StatusResult,
     Unsubscribed,
     UnsubscribedList,
@@ -226,6 +227,13 @@ class CastClient:
             _operation("status", channel),
             StatusResult,
             "status",
+        )
+
+    async def sms_logs(self, api_key: str, *, limit: int, offset: int = 0) -> SmsLogs:
+        """`GET /api/v1/sms/logs`: a page of the key's messages, newest first, with their
+        receipts (`limit` at most 500); messages of the SIM gateway are not in it."""
+        return await self._get(
+            api_key, f"sms/logs?limit={limit}&offset={offset}", "sms_logs", SmsLogs, "log"
         )
 
     async def send_sms(

@@ -167,3 +167,27 @@ class KeyState(BaseModel):
     code: str
     reason: str
     at: float
+
+
+class SmsLog(BaseModel):
+    """One entry of `GET /api/v1/sms/logs` (cast-api.md §5.15). `status` is the submission's
+    (`sent` or `failed`); the carrier's receipt, once known, is `dlr_status`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: str = "sent"
+    dlr_status: str | None = None
+    delivered_at: str | None = None
+    created_at: str | None = None
+    error_message: str | None = None
+
+
+class SmsLogs(BaseModel):
+    """A page of an account's message logs, newest first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    success: bool = True
+    count: int | None = None
+    logs: list[SmsLog] = []

@@ -22,7 +22,19 @@
   shape, `400 VALIDATION_ERROR` and words only (`unsubscribed_refusal` changes it).
 - `GET /api/v1/{sms,sim}/status/{id}` answers from `dlr` (scripted statuses), only on the
   channel the message was sent through and for the key (account) that sent it (404 otherwise:
-  Cast's idempotency and messages are per account, so the strictest plausible reading).
+  Cast's idempotency and messages are per account, so the strictest plausible reading). Each
+  look at a message (a status request, or a logs page listing it) moves it one step along its
+  statuses; with `settle_after`
+  (a range of seconds) a message shows only `sent` until its own random time after its send.
+- `GET /api/v1/sms/logs` (cast-api.md §5.15), the strictest plausible reading: the key's
+  `/sms/send` messages only (not the SIM gateway's), newest first, `limit` 1-500 (default 50)
+  and `offset` ≥ 0 or 400 VALIDATION_ERROR, `status=sent|failed`, `from`/`to` as YYYY-MM-DD;
+  an entry's `status` is the submission's (`sent`/`failed`), the carrier's receipt is only in
+  `dlr_status` (with `delivered_at`). `hidden_from_logs` leaves messages out (a lagging log);
+  `logs_errors` answers that many 500s first.
+- Per source IP, over ALL endpoints: a token bucket (`ip_rate`, burst `ip_burst`) or, with
+  `ip_limiter="sliding"`, at most `ip_rate` requests in ANY 1-s interval; 429 when exceeded.
+  `api_calls` counts every request to `/api/...` by kind (`send`, `status`, `logs`, ...).
 - `GET /api/v1/account/balance`: `credits` for a known key, 401 otherwise;
   `GET /api/v1/account/sender-ids`: the key's approved sender IDs with their channel;
   `GET /api/v1/account/profile` (`billing_type`, allowed channels) and `/account/usage`
@@ -33,11 +45,12 @@
 
 import asyncio
 import bisect
+import datetime
 import itertools
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,17 +148,18 @@ class StallWatch:
 
 
 class KeyLimiter:
-    """The per-key limiter of one fake Cast: a token bucket or a sliding log."""
+    """The per-key (or per-IP) limiter of one fake Cast: a token bucket of capacity `burst`
+    (default: the rate) or a sliding log."""
 
-    def __init__(self, kind: str, rate: float) -> None:
+    def __init__(self, kind: str, rate: float, burst: float | None = None) -> None:
         if kind not in ("bucket", "sliding"):
-            raise ValueError(f"unknown key limiter {kind!r}")
-        self.kind, self.rate = kind, rate
+            raise ValueError(f"unknown limiter {kind!r}")
+        self.kind, self.rate, self.burst = kind, rate, burst or rate
 
     def new(self) -> Bucket | SlidingLog:
         if self.kind == "sliding":
             return SlidingLog(max(1, int(self.rate)))
-        return Bucket(self.rate, self.rate)
+        return Bucket(self.rate, self.burst)
 
 
 def max_in_any_window(times: list[float], window: float = 1.0) -> int:
@@ -168,7 +182,9 @@ class FakeCast:
         ip_rate: float = 30.0,
         ip_burst: float = 50.0,
         key_limiter: str = "bucket",
+        ip_limiter: str = "bucket",
         jitter: float = 0.0,
+        settle_after: tuple[float, float] | None = None,
     ) -> None:
         self.api_keys = api_keys
         self.per_key_rate = per_key_rate
@@ -176,6 +192,8 @@ class FakeCast:
         self.jitter = jitter
         self.stall_watch: StallWatch | None = None  # set by a fake in a process of its own
         self.ip_rate, self.ip_burst = ip_rate, ip_burst
+        self.ip_limiter = KeyLimiter(ip_limiter, ip_rate, ip_burst)
+        self.settle_after = settle_after  # (min, max) seconds from a send to its receipt
         self.script: deque[Scripted] = deque()
         self.sent: list[dict[str, Any]] = []  # SMS that really went out (not replays)
         self.requests: list[dict[str, Any]] = []  # every send request, with our answer
@@ -185,6 +203,11 @@ class FakeCast:
         self.next_dlr: deque[list[dict[str, Any]]] = deque()  # DLR sequences for the next sends
         self.status_errors = 0  # the status endpoint answers this many 500s first
         self.status_requests: list[str] = []
+        self.logs_requests: list[dict[str, str]] = []  # the query of every logs request
+        self.logs_errors = 0  # the logs endpoint answers this many 500s first
+        self.hidden_from_logs: set[str] = set()  # message ids the logs never list
+        self.api_calls: Counter[str] = Counter()  # every request to /api/..., by kind
+        self.ip_limited: Counter[str] = Counter()  # 429s of the per-IP limit, by kind
         self.credits = 1000  # GET /api/v1/account/balance
         self.charge = False  # each part costs a credit; 402 when the balance cannot pay
         self.billing_type = "topup"
@@ -201,7 +224,8 @@ class FakeCast:
         self._key_of: dict[str, str] = {}  # message id -> the key (account) that sent it
         self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._key_limits: dict[str, Bucket | SlidingLog] = {}
-        self._ip_bucket = Bucket(ip_rate, ip_burst)
+        self._ip_limits: dict[str, Bucket | SlidingLog] = {}
+        self._settles_at: dict[str, float] = {}  # message id -> when its receipt is known
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.app = self._build_app()
@@ -250,9 +274,49 @@ class FakeCast:
     def max_sends_in_any_second(self) -> int:
         return max_in_any_window([sms["at"] for sms in self.sent])
 
+    def ip_refused(
+        self, host: str, now: float, earliest: float | None = None, kind: str = "send"
+    ) -> bool:
+        """Take one request of `host` from its per-IP budget; True (counted, by the request's
+        kind in `ip_limited`) when over it."""
+        limit = self._ip_limits.get(host)
+        if limit is None:
+            limit = self._ip_limits[host] = self.ip_limiter.new()
+        if limit.take(now, earliest):
+            return False
+        self.rate_limited += 1
+        self.ip_limited[kind] += 1
+        return True
+
+    def _look(self, message_id: str) -> dict[str, Any]:
+        """The message's status now, one step further along its script (see the module)."""
+        if time.monotonic() < self._settles_at.get(message_id, 0.0):
+            return {"status": "sent"}
+        steps = self.dlr[message_id]
+        return steps[0] if len(steps) == 1 else steps.popleft()
+
     # The HTTP app ------------------------------------------------------------------------
     def _build_app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.middleware("http")
+        async def per_ip(request: Request, call_next: Any) -> Any:
+            """Count every API request; the per-IP limit for all but sends (which check it
+            with the network's jitter, in `_answer`)."""
+            path = request.url.path
+            if not path.startswith("/api/"):
+                return await call_next(request)
+            kind = _kind(path)
+            self.api_calls[kind] += 1
+            if kind != "send":
+                now = time.monotonic()
+                watch = self.stall_watch  # as for sends: a stall of this process is not theirs
+                earliest = watch.earliest(now) if watch is not None else None
+                with self._lock:
+                    refused = self.ip_refused(_host(request), now, earliest, kind)
+                if refused:
+                    return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
+            return await call_next(request)
 
         for channel in ("sms", "sim"):
 
@@ -333,17 +397,79 @@ class FakeCast:
             if self.status_errors > 0:
                 self.status_errors -= 1
                 return _error(500, "INTERNAL_ERROR", "scripted status error")
-            steps = self.dlr.get(message_id)
             if (
-                steps is None
+                message_id not in self.dlr
                 or self._channel_of.get(message_id) != channel
                 or self._key_of.get(message_id) != self._known_key(request)
             ):  # another account's message is not found (strictest plausible)
                 return _error(404, "NOT_FOUND", "message not found")
-            step = steps[0] if len(steps) == 1 else steps.popleft()
-            return JSONResponse({"success": True, "message_id": message_id, **step})
+            return JSONResponse(
+                {"success": True, "message_id": message_id, **self._look(message_id)}
+            )
+
+        @app.get("/api/v1/sms/logs")
+        async def logs(request: Request) -> JSONResponse:
+            if (key := self._known_key(request)) is None:
+                return _invalid_key()
+            query = dict(request.query_params)
+            self.logs_requests.append(query)
+            if self.logs_errors > 0:
+                self.logs_errors -= 1
+                return _error(500, "INTERNAL_ERROR", "scripted logs error")
+            try:
+                entries = self._logs(key, query)
+            except ValueError as exc:
+                return _error(400, "VALIDATION_ERROR", str(exc))
+            return JSONResponse({"success": True, "count": len(entries), "logs": entries})
 
         return app
+
+    def _logs(self, key: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        """One page of the key's `/sms/send` messages, newest first (ValueError: a bad query)."""
+        limit = _bounded_int(query.get("limit", "50"), "limit", 1, LOGS_LIMIT)
+        offset = _bounded_int(query.get("offset", "0"), "offset", 0, None)
+        status = query.get("status")
+        if status not in (None, "sent", "failed"):
+            raise ValueError("status must be sent or failed")
+        since, until = _day(query.get("from"), "from"), _day(query.get("to"), "to")
+        search = query.get("search") or ""
+        listed = [
+            sms
+            for sms in reversed(self.sent)
+            if sms["key"] == key
+            and sms["channel"] == "sms"
+            and sms["message_id"] not in self.hidden_from_logs
+            and (since is None or sms["created_at"][:10] >= since)
+            and (until is None or sms["created_at"][:10] <= until)
+            and (search in sms["to"] or search in sms["message"])
+        ]
+        entries = [self._log_entry(sms) for sms in listed]
+        if status is not None:
+            entries = [entry for entry in entries if entry["status"] == status]
+        return entries[offset : offset + limit]
+
+    def _log_entry(self, sms: dict[str, Any]) -> dict[str, Any]:
+        step = self._look(sms["message_id"])
+        failed = step.get("status") == "failed"
+        entry = {
+            "id": sms["message_id"],
+            "message_type": "sms",
+            "sender_id": sms["sender_id"],
+            "destination": "+63" + _national(sms["to"]),
+            "message": sms["message"],
+            "smpp_message_id": f"smpp-{sms['message_id']}",
+            "status": "failed" if failed else "sent",
+            "parts": _parts(str(sms["message"])),
+            "created_at": sms["created_at"],
+        }
+        dlr = step.get("dlr_status") or _DLR_OF_STATUS.get(step.get("status", ""))
+        if dlr is not None and not failed:
+            entry["dlr_status"] = dlr
+            if dlr == "DELIVRD":
+                entry["delivered_at"] = _iso_now()
+        if failed and step.get("error_message"):
+            entry["error_message"] = step["error_message"]
+        return entry
 
     async def _send(self, request: Request, channel: str) -> JSONResponse:
         now = time.monotonic()
@@ -361,7 +487,7 @@ class FakeCast:
             "channel": channel,
         }
         self.requests.append(record)
-        answer = self._answer(key, idem, body, channel, now)
+        answer = self._answer(key, idem, body, channel, now, _host(request))
         if isinstance(answer, Scripted):
             record["status"] = answer.status
             if answer.stall_seconds:
@@ -376,7 +502,7 @@ class FakeCast:
         return key if key in self.api_keys else None
 
     def _answer(
-        self, key: str, idem: str | None, body: Any, channel: str, arrived: float
+        self, key: str, idem: str | None, body: Any, channel: str, arrived: float, host: str
     ) -> JSONResponse | Scripted:
         with self._lock:
             # when the request arrived, plus the network's jitter (not when this process got
@@ -385,8 +511,7 @@ class FakeCast:
             now = arrived + jitter
             watch = self.stall_watch
             earliest = watch.earliest(arrived) + jitter if watch is not None else now
-            if not self._ip_bucket.take(now):
-                self.rate_limited += 1
+            if self.ip_refused(host, now, earliest):
                 return _error(429, "RATE_LIMIT_EXCEEDED", "too many requests", retry_after=1)
             if key not in self.api_keys:
                 return _invalid_key()
@@ -433,8 +558,11 @@ class FakeCast:
                     "key": key,
                     "idempotency_key": idem,
                     "message_id": message_id,
+                    "created_at": _iso_now(),
                 }
             )
+            if self.settle_after is not None:
+                self._settles_at[message_id] = time.monotonic() + random.uniform(*self.settle_after)
             self.dlr[message_id] = deque(
                 self.next_dlr.popleft() if self.next_dlr else self.default_dlr
             )
@@ -479,6 +607,46 @@ class FakeCast:
             "VALIDATION_ERROR",
             f"sender_id {sender_id!r} is not approved for the {channel} channel",
         )
+
+
+LOGS_LIMIT = 500
+_DLR_OF_STATUS = {"delivered": "DELIVRD", "undelivered": "UNDELIV", "pending": "ACCEPTD"}
+_KINDS = {"send": "send", "bulk": "send", "status": "status", "logs": "logs"}
+
+
+def _kind(path: str) -> str:
+    """`send`, `status`, `logs`, or the account endpoint's name (`balance`, ...)."""
+    parts = [p for p in path.split("/") if p not in ("", "api", "v1")]
+    if len(parts) >= 2 and parts[1] in _KINDS:
+        return _KINDS[parts[1]]
+    return parts[-1] if parts else "other"
+
+
+def _host(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _bounded_int(value: str, name: str, low: int, high: int | None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"{name} must be between {low} and {high}" if high else f"{name} < {low}")
+    return number
+
+
+def _day(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ValueError(f"{name} must be a date, YYYY-MM-DD") from None
+
+
+def _iso_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _national(phone: str) -> str:

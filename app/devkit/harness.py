@@ -240,6 +240,7 @@ def bridge_env(
         "GHL_REQUESTS_PER_10S": "100000",
         "DLR_FIRST_POLL_SECONDS": "0.2",
         "DLR_MAX_POLL_INTERVAL_SECONDS": "0.5",
+        "DLR_LOGS_INTERVAL_SECONDS": "0.5",
         "CAST_API_TIMEOUT_SECONDS": "2",
         "GHL_API_TIMEOUT_SECONDS": "2",
         "SHUTDOWN_TIMEOUT_SECONDS": "5",

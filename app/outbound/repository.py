@@ -1,9 +1,10 @@
-"""The outbox: outbound messages as work items of the `outbound` queue; and the messages GHL
-could not be told about (`refused_messages`), for the operator."""
+"""The outbox: outbound messages as work items of the `outbound` queue; the messages GHL could
+not be told about (`refused_messages`), for the operator; and the receipt ledgers of the Cast
+keys (what their `/sms/logs` reads found)."""
 
-from app.outbound.schemas import OutboundMessage, RefusedMessage
+from app.outbound.schemas import LoggedReceipt, OutboundMessage, ReceiptLedger, RefusedMessage
 from app.queues import QueueRepository
-from app.store import DONE, Store, WorkItem
+from app.store import DONE, Store, StoreUnavailable, WorkItem
 
 QUEUE = "outbound"
 REFUSED = "refused_messages"
@@ -58,3 +59,47 @@ class RefusedMessages:
         docs = await self._store.list_docs(REFUSED, limit)
         rows = [RefusedMessage.model_validate(doc.data) for doc in docs]
         return sorted(rows, key=lambda row: row.refused_at, reverse=True)
+
+
+LEDGER_COLLECTION = "cast_receipt_ledgers"
+ROUND_PREFIX = "cast-logs:"
+MERGE_TRIES = 5
+
+
+class ReceiptLedgers:
+    """The receipt ledger of each Cast key (by fingerprint), and the claim on its logs rounds."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def claim_round(self, fingerprint: str, *, now: float, interval: float) -> bool:
+        """True for one caller per `interval` across every process: that one reads the logs."""
+        return await self._store.take_quota(
+            ROUND_PREFIX + fingerprint, now=now, window=interval, limit=1
+        )
+
+    async def get(self, fingerprint: str) -> ReceiptLedger:
+        doc = await self._store.get_doc(LEDGER_COLLECTION, fingerprint)
+        return ReceiptLedger.model_validate(doc.data) if doc else ReceiptLedger()
+
+    async def merge(
+        self,
+        fingerprint: str,
+        entries: dict[str, LoggedReceipt],
+        *,
+        read_at: float | None = None,
+        failed_at: float | None = None,
+        keep_since: float,
+    ) -> ReceiptLedger:
+        """Add a read's outcome (compare-and-swap: two overlapping reads both count)."""
+        for _ in range(MERGE_TRIES):
+            doc = await self._store.get_doc(LEDGER_COLLECTION, fingerprint)
+            ledger = ReceiptLedger.model_validate(doc.data) if doc else ReceiptLedger()
+            merged = ledger.merged(
+                entries, read_at=read_at, failed_at=failed_at, keep_since=keep_since
+            )
+            rev = doc.rev if doc else 0
+            data = merged.model_dump(mode="json")
+            if await self._store.swap_doc(LEDGER_COLLECTION, fingerprint, rev, data):
+                return merged
+        raise StoreUnavailable(f"the receipt ledger changed {MERGE_TRIES} times during a merge")

@@ -116,3 +116,51 @@ class RefusedMessage(BaseModel):
     received_at: float
     refused_at: float
     reason: str
+
+
+class LoggedReceipt(BaseModel):
+    """A message as a key's last logs reads showed it (`status` in the status endpoint's words,
+    app/outbound/receipts.py `status_of_log`), and when it was last seen there."""
+
+    status: str
+    dlr_status: str | None = None
+    error_message: str | None = None
+    seen_at: float
+
+
+class ReceiptLedger(BaseModel):
+    """What the logs reads of one Cast key found, for every process: the entries by Cast
+    message id, when the last read that worked started, and when the last one failed."""
+
+    read_at: float | None = None
+    failed_at: float | None = None
+    entries: dict[str, LoggedReceipt] = Field(default_factory=dict)
+
+    @property
+    def failing(self) -> bool:
+        """The last read failed: its parts are asked by status meanwhile."""
+        return self.failed_at is not None and self.failed_at > (self.read_at or 0.0)
+
+    def merged(
+        self,
+        entries: dict[str, LoggedReceipt],
+        *,
+        read_at: float | None,
+        failed_at: float | None,
+        keep_since: float,
+    ) -> "ReceiptLedger":
+        """With a read's outcome added; entries last seen before `keep_since` are dropped."""
+        kept = {
+            cast_id: entry
+            for cast_id, entry in (self.entries | entries).items()
+            if entry.seen_at >= keep_since
+        }
+        return ReceiptLedger(
+            read_at=_latest(self.read_at, read_at),
+            failed_at=_latest(self.failed_at, failed_at),
+            entries=kept,
+        )
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    return max((t for t in (a, b) if t is not None), default=None)

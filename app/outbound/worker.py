@@ -16,7 +16,7 @@ from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer
-from app.cast.schemas import Channel, SendRequest
+from app.cast.schemas import Channel, SendRequest, StatusResult
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
@@ -26,8 +26,9 @@ from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
 from app.optouts.service import OptOutService
 from app.outbound.receipts import Receipt, classify, failure_code, failure_reason, next_poll_delay
+from app.outbound.reconcile import Lookup, ReceiptReconciler, outstanding
 from app.outbound.repository import OutboxRepository, RefusedMessages
-from app.outbound.schemas import OutboundMessage, RefusedMessage
+from app.outbound.schemas import OutboundMessage, Part, RefusedMessage
 from app.phone import to_e164
 from app.retry import backoff
 from app.worker import JobWorker
@@ -67,6 +68,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         account_info: CastAccountInfo | None = None,
         refused: RefusedMessages | None = None,
         cipher: TokenCipher | None = None,
+        receipts: ReceiptReconciler | None = None,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -81,6 +83,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._account_info = account_info  # key states and the credits metric (issue 22)
         self._refused = refused  # messages no token could report (None: only logged)
         self._cipher = cipher or build_cipher(settings)  # keeps each message's Cast key
+        self._receipts = receipts  # receipts from the logs (None: each part asked by status)
 
     async def deferred_until(self, message: OutboundMessage) -> float | None:
         """When a message just accepted should first be worked on, if not at once: when this
@@ -311,24 +314,43 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         return message.channel
 
     # Stage 2: delivery receipts -------------------------------------------------------------
+    async def _lookup(self, api_key: str, message: OutboundMessage) -> Lookup:
+        if self._receipts is None:
+            logged, others = outstanding(message)
+            return Lookup(by_status={*logged, *others})
+        return await self._receipts.look_up(api_key, message)
+
+    async def _status_of(
+        self, api_key: str, part: Part, message: OutboundMessage
+    ) -> StatusResult | None:
+        """`/status` of one part; None (recorded) when Cast could not say."""
+        assert part.cast_message_id is not None
+        await self._pacer.before_poll()
+        try:
+            return await self._cast.message_status(
+                api_key, part.cast_message_id, part.channel or "sms"
+            )
+        except CastError as exc:
+            message.record(self._clock(), "dlr_unknown", exc.message)
+            return None
+
     async def _poll(self, message: OutboundMessage) -> float | None:
-        """Ask Cast how each part fared: when to ask again, or None once the outcome is known."""
+        """Learn how each part fared, from the key's logs or by asking Cast: when to look again,
+        or None once the outcome is known."""
         try:
             api_key = await self._receipt_key(message)
         except CastError as exc:  # the account that has its receipts cannot be asked
             message.record(self._clock(), "dlr_unknown", exc.message)
             return self._delivered(message, self._clock(), "unconfirmed")
         message.polls += 1
+        lookup = await self._lookup(api_key, message)
         for part in message.parts:
             if part.dlr is not None or part.cast_message_id is None:
                 continue
-            await self._pacer.before_poll()
-            try:
-                result = await self._cast.message_status(
-                    api_key, part.cast_message_id, part.channel or "sms"
-                )
-            except CastError as exc:
-                message.record(self._clock(), "dlr_unknown", exc.message)
+            result = lookup.settled.get(part.cast_message_id)
+            if result is None and part.cast_message_id in lookup.by_status:
+                result = await self._status_of(api_key, part, message)
+            if result is None:
                 continue
             verdict = classify(result)
             if verdict is Receipt.UNKNOWN:
@@ -344,15 +366,18 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             return self._delivered(message, now, "confirmed")
         if now - (message.accepted_at or now) >= self._settings.dlr_deadline_seconds:
             return self._delivered(message, now, "unconfirmed")
-        return now + next_poll_delay(
+        delay = next_poll_delay(
             message.polls,
             first=self._settings.dlr_first_poll_seconds,
             cap=self._settings.dlr_max_poll_interval_seconds,
         )
+        if lookup.waiting and self._receipts is not None:  # the key's next logs round
+            delay = min(delay, self._receipts.interval)
+        return now + delay
 
     async def _receipt_key(self, message: OutboundMessage) -> str:
-        """The key of the account that accepted the message (its receipts are there), else the
-        location's current key (a message stored before its key was kept)."""
+        """The key of the account that accepted the message (its receipts, logs and statuses, are
+        there), else the location's current key (a message stored before its key was kept)."""
         if message.cast_key is not None:
             return self._kept_key(message.cast_key)
         return (await self._accounts.configured(message.location_id)).api_key

@@ -5,7 +5,9 @@ import signal
 
 import pytest
 
-from app.devkit.harness import Harness, webhook
+from app.devkit.harness import CAST_KEY, CIPHER, Harness, webhook
+from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import LocationSettings
 
 FAST_POLLS = {"DLR_FIRST_POLL_SECONDS": "0.3", "DLR_MAX_POLL_INTERVAL_SECONDS": "0.5"}
 
@@ -115,3 +117,52 @@ async def test_accepted_mode_reports_delivered_when_cast_accepts_without_polling
     await asyncio.sleep(0.3)
     assert harness.statuses_for("m-accepted") == [{"status": "delivered"}]
     assert harness.cast.status_requests == []
+
+
+BULK_KEYS = [CAST_KEY] + [f"cast_{i:02d}" + "e" * 62 for i in range(1, 3)]
+BULK_MESSAGES = 200
+
+
+async def own_keys(h: Harness, keys: list[str]) -> list[str]:
+    """One installed location per key, sending with it; their ids."""
+    locations = [f"loc-key-{i}" for i in range(len(keys))]
+    for location_id, key in zip(locations, keys, strict=True):
+        h.cast.api_keys.add(key)
+        await h.seed_installation(location_id)
+        settings = LocationSettings(location_id=location_id, cast_api_key=key, updated_at=0)
+        await h.with_store(
+            lambda store, s=settings: LocationSettingsRepository(store, CIPHER).put(s)
+        )
+    return locations
+
+
+# The store's part (the ledger, the round claim) runs on both backends in tests/test_reconcile.py;
+# 200 messages through the MongoDB wire server take minutes on a busy 2-core machine.
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_receipts_at_bulk_cost_at_most_1_2_cast_requests_per_message(harness: Harness):
+    h = harness
+    h.env.update(
+        DLR_FIRST_POLL_SECONDS="2",
+        DLR_MAX_POLL_INTERVAL_SECONDS="6",
+        DLR_LOGS_INTERVAL_SECONDS="3",
+    )
+    h.cast.settle_after = (0.6, 4.0)  # Cast's 3-20 s, five times faster
+    locations = await own_keys(h, BULK_KEYS)
+    h.start()
+    ids = [f"m-bulk-{i}" for i in range(BULK_MESSAGES)]
+    for start in range(0, BULK_MESSAGES, 20):
+        await asyncio.gather(
+            *(
+                h.post(webhook(message_id, locationId=locations[n % len(locations)]))
+                for n, message_id in enumerate(ids[start : start + 20], start=start)
+            )
+        )
+
+    await h.wait_for(lambda: len(h.ghl.statuses) >= BULK_MESSAGES, timeout=90, what="statuses")
+    await asyncio.sleep(1.0)  # nothing more should come
+
+    assert sorted(s["message_id"] for s in h.ghl.statuses) == sorted(ids)
+    assert {s["body"]["status"] for s in h.ghl.statuses} == {"delivered"}
+    requests = sum(h.cast.api_calls.values())
+    assert requests <= 1.2 * BULK_MESSAGES, dict(h.cast.api_calls)
+    assert h.cast.api_calls["logs"] > 0
