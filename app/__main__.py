@@ -9,7 +9,6 @@ import uvicorn
 from app.config import SettingsError, load_settings
 from app.logs import configure_logging
 from app.main import create_app
-from app.serving import UVICORN_OPTIONS
 
 
 def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
@@ -32,7 +31,9 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-        **UVICORN_OPTIONS,
+        log_config=None,  # app/logs.py configures logging
+        access_log=False,  # the webhook paths log what they did, with the request id
+        server_header=False,
     )
 
 

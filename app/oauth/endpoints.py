@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from app.deps import CountersDep, OAuthServiceDep
+from app.deps import ServicesDep
 from app.errors import ApiError
 from app.ghl.client import GHLError
 from app.ghl.webhooks import VerifiedBody, parse_payload, refusals_counted
@@ -17,22 +17,22 @@ _PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 @router.get("/oauth/install", status_code=302)
 @router.get("/install", status_code=302, include_in_schema=False)
-async def install(service: OAuthServiceDep) -> RedirectResponse:
+async def install(services: ServicesDep) -> RedirectResponse:
     """Start an installation: redirect to GHL's location chooser with a signed state."""
-    return RedirectResponse(service.install_url(), status_code=302, headers=_PAGE_HEADERS)
+    return RedirectResponse(services.oauth.install_url(), status_code=302, headers=_PAGE_HEADERS)
 
 
 @router.get("/oauth/callback", response_class=HTMLResponse)
 @router.get("/oauth-callback", response_class=HTMLResponse, include_in_schema=False)
 async def callback(
-    service: OAuthServiceDep,
+    services: ServicesDep,
     code: str | None = None,
     state: str | None = None,
     error: str | None = None,
 ) -> HTMLResponse:
     """GHL's redirect after the user approved: exchange the code, store the tokens."""
     try:
-        result = await service.complete_install(code, state, error)
+        result = await services.oauth.complete_install(code, state, error)
     except InstallError as exc:
         return HTMLResponse(
             pages.error_page(exc.title, exc.message), status_code=exc.status, headers=_PAGE_HEADERS
@@ -41,14 +41,12 @@ async def callback(
 
 
 @router.post("/webhooks/ghl/app")
-async def app_webhook(
-    body: VerifiedBody, service: OAuthServiceDep, counters: CountersDep
-) -> JSONResponse:
+async def app_webhook(body: VerifiedBody, services: ServicesDep) -> JSONResponse:
     """The app's Webhook URL: INSTALL and UNINSTALL (signed like the Delivery URL)."""
-    with refusals_counted(counters, "webhooks_rejected_payload"):
+    with refusals_counted(services.counters, "webhooks_rejected_payload"):
         event = parse_payload(AppWebhook, body)
     try:
-        outcome = await service.handle_app_webhook(event)
+        outcome = await services.oauth.handle_app_webhook(event)
     except GHLError as exc:
         raise ApiError(502, "ghl_unavailable", f"GHL did not answer as expected: {exc}") from exc
     return JSONResponse(outcome)
