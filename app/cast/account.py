@@ -23,6 +23,7 @@ from app.cast.repository import KeyStates
 from app.cast.schemas import KeyState, Profile, SenderId, Usage
 from app.cast.senders import SenderDirectory
 from app.metrics import Counters
+from app.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class CastAccountInfo:
         self._pace = pace
         self._timeout = timeout
         self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache: TTLCache[tuple[str, str], Any] = TTLCache(BALANCE_SECONDS, clock=clock)
         self._active: dict[str, tuple[str, float]] = {}  # fingerprint -> (key, last send)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -112,7 +113,7 @@ class CastAccountInfo:
 
     async def refresh_credits(self, api_key: str) -> None:
         """Read the balance again (the metric's refresher); errors are logged, not raised."""
-        self._cache.pop(("credits", key_fingerprint(api_key)), None)
+        self._cache.pop(("credits", key_fingerprint(api_key)))
         try:
             await self.credits(api_key)
         except CastError as exc:
@@ -125,13 +126,11 @@ class CastAccountInfo:
         self, api_key: str, what: str, ttl: float, fetch: Callable[[str], Awaitable[Any]]
     ) -> Any:
         slot = (what, key_fingerprint(api_key))
-        cached = self._cache.get(slot)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
+        if (cached := self._cache.get(slot)) is not None:
+            return cached
         async with self._locks.setdefault(slot, asyncio.Lock()):  # one request per key and kind
-            cached = self._cache.get(slot)
-            if cached is not None and cached[0] > self._clock():
-                return cached[1]
+            if (cached := self._cache.get(slot)) is not None:
+                return cached
             if self._pace is not None:
                 await self._pace()
             try:
@@ -140,9 +139,7 @@ class CastAccountInfo:
                 if exc.key_state:
                     await self.states.refused(api_key, exc)
                 raise
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[slot] = (self._clock() + ttl, value)
+            self._cache.put(slot, value, ttl)
             return value
 
     async def _balance(self, api_key: str) -> int:

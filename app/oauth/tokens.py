@@ -30,6 +30,7 @@ from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
+from app.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class TokenService:
         self._ghl = ghl
         self._counters = counters or Counters()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._usable_until: dict[str, float] = {}  # location -> monotonic deadline (see above)
+        # Locations found usable (see above), not asked about again for a while.
+        self._known_usable: TTLCache[str, bool] = TTLCache(REAUTH_CHECK_REUSE_SECONDS)
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Up to four GHL calls happen under one lease (company refresh, location token, retry).
         self._lease_seconds = max(
@@ -118,16 +120,13 @@ class TokenService:
         """Why this location cannot be served until it is re-installed, or None.
 
         Another process flagging the location is seen within REAUTH_CHECK_REUSE_SECONDS."""
-        now = time.monotonic()
-        if self._usable_until.get(location_id, 0.0) > now:
+        if location_id in self._known_usable:
             return None
         found = await self._repo.get(location_key(location_id))
         if found is None or not found[0].needs_reauth:
-            if len(self._usable_until) > 10_000:
-                self._usable_until.clear()
-            self._usable_until[location_id] = now + REAUTH_CHECK_REUSE_SECONDS
+            self._known_usable.put(location_id, True)
             return None
-        self._usable_until.pop(location_id, None)
+        self._known_usable.pop(location_id)
         return found[0].reauth_reason or "GHL refused the token refresh"
 
     async def ensure_location(self, location_id: str, company_id: str) -> bool:
@@ -369,7 +368,7 @@ class TokenService:
             update={"needs_reauth": True, "reauth_reason": reason, "updated_at": self._clock()}
         )
         if installation.location_id is not None:
-            self._usable_until.pop(installation.location_id, None)
+            self._known_usable.pop(installation.location_id)
         await self._repo.swap(flagged, rev)
 
     def _fresh(self, installation: Installation) -> bool:
