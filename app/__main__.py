@@ -7,7 +7,7 @@ from types import FrameType
 import uvicorn
 
 from app.config import SettingsError, load_settings
-from app.logs import configure_logging
+from app.kit.logs import configure_logging
 from app.main import create_app
 
 
@@ -31,7 +31,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-        log_config=None,  # app/logs.py configures logging
+        log_config=None,  # app/kit/logs.py configures logging
         access_log=False,  # the webhook paths log what they did, with the request id
         server_header=False,
     )

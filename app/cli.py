@@ -42,7 +42,7 @@ from app.composition import (
 )
 from app.config import Settings, SettingsError, load_settings
 from app.console import Output, dump, when
-from app.errors import ApiError, validation_error
+from app.kit.errors import ApiError, validation_error
 from app.store import StoreUnavailable, build_store
 
 

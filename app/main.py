@@ -11,17 +11,17 @@ import httpx
 from fastapi import FastAPI
 
 from app.admin.endpoints import router as admin_router
-from app.body_limit import BodyLimitMiddleware
 from app.composition import Services, build_services
 from app.config import Settings, load_settings
 from app.deps import SERVICES_STATE
-from app.errors import install_error_handlers
 from app.health.endpoints import router as health_router
 from app.inbound.endpoints import router as inbound_router
+from app.kit.body_limit import BodyLimitMiddleware
+from app.kit.errors import install_error_handlers
+from app.kit.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from app.locations.endpoints import router as locations_router
 from app.metrics.endpoints import router as metrics_router
 from app.metrics.http import instrument_http
-from app.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from app.oauth.endpoints import router as oauth_router
 from app.outbound.endpoints import router as outbound_router
 from app.store import Store, StoreUnavailable, build_store

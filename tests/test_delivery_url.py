@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from app.devkit.harness import webhook
 from app.devkit.signing import TestKeys, test_keys
-from app.logs import request_id_var
+from app.kit.logs import request_id_var
 from app.main import create_app
 from app.oauth.service import OAuthService
 from app.outbound.service import OutboundService

@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from app.logs import JsonFormatter, mask_phone, mask_phones_in
+from app.kit.logs import JsonFormatter, mask_phone, mask_phones_in
 
 
 def test_a_phone_keeps_only_its_last_four_digits():

@@ -1,6 +1,6 @@
-"""The one in-process cache (app/ttl_cache.py): entries expire, and the map stays bounded."""
+"""The one in-process cache (app/kit/ttl_cache.py): entries expire, and the map stays bounded."""
 
-from app.ttl_cache import TTLCache
+from app.kit.ttl_cache import TTLCache
 
 
 class Clock:

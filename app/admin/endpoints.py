@@ -19,10 +19,10 @@ from app.admin.schemas import (
     SenderIdResult,
 )
 from app.admin.service import AdminService
-from app.bearer import require_bearer
 from app.deps import ServicesDep
-from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
+from app.kit.bearer import require_bearer
+from app.kit.errors import ApiError
 from app.optouts.schemas import OptOutView
 
 

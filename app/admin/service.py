@@ -18,9 +18,9 @@ from app.admin.schemas import (
 from app.cast.accounts import CastAccounts, account_from
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel
-from app.errors import ApiError
 from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
+from app.kit.errors import ApiError
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.locations.service import save_settings

@@ -22,8 +22,8 @@ from app.cast.pacing import key_fingerprint
 from app.cast.repository import KeyStates
 from app.cast.schemas import KeyState, Profile, SenderId, Usage
 from app.cast.senders import SenderDirectory
+from app.kit.ttl_cache import TTLCache
 from app.metrics import Counters
-from app.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 

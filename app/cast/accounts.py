@@ -15,8 +15,8 @@ from app.cast.client import CastError
 from app.cast.schemas import Channel, ChannelSource, SenderId
 from app.cast.senders import SenderDirectory, find_sender
 from app.config import Settings
-from app.errors import ApiError
-from app.ttl_cache import TTLCache
+from app.kit.errors import ApiError
+from app.kit.ttl_cache import TTLCache
 
 ACCOUNT_CACHE_SECONDS = 5.0
 KEY_UNREADABLE = (

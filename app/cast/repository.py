@@ -14,8 +14,8 @@ from collections.abc import Callable
 from app.cast.client import CastError
 from app.cast.pacing import key_fingerprint
 from app.cast.schemas import KeyState
+from app.kit.ttl_cache import TTLCache
 from app.store import Store
-from app.ttl_cache import TTLCache
 
 COLLECTION = "cast_key_states"
 STATE_CACHE_SECONDS = 5.0

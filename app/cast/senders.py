@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import key_fingerprint
 from app.cast.schemas import Channel, SenderId
+from app.kit.ttl_cache import TTLCache
 from app.phone import InvalidPhoneNumber, to_e164
-from app.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from app.deps import ServicesDep
-from app.errors import ApiError, validation_error
 from app.ghl.signature import (
     ED25519_HEADER,
     RSA_HEADER,
@@ -17,6 +16,7 @@ from app.ghl.signature import (
     WebhookKeys,
     verify_webhook,
 )
+from app.kit.errors import ApiError, validation_error
 from app.metrics import Counters
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app.deps import ServicesDep
-from app.errors import ApiError
 from app.ghl.webhooks import parse_payload, refusals_counted
 from app.inbound.schemas import InboundPayload
 from app.inbound.service import Accepted
+from app.kit.errors import ApiError
 
 router = APIRouter(tags=["inbound"])
 

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from app.deps import ServicesDep
-from app.errors import ApiError, validation_error
+from app.kit.errors import ApiError, validation_error
 from app.locations.pages import STATIC_DIR, STATIC_FILES, new_nonce, render
 from app.locations.schemas import SettingsForm, SmsTestForm
 from app.locations.service import LocationService

@@ -4,8 +4,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.bearer import require_bearer
 from app.deps import ServicesDep
+from app.kit.bearer import require_bearer
 
 router = APIRouter(tags=["operations"])
 

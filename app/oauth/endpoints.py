@@ -2,9 +2,9 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from app.deps import ServicesDep
-from app.errors import ApiError
 from app.ghl.client import GHLError
 from app.ghl.webhooks import VerifiedBody, parse_payload, refusals_counted
+from app.kit.errors import ApiError
 from app.oauth import pages
 from app.oauth.schemas import AppWebhook
 from app.oauth.service import InstallError

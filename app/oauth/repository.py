@@ -13,12 +13,12 @@ Collections:
 import logging
 import math
 
+from app.kit.ttl_cache import TTLCache
 from app.oauth.crypto import TokenCipher, UndecryptableError
 from app.oauth.schemas import Installation, InstallationSummary
 from app.oauth.schemas import company_key as company_key  # the document ids, re-exported
 from app.oauth.schemas import location_key as location_key
 from app.store import Doc, Store
-from app.ttl_cache import TTLCache
 
 COLLECTION = "installations"
 LINKS = "installation_links"

@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from app.config import Settings
-from app.errors import ApiError
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import TokenResponse
+from app.kit.errors import ApiError
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import AppWebhook, Installation, InstallResult

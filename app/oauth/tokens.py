@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import TokenResponse
+from app.kit.ttl_cache import TTLCache
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
-from app.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The outbox: outbound messages as work items of the `outbound` queue."""
 
+from app.kit.queues import QueueRepository
 from app.outbound.schemas import OutboundMessage
-from app.queues import QueueRepository
 from app.store import DONE, WorkItem
 
 QUEUE = "outbound"

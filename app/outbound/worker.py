@@ -20,6 +20,7 @@ from app.cast.schemas import Channel, SendRequest
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
+from app.kit.retry import backoff
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
@@ -28,7 +29,6 @@ from app.outbound.receipts import Receipt, classify, failure_code, failure_reaso
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.phone import to_e164
-from app.retry import backoff
 from app.worker import JobWorker
 
 log = logging.getLogger(__name__)

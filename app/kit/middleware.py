@@ -1,13 +1,13 @@
 """Pure-ASGI middleware applied to every route (app/main.py): the request id, and a JSON 500 for
 an unexpected error. The HTTP metrics (app/metrics/http.py) and the body limit
-(app/body_limit.py) are the other two."""
+(app/kit/body_limit.py) are the other two."""
 
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import error_response
-from app.logs import new_request_id, request_id_var
+from app.kit.errors import error_response
+from app.kit.logs import new_request_id, request_id_var
 
 log = logging.getLogger("app.http")
 
