@@ -34,6 +34,9 @@ def main() -> None:
         log_config=None,  # app/kit/logs.py configures logging
         access_log=False,  # the webhook paths log what they did, with the request id
         server_header=False,
+        # Nothing reads the client's address or scheme (links are built from BASE_URL): no
+        # X-Forwarded-* rewriting, as before.
+        proxy_headers=False,
     )
 
 
