@@ -23,18 +23,18 @@ RUN python -m venv /opt/venv
 
 WORKDIR /src
 
-# 1) Dependencies only. This layer is rebuilt only when pyproject.toml changes, not on every code
-#    edit. The runtime dependencies ([project].dependencies, never the [test] extra) are read
-#    with tomllib. All of them ship manylinux wheels for CPython 3.13, so no compiler is needed.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# 1) Dependencies only, exactly the lock file's versions, each checked against its sha256
+#    (requirements.lock: the runtime set, never the [test] extra; scripts/lock.sh refreshes it).
+#    This layer is rebuilt only when the lock changes, not on every code edit. All of them ship
+#    manylinux wheels for CPython 3.13, so no compiler is needed.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 # 2) The package itself, without deps (they are already installed). This is a normal, non-editable
 #    install, so the code ends up in the venv's site-packages and the /src tree is not needed later.
 #    It includes the development kit (app/devkit: fake GHL and Cast), so `cast-ghl sandbox` runs
 #    in the image; the service itself never loads it.
+COPY pyproject.toml ./
 COPY app/ ./app/
 RUN pip install --no-deps . \
     && cd / && python -c "import app.config, app.devkit.harness, fastapi, uvicorn, pymongo, cryptography"

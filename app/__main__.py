@@ -7,9 +7,8 @@ from types import FrameType
 import uvicorn
 
 from app.config import SettingsError, load_settings
-from app.logs import configure_logging
+from app.kit.logs import configure_logging
 from app.main import create_app
-from app.serving import UVICORN_OPTIONS
 
 
 def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
@@ -32,7 +31,12 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
-        **UVICORN_OPTIONS,
+        log_config=None,  # app/kit/logs.py configures logging
+        access_log=False,  # the webhook paths log what they did, with the request id
+        server_header=False,
+        # Nothing reads the client's address or scheme (links are built from BASE_URL): no
+        # X-Forwarded-* rewriting, as before.
+        proxy_headers=False,
     )
 
 

@@ -45,8 +45,8 @@ from app.composition import (
 )
 from app.config import Settings, SettingsError, load_settings
 from app.console import Output, dump, when
-from app.errors import ApiError, validation_error
 from app.ghl.scopes import AGENCY, DND, INBOUND, OUTBOUND, missing_by_feature
+from app.kit.errors import ApiError, validation_error
 from app.store import StoreUnavailable, build_store
 
 

@@ -5,7 +5,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from app.logs import mask_phones_in
+from app.kit.logs import mask_phones_in
 
 
 class HistoryEvent(BaseModel):

@@ -2,7 +2,6 @@
 (app/composition.py), runs the workers, and on shutdown stops them and closes everything."""
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,23 +9,21 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admin.endpoints import router as admin_router
-from app.asgi import BridgeApp, DirectRoutes, HotRoutes
-from app.body_limit import BodyLimitMiddleware
 from app.composition import Services, build_services
 from app.config import Settings, load_settings
 from app.deps import SERVICES_STATE
-from app.errors import install_error_handlers
 from app.health.endpoints import router as health_router
 from app.inbound.endpoints import router as inbound_router
+from app.kit.body_limit import BodyLimitMiddleware
+from app.kit.errors import install_error_handlers
+from app.kit.middleware import RequestIdMiddleware, UnhandledErrorMiddleware
 from app.locations.endpoints import router as locations_router
-from app.logs import new_request_id, request_id_var
 from app.metrics.endpoints import router as metrics_router
 from app.metrics.http import instrument_http
 from app.oauth.endpoints import router as oauth_router
-from app.outbound.endpoints import routes as outbound_routes
+from app.outbound.endpoints import router as outbound_router
 from app.store import Store, StoreUnavailable, build_store
 
 log = logging.getLogger("app")
@@ -42,30 +39,6 @@ def _http_client(base_url: str, timeout: float) -> httpx.AsyncClient:
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         headers={"User-Agent": USER_AGENT},
     )
-
-
-class RequestIdMiddleware:
-    """Tag every request (and its log lines) with an id; echo it as X-Request-ID."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = new_request_id()
-        token = request_id_var.set(request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
 
 
 async def _open_store(store: Store) -> None:
@@ -92,10 +65,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
     ghl_http = _http_client(str(settings.ghl_api_url), settings.ghl_api_timeout_seconds)
     services = build_services(settings, store, cast_http, ghl_http, app.state.http_metrics_registry)
     services.workers.start()
-    # Everything built so far lives as long as the process: move it out of the garbage
-    # collector's sight, so a full collection scans only what requests create (measured:
-    # gen-2 pauses of 50-100 ms under load became ~3 ms; see docs/performance.md).
-    gc.freeze()
     services.readiness.started = True
     log.info("bridge started", extra={"store": store.backend, "port": settings.port})
     try:
@@ -110,10 +79,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
         log.info("shutdown complete", extra={"counters": services.counters.snapshot()})
 
 
-def create_app(settings: Settings | None = None) -> BridgeApp:
+def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     docs = settings.api_docs  # /docs, /redoc, /openapi.json list the admin API: off by default
-    app = BridgeApp(
+    app = FastAPI(
         title="Cast SMS for GoHighLevel",
         version="0.1.0",
         lifespan=lifespan,
@@ -124,19 +93,16 @@ def create_app(settings: Settings | None = None) -> BridgeApp:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(health_router)
-    app.router.routes.extend(outbound_routes)
+    app.include_router(outbound_router)
     app.include_router(locations_router)
     app.include_router(inbound_router)
     app.include_router(oauth_router)
     app.include_router(admin_router)
     app.include_router(metrics_router)
-    # Middleware added last runs first: request id, HTTP metrics, the body limit, then the raw
-    # webhook routes (ahead of FastAPI's routing). A webhook within the body limit skips all of
-    # that: `app.hot` serves it first, tagged and counted the same way.
-    app.add_middleware(DirectRoutes, routes=outbound_routes)
+    # Middleware added last runs first: the request id, a JSON 500 for an unexpected error, the
+    # HTTP metrics, then the body limit, on every route.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    http_metrics = instrument_http(app)
-    app.state.http_metrics_registry = http_metrics.registry
+    app.state.http_metrics_registry = instrument_http(app).registry
+    app.add_middleware(UnhandledErrorMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    app.hot = HotRoutes(outbound_routes, http_metrics, settings.max_body_bytes)
     return app

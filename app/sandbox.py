@@ -40,7 +40,7 @@ from app.devkit.harness import (
 )
 from app.devkit.processes import start_bridge
 from app.devkit.server_thread import ServerThread
-from app.errors import ApiError
+from app.kit.errors import ApiError
 
 PHONE = "+639171234567"
 SENDER_ID = "+639170000001"  # a SIM number Cast approved for the `sim` channel: replies come back

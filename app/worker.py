@@ -20,7 +20,7 @@ from typing import Any
 
 from app.config import Settings
 from app.jobs import Job
-from app.queues import QueueRepository
+from app.kit.queues import QueueRepository
 from app.store import WorkItem
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,7 @@ Three processes besides this one: the bridge (`python -m app`), fake Cast + fake
 3. drain (not with `--ingest-only`): until fake Cast has every message and fake GHL every
    status; fake Cast enforces Cast's per-key rate R and per-IP limits (429 when exceeded);
 4. baseline: a bare FastAPI app (reads the body, answers 202) under stock uvicorn (uvloop,
-   httptools), same wrk, same bodies: the yardstick; then the same app served as the bridge is
-   (app/serving.py), to show what the server settings alone are worth.
+   httptools), same wrk, same bodies: the yardstick.
 
 With `--pacing N`, instead: the pacing runs of issue 20 (`bench/pacing_bench.py`: fake Cast's
 strictest per-key limiter, a sliding 1-s log with 20 ms of jitter; fake GHL's 100 requests per
@@ -231,14 +230,13 @@ def baseline(
     threads: int,
     workdir: Path,
     duration: int | None,
-    server: str = "uvicorn",
 ) -> dict[str, Any]:
-    """The bare app's run; `server="bridge"`: served as the bridge is (app/serving.py)."""
+    """The bare app's run."""
     port = free_port()
-    log = workdir / f"baseline-{server}.log"
+    log = workdir / "baseline.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.baseline_app", "--port", str(port), "--server", server],
+            [sys.executable, "-m", "bench.baseline_app", "--port", str(port)],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -314,7 +312,6 @@ def report(r: dict[str, Any]) -> str:
         f"{TARGETS['baseline_fraction']}"
         if base
         else "       baseline: skipped",
-        *_bridge_server_line(r.get("baseline_bridge_server"), ing["per_s"]),
         f"[{mark[ok['cast_time']]}] all {drain['cast_unique']}/{n} messages at fake Cast after "
         f"{_s(drain['cast_all_s'])} (N/R = {ideal:.1f} s, ratio "
         f"{_ratio(drain['cast_all_s'], ideal)}; target <= {TARGETS['cast_time_factor']}); "
@@ -385,16 +382,6 @@ def pacing_report(results: list[dict[str, Any]]) -> str:
             f"{r['last_status_after_last_send_s']} s |"
         )
     return "\n".join(lines)
-
-
-def _bridge_server_line(base: dict[str, Any] | None, per_s: float) -> list[str]:
-    if base is None:
-        return []
-    return [
-        f"       the same bare app served as the bridge is (app/serving.py): {base['per_s']:.0f}/s,"
-        f" {base['server_cpu_us_per_request']:.0f} us CPU per request -> bridge ingest = "
-        f"{per_s / base['per_s']:.2f} x that"
-    ]
 
 
 def _s(value: float | None) -> str:
@@ -514,14 +501,10 @@ def main() -> None:
         }
         bridge.sample_rss()
         bridge.stop()
-        base = base_bridge_server = None
+        base = None
         if not args.no_baseline:
             print("baseline ...", flush=True)
             base = baseline(bodies_file, args.n, args.c, args.threads, workdir, args.duration)
-            print("baseline served as the bridge is ...", flush=True)
-            base_bridge_server = baseline(
-                bodies_file, args.n, args.c, args.threads, workdir, args.duration, "bridge"
-            )
         results = {
             "machine": {**host, "loadavg_at_end": os.getloadavg()[0]},
             "store": store.label,
@@ -535,7 +518,6 @@ def main() -> None:
             "drain": drain,
             "latency": latency,
             "baseline": base,
-            "baseline_bridge_server": base_bridge_server,
             "profile_stages": stages,
             "peak_rss_mb": bridge.peak_rss_kb / 1024,
             "at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

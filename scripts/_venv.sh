@@ -1,5 +1,6 @@
-# Sourced by serve.sh and test.sh: find Python 3.13+, make ./.venv, install the project into it.
-# Usage: ensure_venv "<pip extras, e.g. [test] or empty>"
+# Sourced by serve.sh, test.sh and lock.sh: find Python 3.13+, make ./.venv holding exactly the
+# lock file's versions (requirements.lock, or requirements-test.lock for "[test]") and the project.
+# Usage: ensure_venv "<pip extras: [test] or empty>"
 set -euo pipefail
 
 find_python() {
@@ -21,12 +22,27 @@ find_python() {
     return 1
 }
 
+# What an install was made from: pyproject.toml and both lock files.
+lock_digest() {
+    cat pyproject.toml requirements.lock requirements-test.lock | sha256sum | cut -d' ' -f1
+}
+
+# Installs only when pyproject.toml or a lock file changed since the last install (a stamp in
+# .venv), so a restart needs no package index. A change rebuilds .venv from scratch: nothing of
+# an older lock lingers. The test set includes the service's (same versions), so it serves both.
 ensure_venv() {
     local extras="${1:-}"
-    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
-        rm -rf .venv
-        "$(find_python)" -m venv .venv
+    local lock=requirements.lock
+    [ "$extras" = "[test]" ] && lock=requirements-test.lock
+    local stamp=.venv/.installed digest
+    digest="$(lock_digest)"
+    if [ -x .venv/bin/python ] && [ -f "$stamp" ] &&
+        { [ "$(cat "$stamp")" = "$digest [test]" ] || [ "$(cat "$stamp")" = "$digest $extras" ]; }; then
+        return
     fi
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".${extras}"
+    rm -rf .venv
+    "$(find_python)" -m venv .venv
+    .venv/bin/python -m pip install --quiet --require-hashes -r "$lock"
+    .venv/bin/python -m pip install --quiet --no-deps -e .
+    echo "$digest $extras" >"$stamp"
 }

@@ -15,6 +15,7 @@ The rules, as the flow goes (GHL → outbound → Cast; the gateway → inbound 
 - `app.cast` (the client, pacing, accounts: what both paths use) imports no other domain;
 - apart from their HTTP edge (`endpoints.py`, which reaches the composition root through
   `app.deps`), those domains do not reach the forbidden ones indirectly either;
+- `app.kit` (plumbing) imports no domain, nor the composition root or the HTTP edge;
 - nothing in `app` imports the test suite or the benchmarks.
 """
 
@@ -150,6 +151,24 @@ def test_a_leaf_domain_does_not_reach_them_through_another_module(graph: Graph, 
         for module in graph
         if _inside(module, domain) and module.rsplit(".", 1)[-1] != HTTP_EDGE
         for target in reachable(graph, module)
+        if any(_inside(target, other) for other in forbidden)
+    }
+    assert found == set()
+
+
+def test_the_kit_imports_no_domain_nor_the_composition_root(graph: Graph):
+    """Plumbing in `app.kit` knows no business rule and no wiring."""
+    kit = [module for module in graph if _inside(module, "app.kit")]
+    assert kit
+    forbidden = [f"app.{domain}" for domain in DOMAINS] + [
+        "app.composition",
+        "app.deps",
+        "app.main",
+    ]
+    found = {
+        (module, target)
+        for module in kit
+        for target in graph[module]
         if any(_inside(target, other) for other in forbidden)
     }
     assert found == set()

@@ -11,7 +11,7 @@ from app.cast.schemas import SendRequest, checked_sender_id
 from app.cast.senders import SenderDirectory, sender_key
 from app.config import Settings
 from app.devkit.fake_cast import FakeCast
-from app.errors import ApiError
+from app.kit.errors import ApiError
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.outbound.schemas import OutboundMessage, Part
 from tests.support.units import cast_client_over

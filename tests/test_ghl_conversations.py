@@ -1,5 +1,6 @@
 """The contact's GHL conversation (issue 27): looked up or opened, its id cached per contact in
-a bounded TTL/LRU cache, the look-ups paced with the location's other GHL calls."""
+the one bounded TTL cache (app/kit/ttl_cache.py), the look-ups paced with the location's other
+GHL calls."""
 
 import time
 
@@ -7,41 +8,12 @@ import httpx
 import pytest
 import respx
 
-from app.cache import TTLCache
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.conversations import ConversationDirectory
 from app.ghl.pacing import INTERVAL, MAX_LATENESS, GHLPacer
-from tests.support.units import FakeClock, FakeGHL
+from tests.support.units import FakeGHL
 
 LOCATION, CONTACT = "loc-1", "contact-1"
-
-
-# The cache ------------------------------------------------------------------------------------
-def test_a_cached_value_is_forgotten_once_its_time_is_up():
-    clock = FakeClock()
-    cache: TTLCache[str, str] = TTLCache(10, 60, clock)
-    cache.put("k", "v")
-    clock.advance(59)
-    assert cache.get("k") == "v"
-    clock.advance(1)
-    assert cache.get("k") is None and len(cache) == 0
-
-
-def test_a_full_cache_drops_the_least_recently_used_entry():
-    cache: TTLCache[str, int] = TTLCache(2, 60, FakeClock())
-    cache.put("a", 1)
-    cache.put("b", 2)
-    assert cache.get("a") == 1  # "b" is now the least recently used
-    cache.put("c", 3)
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
-    assert len(cache) == 2
-
-
-def test_a_cache_must_hold_something_for_some_time():
-    with pytest.raises(ValueError):
-        TTLCache(0, 60)
-    with pytest.raises(ValueError):
-        TTLCache(1, 0)
 
 
 # The directory --------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from app.devkit.harness import CAST_KEY
 from app.devkit.signing import test_keys
 from app.ghl.client import GHLClient
 from app.ghl.schemas import StatusUpdate
+from app.kit.retry import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
+from app.kit.urls import path_segment
 from app.locations.schemas import SettingsForm
 from app.oauth.service import parse_timestamp
-from app.retry import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
-from app.urls import path_segment
 from tests.test_health import sqlite_client_for
 
 TRAVERSAL = "../../contacts/abc?x="

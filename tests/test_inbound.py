@@ -8,11 +8,11 @@ import pytest
 
 from app.cast.senders import sender_key
 from app.config import SettingsError, load_settings
-from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, NoRoute, Route
 from app.inbound.schemas import InboundPayload, InboundSMS
+from app.kit.errors import ApiError
 from app.store import DONE, PENDING, Store
 
 NOW = 1_800_000_000.0

@@ -7,7 +7,7 @@ from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastError
 from app.cast.pacing import CastPacer
 from app.config import Settings
-from app.errors import ApiError
+from app.kit.errors import ApiError
 from app.locations.repository import COLLECTION, LocationSettingsRepository
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.locations.service import LocationService

@@ -13,7 +13,7 @@ import pytest
 from app.admin.schemas import MessageView
 from app.devkit.harness import webhook
 from app.ghl.schemas import ProviderOutboundMessage
-from app.logs import JsonFormatter, mask_phones_in
+from app.kit.logs import JsonFormatter, mask_phones_in
 from app.outbound.service import build_message
 from app.phone import InvalidPhoneNumber, to_cast_local
 from app.store.sqlite import SQLiteStore

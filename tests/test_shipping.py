@@ -153,15 +153,17 @@ def test_dockerfile_is_multi_stage_on_python_3_13_slim(stages):
 
 
 def test_dockerfile_installs_dependencies_before_copying_the_code(stages):
-    """A code edit reuses the dependency layer: pyproject.toml is copied and installed first."""
+    """A code edit reuses the dependency layer: the lock file is copied and installed first,
+    every package checked against its hashes."""
     builder = stages[0]
     copies = [rest for keyword, rest in builder if keyword == "COPY"]
-    assert copies[0].split()[0] == "pyproject.toml"
+    assert copies[0].split()[0] == "requirements.lock"
     first_code_copy = next(
         i for i, (k, rest) in enumerate(builder) if k == "COPY" and "app" in rest
     )
     installs = [i for i, (k, rest) in enumerate(builder) if k == "RUN" and "pip install" in rest]
     assert installs and installs[0] < first_code_copy
+    assert "--require-hashes -r requirements.lock" in builder[installs[0]][1]
 
 
 def test_dockerfile_final_stage_runs_as_a_non_root_user(stages):
@@ -263,6 +265,14 @@ def _runs_on_main_push(step: dict[str, Any]) -> bool:
 def test_pipeline_lints_with_ruff(pipeline):
     commands = " ; ".join(_named(pipeline["steps"])["lint"]["commands"])
     assert "ruff check" in commands and "ruff format --check" in commands
+
+
+@pytest.mark.parametrize("step", ["lint", "test"])
+def test_pipeline_installs_the_locked_test_set_checked_by_hashes(pipeline, step):
+    commands = _named(pipeline["steps"])[step]["commands"]
+    installs = [command for command in commands if "pip install" in command]
+    assert installs[0].endswith("--require-hashes -r requirements-test.lock")
+    assert all("-r " in command or "--no-deps" in command for command in installs)
 
 
 def test_pipeline_tests_against_a_real_mongo_7_service(pipeline):

@@ -7,7 +7,7 @@ import httpx
 import pytest
 import respx
 
-from app.upstream import Unanswered, timed_request
+from app.kit.upstream import Unanswered, timed_request
 
 BASE = "https://upstream.test"
 

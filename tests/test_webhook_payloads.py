@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from app.errors import ApiError
 from app.ghl.schemas import ContactDndUpdate, ProviderOutboundMessage
 from app.ghl.webhooks import parse_payload, refusals_counted
+from app.kit.errors import ApiError
 from app.metrics import Counters
 
 GOOD = b'{"messageId": "m1", "locationId": "l1", "phone": "+639171234567", "message": "hi"}'

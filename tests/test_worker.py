@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from app.config import load_settings
 from app.devkit.harness import CAST_KEY
-from app.queues import QueueRepository
+from app.kit.queues import QueueRepository
 from app.store import DONE, Store, WorkItem
 from app.worker import LeasedQueueWorker
 from tests.support.units import FakeClock

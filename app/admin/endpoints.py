@@ -19,22 +19,20 @@ from app.admin.schemas import (
     SenderIdResult,
 )
 from app.admin.service import AdminService
-from app.bearer import require_bearer
-from app.deps import AdminServiceDep, SettingsDep
-from app.errors import ApiError
+from app.deps import ServicesDep
 from app.ghl.webhooks import parse_payload
+from app.kit.bearer import require_bearer
+from app.kit.errors import ApiError
 from app.optouts.schemas import OptOutView
 
 
-async def admin_service(
-    request: Request, settings: SettingsDep, admin: AdminServiceDep
-) -> AdminService:
+async def admin_service(request: Request, services: ServicesDep) -> AdminService:
     """The admin service, once the request's bearer token is ADMIN_API_KEY (constant-time)."""
-    key = settings.admin_api_key
+    key = services.settings.admin_api_key
     if key is None:
         raise ApiError(404, "admin_disabled", "the admin API is off: set ADMIN_API_KEY")
     require_bearer(request, key, "invalid_admin_key", "admin API")
-    return admin
+    return services.admin
 
 
 AdminDep = Annotated[AdminService, Depends(admin_service)]

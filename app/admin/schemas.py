@@ -9,7 +9,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from app.cast.schemas import Channel, checked_channel, checked_sender_id
 from app.inbound.schemas import InboundSMS
 from app.jobs import HistoryEvent
-from app.logs import mask_phone, mask_phones_in
+from app.kit.logs import mask_phone, mask_phones_in
 from app.optouts.schemas import OptOutView
 from app.outbound.schemas import OutboundMessage
 

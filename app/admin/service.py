@@ -19,9 +19,9 @@ from app.cast.accounts import CastAccounts, account_from, is_assigned
 from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel
 from app.cast.senders import sender_key
-from app.errors import ApiError
 from app.inbound.repository import InboxRepository
 from app.inbound.service import InboundService
+from app.kit.errors import ApiError
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.locations.service import check_settings, store_settings

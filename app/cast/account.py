@@ -24,6 +24,7 @@ from app.cast.keys import key_fingerprint, key_label
 from app.cast.repository import CREDIT_CODES, KeyStates
 from app.cast.schemas import KeyState, Profile, SenderId, Usage
 from app.cast.senders import SenderDirectory
+from app.kit.ttl_cache import TTLCache
 from app.metrics import Counters
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,10 @@ class CastAccountInfo:
         self._pace = pace
         self._timeout = timeout
         self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
-        self._failures: dict[tuple[str, str], tuple[float, CastError]] = {}
+        self._cache: TTLCache[tuple[str, str], Any] = TTLCache(BALANCE_SECONDS, clock=clock)
+        self._failures: TTLCache[tuple[str, str], CastError] = TTLCache(
+            FAILURE_SECONDS, clock=clock
+        )
         self._active: dict[str, tuple[str, float]] = {}  # fingerprint -> (key, last send)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -141,8 +144,8 @@ class CastAccountInfo:
     async def refresh_credits(self, api_key: str) -> None:
         """Read the balance again (the metric's refresher); errors are logged, not raised."""
         slot = ("credits", key_fingerprint(api_key))
-        self._cache.pop(slot, None)
-        self._failures.pop(slot, None)
+        self._cache.pop(slot)
+        self._failures.pop(slot)
         try:
             await self.credits(api_key)
         except CastError as exc:
@@ -155,32 +158,25 @@ class CastAccountInfo:
         self, api_key: str, what: str, ttl: float, fetch: Callable[[str], Awaitable[Any]]
     ) -> Any:
         slot = (what, key_fingerprint(api_key))
+        if (cached := self._cache.get(slot)) is not None:
+            return cached
         async with self._locks.setdefault(slot, asyncio.Lock()):  # one request per key and kind
-            cached = self._cache.get(slot)
-            if cached is not None and cached[0] > self._clock():
-                return cached[1]
-            failed = self._failures.get(slot)
-            if failed is not None and failed[0] > self._clock():
-                raise failed[1]
+            if (cached := self._cache.get(slot)) is not None:
+                return cached
+            if (failed := self._failures.get(slot)) is not None:
+                raise failed
             if self._pace is not None:
                 await self._pace()
             try:
                 value = await fetch(api_key)
             except CastError as exc:
-                self._remember(self._failures, slot, FAILURE_SECONDS, exc)
+                self._failures.put(slot, exc)
                 if exc.key_state:
                     await self.states.refused(api_key, exc)
                 raise
-            self._failures.pop(slot, None)
-            self._remember(self._cache, slot, ttl, value)
+            self._failures.pop(slot)
+            self._cache.put(slot, value, ttl)
             return value
-
-    def _remember[T](
-        self, where: dict[tuple[str, str], tuple[float, T]], slot: tuple[str, str], ttl: float, v: T
-    ) -> None:
-        if len(where) > 10_000:
-            where.clear()
-        where[slot] = (self._clock() + ttl, v)
 
     async def _balance(self, api_key: str) -> int:
         credits = await self._cast.account_balance(api_key)

@@ -15,7 +15,8 @@ from app.cast.client import CastError
 from app.cast.schemas import Channel, ChannelSource, SenderId
 from app.cast.senders import SenderDirectory, find_sender, sender_key
 from app.config import Settings
-from app.errors import ApiError
+from app.kit.errors import ApiError
+from app.kit.ttl_cache import TTLCache
 
 ACCOUNT_CACHE_SECONDS = 5.0
 KEY_REFUSED_STATUSES = frozenset({401, 403})
@@ -120,9 +121,7 @@ class CastAccounts:
         )
         self._repo = repository
         self.senders = senders
-        self._ttl = ttl
-        self._clock = clock
-        self._cache: dict[str, tuple[float, CastAccount]] = {}
+        self._cache: TTLCache[str, CastAccount] = TTLCache(ttl, clock=clock)
 
     async def account_for(self, location_id: str) -> CastAccount:
         """The key, sender ID and channel the location's next message goes out with."""
@@ -140,23 +139,19 @@ class CastAccounts:
         """The key and sender ID only (no channel lookup): for callers that need just the key."""
         if self._repo is None:
             return self.default
-        now = self._clock()
-        cached = self._cache.get(location_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if (cached := self._cache.get(location_id)) is not None:
+            return cached
         stored = await self._repo.get(location_id, strict=False)
         if stored is not None and stored.enabled and stored.key_unreadable:
             raise CastError(
                 KEY_UNREADABLE, status=None, code="CAST_KEY_UNREADABLE", retryable=False
             )
         account = account_from(stored, self.default)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[location_id] = (now + self._ttl, account)
+        self._cache.put(location_id, account)
         return account
 
     def invalidate(self, location_id: str) -> None:
-        self._cache.pop(location_id, None)
+        self._cache.pop(location_id)
 
     async def check_sender(
         self,

@@ -22,10 +22,10 @@ from app.cast.schemas import (
     UnsubscribedList,
     Usage,
 )
+from app.kit.retry import retry_after_seconds
+from app.kit.upstream import Unanswered, timed_request
+from app.kit.urls import path_segment
 from app.metrics import RequestObserver
-from app.retry import retry_after_seconds
-from app.upstream import Unanswered, timed_request
-from app.urls import path_segment
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from app.cast.client import CastError
 from app.cast.keys import key_fingerprint
 from app.cast.schemas import KeyState
+from app.kit.ttl_cache import TTLCache
 from app.store import Store
 
 COLLECTION = "cast_key_states"
@@ -33,9 +34,8 @@ class KeyStates:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._ttl = ttl
-        self._clock, self._monotonic = clock, monotonic
-        self._marked: dict[str, tuple[float, bool]] = {}  # identity -> (until, broken)
+        self._clock = clock
+        self._marked: TTLCache[str, bool] = TTLCache(ttl, clock=monotonic)  # identity -> broken
 
     async def get(self, api_key: str) -> KeyState | None:
         doc = await self._store.get_doc(COLLECTION, key_fingerprint(api_key))
@@ -46,7 +46,7 @@ class KeyStates:
         fingerprint = key_fingerprint(api_key)
         state = KeyState(code=exc.code or "", reason=exc.reason, at=self._clock())
         await self._store.put_doc(COLLECTION, fingerprint, state.model_dump())
-        self._marked[fingerprint] = (self._monotonic() + self._ttl, True)
+        self._marked.put(fingerprint, True)
 
     async def checked(self, api_key: str, credits: int) -> None:
         """Cast answered a balance check: clears a key or account refusal, and an
@@ -58,16 +58,12 @@ class KeyStates:
         if state.code == "CREDIT_LIMIT_REACHED" or (state.code in CREDIT_CODES and credits <= 0):
             return
         await self._store.delete_doc(COLLECTION, key_fingerprint(api_key))
-        self._marked[key_fingerprint(api_key)] = (self._monotonic() + self._ttl, False)
+        self._marked.put(key_fingerprint(api_key), False)
 
     async def worked(self, api_key: str) -> None:
         """A send or a check with the key succeeded: clear a broken mark, if any."""
         fingerprint = key_fingerprint(api_key)
-        now = self._monotonic()
-        cached = self._marked.get(fingerprint)
-        if cached is not None and cached[0] > now and not cached[1]:
+        if self._marked.get(fingerprint) is False:  # known clear
             return
-        if len(self._marked) > 10_000:
-            self._marked.clear()
         await self._store.delete_doc(COLLECTION, fingerprint)
-        self._marked[fingerprint] = (now + self._ttl, False)
+        self._marked.put(fingerprint, False)

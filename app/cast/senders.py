@@ -10,6 +10,7 @@ known is used; with none, the answer is "not known" and the caller decides.
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from app.cast.client import CastClient, CastError
 from app.cast.keys import key_fingerprint, key_label, label_of
 from app.cast.schemas import Channel, SenderId
+from app.kit.ttl_cache import TTLCache
 from app.phone import InvalidPhoneNumber, to_e164
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,11 @@ class SenderDirectory:
         self._cast = cast
         self._pace = pace
         self._ttl, self._miss_ttl = ttl, miss_ttl
-        self._failures: dict[str, tuple[float, CastError]] = {}  # the last failed read, by key
+        # The last failed read, by key: not asked again for `miss_ttl`.
+        self._failures: TTLCache[str, CastError] = TTLCache(miss_ttl, clock=clock)
         self._clock = clock
-        self._listings: dict[str, _Listing] = {}
+        # Kept however old (the fallback when Cast cannot be asked): only bounded in number.
+        self._listings: TTLCache[str, _Listing] = TTLCache(math.inf, clock=clock)
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def senders(self, api_key: str, *, max_age: float | None = None) -> list[SenderId]:
@@ -103,7 +107,7 @@ class SenderDirectory:
             except CastError as exc:
                 if listing is None:
                     # not asked again for `miss_ttl`: each ask spends the per-IP budget sends need
-                    self._failures[fingerprint] = (self._clock(), exc)
+                    self._failures.put(fingerprint, exc)
                     raise
                 log.warning(
                     "could not refresh the Cast sender IDs; using the last list",
@@ -113,16 +117,14 @@ class SenderDirectory:
 
     def _raise_recent_failure(self, fingerprint: str, listing: "_Listing | None") -> None:
         failed = self._failures.get(fingerprint)
-        if listing is None and failed is not None and self._clock() - failed[0] < self._miss_ttl:
-            raise failed[1]
+        if listing is None and failed is not None:
+            raise failed
 
     async def _fetch(self, api_key: str, fingerprint: str) -> list[SenderId]:
         if self._pace is not None:
             await self._pace()
         senders = await self._cast.sender_ids(api_key)
-        if len(self._listings) > 10_000:
-            self._listings.clear()
-        self._listings[fingerprint] = _Listing(self._clock(), senders, _by_key(senders))
+        self._listings.put(fingerprint, _Listing(self._clock(), senders, _by_key(senders)))
         return senders
 
     async def lookup(self, api_key: str, sender_id: str) -> SenderId | None:

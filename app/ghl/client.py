@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from app.ghl.pacing import GHLPacer
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
+from app.kit.upstream import Unanswered, timed_request
+from app.kit.urls import path_segment
 from app.metrics import RequestObserver
-from app.upstream import Unanswered, timed_request
-from app.urls import path_segment
 
 CONVERSATIONS_VERSION = "2021-04-15"
 CONTACTS_VERSION = "2021-07-28"

@@ -7,8 +7,8 @@ The calls are made for the location, so `GHLClient` paces them with its other ca
 
 import logging
 
-from app.cache import TTLCache
 from app.ghl.client import GHLClient, GHLError
+from app.kit.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,14 @@ CREATE_REFUSED = {400, 409, 422}
 class ConversationDirectory:
     def __init__(self, ghl: GHLClient, cache: TTLCache[tuple[str, str], str] | None = None) -> None:
         self._ghl = ghl
-        self._cache = cache or TTLCache(CACHE_ENTRIES, CACHE_TTL_SECONDS)
+        self._cache = cache or TTLCache(CACHE_TTL_SECONDS, max_entries=CACHE_ENTRIES)
 
     def cached(self, location_id: str, contact_id: str) -> str | None:
         return self._cache.get((location_id, contact_id))
 
     def forget(self, location_id: str, contact_id: str) -> None:
         """The cached id was refused: the next reply looks the conversation up again."""
-        self._cache.discard((location_id, contact_id))
+        self._cache.pop((location_id, contact_id))
 
     async def conversation_id(self, token: str, location_id: str, contact_id: str) -> str:
         """The contact's conversation id: cached, found, or a new conversation's."""

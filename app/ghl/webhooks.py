@@ -8,9 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from app.asgi import RawRequest
-from app.deps import CountersDep, WebhookKeysDep
-from app.errors import ApiError, validation_error
+from app.deps import ServicesDep
 from app.ghl.signature import (
     ED25519_HEADER,
     RSA_HEADER,
@@ -18,11 +16,10 @@ from app.ghl.signature import (
     WebhookKeys,
     verify_webhook,
 )
+from app.kit.errors import ApiError, validation_error
 from app.metrics import Counters
 
 log = logging.getLogger(__name__)
-
-ED25519_HEADER_BYTES, RSA_HEADER_BYTES = ED25519_HEADER.encode(), RSA_HEADER.encode()
 
 
 def check_signature(
@@ -40,24 +37,15 @@ def check_signature(
         raise ApiError(401, "invalid_signature", str(exc)) from exc
 
 
-def verified_raw_body(request: RawRequest) -> bytes:
-    """`verified_body` for a raw ASGI endpoint (app/asgi.py)."""
-    services = request.services
-    check_signature(
-        request.body,
-        request.header(ED25519_HEADER_BYTES),
-        request.header(RSA_HEADER_BYTES),
-        services.webhook_keys,
-        services.counters,
-    )
-    return request.body
-
-
-async def verified_body(request: Request, keys: WebhookKeysDep, counters: CountersDep) -> bytes:
+async def verified_body(request: Request, services: ServicesDep) -> bytes:
     """The raw body, once its signature is verified. Nothing is parsed before that."""
     raw = await request.body()
     check_signature(
-        raw, request.headers.get(ED25519_HEADER), request.headers.get(RSA_HEADER), keys, counters
+        raw,
+        request.headers.get(ED25519_HEADER),
+        request.headers.get(RSA_HEADER),
+        services.webhook_keys,
+        services.counters,
     )
     return raw
 

@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from app.deps import CountersDep, InboundServiceDep, SettingsDep
-from app.errors import ApiError
+from app.deps import ServicesDep
 from app.ghl.webhooks import parse_payload, refusals_counted
 from app.inbound.schemas import InboundPayload
 from app.inbound.service import Accepted
+from app.kit.errors import ApiError
 
 router = APIRouter(tags=["inbound"])
 
@@ -22,9 +22,9 @@ API_KEY_HEADER = "X-API-Key"
 _STATUS_CODES = {Accepted.QUEUED: 202, Accepted.DUPLICATE: 200}
 
 
-async def gateway_body(request: Request, settings: SettingsDep, counters: CountersDep) -> bytes:
+async def gateway_body(request: Request, services: ServicesDep) -> bytes:
     """The raw body, once the gateway's key matched (constant-time)."""
-    configured = settings.inbound_api_key
+    configured = services.settings.inbound_api_key
     if configured is None:
         raise ApiError(
             503,
@@ -33,7 +33,7 @@ async def gateway_body(request: Request, settings: SettingsDep, counters: Counte
         )
     given = request.headers.get(API_KEY_HEADER, "")
     if not hmac.compare_digest(given.encode(), configured.get_secret_value().encode()):
-        counters.inc("inbound_rejected_auth")
+        services.counters.inc("inbound_rejected_auth")
         reason = "missing" if not given else "wrong"
         raise ApiError(401, "invalid_api_key", f"{API_KEY_HEADER} header is {reason}")
     return await request.body()
@@ -43,11 +43,9 @@ GatewayBody = Annotated[bytes, Depends(gateway_body)]
 
 
 @router.post("/webhooks/cast/inbound", status_code=202)
-async def cast_inbound_sms(
-    body: GatewayBody, service: InboundServiceDep, counters: CountersDep
-) -> JSONResponse:
+async def cast_inbound_sms(body: GatewayBody, services: ServicesDep) -> JSONResponse:
     """Store the SMS once and acknowledge; routing and delivery to GHL happen in the worker."""
-    with refusals_counted(counters, "inbound_rejected_payload"):
+    with refusals_counted(services.counters, "inbound_rejected_payload"):
         payload = parse_payload(InboundPayload, body)
         if payload.id is None and payload.received_at is None:
             raise ApiError(
@@ -57,7 +55,7 @@ async def cast_inbound_sms(
                 "else by from + message + received_at)",
                 "id",
             )
-    outcome, inbound_id = await service.accept(payload)
+    outcome, inbound_id = await services.inbound.accept(payload)
     return JSONResponse(
         {"status": outcome.value, "id": inbound_id}, status_code=_STATUS_CODES[outcome]
     )

@@ -6,9 +6,9 @@ touching the store.
 import logging
 
 from app.inbound.schemas import InboundSMS, RecentSender, Recipient
-from app.logs import mask_phone
+from app.kit.logs import mask_phone
+from app.kit.queues import QueueRepository
 from app.phone import InvalidPhoneNumber, to_e164
-from app.queues import QueueRepository
 from app.store import DONE, Store, WorkItem
 
 log = logging.getLogger(__name__)

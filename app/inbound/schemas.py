@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.jobs import Job
-from app.logs import mask_phones_in
+from app.kit.logs import mask_phones_in
 from app.ph_time import PH_TIME
 from app.phone import InvalidPhoneNumber, to_e164
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
-from app.logs import mask_phone
+from app.kit.logs import mask_phone
 from app.metrics import Counters
 
 log = logging.getLogger(__name__)

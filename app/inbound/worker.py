@@ -20,12 +20,12 @@ from app.inbound.repository import InboxRepository
 from app.inbound.routing import InboundRouter, Route
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
-from app.logs import mask_phone
+from app.kit.logs import mask_phone
+from app.kit.retry import backoff
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import dnd_note
 from app.optouts.service import OptOutService
-from app.retry import backoff
 from app.worker import JobWorker
 
 log = logging.getLogger(__name__)

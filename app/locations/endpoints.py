@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from app.deps import LocationServiceDep
-from app.errors import ApiError, validation_error
+from app.deps import ServicesDep
+from app.kit.errors import ApiError, validation_error
 from app.locations.pages import STATIC_DIR, STATIC_FILES, new_nonce, render
 from app.locations.schemas import SettingsForm, SmsTestForm
 from app.locations.service import LocationService
@@ -126,8 +126,9 @@ async def _with_session(
 
 
 @router.get("", response_class=HTMLResponse)
-async def settings_shell(service: LocationServiceDep) -> Response:
+async def settings_shell(services: ServicesDep) -> Response:
     """The page GHL embeds: it asks GHL for the user context, then signs in."""
+    service = services.locations
     return render(
         "shell.html",
         200 if service.enabled else 503,
@@ -148,7 +149,8 @@ async def static_file(name: str) -> Response:
 
 
 @router.post("/sso", response_class=HTMLResponse)
-async def sign_in(request: Request, service: LocationServiceDep) -> Response:
+async def sign_in(request: Request, services: ServicesDep) -> Response:
+    service = services.locations
     try:
         form = await _form(request)
         session, token = await service.sign_in(form.get("payload"))
@@ -159,7 +161,9 @@ async def sign_in(request: Request, service: LocationServiceDep) -> Response:
 
 
 @router.post("/view", response_class=HTMLResponse)
-async def refresh(request: Request, service: LocationServiceDep) -> Response:
+async def refresh(request: Request, services: ServicesDep) -> Response:
+    service = services.locations
+
     async def action(session: Session, token: str, form: dict[str, str]) -> Response:
         try:
             await service.count_view(session)
@@ -171,7 +175,9 @@ async def refresh(request: Request, service: LocationServiceDep) -> Response:
 
 
 @router.post("/save", response_class=HTMLResponse)
-async def save(request: Request, service: LocationServiceDep) -> Response:
+async def save(request: Request, services: ServicesDep) -> Response:
+    service = services.locations
+
     async def action(session: Session, token: str, form: dict[str, str]) -> Response:
         fields = {
             "sender_id": form.get("sender_id"),
@@ -208,7 +214,9 @@ async def save(request: Request, service: LocationServiceDep) -> Response:
 
 
 @router.post("/test-sms", response_class=HTMLResponse)
-async def test_sms(request: Request, service: LocationServiceDep) -> Response:
+async def test_sms(request: Request, services: ServicesDep) -> Response:
+    service = services.locations
+
     async def action(session: Session, token: str, form: dict[str, str]) -> Response:
         try:
             parsed = _parse(SmsTestForm, {"phone": form.get("phone"), "nonce": form.get("nonce")})

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts, SenderCheck, account_from, is_assigned
 from app.config import Settings
-from app.errors import ApiError
+from app.kit.errors import ApiError
+from app.kit.logs import mask_phone, mask_phones_in
 from app.locations.chart import usage_chart, usage_days
 from app.locations.pages import frame_origins
 from app.locations.repository import LocationSettingsRepository
@@ -25,7 +26,6 @@ from app.locations.schemas import (
     mask_key,
 )
 from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
-from app.logs import mask_phone, mask_phones_in
 from app.oauth.repository import InstallationRepository, location_key
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.signed import SignedTokens
+from app.kit.signed import SignedTokens
 
 SALT_HEADER = b"Salted__"
 MAX_PAYLOAD_CHARS = 16_384

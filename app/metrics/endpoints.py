@@ -4,15 +4,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.bearer import require_bearer
-from app.deps import MetricsServiceDep, SettingsDep
+from app.deps import ServicesDep
+from app.kit.bearer import require_bearer
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request, settings: SettingsDep, service: MetricsServiceDep) -> Response:
-    token = settings.metrics_bearer_token
+async def metrics(request: Request, services: ServicesDep) -> Response:
+    token = services.settings.metrics_bearer_token
     if token is not None:
         require_bearer(request, token, "invalid_metrics_token", "metrics")
-    return Response(await service.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

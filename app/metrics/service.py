@@ -9,8 +9,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from app.kit.queues import QueueRepository
 from app.metrics import Counters
-from app.queues import QueueRepository
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,9 @@ Collections:
 """
 
 import logging
+import math
 
+from app.kit.ttl_cache import TTLCache
 from app.oauth.crypto import TokenCipher, UndecryptableError
 from app.oauth.schemas import Installation, InstallationSummary
 from app.oauth.schemas import company_key as company_key  # the document ids, re-exported
@@ -31,7 +33,7 @@ UNDECRYPTABLE_REASON = (
 )
 
 log = logging.getLogger(__name__)
-_reported_undecryptable: set[str] = set()
+_reported_undecryptable: TTLCache[str, bool] = TTLCache(math.inf)  # once per process
 
 
 class InstallationRepository:
@@ -147,10 +149,8 @@ async def reencrypt_collection(
 def _undecryptable(doc: Doc) -> Installation:
     """A record no configured key decrypts: no tokens, needs re-install. The OAuth callback's
     new tokens replace it; senders fail with REAUTHORIZATION_NEEDED; never a 500."""
-    if doc.id not in _reported_undecryptable:  # once per process, not on every read
-        if len(_reported_undecryptable) > 10_000:
-            _reported_undecryptable.clear()
-        _reported_undecryptable.add(doc.id)
+    if doc.id not in _reported_undecryptable:  # not on every read
+        _reported_undecryptable.put(doc.id, True)
         log.error(
             "installation cannot be decrypted: treated as needing re-install",
             extra={"installation": doc.id, "reason": UNDECRYPTABLE_REASON},

@@ -13,10 +13,10 @@ from urllib.parse import quote, urlencode
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.errors import ApiError, validation_error
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import ContactDndUpdate, TokenResponse
 from app.ghl.scopes import missing_from_grant
+from app.kit.errors import ApiError, validation_error
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import AppWebhook, Installation, InstallResult

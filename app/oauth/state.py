@@ -8,7 +8,7 @@ for another app (or by anyone without the secret) is refused.
 import secrets
 import time
 
-from app.signed import BadToken, ForgedToken, SignedTokens
+from app.kit.signed import BadToken, ForgedToken, SignedTokens
 
 _KEY_LABEL = b"cast-ghl-provider oauth state v1"
 

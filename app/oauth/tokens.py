@@ -36,6 +36,7 @@ from typing import Any
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import TokenResponse
+from app.kit.ttl_cache import TTLCache
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
@@ -143,8 +144,9 @@ class TokenService:
         self._counters = counters or Counters()
         self._locks: dict[str, asyncio.Lock] = {}
         self._client_fault_logged = False  # one error log per fault (see the module docstring)
-        self._usable_until: dict[str, float] = {}  # location -> monotonic deadline (see above)
-        self._installed_until: dict[str, float] = {}  # the same, for `installed`
+        # Locations found usable / installed (see above), not asked about again for a while.
+        self._known_usable: TTLCache[str, bool] = TTLCache(REAUTH_CHECK_REUSE_SECONDS)
+        self._known_installed: TTLCache[str, bool] = TTLCache(REAUTH_CHECK_REUSE_SECONDS)
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # Up to four GHL calls happen under one lease (company refresh, location token, retry).
         self._lease_seconds = max(
@@ -177,31 +179,25 @@ class TokenService:
         """Why this location cannot be served until it is re-installed, or None.
 
         Another process flagging the location is seen within REAUTH_CHECK_REUSE_SECONDS."""
-        now = time.monotonic()
-        if self._usable_until.get(location_id, 0.0) > now:
+        if location_id in self._known_usable:
             return None
         found = await self._repo.get(location_key(location_id))
         if found is None or not found[0].needs_reauth:
-            if len(self._usable_until) > 10_000:
-                self._usable_until.clear()
-            self._usable_until[location_id] = now + REAUTH_CHECK_REUSE_SECONDS
+            self._known_usable.put(location_id, True)
             return None
-        self._usable_until.pop(location_id, None)
+        self._known_usable.pop(location_id)
         return found[0].reauth_reason or "GHL refused the token refresh"
 
     async def installed(self, location_id: str) -> bool:
         """Whether the app is installed for this location: its own installation, or an agency
         installation that covers it (its token is then obtained from the agency's when first
         needed). A location GHL merely named (a link) is not installed."""
-        now = time.monotonic()
-        if self._installed_until.get(location_id, 0.0) > now:
+        if location_id in self._known_installed:
             return True
         own = await self._repo.get(location_key(location_id))
         if own is None and await self._agency_of(location_id) is None:
             return False
-        if len(self._installed_until) > 10_000:
-            self._installed_until.clear()
-        self._installed_until[location_id] = now + REAUTH_CHECK_REUSE_SECONDS
+        self._known_installed.put(location_id, True)
         return True
 
     async def reporting_token(self, location_id: str) -> str:
@@ -504,7 +500,7 @@ class TokenService:
             update={"needs_reauth": True, "reauth_reason": reason, "updated_at": self._clock()}
         )
         if installation.location_id is not None:
-            self._usable_until.pop(installation.location_id, None)
+            self._known_usable.pop(installation.location_id)
         await self._repo.swap(flagged, rev)
 
     def _fresh(self, installation: Installation) -> bool:

@@ -4,8 +4,8 @@ unsubscribe-list entries were handled, and the lease that lets one process sync 
 
 import hashlib
 
+from app.kit.queues import QueueRepository
 from app.optouts.schemas import DndTask, OptOut
-from app.queues import QueueRepository
 from app.store import Store
 
 OPTOUTS = "optouts"

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from app.jobs import Job
-from app.logs import mask_phone
+from app.kit.logs import mask_phone
 from app.ph_time import PH_TIME
 
 # keyword: the recipient replied STOP; cast: on Cast's unsubscribe list (the sync);
@@ -21,7 +21,7 @@ OUR_DND_MARK = "(Cast SMS)"
 def day(at: float) -> str:
     """The date in the Philippines (where the recipients and the GHL users are): '2 Dec 2026'.
     Not 2026-12-02: eight digits with dashes read as a phone number to the masking of failure
-    reasons (app/logs.py), which would turn it into '****1202'."""
+    reasons (app/kit/logs.py), which would turn it into '****1202'."""
     when = datetime.fromtimestamp(at, PH_TIME)
     return f"{when.day} {when:%b %Y}"
 

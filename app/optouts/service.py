@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 
 from app.config import Settings
-from app.errors import ApiError
-from app.logs import mask_phone, mask_phones_in
+from app.kit.errors import ApiError
+from app.kit.logs import mask_phone, mask_phones_in
 from app.metrics import Counters
 from app.optouts.keywords import Keyword, match_keyword
 from app.optouts.repository import DndQueue, OptOutList, entry_id

@@ -34,7 +34,7 @@ from app.cast.pacing import CastPacer
 from app.cast.schemas import Unsubscribed
 from app.cast.senders import sender_key
 from app.config import Settings
-from app.logs import mask_phone
+from app.kit.logs import mask_phone
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
 from app.optouts.repository import SyncLedger

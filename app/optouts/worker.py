@@ -17,12 +17,12 @@ from typing import Any
 
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
-from app.logs import mask_phone, mask_phones_in
+from app.kit.logs import mask_phone, mask_phones_in
+from app.kit.retry import backoff
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.repository import DndQueue, OptOutList
 from app.optouts.schemas import OUR_DND_MARK, DndOutcome, DndTask
-from app.retry import backoff
 from app.worker import JobWorker
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 not be told about (`refused_messages`), for the operator; and the receipt ledgers of the Cast
 keys (what their `/sms/logs` reads found)."""
 
+from app.kit.queues import QueueRepository
 from app.outbound.schemas import LoggedReceipt, OutboundMessage, ReceiptLedger, RefusedMessage
-from app.queues import QueueRepository
 from app.store import DONE, Store, StoreUnavailable, WorkItem
 
 QUEUE = "outbound"

@@ -4,7 +4,7 @@ from pydantic import BaseModel, Field
 
 from app.cast.schemas import Channel
 from app.jobs import Job
-from app.logs import mask_phones_in
+from app.kit.logs import mask_phones_in
 
 
 class Part(BaseModel):

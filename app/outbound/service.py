@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from app.config import Settings
 from app.ghl.schemas import ProviderOutboundMessage
-from app.logs import mask_phone
+from app.kit.logs import mask_phone
 from app.metrics import Counters
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part

@@ -20,6 +20,7 @@ from app.cast.schemas import Channel, SendRequest, StatusResult
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
+from app.kit.retry import backoff
 from app.metrics import Counters
 from app.oauth.crypto import TokenCipher, UndecryptableError, build_cipher
 from app.oauth.tokens import TokenService, TokenUnavailable
@@ -30,7 +31,6 @@ from app.outbound.reconcile import Lookup, ReceiptReconciler, outstanding
 from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import OutboundMessage, Part, RefusedMessage
 from app.phone import to_e164
-from app.retry import backoff
 from app.worker import JobWorker
 
 log = logging.getLogger(__name__)

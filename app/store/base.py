@@ -10,17 +10,16 @@ cannot overwrite the new holder's progress.
 
 import functools
 import inspect
-import random
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 
 def new_lease_token() -> str:
-    """32 hex digits: unique among leases, not a secret (random bits; uuid4's system call is a
-    measurable share of a webhook's insert)."""
-    return f"{random.getrandbits(128):032x}"
+    """32 hex digits: unique among leases, not a secret."""
+    return uuid.uuid4().hex
 
 
 PENDING = "pending"

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.logs import mask_phones_in
+from app.kit.logs import mask_phones_in
 from app.store import StoreUnavailable
 
 log = logging.getLogger("app.http")

@@ -5,7 +5,7 @@ import hmac
 from fastapi import Request
 from pydantic import SecretStr
 
-from app.errors import ApiError
+from app.kit.errors import ApiError
 
 
 def require_bearer(request: Request, secret: SecretStr, code: str, what: str) -> None:

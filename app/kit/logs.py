@@ -1,14 +1,12 @@
 """JSON-lines logging with a request id; phone numbers masked, secrets never passed in."""
 
-import asyncio
 import json
 import logging
-import random
 import re
+import secrets
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TextIO
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -73,46 +71,8 @@ class JsonFormatter(logging.Formatter):
         return _ENCODER.encode(line)
 
 
-class LoopBatchedHandler(logging.StreamHandler[TextIO]):
-    """A StreamHandler whose lines logged on a running event loop are written together at the
-    end of the loop's turn: one write (a system call) for a burst of requests' lines instead of
-    one each. Lines logged anywhere else (another thread, no loop) are written at once; `flush`
-    (also at exit) writes what waits."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__(stream)
-        self._waiting: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            super().emit(record)
-            return
-        try:
-            line = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        if not self._waiting:
-            loop.call_soon(self.flush)
-        self._waiting.append(line)
-
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            lines, self._waiting = self._waiting, []
-            if lines:
-                self.stream.write("\n".join(lines) + self.terminator)
-            super().flush()
-
-
 def configure_logging(level: str = "INFO") -> None:
-    # Nothing the JSON lines show needs the caller's file/line, thread, process or task names:
-    # not collecting them saves a stack walk per line (the logging HOWTO's "Optimization").
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.logAsyncioTasks = False
-    handler = LoopBatchedHandler(sys.stdout)
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -123,5 +83,5 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def new_request_id() -> str:
-    """16 hex digits; a correlation id, not a secret (no system call, unlike uuid4)."""
-    return f"{random.getrandbits(64):016x}"
+    """16 hex digits: a correlation id, not a secret."""
+    return secrets.token_hex(8)

@@ -1,7 +1,6 @@
-"""GHL's webhooks are served ahead of FastAPI's middleware stack (app/asgi.py `BridgeApp`), and
-answered the same way as every other request: a request id on the answer and on its log lines,
-the HTTP metrics, the JSON error contract; a webhook the fast path does not take (a chunked body)
-goes through the full stack to the same endpoint."""
+"""GHL's Delivery URL is an ordinary route: the middleware of every route applies to it (a request
+id on the answer and on its log lines, the HTTP metrics, the JSON error contract), whatever the
+body's framing."""
 
 import json
 import logging
@@ -10,12 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
-from app.asgi import BridgeApp
 from app.devkit.harness import webhook
 from app.devkit.signing import TestKeys, test_keys
-from app.logs import request_id_var
+from app.kit.logs import request_id_var
 from app.main import create_app
+from app.oauth.service import OAuthService
 from app.outbound.service import OutboundService
 from tests.test_health import settings_for
 
@@ -35,7 +35,7 @@ class RequestIds(logging.Handler):
 
 
 @pytest.fixture
-async def bridge(tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, BridgeApp]]:
+async def bridge(tmp_path) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     settings = settings_for(data_dir=str(tmp_path), mongo_uri="")
     settings.ghl_webhook_public_key = KEYS.public_pems
     app = create_app(settings)
@@ -89,7 +89,7 @@ async def test_a_webhook_is_counted_in_the_http_metrics_under_its_route(bridge):
     assert counted("bridge_http_request_duration_seconds_count", labels) == 2
 
 
-async def test_a_chunked_webhook_takes_the_full_stack_and_is_answered_the_same(bridge):
+async def test_a_chunked_webhook_is_answered_as_one_with_a_content_length(bridge):
     client, _ = bridge
     body, headers = signed("m-hot-3")
 
@@ -123,3 +123,20 @@ async def test_an_unexpected_error_in_a_webhook_is_a_logged_json_500(
     registry = app.state.http_metrics_registry
     labels = {"handler": PATH, "method": "POST", "status": "5xx"}
     assert registry.get_sample_value("bridge_http_requests_total", labels) == 1
+
+
+async def test_an_unexpected_error_in_any_other_route_is_the_same_json_500(
+    bridge, request_ids, monkeypatch
+):
+    client, _ = bridge
+
+    def broken(self):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(OAuthService, "install_url", broken)
+
+    response = await client.get("/oauth/install")
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert ("unhandled error", response.headers["x-request-id"]) in request_ids.lines
