@@ -12,9 +12,9 @@ from app.cast.client import CastClient
 from app.cast.senders import SenderDirectory
 from app.config import Settings
 from app.devkit.fake_cast import FakeCast
-from app.errors import ApiError
 from app.inbound.repository import MAX_SENDERS, RecipientDirectory
 from app.inbound.routing import InboundRouter, NoRoute, Route
+from app.kit.errors import ApiError
 from app.locations.owners import SenderOwners
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings

@@ -21,10 +21,10 @@ from pydantic_settings import EnvSettingsSource
 import app.oauth.repository
 from app.config import Settings, load_settings
 from app.devkit.server_thread import ServerThread
-from app.logs import JsonFormatter
+from app.kit.logs import JsonFormatter
 from app.main import create_app
 
-# Libraries whose INFO lines `app.logs.configure_logging` keeps out of the bridge's log.
+# Libraries whose INFO lines `app.kit.logs.configure_logging` keeps out of the bridge's log.
 _QUIET_LOGGERS = ("httpx", "httpcore", "pymongo")
 
 
