@@ -2,7 +2,7 @@
 
 from app.outbound.schemas import OutboundMessage
 from app.queues import QueueRepository
-from app.store import DONE, WorkItem
+from app.store import DONE
 
 QUEUE = "outbound"
 
@@ -14,11 +14,6 @@ class OutboxRepository(QueueRepository[OutboundMessage]):
     async def add(self, message: OutboundMessage) -> bool:
         """False when this GHL messageId was already accepted."""
         return await self._enqueue(message.message_id, message, message.received_at)
-
-    async def add_held(self, message: OutboundMessage, until: float) -> WorkItem | None:
-        """`add`, the message leased until `until` (see `Store.enqueue_held`); None when this
-        GHL messageId was already accepted."""
-        return await self._enqueue_held(message.message_id, message, message.received_at, until)
 
     async def recent(self, location_id: str, *, since: float, limit: int) -> list[OutboundMessage]:
         """A location's messages received since `since`, newest first."""

@@ -5,6 +5,7 @@ on a standalone mongod as well as on a replica set. Several bridge processes sha
 Any driver error (`PyMongoError`) of any operation is raised as `StoreUnavailable`.
 """
 
+import math
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,12 +91,6 @@ class MongoStore:
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
         item = WorkItem(queue, item_id, PENDING, due_at, None, 0, data, due_at)
         return await self._insert(item)
-
-    async def enqueue_held(
-        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
-    ) -> WorkItem | None:
-        item = WorkItem(queue, item_id, PENDING, until, new_lease_token(), 1, data, now)
-        return item if await self._insert(item) else None
 
     async def _insert(self, item: WorkItem) -> bool:
         """One insert_one; False when the id exists."""
@@ -260,7 +255,9 @@ class MongoStore:
         await self._db["leases"].delete_one({"_id": name, "owner": owner})
 
     # Shared pacing ----------------------------------------------------------------------
-    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
+    async def reserve_slot(
+        self, name: str, *, now: float, interval: float, horizon: float = math.inf
+    ) -> float:
         """Compare-and-swap on the last slot (no pipeline updates needed, works everywhere)."""
         pacing = self._db["pacing"]
         while True:
@@ -272,6 +269,8 @@ class MongoStore:
                     continue
                 return now
             slot = max(now, current["slot"] + interval)
+            if slot - now > horizon:
+                return slot  # beyond the horizon: not reserved
             result = await pacing.update_one(
                 {"_id": name, "slot": current["slot"]}, {"$set": {"slot": slot}}
             )
