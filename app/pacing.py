@@ -7,9 +7,10 @@ call). Call k and call k+N then leave N spacings apart, which is W plus `JITTER`
 network delay to the other end varies) plus `MAX_LATENESS` (how late a call may leave after its
 slot): the other end sees at most N in any W.
 
-`Turns.take` sleeps until the slot and lets the call go if it woke up at most `MAX_LATENESS`
-after it and nothing changed meanwhile (a block, a slower rate); otherwise the slot is dropped
-and a new one reserved. A dropped slot costs one spacing of throughput, never a limit.
+`Turns.take` sleeps until the slot and lets the call go if it woke up at most
+`MAX_LATENESS / 2` after it (the other half is for its way to the socket) and nothing changed
+meanwhile (a block, a slower rate); otherwise the slot is dropped and a new one reserved. A
+dropped slot costs one spacing of throughput, never a limit.
 
 With a `horizon`, a call whose slot would be further away than that reserves nothing and is told
 when that slot would be (`Later`): a worker should not hold a message that only waits.
@@ -26,7 +27,9 @@ from app.store import Store
 
 COLLECTION = "pacing_state"
 JITTER = 0.02  # how much the network delay to Cast or GHL may vary
-MAX_LATENESS = 0.02  # a call that wakes up later than this after its slot takes a new slot
+# How late a call may reach the wire after its slot: half for waking up (a call that wakes up
+# later than MAX_LATENESS / 2 takes a new slot), half for its way from the pacer to the socket.
+MAX_LATENESS = 0.02
 
 
 def spacing(limit: float, window: float) -> float:
@@ -148,7 +151,7 @@ class Turns:
                 await self._sleep(wait)
             state = await self._repo.state(name)
             now = self._clock()
-            if now - slot <= MAX_LATENESS and still_open(state, rule, interval, now):
+            if now - slot <= MAX_LATENESS / 2 and still_open(state, rule, interval, now):
                 return Turn(interval)
             lead = max(0.0, now - slot)
 

@@ -142,8 +142,8 @@ async def test_three_replicas_share_one_keys_rate_with_no_429_and_send_each_once
     assert_each_sent_once(sent, count)
     assert_never_faster_than_the_rate(sent, first.env["CAST_API_KEY"])
     rate = achieved_rate(sent, first.env["CAST_API_KEY"])
-    if count == FULL_COUNT:  # ~97.5 % at best (app/cast/pacing.py); a send that leaves late delays
-        assert rate >= RATE * 0.9, rate  # only the send R after it: 96-98 % at load 2-4.5
+    if count == FULL_COUNT:  # ~96 % at best (app/cast/pacing.py); a send that wakes up late
+        assert rate >= RATE * 0.9, rate  # drops its slot, costing one interval
 
 
 async def test_killing_a_sending_replica_mid_run_loses_and_repeats_nothing(cluster, count):
