@@ -89,6 +89,11 @@ class PacingRepository:
     ) -> float:
         return await self._store.reserve_slot(name, now=now, interval=interval, horizon=horizon)
 
+    def known_state(self, name: str) -> LimitState:
+        """The last state read or written here, without a store round trip."""
+        cached = self._states.get(name)
+        return cached[1] if cached is not None else LimitState()
+
     async def state(self, name: str) -> LimitState:
         read_at = time.monotonic()
         cached = self._states.get(name)
@@ -134,7 +139,7 @@ class Turns:
         self._sleep = sleep
 
     async def take(self, name: str, rule: SpacingRule, horizon: float = math.inf) -> Turn | Later:
-        lead = 0.0  # how late the last slot was found: the next one is asked for that far ahead
+        lead = 0.0  # how late slots were found: the next one is asked for that much further ahead
         while True:
             state = await self._repo.state(name)
             now = self._clock()
@@ -149,11 +154,11 @@ class Turns:
                 return Later(slot, interval)
             if (wait := slot - self._clock()) > 0:
                 await self._sleep(wait)
-            state = await self._repo.state(name)
+            state = self._repo.known_state(name)  # no store round trip between slot and send
             now = self._clock()
             if now - slot <= MAX_LATENESS / 2 and still_open(state, rule, interval, now):
                 return Turn(interval)
-            lead = max(0.0, now - slot)
+            lead += max(0.0, now - slot)
 
 
 def still_open(state: LimitState, rule: SpacingRule, interval: float, now: float) -> bool:

@@ -258,9 +258,24 @@ class MongoStore:
     async def reserve_slot(
         self, name: str, *, now: float, interval: float, horizon: float = math.inf
     ) -> float:
-        """Compare-and-swap on the last slot (no pipeline updates needed, works everywhere)."""
+        """One conditional update, no compare-and-swap (which many concurrent senders of one
+        key would retry round after round): a busy pacer's slot moves on by `interval`
+        (`$inc`), an idle one's is set to `now`; a new one is inserted."""
         pacing = self._db["pacing"]
+        busy: dict[str, Any] = {"$gt": now - interval}
+        if horizon != math.inf:
+            busy["$lte"] = now + horizon - interval
         while True:
+            moved = await pacing.find_one_and_update(
+                {"_id": name, "slot": busy},
+                {"$inc": {"slot": interval}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if moved is not None:
+                return moved["slot"]
+            idle = {"_id": name, "slot": {"$lte": now - interval}}
+            if await pacing.find_one_and_update(idle, {"$set": {"slot": now}}) is not None:
+                return now
             current = await pacing.find_one({"_id": name})
             if current is None:
                 try:
@@ -268,14 +283,9 @@ class MongoStore:
                 except DuplicateKeyError:
                     continue
                 return now
-            slot = max(now, current["slot"] + interval)
-            if slot - now > horizon:
-                return slot  # beyond the horizon: not reserved
-            result = await pacing.update_one(
-                {"_id": name, "slot": current["slot"]}, {"$set": {"slot": slot}}
-            )
-            if result.modified_count == 1:
-                return slot
+            if current["slot"] + interval - now > horizon:
+                return current["slot"] + interval  # beyond the horizon: not reserved
+            # the slot changed between the two updates: try again
 
     # Quotas -----------------------------------------------------------------------------
     async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
