@@ -4,9 +4,8 @@ The loop claims due items with a lease (at most `worker_concurrency` in flight),
 in its own task and sleeps until woken or `poll_interval_seconds` passes when there is nothing
 to do. While an item is being worked on, a heartbeat extends its lease every third of
 `lease_seconds`, so a short lease (fast failover when a process dies) never expires under a
-slow but live worker. `stop`
-stops claiming and gives in-flight items a grace period; a `JobWorker` hands the rest back to
-the queue when their task is cancelled.
+slow but live worker. `stop` stops claiming and gives in-flight items a grace period; a
+`JobWorker` hands the rest back to the queue when their task is cancelled.
 """
 
 import asyncio
