@@ -1,50 +1,41 @@
-"""What Cast pacing and GHL pacing have in common.
+"""What Cast pacing and GHL pacing share: one turn per call, from a slot reserved in the store.
 
-- `PacingRepository`: the cluster-wide side, in the store. `reserve_slot` hands out send times
-  `interval` apart for one name across every bridge process (a GCRA kept in the database);
-  `reserve_in_log` / `move_in_log` keep the last send times of a name instead (a sliding log:
-  at most `limit` in any `window`), so a late send delays only the send `limit` after it;
-  `state` / `update_state` keep a small document per name (an adapted rate, a block until some
-  time). Logs and states change by compare-and-swap, so two processes never lose an update.
-- `SlidingWindow`: the per-process side: at most `limit` events in any `window` seconds.
-- `sleep_until`: wait for a slot without a timer's usual millisecond of lateness.
+A limit of N calls in any W seconds (the strictest reading of Cast's and GHL's limits, a sliding
+log) is kept by spacing the calls of one name evenly, `spacing(N, W)` apart, for every bridge
+process at once: `Store.reserve_slot` hands out slots (a GCRA: one atomic "next slot" update per
+call). Call k and call k+N then leave N spacings apart, which is W plus `JITTER` (how much the
+network delay to the other end varies) plus `MAX_LATENESS` (how late a call may leave after its
+slot): the other end sees at most N in any W.
+
+`Turns.take` sleeps until the slot and lets the call go if it woke up at most
+`MAX_LATENESS / 2` after it (the other half is for its way to the socket) and nothing changed
+meanwhile (a block, a slower rate); otherwise the slot is dropped and a new one reserved. A
+dropped slot costs one spacing of throughput, never a limit.
+
+With a `horizon`, a call whose slot would be further away than that reserves nothing and is told
+when that slot would be (`Later`): a worker should not hold a message that only waits.
 """
 
 import asyncio
+import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 
 from app.store import Store
 
 COLLECTION = "pacing_state"
-LOG_COLLECTION = "pacing_log"
+JITTER = 0.02  # how much the network delay to Cast or GHL may vary
+# How late a call may reach the wire after its slot: half for waking up (a call that wakes up
+# later than MAX_LATENESS / 2 takes a new slot), half for its way from the pacer to the socket.
+MAX_LATENESS = 0.02
 
 
-@dataclass(frozen=True, slots=True)
-class LogShape:
-    """At most `limit` send times in any `window` seconds, each at least `spacing` after the
-    one before it."""
-
-    limit: int
-    window: float
-    spacing: float
-
-
-def next_time(times: list[float], now: float, shape: LogShape) -> float:
-    """The earliest time from `now` that `shape` allows after `times` (sorted, all earlier)."""
-    at = max(now, times[-1] + shape.spacing) if times else now
-    if len(times) >= shape.limit:
-        at = max(at, times[-shape.limit] + shape.window)
-    return at
-
-
-def fits(times: list[float], at: float, shape: LogShape) -> bool:
-    """True when the log with `at` added still has at most `limit` times in any `window`."""
-    merged = sorted([*times, at])
-    n = shape.limit
-    return all(merged[i + n] - merged[i] >= shape.window for i in range(len(merged) - n))
+def spacing(limit: float, window: float) -> float:
+    """Slot spacing for at most `limit` calls in any `window` seconds, whatever the jitter and
+    lateness."""
+    return (window + JITTER + MAX_LATENESS) / limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,70 +53,46 @@ class LimitState:
         return replace(self, blocked_until=max(self.blocked_until, until))
 
 
-EARLY_WAKEUP = 0.002
+# The spacing a name's calls need under its current state, at a time.
+type SpacingRule = Callable[[LimitState, float], float]
+type Sleep = Callable[[float], Awaitable[None]]
 
 
-async def sleep_until(at: float, clock: Callable[[], float]) -> None:
-    """Sleep, then yield to the loop for the last few ms: a timer wakes up a ms or more late."""
-    delay = at - clock() - EARLY_WAKEUP
-    if delay > 0:
-        await asyncio.sleep(delay)
-    while clock() < at:  # noqa: ASYNC110 (a clock, not an event)
-        await asyncio.sleep(0)
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """The call may leave now; it was paced `interval` after the one before it."""
+
+    interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """No slot within the horizon; the earliest one was at `slot` (not reserved)."""
+
+    slot: float
+    interval: float
 
 
 class PacingRepository:
-    """`state` answers from a copy at most `state_max_age` seconds old (one store read per name
-    and second instead of one per call): another process's slow-down or block reaches this one
-    within that time; this process's own is seen at once."""
+    """Slots and states of the pacers, in the store. `state` answers from a copy at most
+    `state_max_age` seconds old (one store read per name and second instead of one per call):
+    another process's slow-down or block reaches this one within that time; this process's own
+    is seen at once."""
 
     def __init__(self, store: Store, state_max_age: float = 1.0) -> None:
         self._store = store
         self._max_age = state_max_age
         self._states: dict[str, tuple[float, LimitState]] = {}
 
-    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
-        return await self._store.reserve_slot(name, now=now, interval=interval)
+    async def reserve_slot(
+        self, name: str, *, now: float, interval: float, horizon: float = math.inf
+    ) -> float:
+        return await self._store.reserve_slot(name, now=now, interval=interval, horizon=horizon)
 
-    async def reserve_in_log(self, name: str, *, now: float, shape: LogShape) -> float:
-        """Reserve the next send time of `name` in its log (times that can no longer share a
-        window with a new one are forgotten)."""
-
-        def reserve(times: list[float]) -> tuple[list[float], float]:
-            kept = [t for t in times if t > now - shape.window]
-            at = next_time(kept, now, shape)
-            return [*kept, at], at
-
-        return await self._change_log(name, reserve)
-
-    async def move_in_log(
-        self, name: str, at: float, to: float, shape: LogShape, *, force: bool = False
-    ) -> bool:
-        """Move the send time `at` of `name` later, to `to`; unless `force`d, only if the log
-        still fits `shape` then (False: nothing changed)."""
-
-        def move(times: list[float]) -> tuple[list[float] | None, bool]:
-            rest = list(times)
-            if at in rest:
-                rest.remove(at)
-            if not force and not fits(rest, to, shape):
-                return None, False
-            return sorted([*rest, to]), True
-
-        return await self._change_log(name, move)
-
-    async def _change_log[T](
-        self, name: str, change: Callable[[list[float]], tuple[list[float] | None, T]]
-    ) -> T:
-        while True:
-            doc = await self._store.get_doc(LOG_COLLECTION, name)
-            times: list[float] = doc.data["times"] if doc is not None else []
-            new, result = change(times)
-            if new is None:
-                return result
-            rev = doc.rev if doc is not None else 0
-            if await self._store.swap_doc(LOG_COLLECTION, name, rev, {"times": new}):
-                return result
+    def known_state(self, name: str) -> LimitState:
+        """The last state read or written here, without a store round trip."""
+        cached = self._states.get(name)
+        return cached[1] if cached is not None else LimitState()
 
     async def state(self, name: str) -> LimitState:
         read_at = time.monotonic()
@@ -158,6 +125,47 @@ class PacingRepository:
         return {doc.id: LimitState(**doc.data) for doc in docs if doc.id.startswith(prefix)}
 
 
+class Turns:
+    """Turns of named limits, reserved in the store (see the module's docstring)."""
+
+    def __init__(
+        self,
+        repo: PacingRepository,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._repo = repo
+        self._clock = clock
+        self._sleep = sleep
+
+    async def take(self, name: str, rule: SpacingRule, horizon: float = math.inf) -> Turn | Later:
+        lead = 0.0  # how late slots were found: the next one is asked for that much further ahead
+        while True:
+            state = await self._repo.state(name)
+            now = self._clock()
+            interval = rule(state, now)
+            earliest = max(now + lead, state.blocked_until)
+            if earliest - now > horizon:
+                return Later(earliest, interval)
+            slot = await self._repo.reserve_slot(
+                name, now=earliest, interval=interval, horizon=horizon - (earliest - now)
+            )
+            if slot - now > horizon:
+                return Later(slot, interval)
+            if (wait := slot - self._clock()) > 0:
+                await self._sleep(wait)
+            state = self._repo.known_state(name)  # no store round trip between slot and send
+            now = self._clock()
+            if now - slot <= MAX_LATENESS / 2 and still_open(state, rule, interval, now):
+                return Turn(interval)
+            lead += max(0.0, now - slot)
+
+
+def still_open(state: LimitState, rule: SpacingRule, interval: float, now: float) -> bool:
+    """No block and no slower rate since the slot was reserved at `interval`."""
+    return state.blocked_until <= now and rule(state, now) <= interval
+
+
 class SlidingWindow:
     """At most `limit` events in any `window` seconds, in this process (a sliding log)."""
 
@@ -171,7 +179,7 @@ class SlidingWindow:
     def delay(self) -> float:
         """Seconds until one more event fits (0: now)."""
         now = self._clock()
-        while self._times and now - self._times[0] >= self.window:
+        while self._times and self._times[0] + self.window <= now:
             self._times.popleft()
         if len(self._times) < self.limit:
             return 0.0

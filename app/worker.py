@@ -4,10 +4,8 @@ The loop claims due items with a lease (at most `worker_concurrency` in flight),
 in its own task and sleeps until woken or `poll_interval_seconds` passes when there is nothing
 to do. While an item is being worked on, a heartbeat extends its lease every third of
 `lease_seconds`, so a short lease (fast failover when a process dies) never expires under a
-slow but live worker. An item inserted already leased to this process (`Store.enqueue_held`)
-can be handed over directly (`reserve`, then `take`): no claim round trip on its way. `stop`
-stops claiming and gives in-flight items a grace period; a `JobWorker` hands the rest back to
-the queue when their task is cancelled.
+slow but live worker. `stop` stops claiming and gives in-flight items a grace period; a
+`JobWorker` hands the rest back to the queue when their task is cancelled.
 """
 
 import asyncio
@@ -46,7 +44,6 @@ class LeasedQueueWorker(ABC):
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._held: dict[asyncio.Task[None], WorkItem] = {}
-        self._reserved = 0  # places kept by `reserve` for items not yet handed over
         self._stopping = False
 
     @abstractmethod
@@ -54,25 +51,6 @@ class LeasedQueueWorker(ABC):
 
     def wake(self) -> None:
         self._wakeup.set()
-
-    def reserve(self) -> bool:
-        """Keep a place for an item the caller is about to insert leased to this process; False
-        when there is none (insert it unleased and `wake` the worker instead)."""
-        busy = len(self._inflight) + self._reserved
-        if self._stopping or busy >= self._settings.worker_concurrency:
-            return False
-        self._reserved += 1
-        return True
-
-    def take(self, item: WorkItem | None) -> None:
-        """Fill the place `reserve` kept: work on `item` (held by its lease) now; None gives the
-        place back. While stopping the item is left to its lease, which expires and lets any
-        process claim it."""
-        self._reserved -= 1
-        if item is not None and not self._stopping:
-            self._start(item)
-        elif item is None:
-            self.wake()  # the place is free again
 
     def _start(self, item: WorkItem) -> None:
         task = asyncio.create_task(self._process(item))
@@ -92,13 +70,9 @@ class LeasedQueueWorker(ABC):
     async def _dispatch(self) -> None:
         concurrency = self._settings.worker_concurrency
         while not self._stopping:
-            free = concurrency - len(self._inflight) - self._reserved
+            free = concurrency - len(self._inflight)
             if free <= 0:
-                if self._inflight:
-                    await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
-                else:  # every place is reserved: one is taken or given back soon
-                    self._wakeup.clear()
-                    await self._idle()
+                await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             self._wakeup.clear()
             limit = min(free, CLAIM_BATCH)

@@ -1,9 +1,6 @@
 """Unit tests of the Cast client (respx): what it sends and how it reads Cast's answers."""
 
-import asyncio
 import json
-import re
-import time
 
 import httpx
 import pytest
@@ -104,66 +101,3 @@ async def test_a_connection_error_is_retryable(client):
     with pytest.raises(CastError) as caught:
         await client.send_sms("k", REQUEST, idempotency_key="x")
     assert caught.value.retryable
-
-
-class SlowCast:
-    """Cast over a real socket: notes when a request's body arrived, answers 200 ms later."""
-
-    def __init__(self) -> None:
-        self.body_at: list[float] = []
-        self.answered: list[float] = []
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(re.search(rb"(?i)content-length: (\d+)", head)[1])
-        await reader.readexactly(length)
-        self.body_at.append(time.monotonic())
-        await asyncio.sleep(0.2)
-        body = b'{"success": true, "message_id": "CAST1", "parts": 1}'
-        self.answered.append(time.monotonic())
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-        writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-
-class Departure:
-    """Records when the request was held and when it left; holds it `hold` seconds."""
-
-    def __init__(self, hold: float = 0.0) -> None:
-        self.hold = hold
-        self.ready_at: list[float] = []
-        self.left_at: list[float] = []
-
-    async def ready(self) -> None:
-        self.ready_at.append(time.monotonic())
-        await asyncio.sleep(self.hold)
-
-    async def left(self) -> None:
-        self.left_at.append(time.monotonic())
-
-
-async def send_through(cast: SlowCast, departure: Departure) -> str:
-    server = await asyncio.start_server(cast, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        result = await CastClient(http).send_sms(
-            "k", REQUEST, idempotency_key="x", departure=departure
-        )
-    return result.message_id
-
-
-async def test_left_is_awaited_once_the_request_has_left_before_the_answer():
-    """The pacing learns when a send left, not when Cast answered (over a real socket)."""
-    cast, departure = SlowCast(), Departure()
-    assert await send_through(cast, departure) == "CAST1"
-    assert len(departure.left_at) == 1 and cast.answered[0] - departure.left_at[0] >= 0.19
-
-
-async def test_a_paced_request_is_held_at_the_connection_until_it_is_ready():
-    """Built, connected and its headers written first; its body only once `ready` returns."""
-    cast, departure = SlowCast(), Departure(hold=0.15)
-    assert await send_through(cast, departure) == "CAST1"
-    assert len(departure.ready_at) == 1
-    assert cast.body_at[0] - departure.ready_at[0] >= 0.14
-    assert departure.left_at[0] - departure.ready_at[0] >= 0.14

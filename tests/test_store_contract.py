@@ -57,28 +57,6 @@ async def test_a_leased_item_is_not_claimed_again_until_its_lease_expires(store:
     assert [item.attempts for item in again] == [2]
 
 
-async def test_a_held_insert_is_leased_to_its_caller_until_its_expiry(store: Store) -> None:
-    held = await store.enqueue_held("outbound", "m1", {"n": 1}, now=NOW, until=NOW + 30)
-    assert held is not None and held.lease and held.attempts == 1 and held.data == {"n": 1}
-    assert await store.claim("outbound", now=NOW + 29, lease_seconds=30, limit=1) == []
-    assert await store.save("outbound", "m1", held.lease, data={"n": 2}, state=DONE, due_at=NOW)
-    item = await store.get_item("outbound", "m1")
-    assert item is not None and item.state == DONE and item.created_at == NOW
-
-
-async def test_a_held_item_whose_holder_died_is_claimed_at_its_expiry(store: Store) -> None:
-    await store.enqueue_held("outbound", "m1", {}, now=NOW, until=NOW + 30)
-    again = await store.claim("outbound", now=NOW + 31, lease_seconds=30, limit=1)
-    assert [(item.id, item.attempts) for item in again] == [("m1", 2)]
-
-
-async def test_a_held_insert_of_an_existing_id_changes_nothing(store: Store) -> None:
-    assert await store.enqueue("outbound", "m1", {"n": 1}, NOW)
-    assert await store.enqueue_held("outbound", "m1", {"n": 2}, now=NOW, until=NOW + 30) is None
-    item = await store.get_item("outbound", "m1")
-    assert item is not None and item.data == {"n": 1} and item.lease is None
-
-
 async def test_concurrent_claims_never_hand_one_item_to_two_workers(store: Store) -> None:
     for i in range(30):
         await store.enqueue("outbound", f"m{i}", {}, NOW)
@@ -237,6 +215,27 @@ async def test_concurrent_reservations_never_share_a_slot(store: Store) -> None:
     )
     ordered = sorted(slots)
     assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(ordered))
+
+
+async def test_a_slot_within_the_horizon_is_reserved(store: Store) -> None:
+    await store.reserve_slot("cast:k", now=NOW, interval=0.5)
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.5, horizon=0.5) == NOW + 0.5
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.5) == NOW + 1.0
+
+
+async def test_a_slot_beyond_the_horizon_is_named_but_not_reserved(store: Store) -> None:
+    await store.reserve_slot("cast:k", now=NOW, interval=0.5)
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.5, horizon=0.4) == NOW + 0.5
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.5) == NOW + 0.5  # still free
+
+
+async def test_concurrent_reservations_never_reserve_beyond_the_horizon(store: Store) -> None:
+    slots = await asyncio.gather(
+        *(store.reserve_slot("cast:k", now=NOW, interval=0.1, horizon=0.45) for _ in range(12))
+    )
+    within = sorted(slot for slot in slots if slot <= NOW + 0.45)
+    assert within == pytest.approx([NOW, NOW + 0.1, NOW + 0.2, NOW + 0.3, NOW + 0.4])
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.1) == pytest.approx(NOW + 0.5)
 
 
 async def test_a_quota_allows_limit_uses_per_window_then_refuses(store: Store) -> None:

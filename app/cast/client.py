@@ -2,8 +2,6 @@
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -131,17 +129,6 @@ def _error_from(response: httpx.Response) -> CastError:
     )
 
 
-class Departure(Protocol):
-    """A paced send's request on its way out (app/cast/pacing.py `PacedDeparture`)."""
-
-    async def ready(self) -> None:
-        """Awaited when the request is at the connection (its headers written), before its
-        body is written: Cast takes a request in when its body has arrived."""
-
-    async def left(self) -> None:
-        """Awaited once its body is written."""
-
-
 class CastClient:
     def __init__(self, http: httpx.AsyncClient, observer: RequestObserver | None = None) -> None:
         self._http = http
@@ -243,12 +230,8 @@ class CastClient:
         *,
         idempotency_key: str,
         channel: Channel = "sms",
-        departure: Departure | None = None,
     ) -> SendResult:
-        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`). A paced
-        send's `departure` holds the request at the connection until its time (`ready`, awaited
-        before the body is written) and learns when it really left (`left`, once the body
-        is written, before Cast's answer)."""
+        """One send through the endpoint of `channel` (`/sms/send` or `/sim/send`)."""
         headers = {"X-API-Key": api_key, "X-Idempotency-Key": idempotency_key}
         response = await self._request(
             "POST",
@@ -256,7 +239,6 @@ class CastClient:
             _operation("send", channel),
             json=request.model_dump(exclude_none=True),
             headers=headers,
-            extensions={"trace": _paced(departure)} if departure is not None else None,
         )
         if response.status_code >= 400:
             raise _error_from(response)
@@ -271,19 +253,6 @@ class CastClient:
             )
         result.replayed = response.headers.get("x-idempotent-replay", "").lower() == "true"
         return result
-
-
-def _paced(departure: Departure) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """An httpx trace hook (httpcore's events) that holds the request's body until
-    `departure` is ready and reports when it was written."""
-
-    async def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith(".send_request_body.started"):
-            await departure.ready()
-        elif event.endswith(".send_request_body.complete"):
-            await departure.left()
-
-    return trace
 
 
 def _operation(name: str, channel: Channel) -> str:

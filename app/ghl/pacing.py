@@ -6,11 +6,11 @@ in ANY 10 s). Every location-scoped call (status updates, contact look-ups and u
 messages, and any call added later) goes through `GHLPacer.before_call`, which `GHLClient` calls
 for a request made with a `location_id`:
 
-- slots in the store `INTERVAL` apart (10.1 s / 99, 9.8 calls/s): call k and call k+99 leave
-  at least 10.1 s - `MAX_LATENESS` apart, 20 ms (jitter) more than GHL's window needs; a call
-  that wakes up later than `MAX_LATENESS` after its slot takes a new one. One of the 100 is
-  left over (`HEADROOM`), so our own calls never bring `X-RateLimit-Remaining` to 0 (9.8/s
-  still keeps up with one status update per SMS at Cast's 10/s, paced to 9.77/s);
+- one slot per call from the store (`app/pacing.py`), `spacing(limit - HEADROOM, 10 s)` apart
+  (10.04 s / 99, 9.86 calls/s): call k and call k+99 leave more than 10 s apart whatever the
+  network's jitter. One of the 100 is left over (`HEADROOM`), so our own calls never bring
+  `X-RateLimit-Remaining` to 0 (9.86/s still keeps up with one status update per SMS at Cast's
+  10/s, paced to 9.6/s);
 - first come, first served: slots go in the order calls ask, so no kind of call starves
   another and a reply waits behind at most the calls that asked before it;
 - GHL's answers adjust it (`after_response`): `X-RateLimit-Remaining: 0` blocks the location
@@ -23,20 +23,11 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from app.pacing import PacingRepository, sleep_until
+from app.pacing import PacingRepository, Turns, spacing
 from app.store import Store
 
 LIMIT, WINDOW_SECONDS = 100, 10.0
 HEADROOM = 1  # never used by our own calls: X-RateLimit-Remaining: 0 means someone else
-MAX_LATENESS = 0.08
-
-
-def interval(limit: int) -> float:
-    """Slot spacing for `limit` requests per 10 s: `limit - HEADROOM` per 10.1 s."""
-    return (WINDOW_SECONDS + MAX_LATENESS + 0.02) / (limit - HEADROOM)
-
-
-INTERVAL = interval(LIMIT)
 DEFAULT_BLOCK_SECONDS = 10.0
 LOCATION_PREFIX = "ghl-location:"
 
@@ -67,21 +58,14 @@ class GHLPacer:
         self, store: Store, limit: int = LIMIT, clock: Callable[[], float] = time.time
     ) -> None:
         self._repo = PacingRepository(store)
-        self._interval = interval(limit)
+        self._turns = Turns(self._repo, clock)
+        self._interval = spacing(limit - HEADROOM, WINDOW_SECONDS)
         self._clock = clock
 
     async def before_call(self, location_id: str) -> None:
         """Wait for the location's next slot (first come, first served: slots are handed out
         in the order calls ask), and until a block GHL asked for is over."""
-        name = LOCATION_PREFIX + location_id
-        while True:
-            state = await self._repo.state(name)
-            now = max(self._clock(), state.blocked_until)
-            slot = await self._repo.reserve_slot(name, now=now, interval=self._interval)
-            await sleep_until(slot, self._clock)
-            blocked = (await self._repo.state(name)).blocked_until > self._clock()
-            if not blocked and self._clock() - slot <= MAX_LATENESS:
-                return
+        await self._turns.take(LOCATION_PREFIX + location_id, lambda _state, _now: self._interval)
 
     async def after_response(
         self, location_id: str, status: int, headers: Mapping[str, str]

@@ -21,13 +21,6 @@ class QueueRepository[M: BaseModel]:
             self.queue, item_id, message.model_dump(mode="json"), due_at
         )
 
-    async def _enqueue_held(
-        self, item_id: str, message: M, now: float, until: float
-    ) -> WorkItem | None:
-        return await self._store.enqueue_held(
-            self.queue, item_id, message.model_dump(mode="json"), now=now, until=until
-        )
-
     async def claim(self, *, now: float, lease_seconds: float, limit: int) -> list[WorkItem]:
         return await self._store.claim(
             self.queue, now=now, lease_seconds=lease_seconds, limit=limit

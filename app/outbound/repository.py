@@ -4,7 +4,7 @@ keys (what their `/sms/logs` reads found)."""
 
 from app.kit.queues import QueueRepository
 from app.outbound.schemas import LoggedReceipt, OutboundMessage, ReceiptLedger, RefusedMessage
-from app.store import DONE, Store, StoreUnavailable, WorkItem
+from app.store import DONE, Store, StoreUnavailable
 
 QUEUE = "outbound"
 REFUSED = "refused_messages"
@@ -18,11 +18,6 @@ class OutboxRepository(QueueRepository[OutboundMessage]):
     async def add(self, message: OutboundMessage) -> bool:
         """False when this GHL messageId was already accepted."""
         return await self._enqueue(message.message_id, message, message.received_at)
-
-    async def add_held(self, message: OutboundMessage, until: float) -> WorkItem | None:
-        """`add`, the message leased until `until` (see `Store.enqueue_held`); None when this
-        GHL messageId was already accepted."""
-        return await self._enqueue_held(message.message_id, message, message.received_at, until)
 
     async def recent(self, location_id: str, *, since: float, limit: int) -> list[OutboundMessage]:
         """A location's messages received since `since`, newest first."""

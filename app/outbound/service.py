@@ -14,17 +14,14 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
 from app.outbound.splitting import compose_text, split_text
 from app.phone import InvalidPhoneNumber, to_cast_local
-from app.store import WorkItem
 
 log = logging.getLogger(__name__)
 
 
 class Pickup(Protocol):
-    """The local outbound worker, as the webhook path sees it (app/worker.py)."""
+    """The local outbound worker, as the webhook path sees it (app/worker.py): woken when a
+    message is stored; when and how fast it is sent is the worker's business."""
 
-    async def deferred_until(self, message: OutboundMessage) -> float | None: ...
-    def reserve(self) -> bool: ...
-    def take(self, item: WorkItem | None) -> None: ...
     def wake(self) -> None: ...
 
 
@@ -100,10 +97,11 @@ class OutboundService:
             return Accepted.IGNORED
         now = time.time()
         message = build_message(payload, self._settings.cast_max_message_chars, now)
-        if not await self._store(message):
+        if not await self._outbox.add(message):
             self._counters.inc("webhooks_duplicate")
             log.info("duplicate outbound webhook", extra={"message_id": payload.message_id})
             return Accepted.DUPLICATE
+        self._worker.wake()
         self._counters.inc("messages_received")
         if message.status == "failed":  # refused before sending (INVALID_PHONE, EMPTY_MESSAGE)
             self._counters.inc("messages_failed", reason=message.error_code)
@@ -131,23 +129,3 @@ class OutboundService:
             return False
         self._worker.wake()
         return True
-
-    async def _store(self, message: OutboundMessage) -> bool:
-        """Insert once (False: a duplicate). The message goes straight to this process's worker
-        when it has room, already leased to it (no claim round trip on its way to Cast; if the
-        process dies, the lease expires and any process claims it), or waits in the outbox."""
-        due = await self._worker.deferred_until(message)
-        if due is not None:  # the key's sends are backlogged here: held until its turn
-            return await self._outbox.add_held(message, until=due) is not None
-        if not self._worker.reserve():
-            inserted = await self._outbox.add(message)
-            self._worker.wake()
-            return inserted
-        item = None
-        try:
-            item = await self._outbox.add_held(
-                message, until=message.received_at + self._settings.lease_seconds
-            )
-        finally:
-            self._worker.take(item)
-        return item is not None

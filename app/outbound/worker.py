@@ -15,7 +15,7 @@ from typing import Literal
 from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastClient, CastError
-from app.cast.pacing import CastPacer
+from app.cast.pacing import CastPacer, ComeBack
 from app.cast.schemas import Channel, SendRequest, StatusResult
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
@@ -85,25 +85,6 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._cipher = cipher or build_cipher(settings)  # keeps each message's Cast key
         self._receipts = receipts  # receipts from the logs (None: each part asked by status)
 
-    async def deferred_until(self, message: OutboundMessage) -> float | None:
-        """When a message just accepted should first be worked on, if not at once: when this
-        process already holds `BACKLOG_SECONDS` of its key's sends, at its turn, as `_send`
-        would have rescheduled it after claiming it (a burst of webhooks then costs one insert
-        each, not an insert, a claim, an opt-out read and a reschedule). A location that must be
-        re-installed, or not installed at all, is never deferred (it fails at once); the opt-out
-        check comes at its turn."""
-        if message.stage != "send" or message.status is not None:
-            return None
-        if not await self._tokens.installed(message.location_id):
-            return None
-        if await self._tokens.reauthorization_needed(message.location_id) is not None:
-            return None
-        try:
-            account = await self._accounts.configured(message.location_id)
-        except CastError:
-            return None
-        return self._pacer.admit(account.api_key, self._clock())
-
     async def _advance(self, message: OutboundMessage) -> float | None:
         """Send, poll, report, as far as each goes now: when to come back, or None when done."""
         if message.stage == "send" and (due_at := await self._send(message)) is not None:
@@ -172,10 +153,9 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         for index, part in enumerate(message.parts, start=1):
             if part.cast_message_id:
                 continue
-            deferred = self._pacer.defer_until(api_key, self._clock())
-            if deferred is not None:  # enough of this key's sends wait here already
-                return deferred
-            ticket = await self._pacer.before_send(api_key)  # one budget per key, both channels
+            turn = await self._pacer.before_send(api_key)  # one budget per key, both channels
+            if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
+                return turn.at
             if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
                 return self._refuse(message, optout)
             message.send_attempts += 1
@@ -188,11 +168,10 @@ class OutboundWorker(JobWorker[OutboundMessage]):
                     request,
                     idempotency_key=part.idempotency_key(message.message_id, index, total),
                     channel=channel,
-                    departure=self._pacer.departure(ticket),  # leaves at its time, says when
                 )
             except CastError as exc:
                 if exc.status == 429:
-                    await self._slowed_down(api_key, ticket.rate, exc)
+                    await self._slowed_down(api_key, turn.rate, exc)
                 if exc.recipient_unsubscribed and self._optouts is not None:
                     return await self._unsubscribed_at_cast(message, message.sender_id, exc)
                 if exc.key_state and self._account_info is not None:

@@ -10,6 +10,7 @@ cannot overwrite the new holder's progress.
 
 import functools
 import inspect
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -108,13 +109,6 @@ class Store(Protocol):
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
         """Insert once by id. False (and nothing changed) when the id already exists."""
 
-    async def enqueue_held(
-        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
-    ) -> WorkItem | None:
-        """Insert once by id, already leased until `until` as if claimed at `now` (the item,
-        with its lease, is the caller's to work on); None (nothing changed) when the id exists.
-        Like any lease, it expires: if the holder dies, the item is claimed again at `until`."""
-
     async def claim(
         self, queue: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[WorkItem]:
@@ -191,8 +185,11 @@ class Store(Protocol):
     async def release_lease(self, name: str, owner: str) -> None: ...
 
     # Shared pacing (one rate for all processes) ------------------------------------------
-    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
-        """Reserve the next send time of the pacer `name`: max(now, previous slot + interval).
+    async def reserve_slot(
+        self, name: str, *, now: float, interval: float, horizon: float = math.inf
+    ) -> float:
+        """The next send time of the pacer `name`: max(now, previous slot + interval), reserved
+        only if it is at most `horizon` after `now` (a later one is returned, not reserved).
 
         Atomic across processes, so slots handed out by all bridge processes are `interval`
         apart (a GCRA / virtual-scheduling rate limiter kept in the database).

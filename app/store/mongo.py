@@ -5,6 +5,7 @@ on a standalone mongod as well as on a replica set. Several bridge processes sha
 Any driver error (`PyMongoError`) of any operation is raised as `StoreUnavailable`.
 """
 
+import math
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,12 +91,6 @@ class MongoStore:
     async def enqueue(self, queue: str, item_id: str, data: dict[str, Any], due_at: float) -> bool:
         item = WorkItem(queue, item_id, PENDING, due_at, None, 0, data, due_at)
         return await self._insert(item)
-
-    async def enqueue_held(
-        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
-    ) -> WorkItem | None:
-        item = WorkItem(queue, item_id, PENDING, until, new_lease_token(), 1, data, now)
-        return item if await self._insert(item) else None
 
     async def _insert(self, item: WorkItem) -> bool:
         """One insert_one; False when the id exists."""
@@ -260,10 +255,27 @@ class MongoStore:
         await self._db["leases"].delete_one({"_id": name, "owner": owner})
 
     # Shared pacing ----------------------------------------------------------------------
-    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
-        """Compare-and-swap on the last slot (no pipeline updates needed, works everywhere)."""
+    async def reserve_slot(
+        self, name: str, *, now: float, interval: float, horizon: float = math.inf
+    ) -> float:
+        """One conditional update, no compare-and-swap (which many concurrent senders of one
+        key would retry round after round): a busy pacer's slot moves on by `interval`
+        (`$inc`), an idle one's is set to `now`; a new one is inserted."""
         pacing = self._db["pacing"]
+        busy: dict[str, Any] = {"$gt": now - interval}
+        if horizon != math.inf:
+            busy["$lte"] = now + horizon - interval
         while True:
+            moved = await pacing.find_one_and_update(
+                {"_id": name, "slot": busy},
+                {"$inc": {"slot": interval}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if moved is not None:
+                return moved["slot"]
+            idle = {"_id": name, "slot": {"$lte": now - interval}}
+            if await pacing.find_one_and_update(idle, {"$set": {"slot": now}}) is not None:
+                return now
             current = await pacing.find_one({"_id": name})
             if current is None:
                 try:
@@ -271,12 +283,9 @@ class MongoStore:
                 except DuplicateKeyError:
                     continue
                 return now
-            slot = max(now, current["slot"] + interval)
-            result = await pacing.update_one(
-                {"_id": name, "slot": current["slot"]}, {"$set": {"slot": slot}}
-            )
-            if result.modified_count == 1:
-                return slot
+            if current["slot"] + interval - now > horizon:
+                return current["slot"] + interval  # beyond the horizon: not reserved
+            # the slot changed between the two updates: try again
 
     # Quotas -----------------------------------------------------------------------------
     async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:

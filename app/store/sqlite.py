@@ -14,6 +14,7 @@ file) of any operation is raised as `StoreUnavailable`, as is any use of a close
 import asyncio
 import functools
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Callable
@@ -218,15 +219,6 @@ class SQLiteStore:
         row = (queue, item_id, PENDING, due_at, None, 0, _dump(data), due_at)
         return await self._inserts.insert(row)
 
-    async def enqueue_held(
-        self, queue: str, item_id: str, data: dict[str, Any], *, now: float, until: float
-    ) -> WorkItem | None:
-        lease = f"{new_lease_token()}:{item_id}"  # as `claim` writes it
-        row = (queue, item_id, PENDING, until, lease, 1, _dump(data), now)
-        if not await self._inserts.insert(row):
-            return None
-        return WorkItem(queue, item_id, PENDING, until, lease, 1, data, now)
-
     async def claim(
         self, queue: str, *, now: float, lease_seconds: float, limit: int
     ) -> list[WorkItem]:
@@ -419,14 +411,20 @@ class SQLiteStore:
         )
 
     # Shared pacing ----------------------------------------------------------------------
-    async def reserve_slot(self, name: str, *, now: float, interval: float) -> float:
+    async def reserve_slot(
+        self, name: str, *, now: float, interval: float, horizon: float = math.inf
+    ) -> float:
         def _reserve(c: sqlite3.Connection) -> float:
-            (slot,) = c.execute(
+            reserved = c.execute(
                 "INSERT INTO pacing (name, slot) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
-                "SET slot = max(?, pacing.slot + ?) RETURNING slot",
-                (name, now, now, interval),
+                "SET slot = max(?, pacing.slot + ?) WHERE max(?, pacing.slot + ?) <= ? "
+                "RETURNING slot",
+                (name, now, now, interval, now, interval, now + horizon),
             ).fetchone()
-            return slot
+            if reserved is not None:
+                return reserved[0]
+            (last,) = c.execute("SELECT slot FROM pacing WHERE name = ?", (name,)).fetchone()
+            return max(now, last + interval)  # beyond the horizon: not reserved
 
         return await self._run(_reserve)
 

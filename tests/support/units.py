@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import httpx
 from fastapi import FastAPI
 
-from app.cast.client import CastClient, Departure
+from app.cast.client import CastClient
 from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
 from app.config import Settings, load_settings
 from app.devkit.harness import CAST_KEY, ENCRYPTION_KEY
@@ -192,14 +192,9 @@ class FakeCast(Scripted):
         *,
         idempotency_key: str,
         channel: Channel,
-        departure: Departure | None = None,
     ) -> SendResult:
         def default(n: int) -> SendResult:
             return SendResult(success=True, message_id=f"cast-{n}")
-
-        if departure is not None:  # the request leaves as soon as it may
-            await departure.ready()
-            await departure.left()
 
         return await self.answer("send_sms", default, api_key, request, idempotency_key, channel)
 
