@@ -10,7 +10,8 @@ import respx
 
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.conversations import ConversationDirectory
-from app.ghl.pacing import INTERVAL, MAX_LATENESS, GHLPacer
+from app.ghl.pacing import HEADROOM, LIMIT, WINDOW_SECONDS, GHLPacer
+from app.pacing import MAX_LATENESS, spacing
 from tests.support.units import FakeGHL
 
 LOCATION, CONTACT = "loc-1", "contact-1"
@@ -88,4 +89,4 @@ async def test_conversation_look_ups_take_the_locations_pacing_slots(store):
             await ConversationDirectory(client).conversation_id("tok", LOCATION, CONTACT)
         paths = [c.request.url.path for c in mock.calls]
     assert paths == ["/conversations/search", "/conversations/"]
-    assert sent[1] - sent[0] >= INTERVAL - MAX_LATENESS
+    assert sent[1] - sent[0] >= spacing(LIMIT - HEADROOM, WINDOW_SECONDS) - MAX_LATENESS

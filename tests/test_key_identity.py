@@ -3,6 +3,7 @@ under a server secret; its 12-digit label only names it in logs and metrics (iss
 
 import hashlib
 import hmac
+import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -14,7 +15,6 @@ from app.cast.repository import COLLECTION as KEY_STATES
 from app.cast.repository import KeyStates
 from app.oauth.crypto import TokenCipher
 from app.pacing import COLLECTION as PACING_STATES
-from app.pacing import LOG_COLLECTION
 from app.store import Store
 
 SECRET = b"s" * 32
@@ -56,7 +56,7 @@ def test_the_key_secret_is_derived_from_the_newest_encryption_key():
     assert rotating == TokenCipher(new).derived_secret(KEY_SECRET_PURPOSE)
 
 
-async def test_a_keys_pacing_log_and_limit_state_are_stored_under_its_full_identity(
+async def test_a_keys_pacing_slot_and_limit_state_are_stored_under_its_full_identity(
     store: Store,
 ):
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
@@ -64,7 +64,8 @@ async def test_a_keys_pacing_log_and_limit_state_are_stored_under_its_full_ident
     await pacer.rate_limited("cast_live_a", paced_at=10.0, retry_after=0.0)
 
     name = KEY_PREFIX + key_fingerprint("cast_live_a")
-    assert await store.get_doc(LOG_COLLECTION, name) is not None
+    now = time.time()  # the send took a slot under that name: the next one is an interval on
+    assert await store.reserve_slot(name, now=now, interval=100.0) > now + 50
     assert await store.get_doc(PACING_STATES, name) is not None
 
 

@@ -4,7 +4,7 @@ pacing: a STOP that arrives while a message waits for its slot stops its remaini
 
 import pytest
 
-from app.cast.pacing import CastPacer, Ticket
+from app.cast.pacing import CastPacer, ComeBack, SendNow
 from app.metrics import Counters
 from app.oauth.tokens import TokenService
 from app.optouts.repository import DndQueue, OptOutList
@@ -34,7 +34,7 @@ class StopWhileWaiting(CastPacer):
         super().__init__(store, per_key_rate=1e6, ip_rate=1e6)
         self._optouts, self._at_part, self._waits = optouts, at_part, 0
 
-    async def before_send(self, api_key: str) -> Ticket:
+    async def before_send(self, api_key: str) -> SendNow | ComeBack:
         self._waits += 1
         if self._waits == self._at_part:
             await self._optouts.opt_out(LOCATION, PHONE, source="keyword", at=1.0, keyword="STOP")
