@@ -18,9 +18,8 @@ from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
-from app.outbound.worker import OutboundWorker
 from app.store import Store
-from tests.support.units import FakeCast, FakeGHL, installations
+from tests.support.units import FakeCast, FakeGHL, installations, outbound_worker
 
 DEFAULT_KEY = "cast_" + "d" * 64
 OWN_KEY = "cast_" + "1234abcd" * 8
@@ -147,7 +146,7 @@ def idle_outbound(store: Store, outbox: OutboxRepository) -> OutboundService:
     ghl = FakeGHL()
     tokens = TokenService(settings(), store, installations(store), ghl)
     pacer = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
-    worker = OutboundWorker(settings(), outbox, FakeCast(), ghl, tokens, pacer, Counters())
+    worker = outbound_worker(settings(), store, FakeCast(), ghl, tokens, pacer)
     return OutboundService(settings(), outbox, Counters(), worker)
 
 

@@ -16,7 +16,14 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.service import Accepted, OutboundService
 from app.outbound.worker import OutboundWorker
 from app.store import PENDING, Store
-from tests.support.units import FakeCast, FakeGHL, install, installations, unit_settings
+from tests.support.units import (
+    FakeCast,
+    FakeGHL,
+    install,
+    installations,
+    outbound_worker,
+    unit_settings,
+)
 
 QUEUE = "outbound"
 
@@ -27,7 +34,7 @@ def intake(
     config = unit_settings(**settings)
     cast, ghl, outbox = FakeCast(), FakeGHL(), OutboxRepository(store)
     tokens = TokenService(config, store, installations(store), ghl)
-    worker = OutboundWorker(config, outbox, cast, ghl, tokens, pacer, Counters())
+    worker = outbound_worker(config, store, cast, ghl, tokens, pacer)
     return OutboundService(config, outbox, Counters(), worker), worker, cast
 
 
