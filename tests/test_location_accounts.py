@@ -3,9 +3,12 @@
 import pytest
 from cryptography.fernet import Fernet
 
+from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastError
 from app.cast.pacing import CastPacer
+from app.cast.repository import KeyStates
+from app.cast.senders import SenderDirectory
 from app.config import Settings
 from app.errors import ApiError
 from app.locations.repository import COLLECTION, LocationSettingsRepository
@@ -19,7 +22,13 @@ from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
 from app.store import Store
-from tests.support.units import FakeCast, FakeGHL, installations, outbound_worker
+from tests.support.units import (
+    FakeCast,
+    FakeGHL,
+    installations,
+    optout_service,
+    outbound_worker,
+)
 
 DEFAULT_KEY = "cast_" + "d" * 64
 OWN_KEY = "cast_" + "1234abcd" * 8
@@ -162,6 +171,8 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
         InstallationRepository(store, cipher),
         outbox,
         idle_outbound(store, outbox),
+        optout_service(settings(), store),
+        account_info=CastAccountInfo(FakeCast(), SenderDirectory(FakeCast()), KeyStates(store)),
     )
     session = Session("loc-1", "user-1", "Maria", 2e9, "company-1", admin=True)
 
