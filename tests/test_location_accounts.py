@@ -132,12 +132,6 @@ async def test_the_cache_serves_until_invalidated_or_expired(store: Store) -> No
     assert (await accounts.account_for("loc-1")).sender_id == "OTHER"  # saved here
 
 
-async def test_without_a_repository_everyone_uses_the_default() -> None:
-    account = await CastAccounts(settings(), None).account_for("loc-1")
-
-    assert account.source == "default"
-
-
 async def test_a_key_the_cipher_cannot_read_raises_unless_asked_not_to(store: Store) -> None:
     await repository(store).put(own())
     other = repository(store)  # another encryption key: TOKEN_ENCRYPTION_KEY changed

@@ -109,7 +109,7 @@ class CastAccounts:
     def __init__(
         self,
         settings: Settings,
-        repository: AccountChoices | None,
+        repository: AccountChoices,
         *,
         senders: SenderDirectory | None = None,
         ttl: float = ACCOUNT_CACHE_SECONDS,
@@ -138,8 +138,6 @@ class CastAccounts:
 
     async def configured(self, location_id: str) -> CastAccount:
         """The key and sender ID only (no channel lookup): for callers that need just the key."""
-        if self._repo is None:
-            return self.default
         now = self._clock()
         cached = self._cache.get(location_id)
         if cached is not None and cached[0] > now:

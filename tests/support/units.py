@@ -99,6 +99,14 @@ async def install(
     return installation
 
 
+class NoChoices:
+    """Account choices no location has made (`AccountChoices`): every location uses the
+    operator's default Cast account."""
+
+    async def get(self, location_id: str, *, strict: bool = True) -> None:
+        return None
+
+
 class Scripted:
     """Records every call by method name. A test queues outcomes per method: an exception is
     raised, DEFAULT gives the default answer, anything else is returned; with none queued, the
