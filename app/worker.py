@@ -17,11 +17,10 @@ window as that stage's own errors, then given up, so nothing stays pending forev
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from app.config import Settings
@@ -48,10 +47,6 @@ class Deadline:
     def passed(self, now: float) -> bool:
         return now - self.since >= self.seconds
 
-    def waived(self) -> "Deadline":
-        """The same retries with no end: a wait that is never fatal (a rate limit)."""
-        return replace(self, seconds=math.inf)
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -73,9 +68,7 @@ class RetryPolicy:
         """When to try again after an error (after `wait`, e.g. a Retry-After, else the backoff),
         or None to give up: a rate limit is waited out whatever the deadline, a retryable error
         is retried until the deadline, any other error never."""
-        if rate_limited:
-            deadline = deadline.waived()
-        elif not retryable or deadline.passed(now):
+        if not rate_limited and (not retryable or deadline.passed(now)):
             return None
         if wait is None:
             wait = backoff(deadline.attempts, base=self.base, cap=self.cap)
