@@ -35,7 +35,7 @@ from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync, sender_matches
 from app.optouts.worker import DND_DEADLINE_SECONDS, DndWorker
 from app.store import DONE, PENDING, Store
-from tests.support.units import FakeClock, step
+from tests.support.units import FakeClock, NoChoices, step
 
 OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
 IN = ("START", "UNSTOP")
@@ -120,6 +120,7 @@ def _settings(**extra: object) -> Settings:
 async def _sync(
     store: Store, cast: FakeCast, http: httpx.AsyncClient, choices: AccountChoices | None = None
 ) -> CastOptOutSync:
+    """The sync over `store`; the locations' account choices are `choices`, else none made."""
     settings = _settings()
     counters = Counters()
     service = OptOutService(settings, OptOutList(store), DndQueue(store), counters)
@@ -127,7 +128,7 @@ async def _sync(
         settings,
         SyncLedger(store),
         InstallationRepository(store, CIPHER),
-        CastAccounts(settings, choices, ttl=0.0),
+        CastAccounts(settings, choices or NoChoices(), ttl=0.0),
         CastClient(http),
         CastPacer(store, 10, 30),
         service,
