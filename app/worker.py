@@ -6,6 +6,10 @@ to do. While an item is being worked on, a heartbeat extends its lease every thi
 `lease_seconds`, so a short lease (fast failover when a process dies) never expires under a
 slow but live worker. `stop` stops claiming and gives in-flight items a grace period; a
 `JobWorker` hands the rest back to the queue when their task is cancelled.
+
+A `JobWorker` applies one deadline policy to an error no stage expected (a bug, a key httpx
+cannot send): retried with backoff within the deadline of the job's current stage, the same
+window as that stage's own errors, then given up, so nothing stays pending forever.
 """
 
 import asyncio
@@ -14,17 +18,59 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from app.config import Settings
 from app.jobs import Job
 from app.kit.queues import QueueRepository
+from app.kit.retry import backoff
 from app.store import WorkItem
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 100
 STORE_ERROR_PAUSE = 1.0
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long a job's current stage may keep retrying: `seconds` from `since`. `attempts`: the
+    tries the stage made so far (the backoff grows with it)."""
+
+    since: float
+    seconds: float
+    attempts: int
+
+    def passed(self, now: float) -> bool:
+        return now - self.since >= self.seconds
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry with exponential backoff (jittered, `base` doubling up to `cap`) before the deadline;
+    give up after it."""
+
+    base: float
+    cap: float
+
+    def retry_at(
+        self,
+        deadline: Deadline,
+        now: float,
+        *,
+        retryable: bool = True,
+        rate_limited: bool = False,
+        wait: float | None = None,
+    ) -> float | None:
+        """When to try again after an error (after `wait`, e.g. a Retry-After, else the backoff),
+        or None to give up: a rate limit is waited out whatever the deadline, a retryable error
+        is retried until the deadline, any other error never."""
+        if not rate_limited and (not retryable or deadline.passed(now)):
+            return None
+        if wait is None:
+            wait = backoff(deadline.attempts, base=self.base, cap=self.cap)
+        return now + wait
 
 
 class LeasedQueueWorker(ABC):
@@ -132,10 +178,12 @@ class LeasedQueueWorker(ABC):
 
 class JobWorker[J: Job](LeasedQueueWorker):
     """Runs a queue of jobs: each outcome is written back to the job's document before its lease
-    is released. Subclasses implement `_advance` and `_crashed`."""
+    is released. Subclasses implement `_advance`, and for unexpected errors `_deadline` and
+    `_give_up` (`retry_policy` paces the retries before the deadline)."""
 
     what = "job"  # for the log, e.g. "inbound SMS"
     id_field = "id"  # the log field naming the item, e.g. "inbound_id"
+    retry_policy: ClassVar[RetryPolicy]  # paces retries after an unexpected error
 
     def __init__(
         self,
@@ -151,8 +199,21 @@ class JobWorker[J: Job](LeasedQueueWorker):
         """Take the job as far as it goes now: when it is due again, or None once finished."""
 
     @abstractmethod
+    def _deadline(self, job: J, now: float) -> Deadline:
+        """The retry window of the job's current stage."""
+
+    @abstractmethod
+    def _give_up(self, job: J, now: float, what: str) -> float | None:
+        """An unexpected error past the deadline (`what`): finish the job's stage as failed; when
+        to come back for the next stage, or None once the job is finished."""
+
     def _crashed(self, job: J, exc: Exception) -> float | None:
-        """An unexpected error: when to try again, or None (the job finished as failed)."""
+        now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
+        due_at = self.retry_policy.retry_at(self._deadline(job, now), now)
+        if due_at is None:
+            return self._give_up(job, now, what)
+        job.record(now, "unexpected_error", f"{what}; retrying in {due_at - now:.1f}s")
+        return due_at
 
     async def _process(self, item: WorkItem) -> None:
         job = self._jobs.model.model_validate(item.data)

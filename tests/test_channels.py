@@ -14,7 +14,7 @@ from app.devkit.fake_cast import FakeCast
 from app.kit.errors import ApiError
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.outbound.schemas import OutboundMessage, Part
-from tests.support.units import cast_client_over
+from tests.support.units import NoChoices, cast_client_over
 
 KEY = "cast_" + "ab" * 32
 SIM = "+639170000001"
@@ -50,7 +50,7 @@ def accounts(directory: SenderDirectory | None) -> CastAccounts:
         cast_sender_id="MYBRAND",
         _env_file=None,  # type: ignore[call-arg]
     )
-    return CastAccounts(settings, None, senders=directory)
+    return CastAccounts(settings, NoChoices(), senders=directory)
 
 
 # The client ---------------------------------------------------------------------------------

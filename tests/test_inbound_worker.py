@@ -8,7 +8,7 @@ from app.ghl.client import GHLError
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.schemas import InboundSMS
-from app.inbound.worker import GHL_BACKOFF_CAP, InboundWorker
+from app.inbound.worker import GHL_BACKOFF_BASE, InboundWorker
 from app.metrics import Counters
 from app.oauth.tokens import TokenService
 from app.store import DONE, PENDING, Store, WorkItem
@@ -17,6 +17,7 @@ from tests.support.units import (
     cancel_in_flight,
     install,
     installations,
+    optout_service,
     step,
     unit_settings,
 )
@@ -36,8 +37,8 @@ def recipients(sqlite_store: Store) -> RecipientDirectory:
 def worker(sqlite_store: Store, recipients, ghl, clock) -> InboundWorker:
     tokens = TokenService(SETTINGS, sqlite_store, installations(sqlite_store), ghl, clock=clock)
     router = InboundRouter(SETTINGS, recipients)
-    inbox = InboxRepository(sqlite_store)
-    return InboundWorker(SETTINGS, inbox, router, ghl, tokens, Counters(), clock=clock)
+    inbox, optouts = InboxRepository(sqlite_store), optout_service(SETTINGS, sqlite_store)
+    return InboundWorker(SETTINGS, inbox, router, ghl, tokens, Counters(), clock, optouts=optouts)
 
 
 @pytest.fixture
@@ -165,12 +166,14 @@ async def test_a_message_already_in_ghl_is_not_added_again(worker, sqlite_store,
     assert not ghl.calls
 
 
-async def test_an_unexpected_error_reschedules_the_message_after_the_backoff_cap(
+async def test_an_unexpected_error_reschedules_the_message_after_the_ghl_backoff(
     worker, sqlite_store, ghl, clock, reply
 ):
     ghl.script("add_inbound_message", RuntimeError("a bug"))
-    item, _ = await process(worker, sqlite_store, clock)
-    assert (item.state, item.due_at) == (PENDING, clock() + GHL_BACKOFF_CAP)
+    item, message = await process(worker, sqlite_store, clock)
+    first_backoff = GHL_BACKOFF_BASE * 0.5, GHL_BACKOFF_BASE  # the first attempt's, jittered
+    assert item.state == PENDING and message.history[-1].event == "unexpected_error"
+    assert first_backoff[0] <= item.due_at - clock() <= first_backoff[1]
 
 
 async def test_an_unexpected_error_past_the_deadline_fails_the_message_instead_of_pending(

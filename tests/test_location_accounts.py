@@ -3,9 +3,12 @@
 import pytest
 from cryptography.fernet import Fernet
 
+from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastError
 from app.cast.pacing import CastPacer
+from app.cast.repository import KeyStates
+from app.cast.senders import SenderDirectory
 from app.config import Settings
 from app.kit.errors import ApiError
 from app.locations.repository import COLLECTION, LocationSettingsRepository
@@ -18,9 +21,14 @@ from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
-from app.outbound.worker import OutboundWorker
 from app.store import Store
-from tests.support.units import FakeCast, FakeGHL, installations
+from tests.support.units import (
+    FakeCast,
+    FakeGHL,
+    installations,
+    optout_service,
+    outbound_worker,
+)
 
 DEFAULT_KEY = "cast_" + "d" * 64
 OWN_KEY = "cast_" + "1234abcd" * 8
@@ -124,12 +132,6 @@ async def test_the_cache_serves_until_invalidated_or_expired(store: Store) -> No
     assert (await accounts.account_for("loc-1")).sender_id == "OTHER"  # saved here
 
 
-async def test_without_a_repository_everyone_uses_the_default() -> None:
-    account = await CastAccounts(settings(), None).account_for("loc-1")
-
-    assert account.source == "default"
-
-
 async def test_a_key_the_cipher_cannot_read_raises_unless_asked_not_to(store: Store) -> None:
     await repository(store).put(own())
     other = repository(store)  # another encryption key: TOKEN_ENCRYPTION_KEY changed
@@ -147,7 +149,7 @@ def idle_outbound(store: Store, outbox: OutboxRepository) -> OutboundService:
     ghl = FakeGHL()
     tokens = TokenService(settings(), store, installations(store), ghl)
     pacer = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
-    worker = OutboundWorker(settings(), outbox, FakeCast(), ghl, tokens, pacer, Counters())
+    worker = outbound_worker(settings(), store, FakeCast(), ghl, tokens, pacer)
     return OutboundService(settings(), outbox, Counters(), worker)
 
 
@@ -163,6 +165,8 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
         InstallationRepository(store, cipher),
         outbox,
         idle_outbound(store, outbox),
+        optout_service(settings(), store),
+        account_info=CastAccountInfo(FakeCast(), SenderDirectory(FakeCast()), KeyStates(store)),
     )
     session = Session("loc-1", "user-1", "Maria", 2e9, "company-1", admin=True)
 

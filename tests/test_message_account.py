@@ -13,7 +13,6 @@ from app.cast.pacing import CastPacer
 from app.devkit.harness import CAST_KEY, CIPHER
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
-from app.metrics import Counters
 from app.oauth.crypto import TokenCipher
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
@@ -26,6 +25,7 @@ from tests.support.units import (
     FakeGHL,
     install,
     installations,
+    outbound_worker,
     step,
     unit_settings,
 )
@@ -59,10 +59,7 @@ async def worker(
     tokens = TokenService(config, store, installations(store), ghl, clock=clock)
     unpaced = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
     accounts = CastAccounts(config, choices, ttl=0.0)  # a key change applies at once
-    outbox = OutboxRepository(store)
-    return OutboundWorker(
-        config, outbox, cast, ghl, tokens, unpaced, Counters(), clock, accounts=accounts
-    )
+    return outbound_worker(config, store, cast, ghl, tokens, unpaced, clock, accounts=accounts)
 
 
 async def use_key(choices: LocationSettingsRepository, api_key: str | None) -> None:

@@ -5,13 +5,10 @@ pacing: a STOP that arrives while a message waits for its slot stops its remaini
 import pytest
 
 from app.cast.pacing import CastPacer, ComeBack, SendNow
-from app.metrics import Counters
 from app.oauth.tokens import TokenService
-from app.optouts.repository import DndQueue, OptOutList
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
-from app.outbound.worker import OutboundWorker
 from app.store import Store
 from tests.support.units import (
     FakeCast,
@@ -19,6 +16,8 @@ from tests.support.units import (
     FakeGHL,
     install,
     installations,
+    optout_service,
+    outbound_worker,
     step,
     unit_settings,
 )
@@ -51,15 +50,14 @@ async def send_three_parts(store: Store, cast: FakeCast, clock: FakeClock, stop_
     config = unit_settings()
     ghl = FakeGHL()
     await install(installations(store), clock(), location_id=LOCATION)
-    optouts = OptOutService(config, OptOutList(store), DndQueue(store), Counters())
-    worker = OutboundWorker(
+    optouts = optout_service(config, store)
+    worker = outbound_worker(
         config,
-        OutboxRepository(store),
+        store,
         cast,
         ghl,
         TokenService(config, store, installations(store), ghl, clock=clock),
         StopWhileWaiting(store, optouts, stop_at),
-        Counters(),
         clock,
         optouts=optouts,
     )

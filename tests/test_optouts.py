@@ -3,7 +3,7 @@ sync's memory across restarts and the DND update's care for the contact's other 
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx
@@ -29,12 +29,13 @@ from app.metrics import Counters
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.optouts.keywords import Keyword, match_keyword
-from app.optouts.repository import SYNC_SEEN, DndQueue, OptOutList, SyncLedger
-from app.optouts.schemas import OptOut
+from app.optouts.repository import DND_QUEUE, SYNC_SEEN, DndQueue, OptOutList, SyncLedger
+from app.optouts.schemas import DndTask, OptOut
 from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync, sender_matches
-from app.optouts.worker import DndWorker
-from app.store import Store
+from app.optouts.worker import DND_DEADLINE_SECONDS, DndWorker
+from app.store import DONE, PENDING, Store
+from tests.support.units import FakeClock, NoChoices, step
 
 OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
 IN = ("START", "UNSTOP")
@@ -119,6 +120,7 @@ def _settings(**extra: object) -> Settings:
 async def _sync(
     store: Store, cast: FakeCast, http: httpx.AsyncClient, choices: AccountChoices | None = None
 ) -> CastOptOutSync:
+    """The sync over `store`; the locations' account choices are `choices`, else none made."""
     settings = _settings()
     counters = Counters()
     service = OptOutService(settings, OptOutList(store), DndQueue(store), counters)
@@ -126,7 +128,7 @@ async def _sync(
         settings,
         SyncLedger(store),
         InstallationRepository(store, CIPHER),
-        CastAccounts(settings, choices, ttl=0.0),
+        CastAccounts(settings, choices or NoChoices(), ttl=0.0),
         CastClient(http),
         CastPacer(store, 10, 30),
         service,
@@ -213,13 +215,16 @@ async def test_entries_handled_before_locations_were_kept_are_not_put_on_again(
 
 
 # The DND update -----------------------------------------------------------------------------
-async def _dnd_worker(store: Store, ghl: FakeGHL, http: httpx.AsyncClient) -> DndWorker:
+async def _dnd_worker(
+    store: Store, ghl: FakeGHL, http: httpx.AsyncClient, clock: Callable[[], float] = time.time
+) -> DndWorker:
     settings = _settings()
     client = GHLClient(http)
     installations = InstallationRepository(store, CIPHER)
     await installations.put(installation_from_pair(ghl.issue_pair("l1"), "l1"))
     tokens = TokenService(settings, store, installations, client, Counters())
-    return DndWorker(settings, DndQueue(store), client, tokens, Counters(), OptOutList(store))
+    queue, optouts = DndQueue(store), OptOutList(store)
+    return DndWorker(settings, queue, client, tokens, Counters(), optouts, clock)
 
 
 async def _run_one(
@@ -240,6 +245,38 @@ async def _run_one(
     )
     (item,) = await DndQueue(store).claim(now=9e9, lease_seconds=10, limit=1)
     await worker._process(item)
+
+
+async def test_an_unexpected_error_past_the_dnd_deadline_fails_the_task(
+    store: Store, clock: FakeClock
+) -> None:
+    ghl = FakeGHL()
+    contact = ghl.add_contact("l1", PHONE, dndSettings=["not", "a", "mapping"])  # a bug's food
+    service = OptOutService(
+        _settings(), OptOutList(store), DndQueue(store), Counters(), clock=clock
+    )
+    await service.opt_out("l1", PHONE, source="keyword", at=clock(), keyword="STOP")
+    await service.request_dnd(
+        "t1",
+        "l1",
+        PHONE,
+        opt_out=True,
+        note="Replied STOP",
+        source="keyword",
+        contact_id=contact["id"],
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=ghl.app), base_url="http://g"
+    ) as http:
+        worker = await _dnd_worker(store, ghl, http, clock)
+        retried = await step(worker, store, DND_QUEUE, clock)
+        clock.advance(DND_DEADLINE_SECONDS)
+        given_up = await step(worker, store, DND_QUEUE, clock)
+
+    assert (retried.state, DndTask.model_validate(retried.data).outcome) == (PENDING, "pending")
+    task = DndTask.model_validate(given_up.data)
+    assert (given_up.state, task.outcome) == (DONE, "failed")
+    assert task.error == "Gave up after 3600s: unexpected error (ValueError)"
 
 
 async def test_setting_sms_dnd_keeps_the_contacts_other_channels(store: Store) -> None:

@@ -22,6 +22,7 @@ from tests.support.units import (
     FakeGHL,
     install,
     installations,
+    outbound_worker,
     unit_settings,
 )
 
@@ -41,10 +42,10 @@ def intake(
     tokens = TokenService(config, store, installations(store), ghl)
     if clock is None:
         pacer = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
-        worker = OutboundWorker(config, outbox, cast, ghl, tokens, pacer, Counters())
+        worker = outbound_worker(config, store, cast, ghl, tokens, pacer)
     else:
         pacer = CastPacer(store, per_key_rate=10, ip_rate=1000, clock=clock, sleep=no_sleep)
-        worker = OutboundWorker(config, outbox, cast, ghl, tokens, pacer, Counters(), clock=clock)
+        worker = outbound_worker(config, store, cast, ghl, tokens, pacer, clock=clock)
     return OutboundService(config, outbox, Counters(), worker), worker, cast
 
 

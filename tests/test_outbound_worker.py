@@ -9,7 +9,6 @@ from app.cast.pacing import CastPacer
 from app.cast.schemas import StatusResult
 from app.devkit.harness import CAST_KEY
 from app.ghl.client import GHLError
-from app.metrics import Counters
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
@@ -23,6 +22,7 @@ from tests.support.units import (
     cancel_in_flight,
     install,
     installations,
+    outbound_worker,
     step,
     unit_settings,
 )
@@ -46,24 +46,23 @@ def cast() -> FakeCast:
     return FakeCast()
 
 
-def outbound_worker(store: Store, cast, ghl, clock, **settings: object) -> OutboundWorker:
+def worker_with(store: Store, cast, ghl, clock, **settings: object) -> OutboundWorker:
     config = unit_settings(**(DEADLINES | settings))
     tokens = TokenService(config, store, installations(store), ghl, clock=clock)
     # Pacing waits in real time (its own tests cover it): on the fake clock a slot would never come.
     unpaced = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
-    outbox = OutboxRepository(store)
-    return OutboundWorker(config, outbox, cast, ghl, tokens, unpaced, Counters(), clock=clock)
+    return outbound_worker(config, store, cast, ghl, tokens, unpaced, clock)
 
 
 @pytest.fixture
 def worker(sqlite_store: Store, cast, ghl, clock) -> OutboundWorker:
-    return outbound_worker(sqlite_store, cast, ghl, clock)
+    return worker_with(sqlite_store, cast, ghl, clock)
 
 
 @pytest.fixture
 def accepted_mode(sqlite_store: Store, cast, ghl, clock) -> OutboundWorker:
     """DELIVERY_STATUS_MODE=accepted: Cast's acceptance is reported as delivered at once."""
-    return outbound_worker(sqlite_store, cast, ghl, clock, delivery_status_mode="accepted")
+    return worker_with(sqlite_store, cast, ghl, clock, delivery_status_mode="accepted")
 
 
 @pytest.fixture(autouse=True)

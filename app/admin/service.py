@@ -50,10 +50,11 @@ class AdminService:
         accounts: CastAccounts,
         counters: Counters,
         pacer: CastPacer,
-        wake_outbound: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
-        optouts: OptOutService | None = None,
-        refused: RefusedMessages | None = None,
+        *,
+        wake_outbound: Callable[[], None],
+        optouts: OptOutService,
+        refused: RefusedMessages,
     ) -> None:
         self._pacer = pacer
         self._refused = refused
@@ -98,7 +99,7 @@ class AdminService:
     # Outbound messages --------------------------------------------------------------------
     async def refused_messages(self) -> list[RefusedMessage]:
         """Messages for locations without an installation that GHL could not be told about."""
-        return await self._refused.listing() if self._refused is not None else []
+        return await self._refused.listing()
 
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)
@@ -161,19 +162,14 @@ class AdminService:
         )
 
     # Opt-outs ------------------------------------------------------------------------------
-    def _require_optouts(self) -> OptOutService:
-        if self._optouts is None:
-            raise ApiError(503, "optouts_unavailable", "the opt-out list is not available")
-        return self._optouts
-
     async def optouts(self, location_id: str) -> OptOutList:
         """A location's opt-out list (numbers masked), oldest number first."""
-        rows = await self._require_optouts().listing(location_id)
+        rows = await self._optouts.listing(location_id)
         return OptOutList(location_id=location_id, count=len(rows), optouts=rows)
 
     async def lift_optout(self, location_id: str, number: str, reason: str, by: str) -> OptOutView:
         """Take a number (or a listed `id`) off the location's list; logged with `reason`."""
-        lifted = await self._require_optouts().lift(location_id, number, reason, by)
+        lifted = await self._optouts.lift(location_id, number, reason, by)
         self._counters.inc("admin_optout_lifted")
         return lifted
 

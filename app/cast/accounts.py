@@ -110,7 +110,7 @@ class CastAccounts:
     def __init__(
         self,
         settings: Settings,
-        repository: AccountChoices | None,
+        repository: AccountChoices,
         *,
         senders: SenderDirectory | None = None,
         ttl: float = ACCOUNT_CACHE_SECONDS,
@@ -137,8 +137,6 @@ class CastAccounts:
 
     async def configured(self, location_id: str) -> CastAccount:
         """The key and sender ID only (no channel lookup): for callers that need just the key."""
-        if self._repo is None:
-            return self.default
         if (cached := self._cache.get(location_id)) is not None:
             return cached
         stored = await self._repo.get(location_id, strict=False)

@@ -21,12 +21,11 @@ from app.inbound.routing import InboundRouter, Route
 from app.inbound.schemas import InboundSMS
 from app.inbound.service import mask_receiver
 from app.kit.logs import mask_phone
-from app.kit.retry import backoff
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import dnd_note
 from app.optouts.service import OptOutService
-from app.worker import JobWorker
+from app.worker import Deadline, JobWorker, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,7 @@ STALE_CONVERSATION = {400, 404, 422}
 
 class InboundWorker(JobWorker[InboundSMS]):
     name, what, id_field = "inbound", "inbound SMS", "inbound_id"
+    retry_policy = RetryPolicy(base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
 
     def __init__(
         self,
@@ -47,7 +47,8 @@ class InboundWorker(JobWorker[InboundSMS]):
         tokens: TokenService,
         counters: Counters,
         clock: Callable[[], float] = time.time,
-        optouts: OptOutService | None = None,
+        *,
+        optouts: OptOutService,
         conversations: ConversationDirectory | None = None,
     ) -> None:
         super().__init__(settings, inbox, clock)
@@ -57,15 +58,16 @@ class InboundWorker(JobWorker[InboundSMS]):
         self._conversations = conversations or ConversationDirectory(ghl)
         self._tokens = tokens
         self._counters = counters
-        self._optouts = optouts  # STOP/START keywords (None: ignored, unit tests)
+        self._optouts = optouts  # STOP/START keywords
 
-    def _crashed(self, job: InboundSMS, exc: Exception) -> float | None:
-        now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
+    def _deadline(self, message: InboundSMS, now: float) -> Deadline:
+        return Deadline(
+            message.started_at, self._settings.inbound_deadline_seconds, message.attempts
+        )
+
+    def _give_up(self, message: InboundSMS, now: float, what: str) -> float | None:
         deadline = self._settings.inbound_deadline_seconds
-        if now - job.started_at < deadline:  # the same deadline as GHL's own errors
-            job.record(now, "unexpected_error", f"{what}; retrying in {GHL_BACKOFF_CAP}s")
-            return now + GHL_BACKOFF_CAP
-        job.finish(now, "failed", "INTERNAL_ERROR", f"Gave up after {deadline:.0f}s: {what}")
+        message.finish(now, "failed", "INTERNAL_ERROR", f"Gave up after {deadline:.0f}s: {what}")
         return None
 
     async def _advance(self, message: InboundSMS) -> float | None:
@@ -103,7 +105,7 @@ class InboundWorker(JobWorker[InboundSMS]):
 
     async def _record_consent(self, message: InboundSMS) -> None:
         """STOP/START: update the location's suppression list (once, before GHL is asked)."""
-        if self._optouts is None or message.consent_recorded:
+        if message.consent_recorded:
             return
         assert message.location_id is not None
         keyword = self._optouts.keyword(message.text)
@@ -124,7 +126,7 @@ class InboundWorker(JobWorker[InboundSMS]):
 
     async def _request_dnd(self, message: InboundSMS) -> None:
         """STOP/START: queue the contact's SMS DND update (once per message)."""
-        if self._optouts is None or message.keyword is None or message.dnd_requested:
+        if message.keyword is None or message.dnd_requested:
             return
         assert message.location_id is not None and message.opt_out is not None
         note = dnd_note("keyword", message.received_timestamp, keyword=message.keyword)
@@ -219,20 +221,23 @@ class InboundWorker(JobWorker[InboundSMS]):
         retryable = isinstance(exc, GHLError) and (
             (exc.retryable and exc.status != 403) or exc.unauthorized
         )
-        deadline = self._settings.inbound_deadline_seconds
-        rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
-        if rate_limited or (retryable and now - message.started_at < deadline):
-            delay = backoff(message.attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
-            message.record(now, "ghl_retry", f"{exc.message}; retrying in {delay:.1f}s")
+        due_at = self.retry_policy.retry_at(
+            self._deadline(message, now),
+            now,
+            retryable=retryable,
+            rate_limited=isinstance(exc, GHLError) and exc.rate_limited,  # waited out, never fatal
+        )
+        if due_at is not None:
+            message.record(now, "ghl_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")
             self._counters.inc("inbound_retries")
-            return now + delay
+            return due_at
         if isinstance(exc, TokenUnavailable):
             code, detail = exc.code, exc.message
         else:
             code = f"GHL_{exc.status}" if exc.status else "GHL_UNAVAILABLE"
             detail = f"{exc.message}: {exc.body}" if exc.body else exc.message
         if retryable:
-            detail = f"Gave up after {deadline:.0f}s: {detail}"
+            detail = f"Gave up after {self._settings.inbound_deadline_seconds:.0f}s: {detail}"
         message.finish(now, "failed", code, detail)
         self._counters.inc("inbound_failed")
         log.error(

@@ -115,11 +115,12 @@ class LocationService:
         installations: InstallationRepository,
         outbox: OutboxRepository,
         outbound: OutboundService,
-        optouts: OptOutService | None = None,
+        optouts: OptOutService,
         clock: Callable[[], float] = time.time,
-        account_info: CastAccountInfo | None = None,
+        *,
+        account_info: CastAccountInfo,
     ) -> None:
-        self._account_info = account_info  # the Cast account panel (None: not shown)
+        self._account_info = account_info  # the Cast account panel
         self._settings = settings
         self._repo = repository
         self._accounts = accounts
@@ -295,7 +296,7 @@ class LocationService:
             recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
-            opted_out=await self._optouts.count(location_id) if self._optouts else 0,
+            opted_out=await self._optouts.count(location_id),
         )
 
     async def count_view(self, session: Session) -> None:
@@ -316,7 +317,7 @@ class LocationService:
 
     async def _panel(self, api_key: str, stored: LocationSettings | None) -> AccountPanel | None:
         """The Cast account panel, for the location's own key only (`api_key`, "" without)."""
-        if self._account_info is None or not api_key:
+        if not api_key:
             return None
         snapshot = await self._account_info.snapshot(api_key)
         own = stored.low_credit_threshold if stored else None

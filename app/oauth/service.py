@@ -71,10 +71,11 @@ class OAuthService:
         ghl: GHLClient,
         counters: Counters,
         clock: Callable[[], float] = time.time,
-        optouts: OptOutService | None = None,
+        *,
+        optouts: OptOutService,
     ) -> None:
         self._settings = settings
-        self._optouts = optouts  # ContactDndUpdate (None: not consumed)
+        self._optouts = optouts  # ContactDndUpdate
         self._repo = repository
         self._tokens = tokens
         self._ghl = ghl
@@ -432,7 +433,7 @@ class OAuthService:
         except ValidationError as exc:
             raise validation_error(exc) from exc
         blocked = update.sms_blocked
-        if self._optouts is None or blocked is None:
+        if blocked is None:
             return "ignored"
         if not await self._tokens.installed(update.location_id):
             return "ignored"  # not a location of ours: nothing of theirs is kept

@@ -18,12 +18,11 @@ from typing import Any
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.kit.logs import mask_phone, mask_phones_in
-from app.kit.retry import backoff
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.repository import DndQueue, OptOutList
 from app.optouts.schemas import OUR_DND_MARK, DndOutcome, DndTask
-from app.worker import JobWorker
+from app.worker import Deadline, JobWorker, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ def sms_dnd_message(contact: dict[str, Any]) -> str:
 
 class DndWorker(JobWorker[DndTask]):
     name, what, id_field = "dnd", "a DND update", "dnd_id"
+    retry_policy = RetryPolicy(base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
 
     def __init__(
         self,
@@ -68,8 +68,13 @@ class DndWorker(JobWorker[DndTask]):
         self._tokens = tokens
         self._counters = counters
 
-    def _crashed(self, job: DndTask, exc: Exception) -> float | None:
-        return self._clock() + GHL_BACKOFF_CAP
+    def _deadline(self, task: DndTask, now: float) -> Deadline:
+        return Deadline(task.created_at, DND_DEADLINE_SECONDS, task.attempts)
+
+    def _give_up(self, task: DndTask, now: float, what: str) -> float | None:
+        task.finish(now, "failed", f"Gave up after {DND_DEADLINE_SECONDS:.0f}s: {what}")
+        self._counters.inc("dnd_updates", reason="failed")
+        return None
 
     async def _advance(self, task: DndTask) -> float | None:
         """Update GHL: when to retry, or None once the outcome is final."""
@@ -132,12 +137,16 @@ class DndWorker(JobWorker[DndTask]):
         retryable = isinstance(exc, GHLError) and (
             (exc.retryable and exc.status != 403) or exc.unauthorized
         )
-        rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
-        if rate_limited or (retryable and now - task.created_at < DND_DEADLINE_SECONDS):
-            delay = backoff(task.attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
-            task.record(now, "ghl_retry", f"{exc.message}; retrying in {delay:.1f}s")
+        due_at = self.retry_policy.retry_at(
+            self._deadline(task, now),
+            now,
+            retryable=retryable,
+            rate_limited=isinstance(exc, GHLError) and exc.rate_limited,  # waited out, never fatal
+        )
+        if due_at is not None:
+            task.record(now, "ghl_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")
             self._counters.inc("dnd_retries")
-            return now + delay
+            return due_at
         detail = exc.message
         if isinstance(exc, GHLError) and exc.body:
             detail = f"{detail}: {exc.body}"

@@ -16,27 +16,27 @@ from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer, ComeBack
-from app.cast.schemas import Channel, SendRequest, StatusResult
+from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import StatusError, StatusUpdate
-from app.kit.retry import backoff
 from app.metrics import Counters
-from app.oauth.crypto import TokenCipher, UndecryptableError, build_cipher
+from app.oauth.crypto import TokenCipher, UndecryptableError
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.optouts.schemas import OptOut, dnd_note
 from app.optouts.service import OptOutService
 from app.outbound.receipts import Receipt, classify, failure_code, failure_reason, next_poll_delay
-from app.outbound.reconcile import Lookup, ReceiptReconciler, outstanding
+from app.outbound.reconcile import ReceiptReconciler
 from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import OutboundMessage, Part, RefusedMessage
 from app.phone import to_e164
-from app.worker import JobWorker
+from app.worker import Deadline, JobWorker, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
+GHL_RETRY = RetryPolicy(base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)  # status reports
 NOT_INSTALLED = "NOT_INSTALLED"
 KEY_LOST = (
     "The Cast key this message was first sent with cannot be decrypted (TOKEN_ENCRYPTION_KEY "
@@ -49,8 +49,16 @@ KEY_LOST = (
 type RecipientHook = Callable[[str | None, str, str | None, float], Awaitable[None]]
 
 
+def _stage_of(message: OutboundMessage) -> Literal["send", "poll", "report"]:
+    """The stage the message is in (a finished one is being reported)."""
+    if message.status is not None:
+        return "report"
+    return "send" if message.stage == "send" else "poll"
+
+
 class OutboundWorker(JobWorker[OutboundMessage]):
     name, what, id_field = "outbound", "outbound message", "message_id"
+    retry_policy = RetryPolicy(base=CAST_BACKOFF_BASE, cap=CAST_BACKOFF_CAP)
 
     def __init__(
         self,
@@ -62,13 +70,14 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         pacer: CastPacer,
         counters: Counters,
         clock: Callable[[], float] = time.time,
-        sent_to: RecipientHook | None = None,
-        accounts: CastAccounts | None = None,
-        optouts: OptOutService | None = None,
-        account_info: CastAccountInfo | None = None,
-        refused: RefusedMessages | None = None,
-        cipher: TokenCipher | None = None,
-        receipts: ReceiptReconciler | None = None,
+        *,
+        sent_to: RecipientHook,
+        accounts: CastAccounts,
+        optouts: OptOutService,
+        account_info: CastAccountInfo,
+        refused: RefusedMessages,
+        cipher: TokenCipher,
+        receipts: ReceiptReconciler,
     ) -> None:
         super().__init__(settings, outbox, clock)
         self._outbox = outbox
@@ -78,12 +87,12 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._pacer = pacer
         self._counters = counters
         self._sent_to = sent_to
-        self._accounts = accounts or CastAccounts(settings, None)  # per-location Cast accounts
-        self._optouts = optouts  # the suppression list (None: not enforced, unit tests)
+        self._accounts = accounts  # per-location Cast accounts
+        self._optouts = optouts  # the suppression list
         self._account_info = account_info  # key states and the credits metric (issue 22)
-        self._refused = refused  # messages no token could report (None: only logged)
-        self._cipher = cipher or build_cipher(settings)  # keeps each message's Cast key
-        self._receipts = receipts  # receipts from the logs (None: each part asked by status)
+        self._refused = refused  # messages no token could report
+        self._cipher = cipher  # keeps each message's Cast key
+        self._receipts = receipts  # receipts from the keys' logs
 
     async def _advance(self, message: OutboundMessage) -> float | None:
         """Send, poll, report, as far as each goes now: when to come back, or None when done."""
@@ -93,104 +102,127 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             return due_at
         return await self._report(message)
 
-    def _crashed(self, message: OutboundMessage, exc: Exception) -> float | None:
-        """An error no stage expected (a bug, a key httpx cannot send): retried with backoff,
-        but within the same deadline as that stage's own errors, so nothing stays pending."""
-        now, what = self._clock(), f"unexpected error ({type(exc).__name__})"
-        if message.status is None and message.stage == "send":
-            if now - message.send_started_at < self._settings.send_deadline_seconds:
-                return self._retry_unexpected(message, now, what, message.send_attempts)
-            message.finish(
-                now, "failed", "INTERNAL_ERROR", f"Gave up after the send deadline: {what}"
-            )
-            self._counters.inc("messages_failed", reason="INTERNAL_ERROR")
-            return now  # report it to GHL next
-        if message.status is None:  # polling for receipts
-            if now - (message.accepted_at or now) < self._settings.dlr_deadline_seconds:
-                return self._retry_unexpected(message, now, what, message.polls)
-            self._delivered(message, now, "unconfirmed")
-            return now
-        if now - (message.finished_at or now) < self._settings.status_deadline_seconds:
-            return self._retry_unexpected(message, now, what, message.report_attempts)
-        message.record(now, "report_failed", what)
-        self._counters.inc("status_report_failed")
-        return None
+    def _deadline(self, message: OutboundMessage, now: float) -> Deadline:
+        """Each stage's own: the send, receipts and status deadlines."""
+        settings = self._settings
+        match _stage_of(message):
+            case "send":
+                return Deadline(
+                    message.send_started_at, settings.send_deadline_seconds, message.send_attempts
+                )
+            case "poll":
+                since = message.accepted_at or now
+                return Deadline(since, settings.dlr_deadline_seconds, message.polls)
+            case "report":
+                since = message.finished_at or now
+                return Deadline(since, settings.status_deadline_seconds, message.report_attempts)
 
-    def _retry_unexpected(
-        self, message: OutboundMessage, now: float, what: str, attempt: int
-    ) -> float:
-        delay = backoff(attempt, base=CAST_BACKOFF_BASE, cap=CAST_BACKOFF_CAP)
-        message.record(now, "unexpected_error", f"{what}; retrying in {delay:.1f}s")
-        return now + delay
+    def _give_up(self, message: OutboundMessage, now: float, what: str) -> float | None:
+        match _stage_of(message):
+            case "send":
+                message.finish(
+                    now, "failed", "INTERNAL_ERROR", f"Gave up after the send deadline: {what}"
+                )
+                self._counters.inc("messages_failed", reason="INTERNAL_ERROR")
+                return now  # report it to GHL next
+            case "poll":
+                self._delivered(message, now, "unconfirmed")
+                return now
+            case "report":
+                message.record(now, "report_failed", what)
+                self._counters.inc("status_report_failed")
+                return None
 
     # Stage 1: Cast ------------------------------------------------------------------------
     async def _send(self, message: OutboundMessage) -> float | None:
         """Send the parts not yet accepted: when to come back (a retry, or the first receipt
         poll), or None once the outcome is known."""
-        if message.status is not None:
+        if message.status is not None or await self._refused_before_sending(message):
             return None
-        if not message.synthetic and not await self._tokens.installed(message.location_id):
-            return self._not_installed(message)
-        reason = await self._tokens.reauthorization_needed(message.location_id)
-        if reason is not None:
-            message.finish(
-                self._clock(),
-                "failed",
-                "REAUTHORIZATION_NEEDED",
-                f"Cast SMS must be re-installed for this location ({reason})",
-            )
-            self._counters.inc("messages_failed", reason="REAUTHORIZATION_NEEDED")
-            return None
-        if (optout := await self._opted_out(message)) is not None:
-            return self._refuse(message, optout)
         try:
             account = await self._sending_account(message)
         except CastError as exc:  # the location's own key is unreadable: fails with its reason
             return self._cast_failed(message, exc)
-        api_key = account.api_key
         channel = self._route(message, account)
-        total = len(message.parts)
         for index, part in enumerate(message.parts, start=1):
             if part.cast_message_id:
                 continue
-            turn = await self._pacer.before_send(api_key)  # one budget per key, both channels
-            if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
-                return turn.at
-            if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
-                return self._refuse(message, optout)
-            message.send_attempts += 1
-            request = SendRequest(
-                to=message.to or "", message=part.text, sender_id=message.sender_id
+            due_at = await self._send_part(message, account.api_key, channel, index)
+            if due_at is not None or message.status is not None:
+                return due_at  # to be retried (or paced) then, or finished
+        return await self._all_parts_accepted(message, account.api_key)
+
+    async def _refused_before_sending(self, message: OutboundMessage) -> bool:
+        """Fail the message if nothing may be sent for it at all (True then): its location is
+        not installed, must be re-installed, or the recipient opted out."""
+        if not message.synthetic and not await self._tokens.installed(message.location_id):
+            self._not_installed(message)
+            return True
+        reason = await self._tokens.reauthorization_needed(message.location_id)
+        if reason is not None:
+            self._reauthorization_needed(message, reason)
+            return True
+        if (optout := await self._opted_out(message)) is not None:
+            self._refuse(message, optout)
+            return True
+        return False
+
+    async def _send_part(
+        self, message: OutboundMessage, api_key: str, channel: Channel, index: int
+    ) -> float | None:
+        """Send the `index`-th part at its key's pace: None once Cast accepted it; else the
+        message stops here, finished or due again at the returned time."""
+        turn = await self._pacer.before_send(api_key)  # one budget per key, both channels
+        if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
+            return turn.at
+        if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
+            return self._refuse(message, optout)
+        message.send_attempts += 1
+        part, total = message.parts[index - 1], len(message.parts)
+        request = SendRequest(to=message.to or "", message=part.text, sender_id=message.sender_id)
+        try:
+            result = await self._cast.send_sms(
+                api_key,
+                request,
+                idempotency_key=part.idempotency_key(message.message_id, index, total),
+                channel=channel,
             )
-            try:
-                result = await self._cast.send_sms(
-                    api_key,
-                    request,
-                    idempotency_key=part.idempotency_key(message.message_id, index, total),
-                    channel=channel,
-                )
-            except CastError as exc:
-                if exc.status == 429:
-                    await self._slowed_down(api_key, turn.rate, exc)
-                if exc.recipient_unsubscribed and self._optouts is not None:
-                    return await self._unsubscribed_at_cast(message, message.sender_id, exc)
-                if exc.key_state and self._account_info is not None:
-                    await self._account_info.states.refused(api_key, exc)
-                return self._cast_failed(message, exc)
-            part.cast_message_id, part.cast_parts = result.message_id, result.parts
-            part.channel = channel
-            self._counters.inc("cast_sends", reason=channel)
-            message.record(
-                self._clock(),
-                "cast_accepted",
-                f"part {index}/{total} {result.message_id}"
-                + (" (replay)" if result.replayed else ""),
-            )
-        if self._account_info is not None:  # the key works: clear a broken mark
-            await self._account_info.states.worked(api_key)
-            self._account_info.used(api_key)
+        except CastError as exc:
+            return await self._cast_refused(message, api_key, turn.rate, exc)
+        self._part_accepted(message, index, channel, result)
+        return None
+
+    def _part_accepted(
+        self, message: OutboundMessage, index: int, channel: Channel, result: SendResult
+    ) -> None:
+        part, total = message.parts[index - 1], len(message.parts)
+        part.cast_message_id, part.cast_parts = result.message_id, result.parts
+        part.channel = channel
+        self._counters.inc("cast_sends", reason=channel)
+        replay = " (replay)" if result.replayed else ""
+        message.record(
+            self._clock(), "cast_accepted", f"part {index}/{total} {result.message_id}{replay}"
+        )
+
+    async def _cast_refused(
+        self, message: OutboundMessage, api_key: str, paced_at: float, exc: CastError
+    ) -> float | None:
+        """Cast answered a part with an error: slow the key down on a 429, list a recipient who
+        unsubscribed at Cast, mark a key Cast refuses; then retry or fail the message."""
+        if exc.status == 429:
+            await self._slowed_down(api_key, paced_at, exc)
+        if exc.recipient_unsubscribed:
+            return await self._unsubscribed_at_cast(message, message.sender_id, exc)
+        if exc.key_state:
+            await self._account_info.states.refused(api_key, exc)
+        return self._cast_failed(message, exc)
+
+    async def _all_parts_accepted(self, message: OutboundMessage, api_key: str) -> float | None:
+        """Cast took every part: poll for receipts next (or, in `accepted` mode, report)."""
+        await self._account_info.states.worked(api_key)  # the key works: clear a broken mark
+        self._account_info.used(api_key)
         # Replies from this number may come back to this location; a test SMS never counts.
-        if self._sent_to is not None and not message.synthetic:
+        if not message.synthetic:
             await self._sent_to(message.to, message.location_id, message.sender_id, self._clock())
         now = self._clock()
         if self._settings.delivery_status_mode == "accepted":
@@ -200,6 +232,15 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             return None
         message.stage, message.accepted_at = "poll", now
         return now + self._settings.dlr_first_poll_seconds
+
+    def _reauthorization_needed(self, message: OutboundMessage, reason: str) -> None:
+        message.finish(
+            self._clock(),
+            "failed",
+            "REAUTHORIZATION_NEEDED",
+            f"Cast SMS must be re-installed for this location ({reason})",
+        )
+        self._counters.inc("messages_failed", reason="REAUTHORIZATION_NEEDED")
 
     def _not_installed(self, message: OutboundMessage) -> None:
         """No installation, no send: on no Cast key, the operator's default included."""
@@ -219,13 +260,10 @@ class OutboundWorker(JobWorker[OutboundMessage]):
     async def _opted_out(self, message: OutboundMessage) -> OptOut | None:
         """The opt-out that forbids this message now, if any: asked before the message waits for
         its key's pacing, and again right before each part leaves."""
-        if self._optouts is None:
-            return None
         return await self._optouts.refusal(message.location_id, message.to)
 
     def _refuse(self, message: OutboundMessage, optout: OptOut) -> None:
         """The recipient opted out: fail the message (its remaining parts) without asking Cast."""
-        assert self._optouts is not None
         reason, total = optout.reason, len(message.parts)
         if message.parts_sent:
             reason += f" ({message.parts_sent} of {total} parts sent)"
@@ -241,7 +279,6 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self, message: OutboundMessage, sender_id: str | None, exc: CastError
     ) -> None:
         """Cast refused because the number used its unsubscribe link: list it, set DND."""
-        assert self._optouts is not None
         now, phone = self._clock(), to_e164(message.to or "")
         message.record(now, "cast_refused", exc.message)
         optout = await self._optouts.opt_out(
@@ -293,11 +330,6 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         return message.channel
 
     # Stage 2: delivery receipts -------------------------------------------------------------
-    async def _lookup(self, api_key: str, message: OutboundMessage) -> Lookup:
-        if self._receipts is None:
-            logged, others = outstanding(message)
-            return Lookup(by_status={*logged, *others})
-        return await self._receipts.look_up(api_key, message)
 
     async def _status_of(
         self, api_key: str, part: Part, message: OutboundMessage
@@ -322,7 +354,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             message.record(self._clock(), "dlr_unknown", exc.message)
             return self._delivered(message, self._clock(), "unconfirmed")
         message.polls += 1
-        lookup = await self._lookup(api_key, message)
+        lookup = await self._receipts.look_up(api_key, message)
         for part in message.parts:
             if part.dlr is not None or part.cast_message_id is None:
                 continue
@@ -350,7 +382,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             first=self._settings.dlr_first_poll_seconds,
             cap=self._settings.dlr_max_poll_interval_seconds,
         )
-        if lookup.waiting and self._receipts is not None:  # the key's next logs round
+        if lookup.waiting:  # the key's next logs round
             delay = min(delay, self._receipts.interval)
         return now + delay
 
@@ -378,14 +410,14 @@ class OutboundWorker(JobWorker[OutboundMessage]):
 
     def _cast_failed(self, message: OutboundMessage, exc: CastError) -> float | None:
         now = self._clock()
-        started = message.send_started_at
-        if exc.retryable and now - started < self._settings.send_deadline_seconds:
-            delay = exc.retry_after or backoff(
-                message.send_attempts, base=CAST_BACKOFF_BASE, cap=CAST_BACKOFF_CAP
-            )
-            message.record(now, "cast_retry", f"{exc.message}; retrying in {delay:.1f}s")
+        wait = exc.retry_after or None  # 0: no wait asked, the backoff applies
+        due_at = self.retry_policy.retry_at(
+            self._deadline(message, now), now, retryable=exc.retryable, wait=wait
+        )
+        if due_at is not None:
+            message.record(now, "cast_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")
             self._counters.inc("cast_retries")
-            return now + delay
+            return due_at
         total = len(message.parts)
         detail = exc.reason
         if total > 1:
@@ -458,16 +490,15 @@ class OutboundWorker(JobWorker[OutboundMessage]):
             "message refused: its location has no installation and no token can report it",
             extra={"message_id": message.message_id, "location_id": message.location_id},
         )
-        if self._refused is not None:
-            await self._refused.record(
-                RefusedMessage(
-                    message_id=message.message_id,
-                    location_id=message.location_id,
-                    received_at=message.received_at,
-                    refused_at=now,
-                    reason=exc.message,
-                )
+        await self._refused.record(
+            RefusedMessage(
+                message_id=message.message_id,
+                location_id=message.location_id,
+                received_at=message.received_at,
+                refused_at=now,
+                reason=exc.message,
             )
+        )
 
     def _report_failed(
         self, message: OutboundMessage, exc: GHLError | TokenUnavailable
@@ -476,15 +507,16 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         permanent = (
             not exc.retryable and not exc.unauthorized if isinstance(exc, GHLError) else exc.final
         )
-        rate_limited = isinstance(exc, GHLError) and exc.rate_limited  # waited out, never fatal
-        started = message.finished_at or now
-        if rate_limited or (
-            not permanent and now - started < self._settings.status_deadline_seconds
-        ):
-            delay = backoff(message.report_attempts, base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)
-            message.record(now, "report_retry", f"{exc.message}; retrying in {delay:.1f}s")
+        due_at = GHL_RETRY.retry_at(
+            self._deadline(message, now),
+            now,
+            retryable=not permanent,
+            rate_limited=isinstance(exc, GHLError) and exc.rate_limited,  # waited out, never fatal
+        )
+        if due_at is not None:
+            message.record(now, "report_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")
             self._counters.inc("status_report_retries")
-            return now + delay
+            return due_at
         message.record(now, "report_failed", exc.message)
         self._counters.inc("status_report_failed")
         log.error(

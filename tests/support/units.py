@@ -1,10 +1,12 @@
 """In-process fakes for unit tests of the state machines (token service, inbound and outbound
 workers): a clock that moves only when told, and GHL / Cast clients whose answers a test
-scripts. No HTTP, no sleeping; the store under test is a real one."""
+scripts. No HTTP, no sleeping; the store under test is a real one, and so is every collaborator
+the workers are built with here (`outbound_worker`)."""
 
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -12,14 +14,30 @@ from typing import Any, Protocol
 import httpx
 from fastapi import FastAPI
 
+from app.cast.account import CastAccountInfo
+from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient
+from app.cast.pacing import CastPacer
+from app.cast.repository import KeyStates
 from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
+from app.cast.senders import SenderDirectory
 from app.config import Settings, load_settings
 from app.devkit.harness import CAST_KEY, ENCRYPTION_KEY
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
-from app.oauth.crypto import TokenCipher
+from app.inbound.repository import RecipientDirectory
+from app.inbound.routing import routing_window
+from app.locations.repository import LocationSettingsRepository
+from app.metrics import Counters
+from app.oauth.crypto import TokenCipher, build_cipher
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
+from app.oauth.tokens import TokenService
+from app.optouts.repository import DndQueue, OptOutList
+from app.optouts.service import OptOutService
+from app.outbound.reconcile import Lookup, outstanding
+from app.outbound.repository import OutboxRepository, RefusedMessages
+from app.outbound.schemas import OutboundMessage
+from app.outbound.worker import OutboundWorker
 from app.store import Store, WorkItem
 
 START = 1_800_000_000.0
@@ -81,6 +99,14 @@ async def install(
     )
     await repository.put(installation)
     return installation
+
+
+class NoChoices:
+    """Account choices no location has made (`AccountChoices`): every location uses the
+    operator's default Cast account."""
+
+    async def get(self, location_id: str, *, strict: bool = True) -> None:
+        return None
 
 
 class Scripted:
@@ -251,3 +277,47 @@ async def cast_client_over(app: FastAPI) -> AsyncIterator[CastClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
         yield CastClient(http)
+
+
+def optout_service(settings: Settings, store: Store) -> OptOutService:
+    """The suppression list over `store` (its DND tasks are queued, no DND worker runs)."""
+    return OptOutService(settings, OptOutList(store), DndQueue(store), Counters())
+
+
+class StatusOnlyReceipts:
+    """Receipts with no logs reads: every part is asked `/status` (the in-process FakeCast has
+    no `/sms/logs`; the reconciler itself is tested over the fake Cast's app in
+    tests/test_reconcile.py)."""
+
+    interval = 1.0
+
+    async def look_up(self, api_key: str, message: OutboundMessage) -> Lookup:
+        logged, others = outstanding(message)
+        return Lookup(by_status={*logged, *others})
+
+
+def outbound_worker(
+    settings: Settings,
+    store: Store,
+    cast: Any,
+    ghl: Any,
+    tokens: TokenService,
+    pacer: CastPacer,
+    clock: Callable[[], float] = time.time,
+    **collaborators: Any,
+) -> OutboundWorker:
+    """An OutboundWorker over `store` with what production gives it, each part real over the
+    same store (the locations' Cast accounts, the suppression list, key states, refused
+    messages, the recipient directory), unless a test passes its own in `collaborators`."""
+    cipher = build_cipher(settings)
+    given: dict[str, Any] = {
+        "accounts": CastAccounts(settings, LocationSettingsRepository(store, cipher)),
+        "optouts": optout_service(settings, store),
+        "account_info": CastAccountInfo(cast, SenderDirectory(cast), KeyStates(store)),
+        "refused": RefusedMessages(store),
+        "sent_to": RecipientDirectory(store, routing_window(settings)).remember,
+        "cipher": cipher,
+        "receipts": StatusOnlyReceipts(),
+    } | collaborators
+    outbox = OutboxRepository(store)
+    return OutboundWorker(settings, outbox, cast, ghl, tokens, pacer, Counters(), clock, **given)
