@@ -63,12 +63,12 @@ async def test_the_bridge_waits_for_a_mongodb_that_is_still_starting(harness: Ha
         env={**os.environ, **harness.env, "PORT": str(harness.port)},
     )
     harness.proc = proc
-    await asyncio.sleep(6.5)  # longer than one server-selection timeout (5 s)
+    # One server-selection timeout (5 s) after its start, the bridge says it waits, and lives on.
+    await harness.wait_for(lambda: "store not reachable yet" in harness.logs(), timeout=30)
     assert proc.poll() is None, harness.logs()
     mongo, _ = start_mongo_wire_server(port)
     try:
         wait_ready(harness.url, proc, harness.log_path)
-        assert "store not reachable yet" in harness.logs()
     finally:
         harness.stop()
         stop(mongo)
