@@ -36,7 +36,7 @@ from app.locations.owners import SenderOwners
 from app.locations.repository import LocationSettingsRepository
 from app.locations.service import LocationService
 from app.metrics import Counters
-from app.metrics.service import MetricsService
+from app.metrics.service import MetricsService, key_locations_reader
 from app.oauth.crypto import build_cipher
 from app.oauth.repository import InstallationRepository
 from app.oauth.service import OAuthService
@@ -131,6 +131,7 @@ def build_services(
     """Every service over `store` (already started), calling Cast and GHL through the clients.
     `http_metrics`: the app's HTTP metrics, appended to GET /metrics."""
     counters = Counters()
+    counters.cast_rate_configured.set(settings.cast_rate_per_key)
     ghl = GHLClient(
         ghl_http,
         observer=counters.upstream("ghl"),
@@ -225,6 +226,7 @@ def build_services(
             {"outbound": outbox, "inbound": inbox, "dnd": dnd_queue},
             http_metrics,
             key_rates=pacer.rates,
+            key_locations=key_locations_reader(settings, location_settings),
         ),
         workers=Workers(outbound_worker, inbound_worker, dnd_worker, optout_sync, account_info),
         readiness=Readiness(),

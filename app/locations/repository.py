@@ -23,6 +23,7 @@ COLLECTION = "location_settings"
 TEST_SMS_QUOTA = "test-sms:"
 PAGE_VIEW_QUOTA = "page-views:"
 SENDERS = "location_senders"
+CREDIT_SETTINGS_LIMIT = 100_000  # every location, for the metrics' key -> location map
 MAX_SENDER_OWNERS = 20  # locations read to answer `locations_sending_as`
 
 
@@ -46,6 +47,19 @@ class LocationSettingsRepository:
                     raise
                 data["cast_api_key"], data["key_unreadable"] = None, True
         return LocationSettings.model_validate({**data, "location_id": location_id})
+
+    async def credit_settings(self) -> list[tuple[str, str | None, int | None]]:
+        """(location id, its own Cast key or None, its own low-credit threshold or None) of
+        every location with settings; an unreadable key comes back as None."""
+        rows = []
+        for doc in await self._store.list_docs(COLLECTION, CREDIT_SETTINGS_LIMIT):
+            key = doc.data.get("cast_api_key")
+            try:
+                key = self._cipher.decrypt(key) if key else None
+            except ValueError:
+                key = None
+            rows.append((doc.id, key, doc.data.get("low_credit_threshold")))
+        return rows
 
     async def reencrypt(self) -> tuple[int, int]:
         """Every stored Cast key encrypted again with the newest key."""
