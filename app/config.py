@@ -646,3 +646,9 @@ def load_settings(**overrides: object) -> Settings:
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"{variable}: {message}" if variable else message)
         raise SettingsError(lines) from None
+
+
+def env_example(field: str) -> str | None:
+    """The value `.env.example` gives the setting `field` (None: its line is commented out)."""
+    extra = Settings.model_fields[field].json_schema_extra
+    return extra.get("env_example") if isinstance(extra, dict) else None
