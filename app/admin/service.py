@@ -72,7 +72,18 @@ class AdminService:
         return await self._installations.summaries()
 
     async def reencrypt(self) -> ReencryptResult:
-        """Everything encrypted at rest, encrypted again with the newest TOKEN_ENCRYPTION_KEY."""
+        """Everything encrypted at rest, encrypted again with the newest TOKEN_ENCRYPTION_KEY;
+        refused (409) while a live bridge lacks that key: it could not read the records."""
+        now = self._clock()
+        newest, lacking = await self._installations.live_bridges_lacking_newest_key(now)
+        if lacking:
+            raise ApiError(
+                409,
+                "bridge_lacks_newest_key",
+                f"not re-encrypted: {'; '.join(h.describe(now) for h in lacking)} does not hold "
+                f"the newest TOKEN_ENCRYPTION_KEY (fingerprint {newest}): restart it with "
+                "the new key list first (new key first, old keys after), then run this again",
+            )
         installations = await self._installations.reencrypt()
         settings = await self._location_settings.reencrypt()
         result = ReencryptResult(

@@ -36,6 +36,7 @@ from app.worker import JobWorker
 log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
+KEY_WAIT_SECONDS = 30.0  # a message whose installation needs a key this bridge lacks
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 NOT_INSTALLED = "NOT_INSTALLED"
 KEY_LOST = (
@@ -94,9 +95,12 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         check comes at its turn."""
         if message.stage != "send" or message.status is not None:
             return None
-        if not await self._tokens.installed(message.location_id):
-            return None
-        if await self._tokens.reauthorization_needed(message.location_id) is not None:
+        try:
+            if not await self._tokens.installed(message.location_id):
+                return None
+            if await self._tokens.reauthorization_needed(message.location_id) is not None:
+                return None
+        except TokenUnavailable:  # a key this bridge lacks: the worker decides
             return None
         try:
             account = await self._accounts.configured(message.location_id)
@@ -135,6 +139,15 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         self._counters.inc("status_report_failed")
         return None
 
+    def _wait_for_key(self, message: OutboundMessage, exc: TokenUnavailable) -> float:
+        """Retried by whichever bridge claims it next (one holding the key, or this one once
+        restarted with it); never failed as needing a re-install."""
+        now = self._clock()
+        message.record(
+            now, "waiting_for_key", f"{exc.message}; retrying in {KEY_WAIT_SECONDS:.0f}s"
+        )
+        return now + KEY_WAIT_SECONDS
+
     def _retry_unexpected(
         self, message: OutboundMessage, now: float, what: str, attempt: int
     ) -> float:
@@ -148,9 +161,12 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         poll), or None once the outcome is known."""
         if message.status is not None:
             return None
-        if not message.synthetic and not await self._tokens.installed(message.location_id):
-            return self._not_installed(message)
-        reason = await self._tokens.reauthorization_needed(message.location_id)
+        try:
+            if not message.synthetic and not await self._tokens.installed(message.location_id):
+                return self._not_installed(message)
+            reason = await self._tokens.reauthorization_needed(message.location_id)
+        except TokenUnavailable as exc:  # KEY_NOT_HELD: written with a key this bridge lacks
+            return self._wait_for_key(message, exc)
         if reason is not None:
             message.finish(
                 self._clock(),
