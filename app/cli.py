@@ -15,6 +15,7 @@ message within a poll interval).
     cast-ghl optouts <location>       numbers the location does not text (STOP, Cast, GHL DND)
     cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
+    cast-ghl backup [--to DIR]        copy the embedded SQLite database, 0600 (./backups)
     cast-ghl sandbox                  the whole path on fakes, no credentials
 
 Human-readable output by default; `--json` for scripts. Exit codes: 0 done, 1 refused or a
@@ -24,10 +25,12 @@ check failed, 2 invalid settings or usage.
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -52,6 +55,7 @@ from app.locations.repository import LocationSettingsRepository
 from app.oauth.crypto import build_cipher
 from app.oauth.tokens import Refusal, oauth_error, token_refusal
 from app.store import StoreUnavailable, build_store
+from app.timestamps import utc_iso
 
 
 # Commands ------------------------------------------------------------------------------------
@@ -572,6 +576,47 @@ async def cmd_reencrypt(admin: AdminService, out: Output, args: argparse.Namespa
     return 1 if result.undecryptable else 0
 
 
+# backup ---------------------------------------------------------------------------------------
+BACKUP_DIR = "backups"
+
+
+def backup_sqlite(database: Path, folder: Path, now: float) -> Path:
+    """A consistent copy of the embedded database (SQLite's online backup, safe while bridges
+    write), readable by its owner only like the database: the folder 0700, the file 0600 from
+    its creation, never a moment wider."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = utc_iso(now).replace(":", "").replace("-", "")
+    target = folder / f"cast-ghl-{stamp}.sqlite3"
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    source, copy = sqlite3.connect(database), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    return target
+
+
+async def cmd_backup(out: Output, settings: Settings, folder: str) -> int:
+    database = sqlite_file(settings)
+    if database is None:
+        print(
+            "cast-ghl: backup copies the embedded SQLite database; for MongoDB use mongodump "
+            "(docs/operations.md#backups)",
+            file=sys.stderr,
+        )
+        return 1
+    if not database.exists():
+        print(f"cast-ghl: no database at {database}", file=sys.stderr)
+        return 1
+    target = await asyncio.to_thread(backup_sqlite, database, Path(folder), time.time())
+    if out.as_json:
+        out.json({"status": "backed_up", "path": str(target)})
+    else:
+        out.line(f"backed up to {target} (0600); keep TOKEN_ENCRYPTION_KEY with it")
+    return 0
+
+
 # Entry point ---------------------------------------------------------------------------------
 COMMANDS = {
     "installations": cmd_installations,
@@ -633,6 +678,10 @@ def parser() -> argparse.ArgumentParser:
         "reencrypt", parents=[common], help="encrypt every stored token and key with the newest key"
     )
     sub.add_parser("check-config", parents=[common], help="settings, database, GHL and Cast")
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the embedded SQLite database (0600) to --to"
+    )
+    backup.add_argument("--to", default=BACKUP_DIR, help="folder (default: ./backups)")
     sub.add_parser(
         "sandbox", parents=[common], help="the whole path on local fakes, no credentials"
     )
@@ -658,6 +707,8 @@ async def run(argv: Sequence[str], out: TextIO | None = None) -> int:
         for line in errors:
             print(f"  {line}", file=sys.stderr)
         return EXIT_INVALID_SETTINGS
+    if args.command == "backup":
+        return await cmd_backup(output, settings, args.to)
     try:
         async with command_services(settings) as services:
             return await COMMANDS[args.command](services.admin, output, args)

@@ -5,6 +5,8 @@ import asyncio
 import io
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ from app.inbound.schemas import InboundPayload, InboundSMS
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
+from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
@@ -45,10 +48,13 @@ from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import RefusedMessage
 from app.outbound.service import build_message
 from app.store import DONE, PENDING, Store
+from app.store.sqlite import SQLiteStore
+from tests.conftest import started
 from tests.support import ROOT
 from tests.support.units import installations, unit_settings
 
 ADMIN_KEY = "admin-cli-key-3a8f0e2d77"
+ISO_SECOND = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 @pytest.fixture
@@ -150,6 +156,41 @@ async def test_message_shows_where_a_message_is_and_its_history(harness: Harness
     assert json_code == 0 and shown["status"] == "failed" and shown["state"] == "done"
     assert [e["event"] for e in shown["history"]] == ["received", "cast_retry", "failed"]
     assert missing == 1 and json.loads(error)["error"]["code"] == "message_not_found"
+
+
+async def test_the_cli_shows_every_time_in_utc_iso_to_the_second(harness: Harness):
+    await harness.seed_installation()
+    await harness.with_store(lambda s: seed_outbound(s, "m-times", "failed", "HTTP_402"))
+
+    _, message = await run("message", "m-times", "--json")
+    _, installations = await run("installations", "--json")
+    _, text = await run("message", "m-times")
+
+    shown, (row,) = json.loads(message), json.loads(installations)
+    times = [shown["received_at"], shown["finished_at"], row["expires_at"], row["installed_at"]]
+    times += [event["at"] for event in shown["history"]]
+    assert all(re.fullmatch(ISO_SECOND, t) for t in times), times
+    assert re.search(rf"received   {ISO_SECOND}", text)
+
+
+async def test_backup_copies_the_embedded_database_readable_by_its_owner_only(
+    harness: Harness, tmp_path: Path, backend: str
+):
+    if backend == "mongodb":
+        code, _ = await run("backup", "--to", str(tmp_path / "backups"))
+        assert code == 1  # mongodump, as docs/operations.md says
+        return
+    await harness.seed_installation()
+
+    code, as_json = await run("backup", "--to", str(tmp_path / "backups"), "--json")
+
+    target = Path(json.loads(as_json)["path"])
+    assert code == 0 and re.fullmatch(r"cast-ghl-\d{8}T\d{6}Z\.sqlite3", target.name)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    async with started(SQLiteStore(target)) as copy:
+        (row,) = await InstallationRepository(copy, CIPHER).summaries()
+    assert row.location_id == LOCATION
 
 
 async def test_requeue_makes_a_failed_message_due_again_and_refuses_a_delivered_one(

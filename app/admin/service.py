@@ -12,6 +12,7 @@ from app.admin.schemas import (
     MessageView,
     OptOutList,
     ReencryptResult,
+    RefusedMessageView,
     SenderIdResult,
     UnroutableView,
 )
@@ -31,7 +32,6 @@ from app.oauth.schemas import InstallationSummary
 from app.optouts.schemas import OptOutView
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository, RefusedMessages
-from app.outbound.schemas import RefusedMessage
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,10 @@ class AdminService:
         )
 
     # Outbound messages --------------------------------------------------------------------
-    async def refused_messages(self) -> list[RefusedMessage]:
+    async def refused_messages(self) -> list[RefusedMessageView]:
         """Messages for locations without an installation that GHL could not be told about."""
-        return await self._refused.listing() if self._refused is not None else []
+        listed = await self._refused.listing() if self._refused is not None else []
+        return [RefusedMessageView.of(refused) for refused in listed]
 
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)
