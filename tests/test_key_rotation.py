@@ -8,7 +8,7 @@ import uuid
 import pytest
 from cryptography.fernet import Fernet
 
-from app.cast.accounts import CastAccounts
+from app.cast.accounts import KEY_NOT_HELD_CODE, CastAccounts
 from app.cast.client import CastError
 from app.config import SettingsError, load_settings
 from app.devkit.harness import CAST_KEY
@@ -197,3 +197,23 @@ async def test_a_record_no_known_key_decrypts_still_reads_as_needing_reinstall(s
     )
 
     assert found is not None and found[0].needs_reauth
+
+
+async def test_a_location_cast_key_under_a_key_another_bridge_holds_is_retried_not_lost(
+    store: Store,
+):
+    rotated = TokenCipher(NEW, OLD)
+    await LocationSettingsRepository(store, rotated).put(
+        LocationSettings(location_id="loc-1", cast_api_key=OWN_KEY, updated_at=time.time())
+    )
+    await KeyHolderRepository(store).beat(
+        KeyHolder("b", "host-b", 2, rotated.fingerprints, time.time())
+    )
+    behind = CastAccounts(required(), LocationSettingsRepository(store, TokenCipher(OLD)))
+
+    with pytest.raises(CastError) as caught:
+        await behind.account_for("loc-1")
+
+    assert caught.value.code == KEY_NOT_HELD_CODE and caught.value.retryable
+    assert key_fingerprint(NEW) in caught.value.message
+    assert "enter it again" not in caught.value.message

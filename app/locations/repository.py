@@ -11,11 +11,13 @@ settings themselves (app/locations/owners.py decides who owns the sender), so an
 behind by a crash or an uninstall is never believed.
 """
 
+import time
 from typing import Any
 
 from app.cast.senders import sender_key
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
+from app.oauth.keyholders import KeyHolderRepository, keys_held_elsewhere
 from app.oauth.repository import reencrypt_collection
 from app.store import Store
 
@@ -47,6 +49,12 @@ class LocationSettingsRepository:
                     raise
                 data["cast_api_key"], data["key_unreadable"] = None, True
         return LocationSettings.model_validate({**data, "location_id": location_id})
+
+    async def keys_missing_here(self) -> list[str]:
+        """Encryption keys (fingerprints) other bridges lately held that this process lacks: a
+        Cast key it cannot decrypt was then probably saved under one of them."""
+        mine = self._cipher.fingerprints
+        return await keys_held_elsewhere(KeyHolderRepository(self._store), mine, time.time())
 
     async def credit_settings(self) -> list[tuple[str, str | None, int | None]]:
         """(location id, its own Cast key or None, its own low-credit threshold or None) of
