@@ -15,6 +15,7 @@ message within a poll interval).
     cast-ghl optouts <location>       numbers the location does not text (STOP, Cast, GHL DND)
     cast-ghl lift-optout <location> <number or id> --reason "..."
     cast-ghl check-config             settings, MongoDB/SQLite, GHL and Cast: PASS/FAIL lines
+    cast-ghl backup [--to DIR]        copy the embedded SQLite database, 0600 (./backups)
     cast-ghl sandbox                  the whole path on fakes, no credentials
 
 Human-readable output by default; `--json` for scripts. Exit codes: 0 done, 1 refused or a
@@ -24,14 +25,16 @@ check failed, 2 invalid settings or usage.
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TextIO
 
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.admin.schemas import LiftOptOutBody, MessageView, SenderIdBody
 from app.admin.service import AdminService
@@ -43,11 +46,16 @@ from app.composition import (
     command_services,
     sqlite_file,
 )
-from app.config import Settings, SettingsError, load_settings
+from app.config import Settings, SettingsError, env_example, load_settings
 from app.console import Output, dump, when
+from app.ghl.client import GHLClient, GHLError
 from app.ghl.scopes import AGENCY, DND, INBOUND, OUTBOUND, missing_by_feature
 from app.kit.errors import ApiError, validation_error
+from app.locations.repository import LocationSettingsRepository
+from app.oauth.crypto import build_cipher
+from app.oauth.tokens import Refusal, oauth_error, token_refusal
 from app.store import StoreUnavailable, build_store
+from app.timestamps import utc_iso
 
 
 # Commands ------------------------------------------------------------------------------------
@@ -248,6 +256,16 @@ def _dnd_after_lift(source: str) -> str:
 
 
 # check-config --------------------------------------------------------------------------------
+EXIT_INVALID_SETTINGS = 2
+PLACEHOLDER_SETTINGS = ("ghl_client_id", "ghl_client_secret", "cast_api_key")
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"})  # noqa: S104
+CLIENT_PROBE_REFRESH_TOKEN = "cast-ghl-check-config-not-a-refresh-token"  # noqa: S105
+CREDIT_READS_AT_ONCE = 4
+CLIENT_ACCEPTED = (
+    "GHL_CLIENT_ID/GHL_CLIENT_SECRET accepted (GHL refused only the probe's made-up refresh token)"
+)
+
+
 @dataclass
 class Check:
     name: str
@@ -290,7 +308,8 @@ async def _check_ghl(settings: Settings) -> Check:
     return Check("GHL", "PASS", f"{url} answered HTTP {response.status_code} in {_ms(started)}")
 
 
-async def _check_cast(settings: Settings) -> Check:
+async def _check_cast(settings: Settings) -> tuple[Check, int | None]:
+    """The Cast check, and the default key's credits when Cast answered them."""
     url = str(settings.cast_api_url).rstrip("/")
     key = settings.cast_api_key.get_secret_value()
     started = time.perf_counter()
@@ -299,18 +318,39 @@ async def _check_cast(settings: Settings) -> Check:
             credits = await CastClient(http).account_balance(key)
         except CastError as exc:
             if exc.status is None:
-                return Check("Cast", "FAIL", f"{url} not reachable ({exc.message})")
+                return Check("Cast", "FAIL", f"{url} not reachable ({exc.message})"), None
             if exc.status in (401, 403):
-                return Check(
-                    "Cast", "FAIL", f"CAST_API_KEY refused by {url} (HTTP {exc.status} {exc.code})"
-                )
-            return Check("Cast", "FAIL", f"{url} answered HTTP {exc.status} ({exc.code})")
+                refused = f"CAST_API_KEY refused by {url} (HTTP {exc.status} {exc.code})"
+                return Check("Cast", "FAIL", refused), None
+            return Check("Cast", "FAIL", f"{url} answered HTTP {exc.status} ({exc.code})"), None
     sandbox = " (a sandbox key: nothing reaches a carrier)" if key.startswith("cast_test_") else ""
-    return Check(
-        "Cast",
-        "PASS",
-        f"CAST_API_KEY accepted by {url}: {credits} credits, {_ms(started)}{sandbox}",
-    )
+    accepted = f"CAST_API_KEY accepted by {url}: {credits} credits, {_ms(started)}{sandbox}"
+    return Check("Cast", "PASS", accepted), credits
+
+
+async def _check_credits(settings: Settings, default_credits: int | None) -> list[Check]:
+    """Each Cast account's credits against its threshold: the default key's against
+    LOW_CREDIT_THRESHOLD, each location's own key's against the location's own threshold."""
+    default = settings.low_credit_threshold
+    low = []
+    if default_credits is not None and default_credits < default:
+        low.append(f"CAST_API_KEY has {default_credits}, under LOW_CREDIT_THRESHOLD={default}")
+    try:
+        own = await _own_key_credits(settings)
+    except Exception as exc:
+        return [Check("credits", "INFO", f"sub-accounts' own keys not read ({_reason(exc)})")]
+    for location_id, credits, threshold in own:
+        threshold = threshold if threshold is not None else default
+        if isinstance(credits, str):
+            low.append(f"{location_id}'s own Cast key: balance not read ({credits})")
+        elif credits < threshold:
+            low.append(
+                f"{location_id}'s own Cast key has {credits}, under its threshold {threshold}"
+            )
+    if low:
+        return [Check("credits", "WARN", line) for line in low]
+    counted = f"; {len(own)} sub-account key(s) above their own" if own else ""
+    return [Check("credits", "PASS", f"every Cast account above its threshold{counted}")]
 
 
 async def _check_cast_rates(settings: Settings) -> Check:
@@ -352,6 +392,97 @@ async def _check_ghl_credentials(settings: Settings) -> Check:
     )
 
 
+async def _own_key_credits(settings: Settings) -> list[tuple[str, int | str, int | None]]:
+    """(location id, its own key's credits or why they were not read, its own threshold) of
+    every location with its own Cast key; each key asked once, a few at a time."""
+    sqlite = sqlite_file(settings)
+    if sqlite is not None and not sqlite.exists():
+        return []  # no database yet: no location has a key
+    async with command_services(settings) as services:
+        repository = LocationSettingsRepository(services.store, build_cipher(settings))
+        rows = [row for row in await repository.credit_settings() if row[1]]
+    url = str(settings.cast_api_url)
+    gate = asyncio.Semaphore(CREDIT_READS_AT_ONCE)
+    async with httpx.AsyncClient(base_url=url, timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
+        cast = CastClient(http)
+
+        async def balance(api_key: str) -> int | str:
+            async with gate:
+                try:
+                    return await cast.account_balance(api_key)
+                except CastError as exc:
+                    return f"HTTP {exc.status} {exc.code}" if exc.status else exc.message
+
+        keys = {key for _, key, _ in rows if key}
+        balances = dict(zip(keys, await asyncio.gather(*map(balance, keys)), strict=True))
+    return [(location_id, balances[key], threshold) for location_id, key, threshold in rows if key]
+
+
+async def _check_ghl_client(settings: Settings) -> Check:
+    """GHL_CLIENT_ID/GHL_CLIENT_SECRET verified live: a refresh-token grant with a refresh token
+    that cannot exist. GHL authenticates the client first (OAuth 2, RFC 6749 5.2), so
+    `invalid_grant` means the client id/secret are right, `invalid_client` (or a 401) wrong;
+    no token is issued and no installation is touched."""
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": settings.ghl_client_id,
+        "client_secret": settings.ghl_client_secret.get_secret_value(),
+        "refresh_token": CLIENT_PROBE_REFRESH_TOKEN,
+    }
+    url = str(settings.ghl_api_url).rstrip("/")
+    async with httpx.AsyncClient(base_url=url, timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
+        try:
+            await GHLClient(http).exchange_token(form)
+        except GHLError as exc:
+            refusal = token_refusal(exc)
+            if refusal is Refusal.GRANT:
+                return Check("GHL client", "PASS", CLIENT_ACCEPTED)
+            if refusal is Refusal.CLIENT:
+                return Check(
+                    "GHL client",
+                    "FAIL",
+                    f"GHL refused GHL_CLIENT_ID/GHL_CLIENT_SECRET (HTTP {exc.status} "
+                    f"{oauth_error(exc) or 'unauthorized'}): copy both from the Marketplace "
+                    "app's Auth settings",
+                )
+            return Check("GHL client", "INFO", f"cannot verify the client id/secret ({exc})")
+    return Check(
+        "GHL client", "INFO", "cannot verify: GHL accepted a refresh token that cannot exist"
+    )
+
+
+def _check_placeholders(settings: Settings) -> list[Check]:
+    """Settings still at `.env.example`'s placeholder: the service starts, nothing works."""
+    return [
+        Check("placeholder", "FAIL", f"{name.upper()} is still .env.example's placeholder")
+        for name in PLACEHOLDER_SETTINGS
+        if _plain(getattr(settings, name)) == env_example(name)
+    ]
+
+
+def _plain(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+def _check_base_url(settings: Settings) -> Check:
+    url = settings.public_base_url
+    host = settings.base_url.host or ""
+    if host in LOCAL_HOSTS or host.endswith(".localhost"):
+        return Check(
+            "BASE_URL",
+            "WARN",
+            f"{url} is this machine: GHL cannot reach the OAuth callback or the webhooks (fine "
+            "for a local trial only)",
+        )
+    if settings.base_url.scheme != "https":
+        return Check(
+            "BASE_URL",
+            "WARN",
+            f"{url} is not https: GHL needs an https redirect URL and webhook URLs",
+        )
+    return Check("BASE_URL", "PASS", f"{url} (GHL's redirect URL: {settings.redirect_uri})")
+
+
 def _check_scopes(settings: Settings) -> Check:
     """The scopes the enabled features' GHL operations need (app/ghl/scopes.py)."""
     features = [OUTBOUND, DND, AGENCY] + ([INBOUND] if settings.inbound_api_key else [])
@@ -389,22 +520,33 @@ def _ms(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000:.0f} ms"
 
 
+async def _checks(settings: Settings) -> list[Check]:
+    store_kind = "MongoDB" if settings.uses_mongo else "embedded SQLite"
+    checks = [Check("settings", "PASS", f"valid; store: {store_kind}")]
+    checks += _check_placeholders(settings)
+    checks.append(_check_base_url(settings))
+    store, ghl, client, (cast, credits) = await asyncio.gather(
+        _check_store(settings),
+        _check_ghl(settings),
+        _check_ghl_client(settings),
+        _check_cast(settings),
+    )
+    checks += [store, ghl, client, cast]
+    if store.result == "PASS":
+        checks.append(await _check_cast_rates(settings))
+        checks.append(await _check_ghl_credentials(settings))
+        checks += await _check_credits(settings, credits)
+    checks.append(_check_scopes(settings))
+    return checks + _features(settings)
+
+
 async def check_config(out: Output, settings: Settings | None, errors: list[str]) -> int:
-    checks: list[Check] = []
+    """Exit code 2 for settings that do not validate, 1 when a check FAILs, else 0 (WARN
+    included)."""
     if settings is None:
-        checks += [Check("settings", "FAIL", line) for line in errors]
+        checks = [Check("settings", "FAIL", line) for line in errors]
     else:
-        store = "MongoDB" if settings.uses_mongo else "embedded SQLite"
-        checks.append(Check("settings", "PASS", f"valid; store: {store}"))
-        store, ghl, cast = await asyncio.gather(
-            _check_store(settings), _check_ghl(settings), _check_cast(settings)
-        )
-        checks += [store, ghl, cast]
-        if store.result == "PASS":
-            checks.append(await _check_cast_rates(settings))
-            checks.append(await _check_ghl_credentials(settings))
-        checks.append(_check_scopes(settings))
-        checks += _features(settings)
+        checks = await _checks(settings)
     failed = any(c.result == "FAIL" for c in checks)
     if out.as_json:
         out.json({"ok": not failed, "checks": [asdict(c) for c in checks]})
@@ -412,6 +554,8 @@ async def check_config(out: Output, settings: Settings | None, errors: list[str]
         width = max(len(c.name) for c in checks)
         for c in checks:
             out.line(f"{c.result:<4}  {c.name:<{width}}  {c.detail}")
+    if settings is None:
+        return EXIT_INVALID_SETTINGS
     return 1 if failed else 0
 
 
@@ -430,6 +574,47 @@ async def cmd_reencrypt(admin: AdminService, out: Output, args: argparse.Namespa
                 "key they were written with to TOKEN_ENCRYPTION_KEY, or re-install those"
             )
     return 1 if result.undecryptable else 0
+
+
+# backup ---------------------------------------------------------------------------------------
+BACKUP_DIR = "backups"
+
+
+def backup_sqlite(database: Path, folder: Path, now: float) -> Path:
+    """A consistent copy of the embedded database (SQLite's online backup, safe while bridges
+    write), readable by its owner only like the database: the folder 0700, the file 0600 from
+    its creation, never a moment wider."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = utc_iso(now).replace(":", "").replace("-", "")
+    target = folder / f"cast-ghl-{stamp}.sqlite3"
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    source, copy = sqlite3.connect(database), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    return target
+
+
+async def cmd_backup(out: Output, settings: Settings, folder: str) -> int:
+    database = sqlite_file(settings)
+    if database is None:
+        print(
+            "cast-ghl: backup copies the embedded SQLite database; for MongoDB use mongodump "
+            "(docs/operations.md#backups)",
+            file=sys.stderr,
+        )
+        return 1
+    if not database.exists():
+        print(f"cast-ghl: no database at {database}", file=sys.stderr)
+        return 1
+    target = await asyncio.to_thread(backup_sqlite, database, Path(folder), time.time())
+    if out.as_json:
+        out.json({"status": "backed_up", "path": str(target)})
+    else:
+        out.line(f"backed up to {target} (0600); keep TOKEN_ENCRYPTION_KEY with it")
+    return 0
 
 
 # Entry point ---------------------------------------------------------------------------------
@@ -493,6 +678,10 @@ def parser() -> argparse.ArgumentParser:
         "reencrypt", parents=[common], help="encrypt every stored token and key with the newest key"
     )
     sub.add_parser("check-config", parents=[common], help="settings, database, GHL and Cast")
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the embedded SQLite database (0600) to --to"
+    )
+    backup.add_argument("--to", default=BACKUP_DIR, help="folder (default: ./backups)")
     sub.add_parser(
         "sandbox", parents=[common], help="the whole path on local fakes, no credentials"
     )
@@ -517,7 +706,9 @@ async def run(argv: Sequence[str], out: TextIO | None = None) -> int:
         print("cast-ghl: invalid configuration", file=sys.stderr)
         for line in errors:
             print(f"  {line}", file=sys.stderr)
-        return 2
+        return EXIT_INVALID_SETTINGS
+    if args.command == "backup":
+        return await cmd_backup(output, settings, args.to)
     try:
         async with command_services(settings) as services:
             return await COMMANDS[args.command](services.admin, output, args)

@@ -8,6 +8,7 @@ workers; a command builds them and never runs them (their wake-ups then do nothi
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ from app.locations.owners import SenderOwners
 from app.locations.repository import LocationSettingsRepository
 from app.locations.service import LocationService
 from app.metrics import Counters
-from app.metrics.service import MetricsService
+from app.metrics.service import MetricsService, key_locations_reader
 from app.oauth.crypto import build_cipher
+from app.oauth.keyholders import KeyHeartbeat, KeyHolderRepository
 from app.oauth.repository import InstallationRepository
 from app.oauth.service import OAuthService
 from app.oauth.tokens import TokenService
@@ -65,8 +67,10 @@ class Workers:
     dnd: DndWorker
     optout_sync: CastOptOutSync
     account_info: CastAccountInfo
+    heartbeat: KeyHeartbeat  # which encryption keys this bridge holds, in the store
     _queues: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
     _credits: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _heartbeat: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         self._queues = [
@@ -78,6 +82,7 @@ class Workers:
         self._credits = asyncio.create_task(
             self.account_info.keep_credits_fresh(), name="cast-credits"
         )
+        self._heartbeat = asyncio.create_task(self.heartbeat.run(), name="key-heartbeat")
 
     async def stop(self, grace_seconds: float) -> None:
         """Release in-flight work: each queue hands back what it still holds after
@@ -93,6 +98,10 @@ class Workers:
         await asyncio.gather(*self._queues)
         if self._credits is not None:
             await asyncio.gather(self._credits, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            await self.heartbeat.forget()
 
 
 class Readiness:
@@ -131,6 +140,7 @@ def build_services(
     """Every service over `store` (already started), calling Cast and GHL through the clients.
     `http_metrics`: the app's HTTP metrics, appended to GET /metrics."""
     counters = Counters()
+    counters.cast_rate_configured.set(settings.cast_rate_per_key)
     ghl = GHLClient(
         ghl_http,
         observer=counters.upstream("ghl"),
@@ -225,8 +235,16 @@ def build_services(
             {"outbound": outbox, "inbound": inbox, "dnd": dnd_queue},
             http_metrics,
             key_rates=pacer.rates,
+            key_locations=key_locations_reader(settings, location_settings),
         ),
-        workers=Workers(outbound_worker, inbound_worker, dnd_worker, optout_sync, account_info),
+        workers=Workers(
+            outbound_worker,
+            inbound_worker,
+            dnd_worker,
+            optout_sync,
+            account_info,
+            KeyHeartbeat(KeyHolderRepository(store), cipher.fingerprints, time.time),
+        ),
         readiness=Readiness(),
     )
 

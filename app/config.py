@@ -23,7 +23,7 @@ DEFAULT_OPT_IN_KEYWORDS = ("START", "UNSTOP")
 class Settings(BaseSettings):
     """Every setting, with the description `.env.example` and docs/configuration.md are made of.
 
-    Both files are generated from these fields by `python -m scripts.gen_config`: a field's
+    Both files are generated from these fields by `python3 -m scripts.gen_config`: a field's
     `description` is its documentation, `examples` are shown as examples, and json_schema_extra
     may open a section (`section`, `section_note`) or give the value `.env.example` sets
     (`env_example`; otherwise its line is commented out and shows the default).
@@ -378,7 +378,7 @@ class Settings(BaseSettings):
         description="Shared secret the Cast inbound gateway sends as `X-API-Key` to `POST "
         "/webhooks/cast/inbound`. Optional, but inbound SMS (replies into GHL conversations) "
         "needs it; give the same value to Cast. Unset: the inbound endpoint answers 503. Use a "
-        "long random value, e.g. from `python -c 'import secrets; "
+        "long random value, e.g. from `python3 -c 'import secrets; "
         "print(secrets.token_urlsafe(32))'`.",
         json_schema_extra={"section": "Security"},
     )
@@ -390,7 +390,7 @@ class Settings(BaseSettings):
         "#key-identity)). **Required with `MONGO_URI`** (so also with "
         "docker-compose.yaml); optional with SQLite, where an empty value makes the service "
         "generate a key once and keep it in `DATA_DIR/token-encryption.key`. Generate one with "
-        "`python -c 'from cryptography.fernet import Fernet; "
+        "`python3 -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())'`. Back it up: losing it makes every stored "
         "token unreadable (re-install needed). Rotation: a comma-separated list, newest first "
         "(the first encrypts, all decrypt), e.g. `<new>,<old>`; then `cast-ghl reencrypt` and "
@@ -405,7 +405,7 @@ class Settings(BaseSettings):
         "history, re-queue, unroutable replies, `PUT /api/admin/locations/{locationId}/"
         "sender-id`). Optional: empty = the admin API is off (every admin route answers 404). "
         "At least 16 characters and different from `INBOUND_API_KEY` (the Go bridge used "
-        "`INBOUND_API_KEY` for its admin call; that no longer works). Generate with `python -c "
+        "`INBOUND_API_KEY` for its admin call; that no longer works). Generate with `python3 -c "
         "'import secrets; print(secrets.token_urlsafe(32))'`.",
         json_schema_extra={"section": "Operations: the admin API and GET /metrics"},
     )
@@ -462,7 +462,7 @@ class Settings(BaseSettings):
     def _admin_key_length(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError(
-                "must be at least 16 characters (python -c "
+                "must be at least 16 characters (python3 -c "
                 "'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return value
@@ -554,7 +554,7 @@ class Settings(BaseSettings):
             if len(raw) != 32:
                 which = f"key {number} of {len(keys)}" if len(keys) > 1 else "the key"
                 raise ValueError(
-                    f"{which} must be urlsafe base64 of 32 random bytes (python -c 'from "
+                    f"{which} must be urlsafe base64 of 32 random bytes (python3 -c 'from "
                     "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'); "
                     "several keys: comma-separated, newest first"
                 )
@@ -646,3 +646,9 @@ def load_settings(**overrides: object) -> Settings:
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"{variable}: {message}" if variable else message)
         raise SettingsError(lines) from None
+
+
+def env_example(field: str) -> str | None:
+    """The value `.env.example` gives the setting `field` (None: its line is commented out)."""
+    extra = Settings.model_fields[field].json_schema_extra
+    return extra.get("env_example") if isinstance(extra, dict) else None

@@ -2,10 +2,11 @@
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from pydantic import BaseModel
+
+from app.timestamps import utc_iso
 
 
 class Output:
@@ -51,9 +52,7 @@ def _cell(value: Any) -> str:
 
 
 def when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if timestamp is None else utc_iso(timestamp)
 
 
 def dump(value: BaseModel) -> dict[str, Any]:

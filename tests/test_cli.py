@@ -1,9 +1,12 @@
 """The `cast-ghl` operator CLI against a real database (SQLite, and MongoDB through the wire
 server), seeded through the same repositories the bridge uses."""
 
+import asyncio
 import io
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import time
@@ -15,6 +18,7 @@ import pytest
 from app import cli
 from app.cast.keys import key_label
 from app.cast.pacing import CastPacer
+from app.config import env_example
 from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.harness import (
@@ -34,7 +38,9 @@ from app.ghl.scopes import DEFAULT_SCOPES
 from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.locations.repository import LocationSettingsRepository
+from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
+from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.optouts.repository import OptOutList
 from app.optouts.schemas import OptOut
@@ -42,10 +48,13 @@ from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import RefusedMessage
 from app.outbound.service import build_message
 from app.store import DONE, PENDING, Store
+from app.store.sqlite import SQLiteStore
+from tests.conftest import started
 from tests.support import ROOT
 from tests.support.units import installations, unit_settings
 
 ADMIN_KEY = "admin-cli-key-3a8f0e2d77"
+ISO_SECOND = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 @pytest.fixture
@@ -147,6 +156,41 @@ async def test_message_shows_where_a_message_is_and_its_history(harness: Harness
     assert json_code == 0 and shown["status"] == "failed" and shown["state"] == "done"
     assert [e["event"] for e in shown["history"]] == ["received", "cast_retry", "failed"]
     assert missing == 1 and json.loads(error)["error"]["code"] == "message_not_found"
+
+
+async def test_the_cli_shows_every_time_in_utc_iso_to_the_second(harness: Harness):
+    await harness.seed_installation()
+    await harness.with_store(lambda s: seed_outbound(s, "m-times", "failed", "HTTP_402"))
+
+    _, message = await run("message", "m-times", "--json")
+    _, installations = await run("installations", "--json")
+    _, text = await run("message", "m-times")
+
+    shown, (row,) = json.loads(message), json.loads(installations)
+    times = [shown["received_at"], shown["finished_at"], row["expires_at"], row["installed_at"]]
+    times += [event["at"] for event in shown["history"]]
+    assert all(re.fullmatch(ISO_SECOND, t) for t in times), times
+    assert re.search(rf"received   {ISO_SECOND}", text)
+
+
+async def test_backup_copies_the_embedded_database_readable_by_its_owner_only(
+    harness: Harness, tmp_path: Path, backend: str
+):
+    if backend == "mongodb":
+        code, _ = await run("backup", "--to", str(tmp_path / "backups"))
+        assert code == 1  # mongodump, as docs/operations.md says
+        return
+    await harness.seed_installation()
+
+    code, as_json = await run("backup", "--to", str(tmp_path / "backups"), "--json")
+
+    target = Path(json.loads(as_json)["path"])
+    assert code == 0 and re.fullmatch(r"cast-ghl-\d{8}T\d{6}Z\.sqlite3", target.name)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o700
+    async with started(SQLiteStore(target)) as copy:
+        (row,) = await InstallationRepository(copy, CIPHER).summaries()
+    assert row.location_id == LOCATION
 
 
 async def test_requeue_makes_a_failed_message_due_again_and_refuses_a_delivered_one(
@@ -273,18 +317,18 @@ async def test_sender_id_checks_the_sender_with_cast_and_takes_a_channel(harness
     assert code == 0 and "+639170000001 through the sim channel (set by hand)" in text
 
 
-async def test_check_config_passes_when_the_store_ghl_and_cast_answer(env: dict[str, str]):
+async def test_check_config_passes_when_the_store_ghl_and_cast_answer(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("BASE_URL", "https://bridge.example.com")
     code, text = await run("check-config")
     json_code, as_json = await run("check-config", "--json")
 
     assert code == 0, text
     lines = text.splitlines()
-    assert [line.split()[0:2] for line in lines[:4]] == [
-        ["PASS", "settings"],
-        ["PASS", "store"],
-        ["PASS", "GHL"],
-        ["PASS", "Cast"],
-    ]
+    for name in ("settings", "BASE_URL", "store", "GHL", "GHL client", "Cast", "credits"):
+        assert _check(text, name).startswith("PASS"), name
+    assert {line.split()[0] for line in lines} <= {"PASS", "INFO"}, text
     assert "1000 credits" in text
     assert any(line.startswith("INFO") and "INBOUND_API_KEY" in line for line in lines)
     assert json_code == 0 and json.loads(as_json)["ok"] is True
@@ -382,9 +426,115 @@ async def test_check_config_names_each_bad_setting(monkeypatch: pytest.MonkeyPat
     code, text = await run("check-config")
     other, _ = await run("installations")
 
-    assert code == 1 and other == 2
+    assert code == other == 2  # docs/operations.md: 2 for invalid settings
     assert "FAIL  settings  CAST_API_KEY: must be a Cast API key" in text
     assert "GHL_CLIENT_ID" in text and "not-a-cast-key-secret" not in text
+
+
+@pytest.mark.process  # the console script as a process
+async def test_check_config_fails_for_env_example_placeholders(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    for name in ("GHL_CLIENT_ID", "GHL_CLIENT_SECRET", "CAST_API_KEY"):
+        monkeypatch.setenv(name, env_example(name.lower()) or "")
+
+    code, text = await run("check-config")
+
+    assert code == 1
+    placeholders = [line for line in text.splitlines() if line[6:].startswith("placeholder")]
+    assert [line.split()[2] for line in placeholders] == [
+        "GHL_CLIENT_ID",
+        "GHL_CLIENT_SECRET",
+        "CAST_API_KEY",
+    ]
+    assert all(line.startswith("FAIL") for line in placeholders)
+
+
+async def test_check_config_verifies_the_client_secret_with_ghl(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, fakes: tuple[FakeCast, FakeGHL, str, str]
+):
+    monkeypatch.setenv("GHL_CLIENT_SECRET", "a-wrong-client-secret-5e1f")
+
+    code, text = await run("check-config")
+
+    line = _check(text, "GHL client")
+    assert code == 1 and line.startswith("FAIL") and "invalid_client" in line
+    assert "a-wrong-client-secret-5e1f" not in text
+    assert not fakes[1].used_refresh_tokens  # the probe refreshed nothing
+
+
+async def test_check_config_says_when_ghl_cannot_verify_the_client(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, fakes: tuple[FakeCast, FakeGHL, str, str]
+):
+    fakes[1].token_script.append(503)
+
+    code, text = await run("check-config")
+
+    line = _check(text, "GHL client")
+    assert code == 0 and line.startswith("INFO") and "cannot verify" in line
+
+
+@pytest.mark.parametrize(
+    ("base_url", "said"),
+    [
+        ("http://localhost:3002", "this machine: GHL cannot reach"),
+        ("http://127.0.0.1", "this machine: GHL cannot reach"),
+        ("http://bridge.example.com", "is not https"),
+    ],
+)
+async def test_check_config_warns_about_a_base_url_ghl_cannot_use(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, base_url: str, said: str
+):
+    monkeypatch.setenv("BASE_URL", base_url)
+
+    code, text = await run("check-config")
+
+    line = _check(text, "BASE_URL")
+    assert code == 0 and line.startswith("WARN") and said in line
+
+
+async def test_check_config_warns_when_the_default_key_is_under_low_credit_threshold(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, harness: Harness
+):
+    await harness.with_store(lambda store: asyncio.sleep(0))  # the database exists
+    monkeypatch.setenv("LOW_CREDIT_THRESHOLD", "5000")  # the fake account has 1000
+
+    code, text = await run("check-config")
+
+    line = _check(text, "credits")
+    assert code == 0 and line.startswith("WARN")
+    assert "CAST_API_KEY has 1000, under LOW_CREDIT_THRESHOLD=5000" in line
+
+
+async def test_check_config_warns_for_each_location_under_its_own_threshold(
+    harness: Harness, fakes: tuple[FakeCast, FakeGHL, str, str], monkeypatch: pytest.MonkeyPatch
+):
+    own_key = "cast_" + "6b" * 32
+    fakes[0].api_keys.add(own_key)
+    fakes[0].credits = 120  # every account of the fake
+    monkeypatch.setenv("LOW_CREDIT_THRESHOLD", "100")  # the default key's: above it
+
+    async def own_accounts(store: Store) -> None:
+        repository = LocationSettingsRepository(store, CIPHER)
+        for location_id, threshold in (("loc-low", 200), ("loc-fine", 100)):
+            await repository.put(
+                LocationSettings(
+                    location_id=location_id,
+                    cast_api_key=own_key,
+                    low_credit_threshold=threshold,
+                    updated_at=time.time(),
+                )
+            )
+
+    await harness.with_store(own_accounts)
+    code, text = await run("check-config")
+
+    credits = [line for line in text.splitlines() if line[6:].startswith("credits")]
+    assert code == 0
+    assert [line.split(None, 2)[::2] for line in credits] == [
+        ["WARN", "loc-low's own Cast key has 120, under its threshold 200"]
+    ]
+    assert own_key not in text
 
 
 @pytest.mark.process  # the console script as a process

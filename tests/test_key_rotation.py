@@ -1,19 +1,28 @@
 """TOKEN_ENCRYPTION_KEY rotation (a comma-separated list, newest first) and records no key
 decrypts, on both backends through the repositories the bridge uses."""
 
+import os
 import time
 import uuid
 
 import pytest
 from cryptography.fernet import Fernet
 
-from app.cast.accounts import CastAccounts
+from app.cast.accounts import KEY_NOT_HELD_CODE, CastAccounts
 from app.cast.client import CastError
 from app.config import SettingsError, load_settings
 from app.devkit.harness import CAST_KEY
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
-from app.oauth.crypto import TokenCipher, UndecryptableError
+from app.oauth.crypto import KeyNotHeld, TokenCipher, UndecryptableError, key_fingerprint
+from app.oauth.keyholders import COLLECTION as KEY_HOLDERS
+from app.oauth.keyholders import (
+    LIVE_SECONDS,
+    KeyHeartbeat,
+    KeyHolder,
+    KeyHolderRepository,
+    live_bridges_lacking,
+)
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
@@ -131,3 +140,80 @@ async def test_a_location_cast_key_no_key_decrypts_fails_its_sends_with_a_reason
 
     assert caught.value.code == "CAST_KEY_UNREADABLE" and not caught.value.retryable
     assert "enter it again on the Cast SMS settings page" in caught.value.message
+
+
+# Key heartbeats, both backends ----------------------------------------------------------------
+async def test_a_bridge_heartbeat_records_key_fingerprints_never_the_keys(store: Store):
+    beat = KeyHeartbeat(KeyHolderRepository(store), TokenCipher(NEW, OLD).fingerprints, time.time)
+
+    await beat.beat()
+
+    [doc] = await store.list_docs(KEY_HOLDERS)
+    assert doc.data["keys"] == [key_fingerprint(NEW), key_fingerprint(OLD)]
+    assert doc.data["pid"] == os.getpid() and doc.data["host"]
+    assert NEW.decode() not in repr(doc.data) and OLD.decode() not in repr(doc.data)
+    await beat.forget()
+    assert await store.list_docs(KEY_HOLDERS) == []
+
+
+async def test_only_live_bridges_without_the_newest_key_are_lacking(store: Store):
+    holders = KeyHolderRepository(store)
+    now = time.time()
+    old_only = (key_fingerprint(OLD),)
+    await holders.beat(KeyHolder("a", "host-a", 1, old_only, now - 10))
+    await holders.beat(KeyHolder("b", "host-b", 2, TokenCipher(NEW, OLD).fingerprints, now))
+    await holders.beat(KeyHolder("gone", "host-c", 3, old_only, now - LIVE_SECONDS - 1))
+
+    lacking = await live_bridges_lacking(holders, key_fingerprint(NEW), now)
+
+    assert [h.id for h in lacking] == ["a"]
+
+
+async def test_a_record_under_a_key_another_bridge_holds_is_not_taken_for_lost(store: Store):
+    location_id = f"loc-{uuid.uuid4().hex[:8]}"
+    rotated = TokenCipher(NEW, OLD)
+    await InstallationRepository(store, rotated).put(installation(location_id))
+    await KeyHolderRepository(store).beat(
+        KeyHolder("b", "host-b", 2, rotated.fingerprints, time.time())
+    )
+    behind = InstallationRepository(store, TokenCipher(OLD))
+
+    with pytest.raises(KeyNotHeld) as caught:
+        await behind.get_usable(location_key(location_id))
+
+    assert caught.value.keys == [key_fingerprint(NEW)]
+    assert "restart it with the newest key list" in caught.value.message
+
+
+async def test_a_record_no_known_key_decrypts_still_reads_as_needing_reinstall(store: Store):
+    location_id = f"loc-{uuid.uuid4().hex[:8]}"
+    await InstallationRepository(store, TokenCipher(Fernet.generate_key())).put(
+        installation(location_id)
+    )
+    await KeyHolderRepository(store).beat(KeyHolder("a", "host-a", 1, (key_fingerprint(OLD),), 0))
+
+    found = await InstallationRepository(store, TokenCipher(OLD)).get_usable(
+        location_key(location_id)
+    )
+
+    assert found is not None and found[0].needs_reauth
+
+
+async def test_a_location_cast_key_under_a_key_another_bridge_holds_is_retried_not_lost(
+    store: Store,
+):
+    rotated = TokenCipher(NEW, OLD)
+    await LocationSettingsRepository(store, rotated).put(
+        LocationSettings(location_id="loc-1", cast_api_key=OWN_KEY, updated_at=time.time())
+    )
+    await KeyHolderRepository(store).beat(
+        KeyHolder("b", "host-b", 2, rotated.fingerprints, time.time())
+    )
+    behind = CastAccounts(required(), LocationSettingsRepository(store, TokenCipher(OLD)))
+
+    with pytest.raises(CastError) as caught:
+        await behind.account_for("loc-1")
+
+    assert caught.value.code == KEY_NOT_HELD_CODE and caught.value.retryable
+    assert key_fingerprint(NEW) in caught.value.message
+    assert "enter it again" not in caught.value.message

@@ -474,3 +474,18 @@ def test_failure_codes_table_covers_the_codes_the_code_produces():
     assert {"INVALID_PHONE", "REAUTHORIZATION_NEEDED", "REJECTD"} <= produced
     missing = sorted(code for code in produced if f"`{code}`" not in table)
     assert not missing, f"failure codes not explained in docs/troubleshooting.md: {missing}"
+
+
+def test_documented_commands_run_python3_which_debian_has():
+    bare = re.compile(r"(?<![\w/.-])python(?= -[cm] )")
+    found = [
+        f"{doc.name}: {line.strip()}"
+        for doc in DOCUMENTS
+        for line in doc.read_text().splitlines()
+        if bare.search(line)
+    ]
+    assert not found, found
+
+
+def test_git_ignores_the_backups_folder():
+    assert "backups/" in (ROOT / ".gitignore").read_text().splitlines()

@@ -1,7 +1,6 @@
 """What the admin API and the operator CLI show and accept. Never a token or a key; phone
 numbers masked to their last 4 digits, as in the logs."""
 
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -11,7 +10,8 @@ from app.inbound.schemas import InboundSMS
 from app.jobs import HistoryEvent
 from app.kit.logs import mask_phone, mask_phones_in
 from app.optouts.schemas import OptOutView
-from app.outbound.schemas import OutboundMessage
+from app.outbound.schemas import OutboundMessage, RefusedMessage
+from app.timestamps import UtcTime, utc_iso, utc_iso_text
 
 
 class PartView(BaseModel):
@@ -22,6 +22,19 @@ class PartView(BaseModel):
     dlr_status: str | None
     channel: str | None  # the Cast channel it was accepted on: sms or sim
     resends: int
+
+
+class HistoryEventView(HistoryEvent):
+    at: UtcTime
+
+
+class RefusedMessageView(RefusedMessage):
+    received_at: UtcTime
+    refused_at: UtcTime
+
+    @classmethod
+    def of(cls, refused: RefusedMessage) -> "RefusedMessageView":
+        return cls.model_validate(refused.model_dump())
 
 
 class MessageView(BaseModel):
@@ -39,9 +52,9 @@ class MessageView(BaseModel):
     error_code: str | None
     error_message: str | None
     delivery: str | None
-    received_at: float
-    accepted_at: float | None
-    finished_at: float | None
+    received_at: UtcTime
+    accepted_at: UtcTime | None
+    finished_at: UtcTime | None
     reported: bool
     synthetic: bool
     send_attempts: int
@@ -49,7 +62,7 @@ class MessageView(BaseModel):
     polls: int
     requeues: int
     parts: list[PartView]
-    history: list[HistoryEvent]
+    history: list[HistoryEventView]
 
     @classmethod
     def of(cls, message: OutboundMessage, finished: bool) -> "MessageView":
@@ -88,7 +101,7 @@ class MessageView(BaseModel):
                 for part in message.parts
             ],
             history=[
-                HistoryEvent(at=e.at, event=e.event, detail=mask_phones_in(e.detail))
+                HistoryEventView(at=e.at, event=e.event, detail=mask_phones_in(e.detail))
                 for e in message.history
             ],
         )
@@ -113,8 +126,9 @@ class UnroutableView(BaseModel):
             sender=mask_phone(message.phone),
             to=message.to,
             text=message.text,
-            received_at=message.received_at
-            or datetime.fromtimestamp(message.accepted_at, UTC).isoformat(),
+            received_at=utc_iso_text(message.received_at)
+            if message.received_at
+            else utc_iso(message.accepted_at),
             reason=message.error_message,
         )
 
@@ -165,7 +179,7 @@ class SenderIdResult(BaseModel):
     # that texted the customer lately
     shared_with: list[str] = []
     installed: bool
-    updated_at: float
+    updated_at: UtcTime
 
 
 class LiftOptOutBody(BaseModel):

@@ -12,6 +12,7 @@ from app.admin.schemas import (
     MessageView,
     OptOutList,
     ReencryptResult,
+    RefusedMessageView,
     SenderIdResult,
     UnroutableView,
 )
@@ -31,7 +32,6 @@ from app.oauth.schemas import InstallationSummary
 from app.optouts.schemas import OptOutView
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository, RefusedMessages
-from app.outbound.schemas import RefusedMessage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,18 @@ class AdminService:
         return await self._installations.summaries()
 
     async def reencrypt(self) -> ReencryptResult:
-        """Everything encrypted at rest, encrypted again with the newest TOKEN_ENCRYPTION_KEY."""
+        """Everything encrypted at rest, encrypted again with the newest TOKEN_ENCRYPTION_KEY;
+        refused (409) while a live bridge lacks that key: it could not read the records."""
+        now = self._clock()
+        newest, lacking = await self._installations.live_bridges_lacking_newest_key(now)
+        if lacking:
+            raise ApiError(
+                409,
+                "bridge_lacks_newest_key",
+                f"not re-encrypted: {'; '.join(h.describe(now) for h in lacking)} does not hold "
+                f"the newest TOKEN_ENCRYPTION_KEY (fingerprint {newest}): restart it with "
+                "the new key list first (new key first, old keys after), then run this again",
+            )
         installations = await self._installations.reencrypt()
         settings = await self._location_settings.reencrypt()
         result = ReencryptResult(
@@ -97,9 +108,9 @@ class AdminService:
         )
 
     # Outbound messages --------------------------------------------------------------------
-    async def refused_messages(self) -> list[RefusedMessage]:
+    async def refused_messages(self) -> list[RefusedMessageView]:
         """Messages for locations without an installation that GHL could not be told about."""
-        return await self._refused.listing()
+        return [RefusedMessageView.of(refused) for refused in await self._refused.listing()]
 
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)

@@ -19,6 +19,11 @@ from app.kit.errors import ApiError
 from app.kit.ttl_cache import TTLCache
 
 ACCOUNT_CACHE_SECONDS = 5.0
+KEY_NOT_HELD_CODE = "ENCRYPTION_KEY_NOT_HELD"
+KEY_NOT_HELD_REASON = (
+    "The Cast key was saved under a TOKEN_ENCRYPTION_KEY this bridge lacks and another bridge "
+    "holds: restart this one with the newest key list; retrying"
+)
 KEY_REFUSED_STATUSES = frozenset({401, 403})
 KEY_UNREADABLE = (
     "This sub-account's own Cast API key cannot be decrypted (TOKEN_ENCRYPTION_KEY changed): "
@@ -71,6 +76,8 @@ class AccountChoices(Protocol):
     """Where the choices are stored (app.locations.repository.LocationSettingsRepository)."""
 
     async def get(self, location_id: str, *, strict: bool = True) -> AccountChoice | None: ...
+
+    async def keys_missing_here(self) -> list[str]: ...
 
 
 def is_assigned(settings: AccountChoice, sender_id: str) -> bool:
@@ -141,12 +148,24 @@ class CastAccounts:
             return cached
         stored = await self._repo.get(location_id, strict=False)
         if stored is not None and stored.enabled and stored.key_unreadable:
-            raise CastError(
-                KEY_UNREADABLE, status=None, code="CAST_KEY_UNREADABLE", retryable=False
-            )
+            raise await self.unreadable_key(KEY_UNREADABLE)
         account = account_from(stored, self.default)
         self._cache.put(location_id, account)
         return account
+
+    async def unreadable_key(self, reason: str) -> CastError:
+        """A Cast key this process cannot decrypt: retryable while other bridges hold an
+        encryption key this one lacks (saved under it: restart this one with it), else lost
+        (`reason`)."""
+        missing = await self._repo.keys_missing_here() if self._repo is not None else []
+        if missing:
+            return CastError(
+                f"{KEY_NOT_HELD_REASON} ({', '.join(missing)})",
+                status=None,
+                code=KEY_NOT_HELD_CODE,
+                retryable=True,
+            )
+        return CastError(reason, status=None, code="CAST_KEY_UNREADABLE", retryable=False)
 
     def invalidate(self, location_id: str) -> None:
         self._cache.pop(location_id)

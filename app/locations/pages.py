@@ -2,12 +2,13 @@
 
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from app.timestamps import ph_time, utc_iso
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -52,20 +53,16 @@ _env = Environment(
 )
 
 
-def _utc(at: float | None) -> str:
-    if at is None:
-        return ""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _ph(at: float | None) -> str:
+    return "" if at is None else ph_time(at)
 
 
 def _iso(at: float | None) -> str:
-    if at is None:
-        return ""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+    return "" if at is None else utc_iso(at)
 
 
-_env.filters["utc"] = _utc
-_env.filters["iso"] = _iso
+_env.filters["ph"] = _ph  # what people read: Philippine time
+_env.filters["iso"] = _iso  # <time datetime=...>
 
 
 def render(template: str, status_code: int, origins: Sequence[str], **context: Any) -> HTMLResponse:

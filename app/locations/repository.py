@@ -11,11 +11,13 @@ settings themselves (app/locations/owners.py decides who owns the sender), so an
 behind by a crash or an uninstall is never believed.
 """
 
+import time
 from typing import Any
 
 from app.cast.senders import sender_key
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
+from app.oauth.keyholders import KeyHolderRepository, keys_held_elsewhere
 from app.oauth.repository import reencrypt_collection
 from app.store import Store
 
@@ -23,6 +25,7 @@ COLLECTION = "location_settings"
 TEST_SMS_QUOTA = "test-sms:"
 PAGE_VIEW_QUOTA = "page-views:"
 SENDERS = "location_senders"
+CREDIT_SETTINGS_LIMIT = 100_000  # every location, for the metrics' key -> location map
 MAX_SENDER_OWNERS = 20  # locations read to answer `locations_sending_as`
 
 
@@ -46,6 +49,25 @@ class LocationSettingsRepository:
                     raise
                 data["cast_api_key"], data["key_unreadable"] = None, True
         return LocationSettings.model_validate({**data, "location_id": location_id})
+
+    async def keys_missing_here(self) -> list[str]:
+        """Encryption keys (fingerprints) other bridges lately held that this process lacks: a
+        Cast key it cannot decrypt was then probably saved under one of them."""
+        mine = self._cipher.fingerprints
+        return await keys_held_elsewhere(KeyHolderRepository(self._store), mine, time.time())
+
+    async def credit_settings(self) -> list[tuple[str, str | None, int | None]]:
+        """(location id, its own Cast key or None, its own low-credit threshold or None) of
+        every location with settings; an unreadable key comes back as None."""
+        rows = []
+        for doc in await self._store.list_docs(COLLECTION, CREDIT_SETTINGS_LIMIT):
+            key = doc.data.get("cast_api_key")
+            try:
+                key = self._cipher.decrypt(key) if key else None
+            except ValueError:
+                key = None
+            rows.append((doc.id, key, doc.data.get("low_credit_threshold")))
+        return rows
 
     async def reencrypt(self) -> tuple[int, int]:
         """Every stored Cast key encrypted again with the newest key."""

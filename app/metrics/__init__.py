@@ -13,7 +13,7 @@ process (tests) do not share values.
 import logging
 import re
 from collections import Counter as NameCounter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -21,6 +21,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -113,6 +115,19 @@ EVENTS: dict[str, Event] = {
     "admin_sender_id_unassigned": _event("admin_actions", action="unassign_sender_id"),
     "admin_optout_lifted": _event("admin_actions", action="lift_optout"),
 }
+
+DEFAULT_LOCATION = "default"  # the location_id label of the default CAST_API_KEY's series
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLocation:
+    """A location with its own Cast key (or DEFAULT_LOCATION), the key's label and the
+    location's low-credit threshold."""
+
+    location_id: str
+    key: str
+    threshold: int
+
 
 RequestObserver = Callable[[str, float, str], None]
 """`observe(operation, seconds, status)`: one upstream HTTP request; `status` is the HTTP status
@@ -219,10 +234,33 @@ class Counters:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+        self.cast_rate_configured = Gauge(
+            "cast_rate_per_key",
+            "CAST_RATE_PER_KEY: the send rate (msg/s) of a key not slowed down",
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
         self.credits = Gauge(
             "cast_credits",
             "Credits (SMS parts) left on a Cast account, by key label, as last read",
             ("key",),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.key_locations = Gauge(
+            "cast_key_location",
+            '1 for each location a Cast key label sends for (location_id="default": the '
+            "default CAST_API_KEY, which serves every location without its own key); join "
+            "`bridge_cast_credits` and `bridge_cast_key_rate` on `key` with it. Read at scrape",
+            ("key", "location_id"),
+            namespace=NAMESPACE,
+            registry=self.registry,
+        )
+        self.credit_thresholds = Gauge(
+            "location_low_credit_threshold",
+            "The credits below which a location's Cast account is low: its own setting, else "
+            'LOW_CREDIT_THRESHOLD (location_id="default": the default key\'s). Read at scrape',
+            ("location_id",),
             namespace=NAMESPACE,
             registry=self.registry,
         )
@@ -232,6 +270,9 @@ class Counters:
             namespace=NAMESPACE,
             registry=self.registry,
         )
+
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu, fds
+        PlatformCollector(registry=self.registry)  # python_info
 
     # Counting -----------------------------------------------------------------------------
     def inc(self, name: str, amount: int = 1, *, reason: str | None = None) -> None:
@@ -296,8 +337,18 @@ class Counters:
         self.queue_overdue.labels(queue).set(age)
 
     def set_key_rates(self, rates: dict[str, float]) -> None:
+        self.cast_key_rate.clear()  # a key back at full rate is no longer listed
         for key, rate in rates.items():
             self.cast_key_rate.labels(key).set(rate)
+
+    def set_key_locations(self, keys: Sequence[KeyLocation]) -> None:
+        """Which key serves which location, and each location's low-credit threshold (series of
+        locations no longer listed are dropped)."""
+        self.key_locations.clear()
+        self.credit_thresholds.clear()
+        for entry in keys:
+            self.key_locations.labels(entry.key, entry.location_id).set(1)
+            self.credit_thresholds.labels(entry.location_id).set(entry.threshold)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,13 +4,16 @@ read from the store at scrape time, and the HTTP metrics (app/metrics/http.py)."
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from app.cast.keys import key_label
+from app.config import Settings
 from app.kit.queues import QueueRepository
-from app.metrics import Counters
+from app.locations.repository import LocationSettingsRepository
+from app.metrics import DEFAULT_LOCATION, Counters, KeyLocation
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,9 @@ class MetricsService:
         http_registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         key_rates: Callable[[], Awaitable[dict[str, float]]] | None = None,
+        key_locations: Callable[[], Awaitable[Sequence[KeyLocation]]] | None = None,
     ) -> None:
+        self._key_locations = key_locations  # which key serves which location, thresholds
         self._counters = counters
         self._key_rates = key_rates  # the Cast keys' adapted rates
         self._queues = queues
@@ -39,6 +44,8 @@ class MetricsService:
             self._counters.set_queue(name, counts, oldest, self._clock())
         if self._key_rates is not None:
             self._counters.set_key_rates(await self._key_rates())
+        if self._key_locations is not None:
+            self._counters.set_key_locations(await self._key_locations())
 
     async def exposition(self) -> bytes:
         """The Prometheus text format. A store that does not answer keeps the last queue
@@ -53,3 +60,22 @@ class MetricsService:
         if self._http_registry is not None:
             body += generate_latest(self._http_registry)
         return body
+
+
+def key_locations_reader(
+    settings: Settings, repository: LocationSettingsRepository
+) -> Callable[[], Awaitable[list[KeyLocation]]]:
+    """What the scrape reads for `bridge_cast_key_location` and the thresholds: the default key
+    (DEFAULT_LOCATION) and every location with its own (readable) Cast key."""
+    default_key = settings.cast_api_key.get_secret_value()
+
+    async def read() -> list[KeyLocation]:
+        default = settings.low_credit_threshold
+        rows = [KeyLocation(DEFAULT_LOCATION, key_label(default_key), default)]
+        for location_id, own_key, own_threshold in await repository.credit_settings():
+            if own_key:  # the others send with the default key: its series are theirs
+                threshold = own_threshold if own_threshold is not None else default
+                rows.append(KeyLocation(location_id, key_label(own_key), threshold))
+        return rows
+
+    return read

@@ -15,10 +15,25 @@ from app.config import Settings
 log = logging.getLogger(__name__)
 
 LOCAL_KEY_FILE = "token-encryption.key"
+FINGERPRINT_PREFIX = b"cast-ghl encryption key fingerprint:"
 
 
 class UndecryptableError(ValueError):
     """No configured key decrypts the value (the key it was written with is lost or removed)."""
+
+
+class KeyNotHeld(Exception):
+    """No key of this process decrypts a record, but other bridges lately held keys it lacks
+    (`keys`: their fingerprints): probably written with one of them, so wait rather than
+    treat the record as lost."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.message = (
+            f"this bridge lacks TOKEN_ENCRYPTION_KEY {', '.join(keys)} that another bridge "
+            "holds: restart it with the newest key list; the work waits and is retried"
+        )
+        super().__init__(self.message)
 
 
 class TokenCipher:
@@ -28,6 +43,11 @@ class TokenCipher:
     def __init__(self, *keys: bytes) -> None:
         self._fernet = MultiFernet([Fernet(key) for key in keys])
         self._newest = keys[0]
+        self.fingerprints = tuple(key_fingerprint(key) for key in keys)  # newest first
+
+    @property
+    def newest_fingerprint(self) -> str:
+        return self.fingerprints[0]
 
     def derived_secret(self, purpose: str) -> bytes:
         """A secret for `purpose` derived from the newest key (HMAC-SHA256): the same in every
@@ -56,6 +76,11 @@ class TokenCipher:
                 except InvalidToken as exc:
                     raise UndecryptableError(f"{field} cannot be decrypted with any key") from exc
         return out
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What may be shown or stored about an encryption key: 16 hex digits of a hash of it."""
+    return hashlib.sha256(FINGERPRINT_PREFIX + key.strip()).hexdigest()[:16]
 
 
 def _local_key(data_dir: Path) -> bytes:

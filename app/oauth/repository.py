@@ -13,9 +13,16 @@ Collections:
 
 import logging
 import math
+import time
 
 from app.kit.ttl_cache import TTLCache
-from app.oauth.crypto import TokenCipher, UndecryptableError
+from app.oauth.crypto import KeyNotHeld, TokenCipher, UndecryptableError
+from app.oauth.keyholders import (
+    KeyHolder,
+    KeyHolderRepository,
+    keys_held_elsewhere,
+    live_bridges_lacking,
+)
 from app.oauth.schemas import Installation, InstallationSummary
 from app.oauth.schemas import company_key as company_key  # the document ids, re-exported
 from app.oauth.schemas import location_key as location_key
@@ -40,6 +47,7 @@ class InstallationRepository:
     def __init__(self, store: Store, cipher: TokenCipher) -> None:
         self._store = store
         self._cipher = cipher
+        self._holders = KeyHolderRepository(store)
 
     def _encode(self, installation: Installation) -> dict[str, object]:
         data = installation.model_dump()
@@ -49,23 +57,47 @@ class InstallationRepository:
         return data
 
     def _decode(self, doc: Doc) -> Installation:
-        data = dict(doc.data)
         try:
-            for field in _SECRET_FIELDS:
-                if data.get(field) is not None:
-                    data[field] = self._cipher.decrypt(data[field])
+            return self._decrypted(doc)
         except UndecryptableError:
             return _undecryptable(doc)
+
+    def _decrypted(self, doc: Doc) -> Installation:
+        data = dict(doc.data)
+        for field in _SECRET_FIELDS:
+            if data.get(field) is not None:
+                data[field] = self._cipher.decrypt(data[field])
         return Installation.model_validate(data)
 
     async def reencrypt(self) -> tuple[int, int]:
         """Every installation's tokens encrypted again with the newest key."""
         return await reencrypt_collection(self._store, self._cipher, COLLECTION, _SECRET_FIELDS)
 
+    async def live_bridges_lacking_newest_key(self, now: float) -> tuple[str, list[KeyHolder]]:
+        """This process's newest key (fingerprint) and the live bridges (key heartbeats) that
+        do not hold it."""
+        newest = self._cipher.newest_fingerprint
+        return newest, await live_bridges_lacking(self._holders, newest, now)
+
     async def get(self, key: str) -> tuple[Installation, int] | None:
         """The installation and its revision (for compare-and-swap)."""
         doc = await self._store.get_doc(COLLECTION, key)
         return (self._decode(doc), doc.rev) if doc else None
+
+    async def get_usable(self, key: str) -> tuple[Installation, int] | None:
+        """As `get`, for using the tokens: a record no key of this process decrypts while other
+        bridges lately held keys it lacks raises KeyNotHeld (the work waits for a bridge with
+        the key) instead of reading as needing a re-install."""
+        doc = await self._store.get_doc(COLLECTION, key)
+        if doc is None:
+            return None
+        try:
+            return self._decrypted(doc), doc.rev
+        except UndecryptableError:
+            mine = self._cipher.fingerprints
+            if missing := await keys_held_elsewhere(self._holders, mine, time.time()):
+                raise KeyNotHeld(missing) from None
+            return _undecryptable(doc), doc.rev
 
     async def put(self, installation: Installation) -> None:
         await self._store.put_doc(COLLECTION, installation.id, self._encode(installation))

@@ -3,6 +3,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.ghl.schemas import TokenResponse
+from app.timestamps import UtcTime
 
 
 def location_key(location_id: str) -> str:
@@ -77,12 +78,12 @@ class InstallationSummary(BaseModel):
     location_id: str | None
     company_id: str | None
     scopes: list[str]
-    expires_at: float
+    expires_at: UtcTime
     needs_reauth: bool
     reauth_reason: str | None
     source: str = "oauth"
-    installed_at: float | None = None
-    updated_at: float | None = None
+    installed_at: UtcTime | None = None
+    updated_at: UtcTime | None = None
     location_count: int = 0  # company installations: locations with tokens through it
 
 

@@ -38,6 +38,7 @@ from app.ghl.client import GHLClient, GHLError
 from app.ghl.schemas import TokenResponse
 from app.kit.ttl_cache import TTLCache
 from app.metrics import Counters
+from app.oauth.crypto import KeyNotHeld
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
@@ -51,6 +52,9 @@ WAIT_STEP_SECONDS = 0.05
 # long (a store read and two decryptions less per message, ~0.9 ms of webhook-to-Cast latency);
 # a reason is never reused, and this process forgets the answer when it flags the location.
 REAUTH_CHECK_REUSE_SECONDS = 2.0
+
+
+KEY_NOT_HELD = "ENCRYPTION_KEY_NOT_HELD"  # a record written with a key this bridge lacks: wait
 
 
 class TokenUnavailable(Exception):
@@ -175,13 +179,27 @@ class TokenService:
         refreshed token (a job refreshes once in its life: see `Job.spend_token_refresh`)."""
         return await self._with_token(location_key(location_id), call, may_refresh)
 
+    async def _installation(self, key: str) -> tuple[Installation, int] | None:
+        """The stored installation and its revision; one written with an encryption key this
+        bridge lacks (a rotation under way) is a TokenUnavailable to wait out, not a
+        re-install."""
+        try:
+            return await self._repo.get_usable(key)
+        except KeyNotHeld as exc:
+            log.warning(
+                "installation encrypted with a key this bridge lacks: waiting for a restart "
+                "with the newest TOKEN_ENCRYPTION_KEY (or a bridge that has it)",
+                extra={"installation": key, "keys": exc.keys},
+            )
+            raise TokenUnavailable(exc.message, code=KEY_NOT_HELD) from None
+
     async def reauthorization_needed(self, location_id: str) -> str | None:
         """Why this location cannot be served until it is re-installed, or None.
 
         Another process flagging the location is seen within REAUTH_CHECK_REUSE_SECONDS."""
         if location_id in self._known_usable:
             return None
-        found = await self._repo.get(location_key(location_id))
+        found = await self._installation(location_key(location_id))
         if found is None or not found[0].needs_reauth:
             self._known_usable.put(location_id, True)
             return None
@@ -194,7 +212,7 @@ class TokenService:
         needed). A location GHL merely named (a link) is not installed."""
         if location_id in self._known_installed:
             return True
-        own = await self._repo.get(location_key(location_id))
+        own = await self._installation(location_key(location_id))
         if own is None and await self._agency_of(location_id) is None:
             return False
         self._known_installed.put(location_id, True)
@@ -206,7 +224,7 @@ class TokenService:
         `POST /oauth/locationToken`, and not stored (the location stays uninstalled).
         TokenUnavailable (NOT_INSTALLED) when no agency token can give one."""
         company_id = await self._repo.company_of(location_id)
-        if company_id is None or await self._repo.get(company_key(company_id)) is None:
+        if company_id is None or await self._installation(company_key(company_id)) is None:
             raise _not_installed(location_key(location_id))
         try:
             pair = await self._with_token(
@@ -259,7 +277,7 @@ class TokenService:
             return await call(token)
 
     async def _token(self, key: str) -> str:
-        found = await self._repo.get(key)
+        found = await self._installation(key)
         if found is not None:
             installation, _ = found
             _check_usable(installation)
@@ -269,7 +287,7 @@ class TokenService:
 
     async def _usable(self, key: str, rejected: str | None, heal: bool) -> str | None:
         """The stored token if it can be used as is; None if it must be renewed."""
-        found = await self._repo.get(key)
+        found = await self._installation(key)
         if found is None:
             return None
         installation, _ = found
@@ -307,7 +325,7 @@ class TokenService:
 
     async def _renew(self, key: str, heal: bool) -> str:
         """Holding the lease: get a new pair from GHL and store it."""
-        found = await self._repo.get(key)
+        found = await self._installation(key)
         location_id = key.removeprefix("location:") if key.startswith("location:") else None
         if found is None:
             if location_id is not None:
@@ -417,7 +435,7 @@ class TokenService:
         }
         candidate = old.model_copy(update=fields)
         while not await self._repo.swap(candidate, rev):
-            found = await self._repo.get(old.id)
+            found = await self._installation(old.id)
             if found is None:
                 raise _not_installed(old.id)  # uninstalled meanwhile
             current, rev = found
@@ -440,7 +458,7 @@ class TokenService:
             if existing is not None and existing[0].company_id
             else await self._agency_of(location_id)
         )
-        if company_id is None or await self._repo.get(company_key(company_id)) is None:
+        if company_id is None or await self._installation(company_key(company_id)) is None:
             return None
         try:
             pair = await self._with_token(
@@ -481,7 +499,7 @@ class TokenService:
         )
         if await self._repo.swap(installation, 0):
             return installation.access_token
-        found = await self._repo.get(installation.id)  # the OAuth callback stored one meanwhile
+        found = await self._installation(installation.id)  # the OAuth callback stored one meanwhile
         if found is None:
             return None
         _check_usable(found[0])
@@ -492,7 +510,7 @@ class TokenService:
         company_id = await self._repo.company_of(location_id)
         if company_id is None:
             return None
-        found = await self._repo.get(company_key(company_id))
+        found = await self._installation(company_key(company_id))
         return company_id if found is not None and location_id in found[0].location_ids else None
 
     async def _mark_reauth(self, installation: Installation, rev: int, reason: str) -> None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from app.jobs import Job
 from app.kit.logs import mask_phone
 from app.ph_time import PH_TIME
+from app.timestamps import UtcTime
 
 # keyword: the recipient replied STOP; cast: on Cast's unsubscribe list (the sync);
 # cast_refusal: Cast refused a send because the number unsubscribed; ghl: SMS DND set in GHL
@@ -124,8 +125,8 @@ class OptOutView(BaseModel):
     source: Source
     keyword: str | None
     sender_id: str | None
-    at: float
-    recorded_at: float
+    at: UtcTime
+    recorded_at: UtcTime
     until: str  # what takes it off the list
 
     @classmethod

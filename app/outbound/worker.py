@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from app.cast.account import CastAccountInfo
-from app.cast.accounts import CastAccount, CastAccounts
+from app.cast.accounts import KEY_NOT_HELD_CODE, CastAccount, CastAccounts
 from app.cast.client import CastClient, CastError
 from app.cast.pacing import CastPacer, ComeBack
 from app.cast.schemas import Channel, SendRequest, SendResult, StatusResult
@@ -35,6 +35,7 @@ from app.worker import Deadline, JobWorker, RetryPolicy
 log = logging.getLogger(__name__)
 
 CAST_BACKOFF_BASE, CAST_BACKOFF_CAP = 1.0, 60.0
+KEY_WAIT_SECONDS = 30.0  # a message whose installation needs a key this bridge lacks
 GHL_BACKOFF_BASE, GHL_BACKOFF_CAP = 2.0, 60.0
 GHL_RETRY = RetryPolicy(base=GHL_BACKOFF_BASE, cap=GHL_BACKOFF_CAP)  # status reports
 NOT_INSTALLED = "NOT_INSTALLED"
@@ -133,15 +134,29 @@ class OutboundWorker(JobWorker[OutboundMessage]):
                 self._counters.inc("status_report_failed")
                 return None
 
+    def _wait_for_key(self, message: OutboundMessage, reason: str) -> float:
+        """Retried by whichever bridge claims it next (one holding the key, or this one once
+        restarted with it); never failed as needing a re-install."""
+        now = self._clock()
+        message.record(now, "waiting_for_key", f"{reason}; retrying in {KEY_WAIT_SECONDS:.0f}s")
+        return now + KEY_WAIT_SECONDS
+
     # Stage 1: Cast ------------------------------------------------------------------------
     async def _send(self, message: OutboundMessage) -> float | None:
         """Send the parts not yet accepted: when to come back (a retry, or the first receipt
         poll), or None once the outcome is known."""
-        if message.status is not None or await self._refused_before_sending(message):
+        if message.status is not None:
             return None
+        try:
+            if await self._refused_before_sending(message):
+                return None
+        except TokenUnavailable as exc:  # KEY_NOT_HELD: written with a key this bridge lacks
+            return self._wait_for_key(message, exc.message)
         try:
             account = await self._sending_account(message)
         except CastError as exc:  # the location's own key is unreadable: fails with its reason
+            if exc.code == KEY_NOT_HELD_CODE:  # unless another bridge can read it: wait
+                return self._wait_for_key(message, exc.message)
             return self._cast_failed(message, exc)
         channel = self._route(message, account)
         for index, part in enumerate(message.parts, start=1):
@@ -301,17 +316,15 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         current one (the first attempt, or a message stored before its key was kept)."""
         if message.cast_key is None or message.channel is None:
             return await self._accounts.account_for(message.location_id)
-        api_key = self._kept_key(message.cast_key)
+        api_key = await self._kept_key(message.cast_key)
         source = "default" if api_key == self._accounts.default.api_key else "location"
         return CastAccount(api_key, message.sender_id, source, message.channel)
 
-    def _kept_key(self, cast_key: str) -> str:
+    async def _kept_key(self, cast_key: str) -> str:
         try:
             return self._cipher.decrypt(cast_key)
         except UndecryptableError:
-            raise CastError(
-                KEY_LOST, status=None, code="CAST_KEY_UNREADABLE", retryable=False
-            ) from None
+            raise await self._accounts.unreadable_key(KEY_LOST) from None
 
     def _route(self, message: OutboundMessage, account: CastAccount) -> Channel:
         """The message's Cast key, channel and sender ID: chosen at the first attempt, kept
@@ -351,6 +364,8 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         try:
             api_key = await self._receipt_key(message)
         except CastError as exc:  # the account that has its receipts cannot be asked
+            if exc.code == KEY_NOT_HELD_CODE:  # under an encryption key another bridge holds
+                return self._wait_for_key(message, exc.message)
             message.record(self._clock(), "dlr_unknown", exc.message)
             return self._delivered(message, self._clock(), "unconfirmed")
         message.polls += 1
@@ -390,7 +405,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         """The key of the account that accepted the message (its receipts, logs and statuses, are
         there), else the location's current key (a message stored before its key was kept)."""
         if message.cast_key is not None:
-            return self._kept_key(message.cast_key)
+            return await self._kept_key(message.cast_key)
         return (await self._accounts.configured(message.location_id)).api_key
 
     def _delivered(

@@ -3,6 +3,8 @@ key list, a record no key decrypts is replaced by a re-install and fails sends, 
 
 import asyncio
 import io
+import os
+import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -17,6 +19,7 @@ from app.devkit.harness import (
     webhook,
 )
 from app.oauth.crypto import TokenCipher
+from app.oauth.keyholders import KeyHolder, KeyHolderRepository
 from app.oauth.repository import InstallationRepository, location_key
 from tests.e2e.test_oauth import get, installation, start_install
 
@@ -82,3 +85,80 @@ async def test_a_rotated_key_list_keeps_old_records_working_and_reencrypt_moves_
         lambda store: InstallationRepository(store, newest).get(location_key(LOCATION))
     )
     assert found is not None and not found[0].needs_reauth
+
+
+async def beat_for_another_bridge(h: Harness, cipher: TokenCipher, at: float | None = None) -> None:
+    """The heartbeat of a bridge (not this test's) holding `cipher`'s keys."""
+    holder = KeyHolder("bridge-2:4242:aa", "bridge-2", 4242, cipher.fingerprints, at or time.time())
+    await h.with_store(lambda store: KeyHolderRepository(store).beat(holder))
+
+
+async def wait_for_heartbeat(h: Harness) -> None:
+    for _ in range(100):
+        if await h.with_store(lambda store: KeyHolderRepository(store).seen_since(0)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the bridge wrote no key heartbeat")
+
+
+async def waiting_events(h: Harness, message_id: str) -> list[str]:
+    message = await h.message(message_id)
+    return (
+        [e.detail or "" for e in message.history if e.event == "waiting_for_key"] if message else []
+    )
+
+
+async def test_a_message_under_a_key_only_another_bridge_holds_waits_and_sends_after_restart(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("app.outbound.worker.KEY_WAIT_SECONDS", 0.2)
+    new = Fernet.generate_key()
+    rotated = TokenCipher(new, ENCRYPTION_KEY.encode())
+    await seed_under(harness, rotated)  # tokens refreshed by a bridge that has the new key
+    await beat_for_another_bridge(harness, rotated)
+    harness.start()  # this bridge: the old key only
+
+    await harness.post(webhook("m-waits"))
+    for _ in range(200):
+        if waited := await waiting_events(harness, "m-waits"):
+            break
+        await asyncio.sleep(0.05)
+    assert "key this bridge lacks" in harness.logs()
+    message = await harness.message("m-waits")
+    assert message is not None and message.status is None and harness.cast.sent == []
+    assert waited and rotated.newest_fingerprint in waited[0]
+    assert "REAUTHORIZATION_NEEDED" not in harness.logs()
+    harness.stop()
+
+    harness.env["TOKEN_ENCRYPTION_KEY"] = f"{new.decode()},{ENCRYPTION_KEY}"
+    harness.start()
+
+    await harness.wait_for(lambda: harness.statuses_for("m-waits"), what="delivery after restart")
+    assert (await harness.message("m-waits")).status == "delivered"  # type: ignore[union-attr]
+
+
+async def test_reencrypt_refuses_while_a_live_bridge_lacks_the_newest_key_and_names_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+):
+    new = Fernet.generate_key()
+    await seed_under(harness, CIPHER)
+    harness.start()  # the old key only: its heartbeat says so
+    await wait_for_heartbeat(harness)
+    for name, value in harness.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", f"{new.decode()},{ENCRYPTION_KEY}")
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+
+    code = await cli.run(["reencrypt"], out=out)
+
+    newest = TokenCipher(new).newest_fingerprint
+    assert code == 1
+    assert f"does not hold the newest TOKEN_ENCRYPTION_KEY (fingerprint {newest})" in err.getvalue()
+    assert f"pid {os.getpid()}" in err.getvalue()  # the bridge runs in this test's process
+    found = await harness.with_store(
+        lambda store: InstallationRepository(store, CIPHER).get(location_key(LOCATION))
+    )
+    assert found is not None and not found[0].needs_reauth  # still under the old key
+    harness.stop()
+    assert await cli.run(["reencrypt"], out=out) == 0  # stopped: its heartbeat is gone

@@ -4,6 +4,7 @@ phone number or token, and METRICS_BEARER_TOKEN protects the endpoint when set."
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.cast.keys import key_label
 from app.devkit.harness import CAST_KEY, LOCATION, Harness, webhook
 
 INBOUND_KEY = "inbound-metrics-key-7c1d"
@@ -100,3 +101,15 @@ async def test_a_metrics_bearer_token_protects_the_endpoint(harness: Harness):
     assert missing.json()["error"]["code"] == "invalid_metrics_token"
     assert right.status_code == 200 and "bridge_webhooks_total" in right.text
     assert LOCATION not in right.text
+
+
+async def test_the_scrape_carries_the_process_and_the_key_of_each_location(harness: Harness):
+    harness.start()
+
+    found = values((await scrape(harness)).text)
+
+    assert value(found, "process_resident_memory_bytes") > 0
+    assert value(found, "process_open_fds") > 0
+    default = {"key": key_label(CAST_KEY), "location_id": "default"}
+    assert value(found, "bridge_cast_key_location", **default) == 1
+    assert value(found, "bridge_location_low_credit_threshold", location_id="default") > 0

@@ -57,16 +57,19 @@
     }, 10000);
   }
 
-  // 2. Show times in the viewer's time zone (the server writes UTC).
+  // 2. Show times in Philippine time, like the server's text (the datetime attribute is UTC),
+  //    in the viewer's own date style.
   function localTimes() {
     var times = document.querySelectorAll("time[datetime]");
     for (var i = 0; i < times.length; i++) {
       var when = new Date(times[i].getAttribute("datetime"));
       if (!isNaN(when.getTime())) {
-        times[i].textContent = when.toLocaleString(undefined, {
-          dateStyle: "medium",
-          timeStyle: "short",
-        });
+        times[i].textContent =
+          when.toLocaleString(undefined, {
+            dateStyle: "medium",
+            timeStyle: "short",
+            timeZone: "Asia/Manila",
+          }) + " PHT";
       }
     }
   }
