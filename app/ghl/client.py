@@ -45,6 +45,16 @@ class GHLError(Exception):
         return self.status is None or self.status in RETRYABLE_STATUSES
 
 
+def retry_verdict(exc: Exception) -> tuple[bool, bool]:
+    """Whether a job's failed GHL call may pass on a retry, and whether GHL rate-limited it (a
+    limit is waited out, never fatal). A 403 is a missing scope or a location mismatch, not a
+    passing state; a 401 after the job's one token refresh may pass (a re-install). Anything
+    but a GHLError (no token for the location) does not pass."""
+    if not isinstance(exc, GHLError):
+        return False, False
+    return (exc.retryable and exc.status != 403) or exc.unauthorized, exc.rate_limited
+
+
 def _bearer(token: str, version: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Version": version, "Accept": "application/json"}
 

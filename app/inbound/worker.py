@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.config import Settings
-from app.ghl.client import GHLClient, GHLError
+from app.ghl.client import GHLClient, GHLError, retry_verdict
 from app.ghl.conversations import ConversationDirectory
 from app.ghl.schemas import InboundMessage
 from app.inbound.repository import InboxRepository
@@ -216,16 +216,9 @@ class InboundWorker(JobWorker[InboundSMS]):
 
     def _failed(self, message: InboundSMS, exc: GHLError | TokenUnavailable) -> float | None:
         now = self._clock()
-        # 403 here means a missing scope or a location mismatch, not GHL's transient
-        # "not downstreamed" of status updates; 401 after the one refresh may pass (re-install).
-        retryable = isinstance(exc, GHLError) and (
-            (exc.retryable and exc.status != 403) or exc.unauthorized
-        )
+        retryable, rate_limited = retry_verdict(exc)
         due_at = self.retry_policy.retry_at(
-            self._deadline(message, now),
-            now,
-            retryable=retryable,
-            rate_limited=isinstance(exc, GHLError) and exc.rate_limited,  # waited out, never fatal
+            self._deadline(message, now), now, retryable=retryable, rate_limited=rate_limited
         )
         if due_at is not None:
             message.record(now, "ghl_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.config import Settings
-from app.ghl.client import GHLClient, GHLError
+from app.ghl.client import GHLClient, GHLError, retry_verdict
 from app.kit.logs import mask_phone, mask_phones_in
 from app.metrics import Counters
 from app.oauth.tokens import TokenService, TokenUnavailable
@@ -133,15 +133,9 @@ class DndWorker(JobWorker[DndTask]):
 
     def _failed(self, task: DndTask, exc: GHLError | TokenUnavailable) -> float | None:
         now = self._clock()
-        # 403 on contacts: a missing contacts.write scope (an old install), not a passing state.
-        retryable = isinstance(exc, GHLError) and (
-            (exc.retryable and exc.status != 403) or exc.unauthorized
-        )
+        retryable, rate_limited = retry_verdict(exc)
         due_at = self.retry_policy.retry_at(
-            self._deadline(task, now),
-            now,
-            retryable=retryable,
-            rate_limited=isinstance(exc, GHLError) and exc.rate_limited,  # waited out, never fatal
+            self._deadline(task, now), now, retryable=retryable, rate_limited=rate_limited
         )
         if due_at is not None:
             task.record(now, "ghl_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")
