@@ -4,6 +4,9 @@ message within a poll interval).
 
     cast-ghl installations            installations, no tokens
     cast-ghl message <messageId>      an outbound message and its history
+    cast-ghl messages [--location ID] [--status S] [--phone N] [-q TEXT] [--since T] [--until T]
+                      [--direction D] [--limit N] [--cursor C] [--csv]
+                                      the message log (both directions), newest first
     cast-ghl requeue <messageId>      send a failed message again
     cast-ghl refused                  messages for uninstalled locations GHL could not be told of
     cast-ghl unroutable               inbound SMS no location could be chosen for
@@ -47,6 +50,7 @@ from app.config import Settings, SettingsError, load_settings
 from app.console import Output, dump, when
 from app.errors import ApiError, validation_error
 from app.ghl.scopes import AGENCY, DND, INBOUND, OUTBOUND, missing_by_feature
+from app.messages.service import message_query
 from app.store import StoreUnavailable, build_store
 
 
@@ -148,6 +152,61 @@ async def cmd_unroutable(admin: AdminService, out: Output, args: argparse.Namesp
         ["id", "from", "to", "received", "text"],
         [[r.id, r.sender, r.to, r.received_at, _short(r.text)] for r in rows],
     )
+    return 0
+
+
+_MESSAGE_FILTERS = {
+    "location": "location_id",
+    "direction": "direction",
+    "status": "status",
+    "since": "since",
+    "until": "until",
+    "phone": "phone",
+    "q": "q",
+    "limit": "limit",
+    "cursor": "cursor",
+}
+
+
+async def cmd_messages(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    fields = {
+        name: str(getattr(args, option))
+        for option, name in _MESSAGE_FILTERS.items()
+        if getattr(args, option) is not None
+    }
+    try:
+        query = message_query(fields)
+    except ApiError as exc:
+        print(f"cast-ghl: {exc.message}", file=sys.stderr)
+        return 2
+    if args.csv:
+        async for chunk in admin.export_messages(query):
+            out.out.write(chunk)
+        return 0
+    page = await admin.messages(query)
+    if out.as_json:
+        out.json(dump(page))
+        return 0
+    out.listing(
+        page.messages,
+        "no messages",
+        ["at", "dir", "location", "phone", "status", "error", "text", "id"],
+        [
+            [
+                when(m.timestamp),
+                "out" if m.direction == "outbound" else "in",
+                m.location_name or m.location_id,
+                m.phone,
+                m.status,
+                m.error_code,
+                _short(m.text, 40),
+                m.id,
+            ]
+            for m in page.messages
+        ],
+    )
+    if page.next_cursor:
+        out.line(f"more: add --cursor {page.next_cursor}")
     return 0
 
 
@@ -445,6 +504,7 @@ COMMANDS = {
     "optouts": cmd_optouts,
     "lift-optout": cmd_lift_optout,
     "reencrypt": cmd_reencrypt,
+    "messages": cmd_messages,
 }
 
 
@@ -458,6 +518,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("installations", parents=[common], help="list installations (no tokens)")
     sub.add_parser("message", parents=[common], help="an outbound message and its history")
     sub.choices["message"].add_argument("message_id", help="GHL messageId")
+    log = sub.add_parser("messages", parents=[common], help="the message log, newest first")
+    log.add_argument("--location", help="one location's messages")
+    log.add_argument("--direction", choices=["outbound", "inbound"])
+    log.add_argument("--status", choices=["pending", "delivered", "failed", "unroutable"])
+    log.add_argument("--since", help="from this UTC time on (ISO-8601 date or date-time)")
+    log.add_argument("--until", help="before this UTC time (ISO-8601 date or date-time)")
+    log.add_argument("--phone", help="the customer's number, any PH spelling")
+    log.add_argument("-q", help="text in the message body")
+    log.add_argument("--limit", type=int, help="messages per page (default 50, at most 500)")
+    log.add_argument("--cursor", help="the next page (printed after a full page)")
+    log.add_argument("--csv", action="store_true", help="the whole selection as CSV")
     sub.add_parser("requeue", parents=[common], help="send a failed message again")
     sub.choices["requeue"].add_argument("message_id", help="GHL messageId")
     sub.add_parser(

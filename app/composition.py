@@ -35,6 +35,8 @@ from app.inbound.worker import InboundWorker
 from app.locations.owners import SenderOwners
 from app.locations.repository import LocationSettingsRepository
 from app.locations.service import LocationService
+from app.messages.repository import MessageLogRepository
+from app.messages.service import MessageLog
 from app.metrics import Counters
 from app.metrics.service import MetricsService
 from app.oauth.crypto import build_cipher
@@ -185,6 +187,7 @@ def build_services(
         settings, SyncLedger(store), installations, accounts, cast, pacer, optouts, counters
     )
     outbound = OutboundService(settings, outbox, counters, outbound_worker)
+    message_log = MessageLog(MessageLogRepository(store))
     inbound = InboundService(inbox, counters, inbound_worker.wake)
     return Services(
         settings=settings,
@@ -219,6 +222,7 @@ def build_services(
             wake_outbound=outbound_worker.wake,
             optouts=optouts,
             refused=refused,
+            message_log=message_log,
         ),
         metrics=MetricsService(
             counters,

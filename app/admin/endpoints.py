@@ -8,6 +8,7 @@ ADMIN_API_KEY equal to it.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
 
 from app.admin.schemas import (
     CastRates,
@@ -23,6 +24,8 @@ from app.bearer import require_bearer
 from app.deps import AdminServiceDep, SettingsDep
 from app.errors import ApiError
 from app.ghl.webhooks import parse_payload
+from app.messages.schemas import MessagePage
+from app.messages.service import message_query
 from app.optouts.schemas import OptOutView
 
 
@@ -70,6 +73,32 @@ async def list_refused_messages(admin: AdminDep) -> dict[str, Any]:
     the location or its agency could report them `failed` to GHL."""
     rows = await admin.refused_messages()
     return {"messages": [row.model_dump() for row in rows]}
+
+
+def _wants_csv(request: Request) -> bool:
+    """`format=csv`, or `Accept: text/csv` (without `format=json`); any other format is a 400."""
+    chosen = request.query_params.get("format")
+    if chosen not in (None, "csv", "json"):
+        raise ApiError(400, "invalid_query", "format: csv or json", "format")
+    if chosen is not None:
+        return chosen == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+@router.get("/messages", response_model=MessagePage)
+async def list_messages(request: Request, admin: AdminDep) -> Response | MessagePage:
+    """The message log: outbound and inbound, filtered, newest first, paged by `cursor`; the
+    whole selection as CSV with `Accept: text/csv` or `format=csv`."""
+    params = {k: v for k, v in request.query_params.items() if k != "format"}
+    as_csv = _wants_csv(request)
+    query = message_query(params)
+    if as_csv:
+        return StreamingResponse(
+            admin.export_messages(query),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="messages.csv"'},
+        )
+    return await admin.messages(query)
 
 
 @router.get("/messages/{message_id}")

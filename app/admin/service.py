@@ -4,7 +4,7 @@ SMS, a location's sender ID."""
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from app.admin.schemas import (
     CastKeyRate,
@@ -25,6 +25,8 @@ from app.inbound.service import InboundService
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.locations.service import check_settings, store_settings
+from app.messages.schemas import MessagePage, MessageQuery
+from app.messages.service import MessageLog
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
@@ -54,7 +56,9 @@ class AdminService:
         clock: Callable[[], float] = time.time,
         optouts: OptOutService | None = None,
         refused: RefusedMessages | None = None,
+        message_log: MessageLog | None = None,
     ) -> None:
+        self.message_log = message_log
         self._pacer = pacer
         self._refused = refused
         self._installations = installations
@@ -99,6 +103,19 @@ class AdminService:
     async def refused_messages(self) -> list[RefusedMessage]:
         """Messages for locations without an installation that GHL could not be told about."""
         return await self._refused.listing() if self._refused is not None else []
+
+    def _require_log(self) -> MessageLog:
+        if self.message_log is None:
+            raise ApiError(503, "message_log_unavailable", "the message log is not available")
+        return self.message_log
+
+    async def messages(self, query: MessageQuery) -> MessagePage:
+        """A page of the message log (both directions, every location unless filtered)."""
+        return await self._require_log().page(query)
+
+    def export_messages(self, query: MessageQuery) -> AsyncIterator[str]:
+        """The whole selection as CSV lines."""
+        return self._require_log().export_csv(query)
 
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)
