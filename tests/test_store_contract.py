@@ -375,6 +375,15 @@ async def test_find_items_text_is_literal_not_a_pattern(store: Store) -> None:
     assert await _ids(store, ItemQuery(text="0%", text_fields=("text",)), "inbound") == ["pct"]
 
 
+async def test_find_items_text_with_quotes_or_line_breaks_is_found(store: Store) -> None:
+    await store.enqueue("inbound", "quoted", {"text": 'He said "STOP"\nthen left\\'}, NOW)
+    await store.enqueue("inbound", "plain", {"text": "He said STOP"}, NOW + 1)
+
+    for text in ('"stop"', 'stop"\nthen', "left\\"):
+        query = ItemQuery(text=text, text_fields=("text",))
+        assert await _ids(store, query, "inbound") == ["quoted"], text
+
+
 async def test_find_items_refuses_a_field_that_is_not_a_field_name(store: Store) -> None:
     with pytest.raises(ValueError):
         await store.find_items("outbound", ItemQuery(equal=(("a') OR 1=1 --", "x"),)))

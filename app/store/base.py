@@ -178,7 +178,7 @@ class Store(Protocol):
 
     async def find_items(self, queue: str, query: ItemQuery) -> list[WorkItem]:
         """The items `query` selects, newest first, at most `query.limit`. Indexed: created_at,
-        and the equality on `location_id`, `to` or `phone` with created_at."""
+        and the equality on `location_id`, `to`, `phone` or `status` with created_at."""
 
     # Documents with a revision (installations, tokens, per-location settings) ------------
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None: ...

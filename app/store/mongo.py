@@ -104,7 +104,7 @@ class MongoStore:
                 [("data.location_id", ASCENDING), ("created_at", DESCENDING)],
                 name="location_created",
             )
-            for key in ("to", "phone"):
+            for key in ("to", "phone", "status"):
                 await self._queue(name).create_index(
                     [(f"data.{key}", ASCENDING), ("created_at", DESCENDING)],
                     name=f"{key}_created",

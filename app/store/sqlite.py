@@ -15,6 +15,7 @@ import asyncio
 import functools
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,8 @@ CREATE INDEX IF NOT EXISTS items_created ON items (queue, created_at);
 CREATE INDEX IF NOT EXISTS items_to ON items (queue, json_extract(data, '$.to'), created_at);
 CREATE INDEX IF NOT EXISTS items_phone
     ON items (queue, json_extract(data, '$.phone'), created_at);
+CREATE INDEX IF NOT EXISTS items_status
+    ON items (queue, json_extract(data, '$.status'), created_at);
 CREATE TABLE IF NOT EXISTS docs (
     collection TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (collection, id)
@@ -484,10 +487,24 @@ def _item_conditions(query: ItemQuery) -> tuple[str, list[Any]]:
         conditions.append("(created_at < ? OR (created_at = ? AND id < ?))")
         params.extend([query.before[0], query.before[0], query.before[1]])
     if query.text and query.text_fields:
+        text = query.text.lower()
+        if not _JSON_ESCAPED.search(text):
+            # A quick pass over the raw document first: most rows fail it without being parsed.
+            conditions.append("data LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like_escaped(text)}%")
         matches = [_text_match(path) for path in query.text_fields]
         conditions.append(f"({' OR '.join(matches)})")
-        params.extend([query.text.lower()] * len(matches))
+        params.extend([text] * len(matches))
     return "".join(f" AND {condition}" for condition in conditions), params
+
+
+# Characters JSON writes escaped: a text with one is not found as is in the raw document.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a literal in a LIKE pattern (ASCII case-insensitive, like the exact test)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _text_match(path: str) -> str:
