@@ -209,6 +209,7 @@ def build_services(
             outbound,
             optouts,
             account_info=account_info,
+            message_log=message_log,
         ),
         admin=AdminService(
             installations,

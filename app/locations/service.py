@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from app.cast.account import CastAccountInfo
@@ -17,7 +17,6 @@ from app.locations.schemas import (
     AccountPanel,
     Connection,
     LocationSettings,
-    MessageRow,
     SettingsForm,
     SettingsView,
     SmsTestForm,
@@ -25,7 +24,9 @@ from app.locations.schemas import (
     mask_key,
 )
 from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
-from app.logs import mask_phone, mask_phones_in
+from app.logs import mask_phone
+from app.messages.schemas import MessagePage
+from app.messages.service import MessageLog, message_query
 from app.oauth.repository import InstallationRepository, location_key
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 
 
 DAY = 86_400.0
-RECENT_ROWS = 25
+LOG_ROWS = 25  # messages per page of the page's message log
+LOG_FILTERS = ("direction", "status", "phone", "q", "since", "until", "cursor")
 TOTALS_CAP = 2_000  # messages read to count the last 7 days; more shows as "2000+"
 TEST_SMS_WINDOW_SECONDS = 600.0
 TEST_SMS_PER_WINDOW = 5
@@ -55,14 +57,10 @@ def _totals(messages: list[OutboundMessage], since: float, capped: bool) -> Tota
     return Totals(**counts, capped=capped)
 
 
-def _row(message: OutboundMessage) -> MessageRow:
-    return MessageRow(
-        at=message.received_at,
-        to=mask_phone(message.phone),
-        status=message.status or "sending",
-        reason=mask_phones_in(message.error_message) if message.status == "failed" else None,
-        test=message.synthetic,
-    )
+def _log_fields(location_id: str, form: Mapping[str, str]) -> dict[str, str]:
+    """The page's search form (fields `log_*`) as message-log filters of one location."""
+    fields = {name: form.get(f"log_{name}", "") for name in LOG_FILTERS}
+    return {**fields, "location_id": location_id, "limit": str(LOG_ROWS)}
 
 
 async def check_settings(
@@ -118,7 +116,9 @@ class LocationService:
         optouts: OptOutService | None = None,
         clock: Callable[[], float] = time.time,
         account_info: CastAccountInfo | None = None,
+        message_log: MessageLog | None = None,
     ) -> None:
+        self._message_log = message_log
         self._account_info = account_info  # the Cast account panel (None: not shown)
         self._settings = settings
         self._repo = repository
@@ -292,11 +292,23 @@ class LocationService:
             cast=panel,
             sender_choices=own_senders if own_key else assigned,
             assigned_senders=assigned,
-            recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
             opted_out=await self._optouts.count(location_id) if self._optouts else 0,
         )
+
+    async def message_log(self, session: Session, form: Mapping[str, str]) -> MessagePage:
+        """A page of the session's location's message log (never another location's), searched
+        with the form's `log_*` fields; a bad field is a 400 naming the form field."""
+        if self._message_log is None:
+            raise ApiError(503, "message_log_unavailable", "The message log is not available")
+        try:
+            query = message_query(_log_fields(session.location_id, form))
+        except ApiError as exc:
+            exc.field = f"log_{exc.field}" if exc.field else None
+            exc.message = exc.message.replace("until: ", "To: ").replace("since: ", "From: ")
+            raise
+        return await self._message_log.page(query)
 
     async def count_view(self, session: Session) -> None:
         """A page view of the location: 429 past PAGE_VIEWS_PER_WINDOW in the window, so no

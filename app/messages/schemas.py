@@ -135,6 +135,7 @@ class LogEntry(BaseModel):
     error_message: str | None
     parts: int
     text: str
+    test: bool = False  # a test SMS sent from the settings page
 
     @classmethod
     def of_outbound(cls, message: OutboundMessage) -> "LogEntry":
@@ -151,6 +152,7 @@ class LogEntry(BaseModel):
             error_message=mask_phones_in(message.error_message),
             parts=len(message.parts),
             text="".join(part.text for part in message.parts),
+            test=message.synthetic,
         )
 
     @classmethod
