@@ -7,6 +7,7 @@ message within a poll interval).
     cast-ghl messages [--location ID] [--status S] [--phone N] [-q TEXT] [--since T] [--until T]
                       [--direction D] [--limit N] [--cursor C] [--csv]
                                       the message log (both directions), newest first
+    cast-ghl locations [--company ID] every sub-account: name, install, route, figures, credits
     cast-ghl requeue <messageId>      send a failed message again
     cast-ghl refused                  messages for uninstalled locations GHL could not be told of
     cast-ghl unroutable               inbound SMS no location could be chosen for
@@ -207,6 +208,50 @@ async def cmd_messages(admin: AdminService, out: Output, args: argparse.Namespac
     )
     if page.next_cursor:
         out.line(f"more: add --cursor {page.next_cursor}")
+    return 0
+
+
+LOCATION_HEADERS = [
+    *("name", "location", "company", "installed", "sender", "key"),
+    *("24h sent/failed/rate", "7d sent/failed/rate", "opted out", "credits"),
+]
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+async def cmd_locations(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    found = await admin.locations(args.company)
+    if out.as_json:
+        out.json(dump(found))
+        return 0
+    rows = found.locations
+    out.listing(
+        rows,
+        "no sub-accounts",
+        LOCATION_HEADERS,
+        [
+            [
+                r.name,
+                r.location_id,
+                r.company_id,
+                f"re-install: {r.reinstall_reason or 'yes'}"
+                if r.needs_reinstall
+                else ("yes (agency)" if r.via_agency else "yes" if r.installed else "no"),
+                f"{r.sender_id or 'default'} ({r.channel})",
+                "own" if r.own_key else "default",
+                f"{r.last_24h.sent}/{r.last_24h.failed}/{_rate(r.last_24h.delivery_rate)}",
+                f"{r.last_7d.sent}{'+' if r.last_7d.capped else ''}/{r.last_7d.failed}/"
+                f"{_rate(r.last_7d.delivery_rate)}",
+                r.opted_out,
+                r.credits,
+            ]
+            for r in rows
+        ],
+    )
+    for problem in found.problems:
+        out.line(f"could not read {problem}")
     return 0
 
 
@@ -505,6 +550,7 @@ COMMANDS = {
     "lift-optout": cmd_lift_optout,
     "reencrypt": cmd_reencrypt,
     "messages": cmd_messages,
+    "locations": cmd_locations,
 }
 
 
@@ -529,6 +575,8 @@ def parser() -> argparse.ArgumentParser:
     log.add_argument("--limit", type=int, help="messages per page (default 50, at most 500)")
     log.add_argument("--cursor", help="the next page (printed after a full page)")
     log.add_argument("--csv", action="store_true", help="the whole selection as CSV")
+    overview = sub.add_parser("locations", parents=[common], help="every sub-account at a glance")
+    overview.add_argument("--company", help="one agency's sub-accounts (its company id)")
     sub.add_parser("requeue", parents=[common], help="send a failed message again")
     sub.choices["requeue"].add_argument("message_id", help="GHL messageId")
     sub.add_parser(

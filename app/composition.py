@@ -51,6 +51,8 @@ from app.outbound.reconcile import ReceiptReconciler
 from app.outbound.repository import OutboxRepository, ReceiptLedgers, RefusedMessages
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
+from app.overview.repository import LocationNames
+from app.overview.service import OverviewService
 from app.store import SQLITE_FILENAME, Store, StoreUnavailable, build_store
 
 COMMAND_STORE_TIMEOUT_SECONDS = 10.0
@@ -187,7 +189,20 @@ def build_services(
         settings, SyncLedger(store), installations, accounts, cast, pacer, optouts, counters
     )
     outbound = OutboundService(settings, outbox, counters, outbound_worker)
-    message_log = MessageLog(MessageLogRepository(store))
+    names = LocationNames(store)
+    message_log = MessageLog(MessageLogRepository(store), names.all)
+    overview = OverviewService(
+        settings,
+        installations,
+        location_settings,
+        accounts,
+        outbox,
+        optouts,
+        names,
+        tokens,
+        ghl,
+        account_info=account_info,
+    )
     inbound = InboundService(inbox, counters, inbound_worker.wake)
     return Services(
         settings=settings,
@@ -224,6 +239,7 @@ def build_services(
             optouts=optouts,
             refused=refused,
             message_log=message_log,
+            overview=overview,
         ),
         metrics=MetricsService(
             counters,

@@ -1,14 +1,16 @@
-"""`cast-ghl messages`: the message log on the command line, against a real database (SQLite,
-and MongoDB through the wire server), seeded as the bridge's workers leave messages."""
+"""`cast-ghl messages` and `cast-ghl locations`: the message log and the overview on the
+command line, against a real database (SQLite, and MongoDB through the wire server), seeded as
+the bridge's workers leave messages."""
 
 import csv
 import io
 import json
+import time
 
 import pytest
 
 from app.devkit.harness import LOCATION, Harness
-from tests.e2e.test_message_log import seed_log
+from tests.e2e.test_message_log import seed_log, sent
 from tests.test_cli import env, fakes, harness, run
 
 __all__ = ["env", "fakes", "harness"]  # the CLI tests' fixtures, used here too
@@ -69,3 +71,24 @@ async def test_messages_refuses_an_invalid_filter_as_a_usage_error(
     code, text = await run("messages", *argv)
 
     assert code == 2 and text == ""
+
+
+async def test_locations_shows_every_sub_account_with_its_figures(harness: Harness):
+    await harness.seed_installation()
+    now = time.time()
+
+    async def figures(store):
+        await sent(store, "m-ok", now - 60)
+        await sent(store, "m-bad", now - 30, status="failed")
+
+    await harness.with_store(figures)
+
+    code, text = await run("locations")
+    json_code, as_json = await run("locations", "--json")
+
+    assert code == 0
+    header, row = text.splitlines()
+    assert header.split()[:3] == ["name", "location", "company"]
+    assert LOCATION in row and "2/1/50%" in row and "default" in row
+    (shown,) = json.loads(as_json)["locations"]
+    assert json_code == 0 and shown["last_7d"]["delivery_rate"] == 0.5

@@ -27,6 +27,7 @@ from app.ghl.webhooks import parse_payload
 from app.messages.schemas import MessagePage
 from app.messages.service import message_query
 from app.optouts.schemas import OptOutView
+from app.overview.schemas import LocationsOverview
 
 
 async def admin_service(
@@ -132,6 +133,14 @@ async def discard_inbound(inbound_id: str, admin: AdminDep) -> dict[str, str]:
     """Take an unroutable inbound SMS off the list without delivering it."""
     await admin.discard(inbound_id)
     return {"status": "discarded", "id": inbound_id}
+
+
+@router.get("/locations")
+async def list_locations(admin: AdminDep, company_id: str | None = None) -> LocationsOverview:
+    """Every sub-account (of one agency with `company_id`): name, installed or needing a
+    re-install, sender and channel, own key or the default, messages and delivery rate over
+    24 h and 7 d, opted-out count, credits of its own key."""
+    return await admin.locations(company_id or None)
 
 
 @router.put("/locations/{location_id}/sender-id")

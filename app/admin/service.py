@@ -34,6 +34,8 @@ from app.optouts.schemas import OptOutView
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import RefusedMessage
+from app.overview.schemas import LocationsOverview
+from app.overview.service import OverviewService
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,10 @@ class AdminService:
         optouts: OptOutService | None = None,
         refused: RefusedMessages | None = None,
         message_log: MessageLog | None = None,
+        overview: OverviewService | None = None,
     ) -> None:
         self.message_log = message_log
+        self.overview = overview
         self._pacer = pacer
         self._refused = refused
         self._installations = installations
@@ -103,6 +107,12 @@ class AdminService:
     async def refused_messages(self) -> list[RefusedMessage]:
         """Messages for locations without an installation that GHL could not be told about."""
         return await self._refused.listing() if self._refused is not None else []
+
+    async def locations(self, company_id: str | None = None) -> LocationsOverview:
+        """Every sub-account (of one agency when `company_id` is given) at a glance."""
+        if self.overview is None:
+            raise ApiError(503, "overview_unavailable", "the overview is not available")
+        return await self.overview.overview(company_id)
 
     def _require_log(self) -> MessageLog:
         if self.message_log is None:
