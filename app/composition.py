@@ -225,6 +225,7 @@ def build_services(
             optouts,
             account_info=account_info,
             message_log=message_log,
+            names=names,
         ),
         admin=AdminService(
             installations,

@@ -147,3 +147,4 @@ class SettingsView:
     last_24h: Totals
     last_7d: Totals
     opted_out: int = 0  # recipients on this location's opt-out list
+    location_name: str | None = None  # as GHL names the sub-account, once known

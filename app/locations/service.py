@@ -32,6 +32,7 @@ from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.outbound.service import OutboundService
+from app.overview.repository import LocationNames
 from app.phone import InvalidPhoneNumber, to_cast_local
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,10 @@ class LocationService:
         clock: Callable[[], float] = time.time,
         account_info: CastAccountInfo | None = None,
         message_log: MessageLog | None = None,
+        names: LocationNames | None = None,
     ) -> None:
         self._message_log = message_log
+        self._names = names
         self._account_info = account_info  # the Cast account panel (None: not shown)
         self._settings = settings
         self._repo = repository
@@ -295,6 +298,7 @@ class LocationService:
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
             opted_out=await self._optouts.count(location_id) if self._optouts else 0,
+            location_name=await self._names.get(location_id) if self._names else None,
         )
 
     async def message_log(self, session: Session, form: Mapping[str, str]) -> MessagePage:

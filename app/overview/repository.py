@@ -10,6 +10,10 @@ class LocationNames:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    async def get(self, location_id: str) -> str | None:
+        doc = await self._store.get_doc(COLLECTION, location_id)
+        return str(doc.data["name"]) if doc and doc.data.get("name") else None
+
     async def all(self) -> dict[str, str]:
         """Every known name, by location id."""
         docs = await self._store.list_docs(COLLECTION, limit=100_000)
