@@ -27,6 +27,7 @@ from app.metrics.endpoints import router as metrics_router
 from app.metrics.http import instrument_http
 from app.oauth.endpoints import router as oauth_router
 from app.outbound.endpoints import routes as outbound_routes
+from app.overview.endpoints import router as agency_router
 from app.store import Store, StoreUnavailable, build_store
 
 log = logging.getLogger("app")
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> BridgeApp:
     app.include_router(inbound_router)
     app.include_router(oauth_router)
     app.include_router(admin_router)
+    app.include_router(agency_router)
     app.include_router(metrics_router)
     # Middleware added last runs first: request id, HTTP metrics, the body limit, then the raw
     # webhook routes (ahead of FastAPI's routing). A webhook within the body limit skips all of

@@ -23,7 +23,7 @@ from app.locations.schemas import (
     Totals,
     mask_key,
 )
-from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
+from app.locations.sso import Session, SessionSigner, SsoError, SsoUser, decrypt_user
 from app.logs import mask_phone
 from app.messages.schemas import MessagePage
 from app.messages.service import MessageLog, message_query
@@ -158,14 +158,7 @@ class LocationService:
         Fails closed: the location must be installed, and the user's companyId must be the
         installation's agency."""
         signer = self._require_signer()
-        if not payload:
-            raise ApiError(401, "sso_required", "No GHL user context was sent", "payload")
-        try:
-            user = decrypt_user(payload, self._require_key())
-        except SsoError as exc:
-            raise ApiError(
-                401, "invalid_sso", "The GHL user context could not be verified", "payload"
-            ) from exc
+        user = self._user(payload)
         # Key on activeLocation (GHL's own sub-account payloads carry type "agency"): GHL only
         # opens the page inside a sub-account for its users and for agency users with access.
         location_id = user.active_location
@@ -196,6 +189,34 @@ class LocationService:
             extra={"location_id": location_id, "user_id": user.user_id, "role": user.role},
         )
         return session, signer.issue(session)
+
+    def _user(self, payload: str | None) -> SsoUser:
+        """GHL's user context, decrypted with the Shared Secret (401 when it cannot be)."""
+        if not payload:
+            raise ApiError(401, "sso_required", "No GHL user context was sent", "payload")
+        try:
+            return decrypt_user(payload, self._require_key())
+        except SsoError as exc:
+            raise ApiError(
+                401, "invalid_sso", "The GHL user context could not be verified", "payload"
+            ) from exc
+
+    def agency_admin(self, payload: str | None) -> SsoUser:
+        """The agency page's user: an admin of an agency (`type: agency`, `role: admin`) with
+        its companyId; the page shows that company's sub-accounts only."""
+        self._require_signer()
+        user = self._user(payload)
+        if (user.type or "").lower() != "agency" or not user.company_id:
+            raise ApiError(
+                403, "not_agency", "Open the agency overview from the agency's menu in GHL"
+            )
+        if (user.role or "").lower() != ADMIN_ROLE:
+            raise ApiError(403, "not_agency_admin", "Only an agency admin sees the overview")
+        log.info(
+            "agency overview signed in",
+            extra={"company_id": user.company_id, "user_id": user.user_id},
+        )
+        return user
 
     def _require_key(self) -> str:
         assert self._settings.ghl_app_sso_key is not None
