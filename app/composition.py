@@ -213,7 +213,9 @@ def build_services(
         tokens=tokens,
         outbound=outbound,
         inbound=inbound,
-        oauth=OAuthService(settings, installations, tokens, ghl, counters, optouts=optouts),
+        oauth=OAuthService(
+            settings, installations, tokens, ghl, counters, optouts=optouts, names=names
+        ),
         optouts=optouts,
         locations=LocationService(
             settings,

@@ -23,6 +23,7 @@ from app.oauth.schemas import AppWebhook, Installation, InstallResult
 from app.oauth.state import StateError, StateSigner
 from app.oauth.tokens import Refusal, TokenService, TokenUnavailable, token_refusal
 from app.optouts.service import OptOutService
+from app.overview.repository import LocationNames
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,9 @@ class OAuthService:
         counters: Counters,
         clock: Callable[[], float] = time.time,
         optouts: OptOutService | None = None,
+        names: LocationNames | None = None,
     ) -> None:
+        self._names = names  # sub-account names GHL lists, kept for every view
         self._settings = settings
         self._optouts = optouts  # ContactDndUpdate (None: not consumed)
         self._repo = repository
@@ -238,6 +241,7 @@ class OAuthService:
             locations=obtained,
             failed_locations=failed,
             missing_scopes=missing,
+            names=await self._names.all() if self._names is not None else {},
         )
 
     async def _put_installation(self, pair: TokenResponse, **fields: Any) -> None:
@@ -254,7 +258,12 @@ class OAuthService:
         """The company's locations that have the app, per GHL (empty if GHL cannot say)."""
         try:
             token = await self._tokens.company_token(company_id)
-            return await self._ghl.installed_locations(token, company_id, self._settings.app_id)
+            found = await self._ghl.installed_location_names(
+                token, company_id, self._settings.app_id
+            )
+            if self._names is not None:
+                await self._names.remember(company_id, found, self._clock())
+            return list(found)
         except (GHLError, TokenUnavailable) as exc:
             log.warning(
                 "could not list the agency's installed locations",

@@ -130,3 +130,12 @@ async def test_the_names_ghl_gave_show_in_the_message_log(agency: Harness):
 
     (row,) = response.json()["messages"]
     assert (row["location_id"], row["location_name"]) == ("loc-a", "Location loc-a")
+
+
+async def test_the_agency_install_page_names_the_sub_accounts_it_made_ready(harness: Harness):
+    harness.start()
+    harness.ghl.installed["co-1"] = ["loc-a"]
+
+    page = await install_agency(harness)
+
+    assert "Sub-accounts ready: Location loc-a (<code>loc-a</code>)." in page.text
