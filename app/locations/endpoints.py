@@ -247,7 +247,7 @@ async def test_sms(request: Request, service: LocationServiceDep) -> Response:
                 service, session, token, status_code=exc.status, error=exc, values=values
             )
         notice = (
-            "Test SMS queued: it appears under Recent messages."
+            "Test SMS queued: it appears under Messages."
             if queued
             else "This test SMS was already queued."
         )
