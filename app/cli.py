@@ -4,6 +4,10 @@ message within a poll interval).
 
     cast-ghl installations            installations, no tokens
     cast-ghl message <messageId>      an outbound message and its history
+    cast-ghl messages [--location ID] [--status S] [--phone N] [-q TEXT] [--since T] [--until T]
+                      [--direction D] [--limit N] [--cursor C] [--csv]
+                                      the message log (both directions), newest first
+    cast-ghl locations [--company ID] every sub-account: name, install, route, figures, credits
     cast-ghl requeue <messageId>      send a failed message again
     cast-ghl refused                  messages for uninstalled locations GHL could not be told of
     cast-ghl unroutable               inbound SMS no location could be chosen for
@@ -52,6 +56,7 @@ from app.ghl.client import GHLClient, GHLError
 from app.ghl.scopes import AGENCY, DND, INBOUND, OUTBOUND, missing_by_feature
 from app.kit.errors import ApiError, validation_error
 from app.locations.repository import LocationSettingsRepository
+from app.messages.service import message_query
 from app.oauth.crypto import build_cipher
 from app.oauth.tokens import Refusal, oauth_error, token_refusal
 from app.store import StoreUnavailable, build_store
@@ -156,6 +161,105 @@ async def cmd_unroutable(admin: AdminService, out: Output, args: argparse.Namesp
         ["id", "from", "to", "received", "text"],
         [[r.id, r.sender, r.to, r.received_at, _short(r.text)] for r in rows],
     )
+    return 0
+
+
+_MESSAGE_FILTERS = {
+    "location": "location_id",
+    "direction": "direction",
+    "status": "status",
+    "since": "since",
+    "until": "until",
+    "phone": "phone",
+    "q": "q",
+    "limit": "limit",
+    "cursor": "cursor",
+}
+
+
+async def cmd_messages(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    fields = {
+        name: str(getattr(args, option))
+        for option, name in _MESSAGE_FILTERS.items()
+        if getattr(args, option) is not None
+    }
+    try:
+        query = message_query(fields)
+    except ApiError as exc:
+        print(f"cast-ghl: {exc.message}", file=sys.stderr)
+        return 2
+    if args.csv:
+        async for chunk in admin.export_messages(query):
+            out.out.write(chunk)
+        return 0
+    page = await admin.messages(query)
+    if out.as_json:
+        out.json(dump(page))
+        return 0
+    out.listing(
+        page.messages,
+        "no messages",
+        ["at", "dir", "location", "phone", "status", "error", "text", "id"],
+        [
+            [
+                when(m.timestamp),
+                "out" if m.direction == "outbound" else "in",
+                m.location_name or m.location_id,
+                m.phone,
+                m.status,
+                m.error_code,
+                _short(m.text, 40),
+                m.id,
+            ]
+            for m in page.messages
+        ],
+    )
+    if page.next_cursor:
+        out.line(f"more: add --cursor {page.next_cursor}")
+    return 0
+
+
+LOCATION_HEADERS = [
+    *("name", "location", "company", "installed", "sender", "key"),
+    *("24h sent/failed/rate", "7d sent/failed/rate", "opted out", "credits"),
+]
+
+
+def _rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+async def cmd_locations(admin: AdminService, out: Output, args: argparse.Namespace) -> int:
+    found = await admin.locations(args.company)
+    if out.as_json:
+        out.json(dump(found))
+        return 0
+    rows = found.locations
+    out.listing(
+        rows,
+        "no sub-accounts",
+        LOCATION_HEADERS,
+        [
+            [
+                r.name,
+                r.location_id,
+                r.company_id,
+                f"re-install: {r.reinstall_reason or 'yes'}"
+                if r.needs_reinstall
+                else ("yes (agency)" if r.via_agency else "yes" if r.installed else "no"),
+                f"{r.sender_id or 'default'} ({r.channel})",
+                "own" if r.own_key else "default",
+                f"{r.last_24h.sent}/{r.last_24h.failed}/{_rate(r.last_24h.delivery_rate)}",
+                f"{r.last_7d.sent}{'+' if r.last_7d.capped else ''}/{r.last_7d.failed}/"
+                f"{_rate(r.last_7d.delivery_rate)}",
+                r.opted_out,
+                r.credits,
+            ]
+            for r in rows
+        ],
+    )
+    for problem in found.problems:
+        out.line(f"could not read {problem}")
     return 0
 
 
@@ -630,6 +734,8 @@ COMMANDS = {
     "optouts": cmd_optouts,
     "lift-optout": cmd_lift_optout,
     "reencrypt": cmd_reencrypt,
+    "messages": cmd_messages,
+    "locations": cmd_locations,
 }
 
 
@@ -643,6 +749,19 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("installations", parents=[common], help="list installations (no tokens)")
     sub.add_parser("message", parents=[common], help="an outbound message and its history")
     sub.choices["message"].add_argument("message_id", help="GHL messageId")
+    log = sub.add_parser("messages", parents=[common], help="the message log, newest first")
+    log.add_argument("--location", help="one location's messages")
+    log.add_argument("--direction", choices=["outbound", "inbound"])
+    log.add_argument("--status", choices=["pending", "delivered", "failed", "unroutable"])
+    log.add_argument("--since", help="from this UTC time on (ISO-8601 date or date-time)")
+    log.add_argument("--until", help="before this UTC time (ISO-8601 date or date-time)")
+    log.add_argument("--phone", help="the customer's number, any PH spelling")
+    log.add_argument("-q", help="text in the message body")
+    log.add_argument("--limit", type=int, help="messages per page (default 50, at most 500)")
+    log.add_argument("--cursor", help="the next page (printed after a full page)")
+    log.add_argument("--csv", action="store_true", help="the whole selection as CSV")
+    overview = sub.add_parser("locations", parents=[common], help="every sub-account at a glance")
+    overview.add_argument("--company", help="one agency's sub-accounts (its company id)")
     sub.add_parser("requeue", parents=[common], help="send a failed message again")
     sub.choices["requeue"].add_argument("message_id", help="GHL messageId")
     sub.add_parser(

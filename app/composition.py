@@ -36,6 +36,8 @@ from app.inbound.worker import InboundWorker
 from app.locations.owners import SenderOwners
 from app.locations.repository import LocationSettingsRepository
 from app.locations.service import LocationService
+from app.messages.repository import MessageLogRepository
+from app.messages.service import MessageLog
 from app.metrics import Counters
 from app.metrics.service import MetricsService, key_locations_reader
 from app.oauth.crypto import build_cipher
@@ -51,6 +53,8 @@ from app.outbound.reconcile import ReceiptReconciler
 from app.outbound.repository import OutboxRepository, ReceiptLedgers, RefusedMessages
 from app.outbound.service import OutboundService
 from app.outbound.worker import OutboundWorker
+from app.overview.repository import LocationNames
+from app.overview.service import OverviewService
 from app.store import SQLITE_FILENAME, Store, StoreUnavailable, build_store
 
 COMMAND_STORE_TIMEOUT_SECONDS = 10.0
@@ -195,6 +199,20 @@ def build_services(
         settings, SyncLedger(store), installations, accounts, cast, pacer, optouts, counters
     )
     outbound = OutboundService(settings, outbox, counters, outbound_worker)
+    names = LocationNames(store)
+    message_log = MessageLog(MessageLogRepository(store), names.all)
+    overview = OverviewService(
+        settings,
+        installations,
+        location_settings,
+        accounts,
+        outbox,
+        optouts,
+        names,
+        tokens,
+        ghl,
+        account_info=account_info,
+    )
     inbound = InboundService(inbox, counters, inbound_worker.wake)
     return Services(
         settings=settings,
@@ -205,7 +223,9 @@ def build_services(
         tokens=tokens,
         outbound=outbound,
         inbound=inbound,
-        oauth=OAuthService(settings, installations, tokens, ghl, counters, optouts=optouts),
+        oauth=OAuthService(
+            settings, installations, tokens, ghl, counters, optouts=optouts, names=names
+        ),
         optouts=optouts,
         locations=LocationService(
             settings,
@@ -216,6 +236,8 @@ def build_services(
             outbound,
             optouts,
             account_info=account_info,
+            message_log=message_log,
+            names=names,
         ),
         admin=AdminService(
             installations,
@@ -229,6 +251,8 @@ def build_services(
             wake_outbound=outbound_worker.wake,
             optouts=optouts,
             refused=refused,
+            message_log=message_log,
+            overview=overview,
         ),
         metrics=MetricsService(
             counters,

@@ -24,6 +24,7 @@ from app.metrics.endpoints import router as metrics_router
 from app.metrics.http import instrument_http
 from app.oauth.endpoints import router as oauth_router
 from app.outbound.endpoints import router as outbound_router
+from app.overview.endpoints import router as agency_router
 from app.store import Store, StoreUnavailable, build_store
 
 log = logging.getLogger("app")
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inbound_router)
     app.include_router(oauth_router)
     app.include_router(admin_router)
+    app.include_router(agency_router)
     app.include_router(metrics_router)
     # Middleware added last runs first: the request id, a JSON 500 for an unexpected error, the
     # HTTP metrics, then the body limit, on every route.

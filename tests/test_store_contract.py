@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.store import DONE, PENDING, Store, StoreUnavailable
+from app.store import DONE, PENDING, ItemQuery, Store, StoreUnavailable
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
 from tests.support.broken_store import corrupt_sqlite_schema, unreachable_mongo_uri
@@ -290,6 +290,106 @@ async def test_list_items_refuses_a_key_that_is_not_a_field_name(store: Store) -
         await store.list_items("outbound", key="a') OR 1=1 --", value="x", since=0, limit=1)
 
 
+async def _ids(store: Store, query: ItemQuery, queue: str = "outbound") -> list[str]:
+    return [item.id for item in await store.find_items(queue, query)]
+
+
+async def test_find_items_lists_every_item_of_the_queue_newest_first(store: Store) -> None:
+    for i in range(3):
+        await store.enqueue("outbound", f"m{i}", {}, NOW + i)
+    await store.enqueue("inbound", "x", {}, NOW + 9)
+
+    assert await _ids(store, ItemQuery()) == ["m2", "m1", "m0"]
+
+
+async def test_find_items_orders_items_of_one_instant_by_id_descending(store: Store) -> None:
+    for item_id in ("b", "c", "a"):
+        await store.enqueue("outbound", item_id, {}, NOW)
+
+    assert await _ids(store, ItemQuery()) == ["c", "b", "a"]
+
+
+async def test_find_items_matches_every_equality_and_none_as_null_or_absent(
+    store: Store,
+) -> None:
+    await store.enqueue("outbound", "sent", {"location_id": "a", "status": "failed"}, NOW)
+    await store.enqueue("outbound", "null", {"location_id": "a", "status": None}, NOW + 1)
+    await store.enqueue("outbound", "absent", {"location_id": "a"}, NOW + 2)
+    await store.enqueue("outbound", "other", {"location_id": "b", "status": None}, NOW + 3)
+
+    failed = ItemQuery(equal=(("location_id", "a"), ("status", "failed")))
+    unset = ItemQuery(equal=(("location_id", "a"), ("status", None)))
+    assert await _ids(store, failed) == ["sent"]
+    assert await _ids(store, unset) == ["absent", "null"]
+
+
+async def test_find_items_selects_created_at_from_since_up_to_before_until(store: Store) -> None:
+    for i in range(5):
+        await store.enqueue("outbound", f"m{i}", {}, NOW + i)
+
+    assert await _ids(store, ItemQuery(since=NOW + 1, until=NOW + 3)) == ["m2", "m1"]
+
+
+async def test_find_items_pages_strictly_after_the_cursor_without_gaps(store: Store) -> None:
+    for i, at in enumerate([NOW, NOW, NOW, NOW + 1, NOW + 2]):
+        await store.enqueue("outbound", f"m{i}", {}, at)
+    pages: list[list[str]] = []
+    before = None
+    while True:
+        found = await store.find_items("outbound", ItemQuery(before=before, limit=2))
+        if not found:
+            break
+        pages.append([item.id for item in found])
+        before = (found[-1].created_at, found[-1].id)
+
+    assert pages == [["m4", "m3"], ["m2", "m1"], ["m0"]]
+
+
+async def test_find_items_text_matches_a_substring_ignoring_case(store: Store) -> None:
+    await store.enqueue("inbound", "hit", {"text": "Your ORDER is ready"}, NOW)
+    await store.enqueue("inbound", "miss", {"text": "see you"}, NOW + 1)
+    await store.enqueue("inbound", "none", {"text": None}, NOW + 2)
+
+    query = ItemQuery(text="order", text_fields=("text",))
+    assert await _ids(store, query, "inbound") == ["hit"]
+
+
+async def test_find_items_text_matches_a_field_of_any_list_element(store: Store) -> None:
+    await store.enqueue(
+        "outbound", "second", {"parts": [{"text": "a"}, {"text": "Promo 50%"}]}, NOW
+    )
+    await store.enqueue("outbound", "miss", {"parts": [{"text": "hello"}]}, NOW + 1)
+    await store.enqueue("outbound", "empty", {"parts": []}, NOW + 2)
+
+    query = ItemQuery(text="promo 50%", text_fields=("parts.text", "error_message"))
+    assert await _ids(store, query) == ["second"]
+
+
+async def test_find_items_text_is_literal_not_a_pattern(store: Store) -> None:
+    await store.enqueue("inbound", "dot", {"text": "a.b"}, NOW)
+    await store.enqueue("inbound", "any", {"text": "axb"}, NOW + 1)
+    await store.enqueue("inbound", "pct", {"text": "100%"}, NOW + 2)
+
+    assert await _ids(store, ItemQuery(text="a.b", text_fields=("text",)), "inbound") == ["dot"]
+    assert await _ids(store, ItemQuery(text="0%", text_fields=("text",)), "inbound") == ["pct"]
+
+
+async def test_find_items_text_with_quotes_or_line_breaks_is_found(store: Store) -> None:
+    await store.enqueue("inbound", "quoted", {"text": 'He said "STOP"\nthen left\\'}, NOW)
+    await store.enqueue("inbound", "plain", {"text": "He said STOP"}, NOW + 1)
+
+    for text in ('"stop"', 'stop"\nthen', "left\\"):
+        query = ItemQuery(text=text, text_fields=("text",))
+        assert await _ids(store, query, "inbound") == ["quoted"], text
+
+
+async def test_find_items_refuses_a_field_that_is_not_a_field_name(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.find_items("outbound", ItemQuery(equal=(("a') OR 1=1 --", "x"),)))
+    with pytest.raises(ValueError):
+        await store.find_items("outbound", ItemQuery(text="x", text_fields=("parts.$where",)))
+
+
 async def test_list_docs_with_prefix_lists_only_ids_starting_with_it_by_id(store: Store) -> None:
     for doc_id in ("loc-1:+639170000002", "loc-1:+639170000001", "loc-10:+639170000003", "loc-2:x"):
         await store.put_doc("optouts", doc_id, {"id": doc_id})
@@ -315,7 +415,13 @@ async def test_count_docs_counts_ids_starting_with_a_prefix(store: Store) -> Non
 # One error contract: any driver failure of any operation is StoreUnavailable -----------------
 
 BROKEN_DATABASES = ["sqlite-corrupt", "sqlite-closed", "mongodb-unreachable", "mongodb-closed"]
-SAMPLE_VALUES: dict[object, object] = {str: "x", float: NOW, int: 1, dict[str, Any]: {}}
+SAMPLE_VALUES: dict[object, object] = {
+    str: "x",
+    float: NOW,
+    int: 1,
+    dict[str, Any]: {},
+    ItemQuery: ItemQuery(equal=(("location_id", "x"),), text="x", text_fields=("parts.text",)),
+}
 
 
 def store_operations() -> list[str]:

@@ -8,6 +8,7 @@ ADMIN_API_KEY equal to it.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
 
 from app.admin.schemas import (
     CastRates,
@@ -23,7 +24,10 @@ from app.deps import ServicesDep
 from app.ghl.webhooks import parse_payload
 from app.kit.bearer import require_bearer
 from app.kit.errors import ApiError
+from app.messages.schemas import MessagePage
+from app.messages.service import message_query
 from app.optouts.schemas import OptOutView
+from app.overview.schemas import LocationsOverview
 
 
 async def admin_service(request: Request, services: ServicesDep) -> AdminService:
@@ -70,6 +74,32 @@ async def list_refused_messages(admin: AdminDep) -> dict[str, Any]:
     return {"messages": [row.model_dump() for row in rows]}
 
 
+def _wants_csv(request: Request) -> bool:
+    """`format=csv`, or `Accept: text/csv` (without `format=json`); any other format is a 400."""
+    chosen = request.query_params.get("format")
+    if chosen not in (None, "csv", "json"):
+        raise ApiError(400, "invalid_query", "format: csv or json", "format")
+    if chosen is not None:
+        return chosen == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+@router.get("/messages", response_model=MessagePage)
+async def list_messages(request: Request, admin: AdminDep) -> Response | MessagePage:
+    """The message log: outbound and inbound, filtered, newest first, paged by `cursor`; the
+    whole selection as CSV with `Accept: text/csv` or `format=csv`."""
+    params = {k: v for k, v in request.query_params.items() if k != "format"}
+    as_csv = _wants_csv(request)
+    query = message_query(params)
+    if as_csv:
+        return StreamingResponse(
+            admin.export_messages(query),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="messages.csv"'},
+        )
+    return await admin.messages(query)
+
+
 @router.get("/messages/{message_id}")
 async def show_message(message_id: str, admin: AdminDep) -> MessageView:
     """An outbound message by GHL messageId: where it is, what happened (its history)."""
@@ -101,6 +131,14 @@ async def discard_inbound(inbound_id: str, admin: AdminDep) -> dict[str, str]:
     """Take an unroutable inbound SMS off the list without delivering it."""
     await admin.discard(inbound_id)
     return {"status": "discarded", "id": inbound_id}
+
+
+@router.get("/locations")
+async def list_locations(admin: AdminDep, company_id: str | None = None) -> LocationsOverview:
+    """Every sub-account (of one agency with `company_id`): name, installed or needing a
+    re-install, sender and channel, own key or the default, messages and delivery rate over
+    24 h and 7 d, opted-out count, credits of its own key."""
+    return await admin.locations(company_id or None)
 
 
 @router.put("/locations/{location_id}/sender-id")

@@ -4,7 +4,7 @@ SMS, a location's sender ID."""
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from app.admin.schemas import (
     CastKeyRate,
@@ -26,12 +26,16 @@ from app.kit.errors import ApiError
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.locations.service import check_settings, store_settings
+from app.messages.schemas import MessagePage, MessageQuery
+from app.messages.service import MessageLog
 from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import InstallationSummary
 from app.optouts.schemas import OptOutView
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository, RefusedMessages
+from app.overview.schemas import LocationsOverview
+from app.overview.service import OverviewService
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,11 @@ class AdminService:
         wake_outbound: Callable[[], None],
         optouts: OptOutService,
         refused: RefusedMessages,
+        message_log: MessageLog,
+        overview: OverviewService,
     ) -> None:
+        self.message_log = message_log
+        self.overview = overview
         self._pacer = pacer
         self._refused = refused
         self._installations = installations
@@ -111,6 +119,25 @@ class AdminService:
     async def refused_messages(self) -> list[RefusedMessageView]:
         """Messages for locations without an installation that GHL could not be told about."""
         return [RefusedMessageView.of(refused) for refused in await self._refused.listing()]
+
+    async def locations(self, company_id: str | None = None) -> LocationsOverview:
+        """Every sub-account (of one agency when `company_id` is given) at a glance."""
+        if self.overview is None:
+            raise ApiError(503, "overview_unavailable", "the overview is not available")
+        return await self.overview.overview(company_id)
+
+    def _require_log(self) -> MessageLog:
+        if self.message_log is None:
+            raise ApiError(503, "message_log_unavailable", "the message log is not available")
+        return self.message_log
+
+    async def messages(self, query: MessageQuery) -> MessagePage:
+        """A page of the message log (both directions, every location unless filtered)."""
+        return await self._require_log().page(query)
+
+    def export_messages(self, query: MessageQuery) -> AsyncIterator[str]:
+        """The whole selection as CSV lines."""
+        return self._require_log().export_csv(query)
 
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)

@@ -233,7 +233,17 @@ class GHLClient:
         self, company_token: str, company_id: str, app_id: str, *, page_size: int = 100
     ) -> list[str]:
         """`GET /oauth/installedLocations`: ids of the company's locations that have the app."""
-        found: list[str] = []
+        found = await self.installed_location_names(
+            company_token, company_id, app_id, page_size=page_size
+        )
+        return list(found)
+
+    async def installed_location_names(
+        self, company_token: str, company_id: str, app_id: str, *, page_size: int = 100
+    ) -> dict[str, str]:
+        """`GET /oauth/installedLocations`: the company's locations that have the app, id to
+        name (GHL's `name`; "" when it gives none), in GHL's order."""
+        found: dict[str, str] = {}
         for page in range(50):  # at most 5,000 locations per company
             response = await self._send(
                 "GET",
@@ -249,11 +259,10 @@ class GHLClient:
                 headers=_bearer(company_token, CONTACTS_VERSION),
             )
             locations = response.json().get("locations") or []
-            found.extend(
-                str(loc.get("_id") or loc.get("id"))
-                for loc in locations
-                if (loc.get("_id") or loc.get("id")) and loc.get("isInstalled", True)
-            )
+            for loc in locations:
+                location_id = loc.get("_id") or loc.get("id")
+                if location_id and loc.get("isInstalled", True):
+                    found[str(location_id)] = str(loc.get("name") or "")
             if len(locations) < page_size:
                 break
         return found

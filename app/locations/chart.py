@@ -11,6 +11,7 @@ from app.cast.schemas import UsageDay
 WIDTH, HEIGHT = 300, 120
 BAR_GAP = 2
 LABEL_HEIGHT = 14
+SCALE_WIDTH = 26  # left of the bars: the scale's numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,14 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """A line of the scale: messages per day at height `y`."""
+
+    y: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     """Geometry of the usage chart (the template draws it as inline SVG)."""
 
@@ -57,18 +66,20 @@ class Chart:
     first: str
     last: str
     label: str
+    scale: list[Tick]  # top (the busiest day), half and zero, in messages per day
+    left: int  # where the bars start (the scale is left of it)
 
 
 def usage_chart(days: list[ChartDay]) -> Chart:
     top = max([d.sent + d.failed for d in days] + [1])
     plot = HEIGHT - LABEL_HEIGHT
-    slot = WIDTH / max(len(days), 1)
+    slot = (WIDTH - SCALE_WIDTH) / max(len(days), 1)
     bars = []
     for index, day in enumerate(days):
         sent_h, failed_h = plot * day.sent / top, plot * day.failed / top
         bars.append(
             Bar(
-                x=round(index * slot + BAR_GAP / 2, 1),
+                x=round(SCALE_WIDTH + index * slot + BAR_GAP / 2, 1),
                 width=round(max(slot - BAR_GAP, 1), 1),
                 sent_y=round(plot - sent_h, 1),
                 sent_height=round(sent_h, 1),
@@ -83,4 +94,5 @@ def usage_chart(days: list[ChartDay]) -> Chart:
         f"Messages per day from {first} to {last}: {sum(d.sent for d in days)} sent, "
         f"{sum(d.failed for d in days)} failed (highest day: {top})"
     )
-    return Chart(WIDTH, HEIGHT, plot, bars, first, last, label)
+    scale = [Tick(0, str(top)), Tick(plot / 2, f"{top / 2:g}"), Tick(plot, "0")]
+    return Chart(WIDTH, HEIGHT, plot, bars, first, last, label, scale, SCALE_WIDTH)

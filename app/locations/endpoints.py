@@ -6,7 +6,7 @@ Errors answer HTML with the right status, or the usual JSON error body for a cli
 for JSON (`Accept: application/json`).
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -17,7 +17,7 @@ from app.deps import ServicesDep
 from app.kit.errors import ApiError, validation_error
 from app.locations.pages import STATIC_DIR, STATIC_FILES, new_nonce, render
 from app.locations.schemas import SettingsForm, SmsTestForm
-from app.locations.service import LocationService
+from app.locations.service import LOG_FILTERS, LocationService
 from app.locations.sso import Session
 
 router = APIRouter(prefix="/settings", tags=["settings"], include_in_schema=False)
@@ -88,8 +88,17 @@ async def _page(
     notice: str | None = None,
     error: ApiError | None = None,
     values: dict[str, str] | None = None,
+    search: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     view = await service.view(session)
+    search = search or {}
+    try:
+        log = await service.message_log(session, search)
+    except ApiError as exc:  # a bad search: the first page, the form as typed, the problem
+        if error is not None:
+            raise
+        status_code, error = exc.status, exc
+        log = await service.message_log(session, {})
     return render(
         "settings.html",
         status_code,
@@ -100,6 +109,8 @@ async def _page(
         notice=notice,
         error=error,
         values=values or {},
+        log=log,
+        search={name: search.get(f"log_{name}", "") for name in LOG_FILTERS},
     )
 
 
@@ -174,6 +185,22 @@ async def refresh(request: Request, services: ServicesDep) -> Response:
     return await _with_session(request, service, action)
 
 
+@router.post("/messages", response_class=HTMLResponse)
+async def search_messages(request: Request, services: ServicesDep) -> Response:
+    """The page's message log, searched (this location's messages only) and paged."""
+    service = services.locations
+
+    async def action(session: Session, token: str, form: dict[str, str]) -> Response:
+        try:
+            await service.count_view(session)
+        except ApiError as exc:
+            return _error_page(request, service, exc)
+        search = {name: value for name, value in form.items() if name.startswith("log_")}
+        return await _page(service, session, token, search=search)
+
+    return await _with_session(request, service, action)
+
+
 @router.post("/save", response_class=HTMLResponse)
 async def save(request: Request, services: ServicesDep) -> Response:
     service = services.locations
@@ -229,7 +256,7 @@ async def test_sms(request: Request, services: ServicesDep) -> Response:
                 service, session, token, status_code=exc.status, error=exc, values=values
             )
         notice = (
-            "Test SMS queued: it appears under Recent messages."
+            "Test SMS queued: it appears under Messages."
             if queued
             else "This test SMS was already queued."
         )

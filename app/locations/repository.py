@@ -115,6 +115,10 @@ class LocationSettingsRepository:
             PAGE_VIEW_QUOTA + location_id, now=now, window=window, limit=limit
         )
 
+    async def all_location_ids(self, limit: int = 100_000) -> list[str]:
+        """Every location with stored settings."""
+        return [doc.id for doc in await self._store.list_docs(COLLECTION, limit)]
+
     async def locations_naming(self, sender_id: str) -> list[LocationSettings]:
         """The settings of the locations that send as, or were assigned, `sender_id` (any
         spelling of a number), at most MAX_SENDER_OWNERS; keys decrypted where readable."""

@@ -86,15 +86,6 @@ class SmsTestForm(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class MessageRow:
-    at: float
-    to: str  # masked
-    status: str
-    reason: str | None
-    test: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Totals:
     delivered: int = 0
     failed: int = 0
@@ -153,7 +144,7 @@ class SettingsView:
     cast: AccountPanel | None  # only for the location's own key: never the operator's account
     sender_choices: list[str]  # what the sender field offers: assigned, or its own key's approved
     assigned_senders: list[str]
-    recent: list[MessageRow]
     last_24h: Totals
     last_7d: Totals
     opted_out: int = 0  # recipients on this location's opt-out list
+    location_name: str | None = None  # as GHL names the sub-account, once known

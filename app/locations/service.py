@@ -3,14 +3,14 @@
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from app.cast.account import CastAccountInfo
 from app.cast.accounts import CastAccount, CastAccounts, SenderCheck, account_from, is_assigned
 from app.config import Settings
 from app.kit.errors import ApiError
-from app.kit.logs import mask_phone, mask_phones_in
+from app.kit.logs import mask_phone
 from app.locations.chart import usage_chart, usage_days
 from app.locations.pages import frame_origins
 from app.locations.repository import LocationSettingsRepository
@@ -18,26 +18,29 @@ from app.locations.schemas import (
     AccountPanel,
     Connection,
     LocationSettings,
-    MessageRow,
     SettingsForm,
     SettingsView,
     SmsTestForm,
     Totals,
     mask_key,
 )
-from app.locations.sso import Session, SessionSigner, SsoError, decrypt_user
+from app.locations.sso import Session, SessionSigner, SsoError, SsoUser, decrypt_user
+from app.messages.schemas import MessagePage
+from app.messages.service import MessageLog, message_query
 from app.oauth.repository import InstallationRepository, location_key
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage
 from app.outbound.service import OutboundService
+from app.overview.repository import LocationNames
 from app.phone import InvalidPhoneNumber, to_cast_local
 
 log = logging.getLogger(__name__)
 
 
 DAY = 86_400.0
-RECENT_ROWS = 25
+LOG_ROWS = 25  # messages per page of the page's message log
+LOG_FILTERS = ("direction", "status", "phone", "q", "since", "until", "cursor")
 TOTALS_CAP = 2_000  # messages read to count the last 7 days; more shows as "2000+"
 TEST_SMS_WINDOW_SECONDS = 600.0
 TEST_SMS_PER_WINDOW = 5
@@ -55,14 +58,10 @@ def _totals(messages: list[OutboundMessage], since: float, capped: bool) -> Tota
     return Totals(**counts, capped=capped)
 
 
-def _row(message: OutboundMessage) -> MessageRow:
-    return MessageRow(
-        at=message.received_at,
-        to=mask_phone(message.phone),
-        status=message.status or "sending",
-        reason=mask_phones_in(message.error_message) if message.status == "failed" else None,
-        test=message.synthetic,
-    )
+def _log_fields(location_id: str, form: Mapping[str, str]) -> dict[str, str]:
+    """The page's search form (fields `log_*`) as message-log filters of one location."""
+    fields = {name: form.get(f"log_{name}", "") for name in LOG_FILTERS}
+    return {**fields, "location_id": location_id, "limit": str(LOG_ROWS)}
 
 
 async def check_settings(
@@ -119,7 +118,11 @@ class LocationService:
         clock: Callable[[], float] = time.time,
         *,
         account_info: CastAccountInfo,
+        message_log: MessageLog,
+        names: LocationNames,
     ) -> None:
+        self._message_log = message_log
+        self._names = names
         self._account_info = account_info  # the Cast account panel
         self._settings = settings
         self._repo = repository
@@ -156,14 +159,7 @@ class LocationService:
         Fails closed: the location must be installed, and the user's companyId must be the
         installation's agency."""
         signer = self._require_signer()
-        if not payload:
-            raise ApiError(401, "sso_required", "No GHL user context was sent", "payload")
-        try:
-            user = decrypt_user(payload, self._require_key())
-        except SsoError as exc:
-            raise ApiError(
-                401, "invalid_sso", "The GHL user context could not be verified", "payload"
-            ) from exc
+        user = self._user(payload)
         # Key on activeLocation (GHL's own sub-account payloads carry type "agency"): GHL only
         # opens the page inside a sub-account for its users and for agency users with access.
         location_id = user.active_location
@@ -194,6 +190,34 @@ class LocationService:
             extra={"location_id": location_id, "user_id": user.user_id, "role": user.role},
         )
         return session, signer.issue(session)
+
+    def _user(self, payload: str | None) -> SsoUser:
+        """GHL's user context, decrypted with the Shared Secret (401 when it cannot be)."""
+        if not payload:
+            raise ApiError(401, "sso_required", "No GHL user context was sent", "payload")
+        try:
+            return decrypt_user(payload, self._require_key())
+        except SsoError as exc:
+            raise ApiError(
+                401, "invalid_sso", "The GHL user context could not be verified", "payload"
+            ) from exc
+
+    def agency_admin(self, payload: str | None) -> SsoUser:
+        """The agency page's user: an admin of an agency (`type: agency`, `role: admin`) with
+        its companyId; the page shows that company's sub-accounts only."""
+        self._require_signer()
+        user = self._user(payload)
+        if (user.type or "").lower() != "agency" or not user.company_id:
+            raise ApiError(
+                403, "not_agency", "Open the agency overview from the agency's menu in GHL"
+            )
+        if (user.role or "").lower() != ADMIN_ROLE:
+            raise ApiError(403, "not_agency_admin", "Only an agency admin sees the overview")
+        log.info(
+            "agency overview signed in",
+            extra={"company_id": user.company_id, "user_id": user.user_id},
+        )
+        return user
 
     def _require_key(self) -> str:
         assert self._settings.ghl_app_sso_key is not None
@@ -293,11 +317,22 @@ class LocationService:
             cast=panel,
             sender_choices=own_senders if own_key else assigned,
             assigned_senders=assigned,
-            recent=[_row(m) for m in messages[:RECENT_ROWS]],
             last_24h=_totals(messages, now - DAY, capped=False),
             last_7d=_totals(messages, now - 7 * DAY, capped=capped),
             opted_out=await self._optouts.count(location_id),
+            location_name=await self._names.get(location_id),
         )
+
+    async def message_log(self, session: Session, form: Mapping[str, str]) -> MessagePage:
+        """A page of the session's location's message log (never another location's), searched
+        with the form's `log_*` fields; a bad field is a 400 naming the form field."""
+        try:
+            query = message_query(_log_fields(session.location_id, form))
+        except ApiError as exc:
+            exc.field = f"log_{exc.field}" if exc.field else None
+            exc.message = exc.message.replace("until: ", "To: ").replace("since: ", "From: ")
+            raise
+        return await self._message_log.page(query)
 
     async def count_view(self, session: Session) -> None:
         """A page view of the location: 429 past PAGE_VIEWS_PER_WINDOW in the window, so no

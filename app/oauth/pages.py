@@ -47,6 +47,16 @@ def _ids(values: list[str]) -> str:
     return ", ".join(f"<code>{escape(value)}</code>" for value in values)
 
 
+def _locations(ids: list[str], names: dict[str, str]) -> str:
+    """Sub-accounts by GHL's name, the id beside it (by id alone where GHL gave no name)."""
+    return ", ".join(
+        f"{escape(names[i])} (<code>{escape(i)}</code>)"
+        if names.get(i)
+        else f"<code>{escape(i)}</code>"
+        for i in ids
+    )
+
+
 def connected_page(result: InstallResult) -> str:
     parts: list[str] = []
     if result.kind == "location":
@@ -60,7 +70,8 @@ def connected_page(result: InstallResult) -> str:
             f"<code>{escape(result.company_id or '')}</code>.</p>"
         )
         if result.locations:
-            parts.append(f"<p>Sub-accounts ready: {_ids(result.locations)}.</p>")
+            ready = _locations(result.locations, result.names)
+            parts.append(f"<p>Sub-accounts ready: {ready}.</p>")
         else:
             parts.append(
                 "<p>No sub-account is ready yet. Each sub-account where the app is installed "
@@ -69,7 +80,7 @@ def connected_page(result: InstallResult) -> str:
         if result.failed_locations:
             parts.append(
                 "<p>These sub-accounts could not be connected yet and will be retried "
-                f"automatically: {_ids(result.failed_locations)}.</p>"
+                f"automatically: {_locations(result.failed_locations, result.names)}.</p>"
             )
     if result.missing_scopes:
         parts.append(

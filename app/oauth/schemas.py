@@ -127,3 +127,4 @@ class InstallResult(BaseModel):
     locations: list[str] = Field(default_factory=list)
     failed_locations: list[str] = Field(default_factory=list)
     missing_scopes: list[str] = Field(default_factory=list)
+    names: dict[str, str] = Field(default_factory=dict)  # sub-account names GHL gave, by id

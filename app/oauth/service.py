@@ -23,6 +23,7 @@ from app.oauth.schemas import AppWebhook, Installation, InstallResult
 from app.oauth.state import StateError, StateSigner
 from app.oauth.tokens import Refusal, TokenService, TokenUnavailable, token_refusal
 from app.optouts.service import OptOutService
+from app.overview.repository import LocationNames
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class OAuthService:
         clock: Callable[[], float] = time.time,
         *,
         optouts: OptOutService,
+        names: LocationNames,
     ) -> None:
+        self._names = names  # sub-account names GHL lists, kept for every view
         self._settings = settings
         self._optouts = optouts  # ContactDndUpdate
         self._repo = repository
@@ -239,6 +242,7 @@ class OAuthService:
             locations=obtained,
             failed_locations=failed,
             missing_scopes=missing,
+            names=await self._names.all(),
         )
 
     async def _put_installation(self, pair: TokenResponse, **fields: Any) -> None:
@@ -255,7 +259,11 @@ class OAuthService:
         """The company's locations that have the app, per GHL (empty if GHL cannot say)."""
         try:
             token = await self._tokens.company_token(company_id)
-            return await self._ghl.installed_locations(token, company_id, self._settings.app_id)
+            found = await self._ghl.installed_location_names(
+                token, company_id, self._settings.app_id
+            )
+            await self._names.remember(company_id, found, self._clock())
+            return list(found)
         except (GHLError, TokenUnavailable) as exc:
             log.warning(
                 "could not list the agency's installed locations",

@@ -1,9 +1,18 @@
 """Storage: one small interface (`Store`), two backends (MongoDB, embedded SQLite)."""
 
 from app.config import Settings
-from app.store.base import DONE, PENDING, Doc, Store, StoreUnavailable, WorkItem
+from app.store.base import DONE, PENDING, Doc, ItemQuery, Store, StoreUnavailable, WorkItem
 
-__all__ = ["DONE", "PENDING", "Doc", "Store", "StoreUnavailable", "WorkItem", "build_store"]
+__all__ = [
+    "DONE",
+    "PENDING",
+    "Doc",
+    "ItemQuery",
+    "Store",
+    "StoreUnavailable",
+    "WorkItem",
+    "build_store",
+]
 
 SQLITE_FILENAME = "cast-ghl.sqlite3"
 

@@ -88,6 +88,25 @@ class WorkItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemQuery:
+    """A selection of one queue's items (any state), newest first by (created_at, id).
+
+    `equal`: top-level `data` fields and the value each must have (None: null or absent);
+    `since`/`until`: created_at in [since, until); `text`: a case-insensitive substring of at
+    least one of `text_fields` (a top-level string field, or `list.field` for that field of any
+    element of the list `list`); `before`: the (created_at, id) of the last item of the previous
+    page, so the page continues strictly after it. Field names are letters, digits and `_`."""
+
+    equal: tuple[tuple[str, str | None], ...] = ()
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    text_fields: tuple[str, ...] = ()
+    before: tuple[float, str] | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
 class Doc:
     id: str
     rev: int
@@ -149,6 +168,10 @@ class Store(Protocol):
         """Items (any state) whose top-level `data[key] == value`, created at or after `since`,
         newest first, at most `limit`. `key` is a field name (letters, digits, `_`); the query
         on `location_id` is backed by an index."""
+
+    async def find_items(self, queue: str, query: ItemQuery) -> list[WorkItem]:
+        """The items `query` selects, newest first, at most `query.limit`. Indexed: created_at,
+        and the equality on `location_id`, `to`, `phone` or `status` with created_at."""
 
     # Documents with a revision (installations, tokens, per-location settings) ------------
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None: ...

@@ -6,6 +6,7 @@ Any driver error (`PyMongoError`) of any operation is raised as `StoreUnavailabl
 """
 
 import math
+import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +18,7 @@ from app.store.base import (
     ID_RANGE_END,
     PENDING,
     Doc,
+    ItemQuery,
     WorkItem,
     field_name,
     new_lease_token,
@@ -42,6 +44,30 @@ def _item(queue: str, raw: dict[str, Any]) -> WorkItem:
 def _id_prefix(prefix: str) -> dict[str, Any]:
     """Ids starting with `prefix`, as a range on `_id` (uses the primary index, unlike $regex)."""
     return {"_id": {"$gte": prefix, "$lt": prefix + ID_RANGE_END}}
+
+
+def _item_filter(query: ItemQuery) -> dict[str, Any]:
+    """The query as a MongoDB filter (a dotted `list.field` matches any element's field)."""
+    clauses: list[dict[str, Any]] = [
+        {f"data.{field_name(key)}": value} for key, value in query.equal
+    ]
+    created: dict[str, float] = {}
+    if query.since is not None:
+        created["$gte"] = query.since
+    if query.until is not None:
+        created["$lt"] = query.until
+    if created:
+        clauses.append({"created_at": created})
+    if query.before is not None:
+        at, item_id = query.before
+        clauses.append(
+            {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": item_id}}]}
+        )
+    if query.text and query.text_fields:
+        pattern = {"$regex": re.escape(query.text), "$options": "i"}
+        paths = [".".join(field_name(part) for part in p.split(".")) for p in query.text_fields]
+        clauses.append({"$or": [{f"data.{path}": pattern} for path in paths]})
+    return {"$and": clauses} if clauses else {}
 
 
 def _timeouts(uri: str, timeout_ms: int) -> dict[str, int]:
@@ -79,6 +105,12 @@ class MongoStore:
                 [("data.location_id", ASCENDING), ("created_at", DESCENDING)],
                 name="location_created",
             )
+            for key in ("to", "phone", "status"):
+                await self._queue(name).create_index(
+                    [(f"data.{key}", ASCENDING), ("created_at", DESCENDING)],
+                    name=f"{key}_created",
+                )
+            await self._queue(name).create_index([("created_at", DESCENDING)], name="created")
         await self._db["leases"].create_index([("until", ASCENDING)], name="until")
 
     async def close(self) -> None:
@@ -183,6 +215,15 @@ class MongoStore:
             .find({f"data.{field_name(key)}": value, "created_at": {"$gte": since}})
             .sort("created_at", DESCENDING)
             .limit(limit)
+        )
+        return [_item(queue, raw) async for raw in cursor]
+
+    async def find_items(self, queue: str, query: ItemQuery) -> list[WorkItem]:
+        cursor = (
+            self._queue(queue)
+            .find(_item_filter(query))
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(query.limit)
         )
         return [_item(queue, raw) async for raw in cursor]
 

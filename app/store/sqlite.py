@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from app.store.base import (
     ID_RANGE_END,
     PENDING,
     Doc,
+    ItemQuery,
     StoreUnavailable,
     WorkItem,
     field_name,
@@ -45,6 +47,12 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_due ON items (queue, state, due_at);
 CREATE INDEX IF NOT EXISTS items_location
     ON items (queue, json_extract(data, '$.location_id'), created_at);
+CREATE INDEX IF NOT EXISTS items_created ON items (queue, created_at);
+CREATE INDEX IF NOT EXISTS items_to ON items (queue, json_extract(data, '$.to'), created_at);
+CREATE INDEX IF NOT EXISTS items_phone
+    ON items (queue, json_extract(data, '$.phone'), created_at);
+CREATE INDEX IF NOT EXISTS items_status
+    ON items (queue, json_extract(data, '$.status'), created_at);
 CREATE TABLE IF NOT EXISTS docs (
     collection TEXT NOT NULL, id TEXT NOT NULL, rev INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (collection, id)
@@ -313,6 +321,19 @@ class SQLiteStore:
 
         return await self._run(_list)
 
+    async def find_items(self, queue: str, query: ItemQuery) -> list[WorkItem]:
+        where, params = _item_conditions(query)
+
+        def _find(c: sqlite3.Connection) -> list[WorkItem]:
+            rows = c.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE queue = ? {where} "
+                f"ORDER BY created_at DESC, id DESC LIMIT ?",
+                (queue, *params, query.limit),
+            ).fetchall()
+            return [_item(row) for row in rows]
+
+        return await self._run(_find)
+
     # Documents --------------------------------------------------------------------------
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None:
         def _get(c: sqlite3.Connection) -> Doc | None:
@@ -444,6 +465,56 @@ class SQLiteStore:
             )
 
         return await self._run(_take)
+
+
+def _item_conditions(query: ItemQuery) -> tuple[str, list[Any]]:
+    """`AND ...` conditions and their parameters. JSON paths are written into the SQL (checked
+    by field_name) so that the equalities match the expression indexes."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for key, value in query.equal:
+        conditions.append(f"json_extract(data, '$.{field_name(key)}') IS ?")
+        params.append(value)
+    if query.since is not None:
+        conditions.append("created_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        conditions.append("created_at < ?")
+        params.append(query.until)
+    if query.before is not None:
+        conditions.append("(created_at < ? OR (created_at = ? AND id < ?))")
+        params.extend([query.before[0], query.before[0], query.before[1]])
+    if query.text and query.text_fields:
+        text = query.text.lower()
+        if not _JSON_ESCAPED.search(text):
+            # A quick pass over the raw document first: most rows fail it without being parsed.
+            conditions.append("data LIKE ? ESCAPE '\\'")
+            params.append(f"%{_like_escaped(text)}%")
+        matches = [_text_match(path) for path in query.text_fields]
+        conditions.append(f"({' OR '.join(matches)})")
+        params.extend([text] * len(matches))
+    return "".join(f" AND {condition}" for condition in conditions), params
+
+
+# Characters JSON writes escaped: a text with one is not found as is in the raw document.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a literal in a LIKE pattern (ASCII case-insensitive, like the exact test)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _text_match(path: str) -> str:
+    """A condition, with one parameter (the lower-cased text), true when the field at `path`
+    (`field` or `list.field`) contains the text, ignoring ASCII case."""
+    outer, _, inner = path.partition(".")
+    if not inner:
+        return f"instr(lower(json_extract(data, '$.{field_name(outer)}')), ?) > 0"
+    return (
+        f"EXISTS (SELECT 1 FROM json_each(data, '$.{field_name(outer)}') "
+        f"WHERE instr(lower(json_extract(value, '$.{field_name(inner)}')), ?) > 0)"
+    )
 
 
 def _private_file(path: Path) -> None:

@@ -20,6 +20,8 @@ INBOUND_KEY = "inbound-test-key-5f1c2a9e"
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/admin/installations", None),
     ("GET", "/api/admin/cast-rates", None),
+    ("GET", "/api/admin/messages", None),
+    ("GET", "/api/admin/locations", None),
     ("GET", "/api/admin/messages/m-1", None),
     ("POST", "/api/admin/messages/m-1/requeue", None),
     ("GET", "/api/admin/inbound/unroutable", None),

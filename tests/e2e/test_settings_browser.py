@@ -19,6 +19,8 @@ from app.devkit.harness import CIPHER, LOCATION, Harness, webhook
 from app.devkit.server_thread import ServerThread
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
+from app.store import Store
+from tests.e2e.test_message_log import received, sent
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 
 CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
@@ -330,7 +332,6 @@ async def test_the_cast_account_panel_shows_balance_warning_sender_choice_and_ch
     assert browser.execute_script(
         "return document.documentElement.scrollWidth <= document.documentElement.clientWidth"
     )
-    _screenshots(browser)
 
     sender = browser.find_element(By.ID, "sender_id")
     sender.clear()
@@ -344,6 +345,83 @@ async def test_the_cast_account_panel_shows_balance_warning_sender_choice_and_ch
     assert kind.get_attribute("data-channel") == "sim" and "Two-way" in kind.text
 
 
+# Each table against its own box: the table's width, and every body cell inside the box's left
+# and right edges with some width (a cell pushed out, or squeezed to nothing, is a hidden column).
+MEASURE_TABLES = """
+return Array.from(document.querySelectorAll("table")).map(function (table) {
+  var box = table.parentElement.getBoundingClientRect();
+  var cells = Array.from(table.querySelectorAll("tbody th, tbody td"));
+  var hidden = cells.filter(function (cell) {
+    var r = cell.getBoundingClientRect();
+    return r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.width < 1;
+  });
+  return {
+    id: table.id,
+    table: Math.round(table.getBoundingClientRect().width),
+    box: Math.round(box.width),
+    cells: cells.length,
+    hidden: hidden.map(function (cell) { return cell.textContent.trim().slice(0, 30); })
+  };
+});
+"""
+
+
+def _frame_width(browser: "WebDriver", width: int) -> None:
+    """Resize GHL's iframe to `width` px and work inside it again."""
+    browser.switch_to.default_content()
+    browser.set_window_size(width + 40, 1400)
+    browser.execute_script(f"document.getElementById('custom-page').style.width = '{width}px';")
+    browser.switch_to.frame(browser.find_element(By.ID, "custom-page"))
+
+
+async def seed_every_table(harness: Harness) -> None:
+    """An own key with 30 days of usage (the chart and #usage), and messages both ways with a
+    failure reason and a long body (#recent), so every table of the page has rows."""
+    harness.cast.credits = 120
+    today = datetime.now(UTC).date()
+    harness.cast.usage_days = [
+        {"date": (today - timedelta(days=n)).isoformat(), "total": t, "sent": t - f, "failed": f}
+        | {"parts": t + 2}
+        for n, t, f in [(0, 14, 1), (1, 22, 0), (3, 9, 2), (6, 30, 3), (12, 17, 0), (20, 8, 1)]
+    ]
+    own_key = LocationSettings(location_id=LOCATION, cast_api_key=OWN_KEY, updated_at=1.0)
+    now = datetime.now(UTC).timestamp()
+
+    async def seed(store: Store) -> None:
+        await LocationSettingsRepository(store, CIPHER).put(own_key)
+        await sent(store, "m-ok", now - 300, text="Your appointment is tomorrow at 10:00")
+        await sent(
+            store,
+            "m-failed",
+            now - 200,
+            text="A long promotional message " * 6,
+            phone="09181112222",
+            status="failed",
+        )
+        await received(store, "r-1", now - 100, text="Yes, see you tomorrow")
+
+    await harness.with_store(seed)
+
+
+async def test_every_table_fits_its_own_box_at_360_and_1024_px(started: Harness, open_in_ghl: Any):
+    await seed_every_table(started)
+    browser = open_in_ghl(sso_payload(user_context()))
+    _wait_for(browser, "settings-form")
+
+    for width in (FRAME_WIDTH, 1024):
+        _frame_width(browser, width)
+        _wait_for(browser, "recent")
+        tables = browser.execute_script(MEASURE_TABLES)
+
+        assert sorted(t["id"] for t in tables) == ["recent", "totals", "usage"], width
+        for table in tables:
+            assert table["cells"] > 0 and table["hidden"] == [], (width, table)
+            assert table["table"] <= table["box"], (width, table)
+        failed = browser.find_element(By.CSS_SELECTOR, '#recent tr[data-status="failed"]')
+        assert "Failed" in failed.text and "A long promotional message" in failed.text
+    _screenshots(browser)
+
+
 def _screenshots(browser: "WebDriver") -> None:
     """With SCREENSHOT_DIR set, the page at GHL's narrowest iframe (360 px) and at 1024 px
     (docs/architecture.md shows them: docs/img/)."""
@@ -352,7 +430,7 @@ def _screenshots(browser: "WebDriver") -> None:
         return
     browser.switch_to.default_content()
     for width in (FRAME_WIDTH, 1024):
-        browser.set_window_size(width + 40, 3000)
+        browser.set_window_size(width + 40, 6000)
         browser.execute_script(
             "const f = document.getElementById('custom-page');"
             f"f.style.width = '{width}px'; f.style.height = '100px';"
