@@ -25,7 +25,7 @@ async def test_messages_lists_the_log_newest_first_with_numbers_masked(harness: 
     lines = text.splitlines()
     assert lines[0].split() == ["at", "dir", "location", "phone", "status", "error", "text", "id"]
     assert lines[1].endswith("gw:r-2") and lines[-1].endswith("m-1")
-    assert "2027-01-15 08:00:00Z" in lines[-1] and "********4567" in lines[-1]
+    assert "2027-01-15T08:00:00Z" in lines[-1] and "********4567" in lines[-1]
     assert "9171234567" not in text
 
 

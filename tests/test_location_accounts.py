@@ -15,12 +15,15 @@ from app.locations.repository import COLLECTION, LocationSettingsRepository
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.locations.service import LocationService
 from app.locations.sso import Session
+from app.messages.repository import MessageLogRepository
+from app.messages.service import MessageLog
 from app.metrics import Counters
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
+from app.overview.repository import LocationNames
 from app.store import Store
 from tests.support.units import (
     FakeCast,
@@ -158,6 +161,7 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
     cipher = TokenCipher(Fernet.generate_key())
     repo = LocationSettingsRepository(store, cipher)
     outbox = OutboxRepository(store)
+    names = LocationNames(store)
     service = LocationService(
         settings(),
         repo,
@@ -167,6 +171,8 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
         idle_outbound(store, outbox),
         optout_service(settings(), store),
         account_info=CastAccountInfo(FakeCast(), SenderDirectory(FakeCast()), KeyStates(store)),
+        message_log=MessageLog(MessageLogRepository(store), names.all),
+        names=names,
     )
     session = Session("loc-1", "user-1", "Maria", 2e9, "company-1", admin=True)
 

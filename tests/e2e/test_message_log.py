@@ -22,8 +22,9 @@ OTHER = "loc-other"
 
 async def finished(store: Store, queue: str, item_id: str, data: dict[str, Any], at: float):
     """Store a message as the workers leave it when done (no worker picks it up again)."""
-    held = await store.enqueue_held(queue, item_id, data, now=at, until=at + 3600)
-    assert held is not None and held.lease
+    assert await store.enqueue(queue, item_id, data, due_at=at)
+    [held] = await store.claim(queue, now=at, lease_seconds=3600, limit=1)
+    assert held.id == item_id and held.lease
     assert await store.save(queue, item_id, held.lease, data=data, state=DONE, due_at=at)
 
 
