@@ -69,12 +69,22 @@ async def cmd_installations(admin: AdminService, out: Output, args: argparse.Nam
     out.listing(
         rows,
         "no installations",
-        ["id", "kind", "location", "company", "source", "token expires", "needs re-install"],
+        [
+            "id",
+            "kind",
+            "location",
+            "name",
+            "company",
+            "source",
+            "token expires",
+            "needs re-install",
+        ],
         [
             [
                 r.id,
                 r.kind,
                 r.location_id,
+                r.location_name or "-",
                 r.company_id,
                 r.source,
                 when(r.expires_at),

@@ -78,7 +78,12 @@ class AdminService:
         self._optouts = optouts
 
     async def installations(self) -> list[InstallationSummary]:
-        return await self._installations.summaries()
+        """Every installation (no token), each location's with the name GHL gave it."""
+        names = await self.overview.names()
+        return [
+            summary.model_copy(update={"location_name": names.get(summary.location_id or "")})
+            for summary in await self._installations.summaries()
+        ]
 
     async def reencrypt(self) -> ReencryptResult:
         """Everything encrypted at rest, encrypted again with the newest TOKEN_ENCRYPTION_KEY;
@@ -122,22 +127,15 @@ class AdminService:
 
     async def locations(self, company_id: str | None = None) -> LocationsOverview:
         """Every sub-account (of one agency when `company_id` is given) at a glance."""
-        if self.overview is None:
-            raise ApiError(503, "overview_unavailable", "the overview is not available")
         return await self.overview.overview(company_id)
-
-    def _require_log(self) -> MessageLog:
-        if self.message_log is None:
-            raise ApiError(503, "message_log_unavailable", "the message log is not available")
-        return self.message_log
 
     async def messages(self, query: MessageQuery) -> MessagePage:
         """A page of the message log (both directions, every location unless filtered)."""
-        return await self._require_log().page(query)
+        return await self.message_log.page(query)
 
     def export_messages(self, query: MessageQuery) -> AsyncIterator[str]:
         """The whole selection as CSV lines."""
-        return self._require_log().export_csv(query)
+        return self.message_log.export_csv(query)
 
     async def message(self, message_id: str) -> MessageView:
         found = await self._outbox.find(message_id)

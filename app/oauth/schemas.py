@@ -76,6 +76,7 @@ class InstallationSummary(BaseModel):
     id: str
     kind: str
     location_id: str | None
+    location_name: str | None = None  # as GHL last gave it (app/overview/repository.py)
     company_id: str | None
     scopes: list[str]
     expires_at: UtcTime

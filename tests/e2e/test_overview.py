@@ -132,6 +132,15 @@ async def test_the_names_ghl_gave_show_in_the_message_log(agency: Harness):
     assert (row["location_id"], row["location_name"]) == ("loc-a", "Location loc-a")
 
 
+async def test_the_installations_list_names_each_location_ghl_named(agency: Harness):
+    await get(agency, "/api/admin/locations")
+
+    response = await get(agency, "/api/admin/installations")
+
+    named = {i["location_id"]: i["location_name"] for i in response.json()["installations"]}
+    assert named.get("loc-a") == "Location loc-a"
+
+
 async def test_the_agency_install_page_names_the_sub_accounts_it_made_ready(harness: Harness):
     harness.start()
     harness.ghl.installed["co-1"] = ["loc-a"]
