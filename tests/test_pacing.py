@@ -25,6 +25,7 @@ from app.cast.pacing import (
     after_ip_rate_limited,
     after_rate_limited,
     current_rate,
+    lateness_allowed,
 )
 from app.devkit.fake_cast import max_in_any_window
 from app.pacing import JITTER, MAX_LATENESS, LimitState
@@ -366,3 +367,19 @@ def test_the_429s_of_one_burst_slow_the_ip_budget_down_once():
     again = after_ip_rate_limited(once, 30.0, NOW + 0.5, None)
     assert (once.rate, again.rate) == (24.0, 24.0)
     assert again.blocked_until == NOW + 0.5 + DEFAULT_RETRY_AFTER
+
+
+def test_a_key_at_its_full_rate_may_not_leave_late_for_the_ip_budget():
+    assert lateness_allowed(R, SECOND / R) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_key_at_its_share_may_leave_as_late_as_its_limit_still_holds_up_to_the_horizon():
+    assert lateness_allowed(R, SECOND / 5) == pytest.approx(R * SECOND / 5 - SECOND)
+    assert lateness_allowed(R, SECOND / 1.4) == HORIZON
+
+
+def test_r_plus_one_sends_leaving_as_late_as_allowed_still_span_the_limits_second():
+    interval = SECOND / 6
+    late = lateness_allowed(R, interval)
+    first, last = 0.0 + late, R * interval  # the first as late as allowed, the last on time
+    assert last - first >= SECOND - 1e-9

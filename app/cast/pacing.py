@@ -114,6 +114,13 @@ def after_ip_rate_limited(
     )
 
 
+def lateness_allowed(limit: float, interval: float) -> float:
+    """How late after its key slot a send may leave for the IP budget: R + 1 sends of a key paced
+    `interval` apart span R intervals, and must still span `SECOND` if the first leaves late
+    (none at the key's full rate; at most `HORIZON`, so a read never waits longer)."""
+    return min(HORIZON, max(0.0, max(1, math.floor(limit)) * interval - SECOND))
+
+
 class IpBudget:
     """Cast's per-IP limit: one slot line for every Cast request from one egress address,
     in the store for an egress group, else in this process."""
@@ -205,10 +212,8 @@ class CastPacer:
         when to come back if the key's slot is more than `HORIZON` away.
 
         The key is paced at the lower of its own rate and its share of the IP budget. Its slot
-        is reserved first, then the IP's from it: the IP's may come later by as much as the
-        key's slots are further apart than its limit needs (`slack`: a send that leaves that
-        late never brings the key over its limit); a later one drops the key's slot, and the
-        next is asked for from when the IP has room."""
+        is reserved first, then the IP's from it, at most `lateness_allowed` later; a later one
+        drops the key's slot, and the next is asked for from when the IP has room."""
         name = KEY_PREFIX + key_fingerprint(api_key)
         earliest = 0.0
         while True:
@@ -224,7 +229,7 @@ class CastPacer:
                 )
             if key_slot - now > HORIZON:
                 return ComeBack(await self._return_time(name, Later(key_slot, interval)))
-            slack = max(0.0, interval - SECOND / current_rate(state, self._configured, now))
+            slack = lateness_allowed(current_rate(state, self._configured, now), interval)
             ip_slot = await self.ip.reserve(key_slot, slack)
             earliest = ip_slot
             if ip_slot > key_slot + slack:
