@@ -383,3 +383,14 @@ def test_r_plus_one_sends_leaving_as_late_as_allowed_still_span_the_limits_secon
     late = lateness_allowed(R, interval)
     first, last = 0.0 + late, R * interval  # the first as late as allowed, the last on time
     assert last - first >= SECOND - 1e-9
+
+
+async def test_a_send_late_for_its_ip_slot_keeps_its_key_slot_while_its_key_has_room(
+    store: Store, clock: FakeClock
+):
+    pacer = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock, 0.05))
+    for i in range(19):
+        pacer.ip.share(f"cast_{i}")  # 20 keys share the budget: cast_a is paced at 1.4/s
+    await pacer.before_poll()  # the IP's next slot is SECOND / 30 away
+    assert await pacer.before_send("cast_a") == SendNow(rate=(30 - READ_FLOOR) / 20)
+    assert clock() == pytest.approx(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later

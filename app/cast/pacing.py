@@ -138,6 +138,7 @@ class IpBudget:
         self._repo = PacingRepository(store) if group else LocalPacingRepository()
         self._turns = Turns(self._repo, clock, sleep)
         self._clock = clock
+        self._sleep = sleep
         self._active: dict[str, float] = {}  # key name -> when it last asked for a send
 
     def _interval(self, state: LimitState, now: float) -> float:
@@ -158,6 +159,23 @@ class IpBudget:
         return await self._repo.reserve_slot(
             self._name, now=start, interval=interval, horizon=horizon - (start - at)
         )
+
+    async def wait_for_slot(self, since: float, until: float) -> Later | None:
+        """Sleep until the first free slot from `since` if it is at most `until`: None then;
+        else nothing is reserved and the free slot is told. A slot woken up to late is dropped
+        for the next (asked for that much further ahead, as `Turns.take` does)."""
+        lead = 0.0
+        while True:
+            at = max(since, self._clock() + lead)
+            slot = await self.reserve(at, until - at)
+            if slot > until:
+                return Later(slot, 0.0)
+            if (wait := slot - self._clock()) > 0:
+                await self._sleep(wait)
+            now = self._clock()
+            if now - slot <= MAX_LATENESS / 2 and self.still_open(now):
+                return None
+            lead = max(0.0, now - slot)
 
     def still_open(self, now: float) -> bool:
         """No block and no slower rate since a slot was reserved."""
@@ -230,20 +248,14 @@ class CastPacer:
             if key_slot - now > HORIZON:
                 return ComeBack(await self._return_time(name, Later(key_slot, interval)))
             slack = lateness_allowed(current_rate(state, self._configured, now), interval)
-            ip_slot = await self.ip.reserve(key_slot, slack)
-            earliest = ip_slot
-            if ip_slot > key_slot + slack:
-                continue  # the IP budget is busy then: this key slot is dropped
-            if (wait := ip_slot - self._clock()) > 0:
-                await self._sleep(wait)
+            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack)
             now = self._clock()
-            if (
-                now - ip_slot <= MAX_LATENESS / 2
-                and still_open(self._repo.known_state(name), rule, interval, now)
-                and self.ip.still_open(now)
-            ):
+            if busy is not None:  # the IP has no room in time: this key slot is dropped
+                earliest = busy.slot
+            elif still_open(self._repo.known_state(name), rule, interval, now):
                 return SendNow(rate=SECOND / interval)
-            earliest = now + max(0.0, now - ip_slot)  # woke up late, or slowed down meanwhile
+            else:  # the key slowed down or was blocked meanwhile
+                earliest = now
 
     async def _return_time(self, name: str, later: Later) -> float:
         return await self._repo.reserve_slot(
