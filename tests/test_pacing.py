@@ -1,5 +1,6 @@
 """Cast pacing: one slot per send in the store, shared by every pacer on it (several bridge
-processes), a per-process per-IP budget, and slowing a key down when Cast answers 429.
+processes), the per-IP budget (per process, or per egress group through the store) and keys'
+shares of it, and slowing down what drew a 429: the key or the IP budget.
 
 On a fake clock: a pacer's sleep moves the clock by exactly what it asked for (one send at a
 time, so sleeps never overlap), unless a test makes it oversleep."""
