@@ -248,10 +248,12 @@ class CastPacer:
             if key_slot - now > HORIZON:
                 return ComeBack(await self._return_time(name, Later(key_slot, interval)))
             slack = lateness_allowed(current_rate(state, self._configured, now), interval)
-            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack)
+            # MAX_LATENESS / 2: how late any slot may be woken up to (the key's included)
+            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
             now = self._clock()
             if busy is not None:  # the IP has no room in time: this key slot is dropped
-                earliest = busy.slot
+                # the next asked for that much further ahead if this one was late already
+                earliest = max(busy.slot, now + max(0.0, now - key_slot))
             elif still_open(self._repo.known_state(name), rule, interval, now):
                 return SendNow(rate=SECOND / interval)
             else:  # the key slowed down or was blocked meanwhile
