@@ -395,3 +395,17 @@ async def test_a_send_late_for_its_ip_slot_keeps_its_key_slot_while_its_key_has_
     await pacer.before_poll()  # the IP's next slot is SECOND / 30 away
     assert await pacer.before_send("cast_a") == SendNow(rate=(30 - READ_FLOOR) / 20)
     assert clock() == pytest.approx(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later
+
+
+async def test_a_key_at_its_full_rate_sends_though_the_store_round_trip_makes_it_a_little_late(
+    store: Store,
+):
+    ticking = FakeClock(NOW)
+
+    def clock() -> float:  # every look at the clock is 1 ms later: a store round trip between
+        ticking.advance(0.001)
+        return ticking()
+
+    pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(ticking))
+    turn = await asyncio.wait_for(pacer.before_send("cast_a"), timeout=5)
+    assert turn == SendNow(rate=R)
