@@ -155,7 +155,12 @@ def build_services(
     installations = InstallationRepository(store, cipher)
     location_settings = LocationSettingsRepository(store, cipher)
     cast = CastClient(cast_http, observer=counters.upstream("cast"))
-    pacer = CastPacer(store, settings.cast_rate_per_key, settings.cast_ip_rate)
+    pacer = CastPacer(
+        store,
+        settings.cast_rate_per_key,
+        settings.cast_ip_rate,
+        egress_group=settings.cast_egress_group,
+    )
     senders = SenderDirectory(cast, pacer.before_poll)
     accounts = CastAccounts(settings, location_settings, senders=senders)
     account_info = CastAccountInfo(cast, senders, KeyStates(store), counters, pacer.before_poll)
@@ -182,7 +187,11 @@ def build_services(
         refused=refused,
         cipher=cipher,
         receipts=ReceiptReconciler(
-            ReceiptLedgers(store), cast, pacer.before_poll, settings.dlr_logs_interval_seconds
+            ReceiptLedgers(store),
+            cast,
+            pacer.before_poll,
+            settings.dlr_logs_interval_seconds,
+            on_rate_limited=pacer.read_rate_limited,
         ),
     )
     inbox = InboxRepository(store)

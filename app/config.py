@@ -203,9 +203,20 @@ class Settings(BaseSettings):
     cast_ip_rate: float = Field(
         30.0,
         gt=0,
-        description="Pacing: requests per second for ALL Cast calls of this process (Cast's "
-        "per-source-IP limit is 30 req/s, burst 50; the bridge never uses the burst). If "
-        "several bridge processes share one egress IP, divide it between them.",
+        description="Pacing: requests per second for ALL Cast calls from one egress IP address "
+        "(Cast's per-source-IP limit is 30 req/s, burst 50; the bridge never uses the burst): "
+        "sends, receipt reads, account reads, sender checks and the opt-out sync share it. Per "
+        "process, or per CAST_EGRESS_GROUP when one is set.",
+    )
+    cast_egress_group: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Pacing: the name of the egress IP address this process shares with other "
+        "bridge processes (replicas behind one NAT address): processes with the same name share "
+        "one CAST_IP_RATE budget through the store. Empty: this process has its own address "
+        "and its own budget.",
+        examples=["nat-manila-1"],
     )
     ghl_requests_per_10s: int = Field(
         100,

@@ -19,7 +19,6 @@ when that slot would be (`Later`): a worker should not hold a message that only 
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 
@@ -166,25 +165,31 @@ def still_open(state: LimitState, rule: SpacingRule, interval: float, now: float
     return state.blocked_until <= now and rule(state, now) <= interval
 
 
-class SlidingWindow:
-    """At most `limit` events in any `window` seconds, in this process (a sliding log)."""
+class LocalPacingRepository(PacingRepository):
+    """Slots and states of one process, in memory: a limit this process does not share."""
 
-    def __init__(
-        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit, self.window = max(1, limit), window
-        self._clock = clock
-        self._times: deque[float] = deque()
+    def __init__(self) -> None:
+        self._states = {}
+        self._slots: dict[str, float] = {}
 
-    def delay(self) -> float:
-        """Seconds until one more event fits (0: now)."""
-        now = self._clock()
-        while self._times and self._times[0] + self.window <= now:
-            self._times.popleft()
-        if len(self._times) < self.limit:
-            return 0.0
-        return self._times[0] + self.window - now
+    async def reserve_slot(
+        self, name: str, *, now: float, interval: float, horizon: float = math.inf
+    ) -> float:
+        last = self._slots.get(name)
+        slot = now if last is None else max(now, last + interval)
+        if slot - now <= horizon:
+            self._slots[name] = slot
+        return slot
 
-    def take(self) -> None:
-        """Record an event now; call only when `delay()` is 0 (no await in between)."""
-        self._times.append(self._clock())
+    async def state(self, name: str) -> LimitState:
+        return self.known_state(name)
+
+    async def update_state(
+        self, name: str, change: Callable[[LimitState], LimitState]
+    ) -> LimitState:
+        new = change(self.known_state(name))
+        self._states[name] = (0.0, new)
+        return new
+
+    async def states(self, prefix: str) -> dict[str, LimitState]:
+        return {name: state for name, (_, state) in self._states.items() if name.startswith(prefix)}

@@ -1,16 +1,19 @@
 """Many tenants behind one egress IP (issue 30): K sub-accounts with their own Cast keys, M
 messages each posted at once, carrier mode, receipts reconciled from the keys' message logs.
 
-    .venv/bin/python -m bench.receipts_bench --keys 20 --per-key 100     # ~2-3 min
+    .venv/bin/python -m bench.receipts_bench --keys 20 --per-key 100 --replicas 1 3   # ~3 min
 
 One fake Cast + fake GHL process (`bench.fakes_server --keys K --key-limiter sliding
 --ip-limiter sliding --settle-after 3 20`: Cast's 10 msg/s per key and 30 requests/s per IP
 over ALL endpoints, both as sliding 1-s logs with 20 ms of arrival jitter; each receipt known
-3-20 s after its send), one bridge on SQLite with the defaults (CAST_RATE_PER_KEY=10,
-CAST_IP_RATE=30, DLR_FIRST_POLL_SECONDS=15, DLR_LOGS_INTERVAL_SECONDS=10), K locations each
-sending with its own key. Reports the send rate (messages - 1 over first-to-last send), Cast
-requests per message (sends, logs and status reads, account reads: everything), 429s, and the
-median and last time from Cast's acceptance to the status at GHL, with the load average.
+3-20 s after its send), then, for each `--replicas` count, that many bridges on one SQLite
+store with the defaults (CAST_RATE_PER_KEY=10, CAST_IP_RATE=30, DLR_FIRST_POLL_SECONDS=15,
+DLR_LOGS_INTERVAL_SECONDS=10; several replicas: one CAST_EGRESS_GROUP, as behind one NAT
+address, which is what the fake sees: they all come from 127.0.0.1), K locations each sending
+with its own key, every message posted to the first bridge. Reports the send rate (messages - 1
+over first-to-last send), Cast requests per message (sends, logs and status reads, account
+reads: everything), 429s, and the median and last time from Cast's acceptance to the status at
+GHL, with the load average.
 """
 
 import argparse
@@ -110,7 +113,7 @@ def figures(fakes: Fakes, n: int) -> dict[str, Any]:
     }
 
 
-async def run(keys: int, per_key: int, timeout: float) -> dict[str, Any]:
+async def run(keys: int, per_key: int, replicas: int, timeout: float) -> dict[str, Any]:
     n = keys * per_key
     fakes = Fakes.start(
         10.0,
@@ -128,27 +131,34 @@ async def run(keys: int, per_key: int, timeout: float) -> dict[str, Any]:
     )
     workdir = Path(tempfile.mkdtemp(prefix="receipts-bench-"))
     store = StoreSetup.create("sqlite", workdir)
-    bridge = make_bridge(
-        store,
-        fakes,
-        workdir,
-        10.0,
-        DLR_FIRST_POLL_SECONDS="15",
-        DLR_MAX_POLL_INTERVAL_SECONDS="120",
-        DLR_LOGS_INTERVAL_SECONDS="10",
-        CAST_API_TIMEOUT_SECONDS="15",
-    )
+    bridges = [
+        make_bridge(
+            store,
+            fakes,
+            workdir,
+            10.0,
+            DLR_FIRST_POLL_SECONDS="15",
+            DLR_MAX_POLL_INTERVAL_SECONDS="120",
+            DLR_LOGS_INTERVAL_SECONDS="10",
+            CAST_API_TIMEOUT_SECONDS="15",
+            CAST_EGRESS_GROUP="bench-nat" if replicas > 1 else "",
+        )
+        for _ in range(replicas)
+    ]
     try:
         await seed_locations(fakes, store.env, bench_keys(keys))
         signed = bodies(keys, per_key)
-        bridge.start()
-        await post_all(bridge.url, signed)
+        for index, bridge in enumerate(bridges):
+            bridge.log_path = workdir / f"bridge-{index}.log"
+            bridge.start()
+        await post_all(bridges[0].url, signed)
         deadline = time.monotonic() + timeout
         while fakes.ghl_stats()["unique"] < n and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
-        return figures(fakes, n)
+        return {"replicas": replicas, **figures(fakes, n)}
     finally:
-        bridge.stop()
+        for bridge in bridges:
+            bridge.stop()
         fakes.stop()
         store.close()
 
@@ -157,10 +167,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=20)
     parser.add_argument("--per-key", type=int, default=100)
+    parser.add_argument(
+        "--replicas", type=int, nargs="+", default=[1, 3], help="one run per count, in turn"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait, at most")
     args = parser.parse_args()
-    result = asyncio.run(run(args.keys, args.per_key, args.timeout))
-    print(json.dumps(result, indent=2))
+    for replicas in args.replicas:
+        result = asyncio.run(run(args.keys, args.per_key, replicas, args.timeout))
+        print(json.dumps(result, indent=2), flush=True)
 
 
 if __name__ == "__main__":

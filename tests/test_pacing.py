@@ -1,5 +1,6 @@
 """Cast pacing: one slot per send in the store, shared by every pacer on it (several bridge
-processes), a per-process per-IP budget, and slowing a key down when Cast answers 429.
+processes), the per-IP budget (per process, or per egress group through the store) and keys'
+shares of it, and slowing down what drew a 429: the key or the IP budget.
 
 On a fake clock: a pacer's sleep moves the clock by exactly what it asked for (one send at a
 time, so sleeps never overlap), unless a test makes it oversleep."""
@@ -13,15 +14,19 @@ import pytest
 from app.cast.keys import key_fingerprint, key_label
 from app.cast.pacing import (
     CEILING_HOLD_SECONDS,
+    DEFAULT_RETRY_AFTER,
     HORIZON,
     KEY_PREFIX,
+    READ_FLOOR,
     RECOVERY_STEP_SECONDS,
     SECOND,
     CastPacer,
     ComeBack,
     SendNow,
+    after_ip_rate_limited,
     after_rate_limited,
     current_rate,
+    lateness_allowed,
 )
 from app.devkit.fake_cast import max_in_any_window
 from app.pacing import JITTER, MAX_LATENESS, LimitState
@@ -90,11 +95,13 @@ async def test_an_idle_keys_send_leaves_at_once(store: Store, clock: FakeClock):
     assert clock() == NOW
 
 
-async def test_different_keys_do_not_wait_for_each_other(store: Store, clock: FakeClock):
+async def test_different_keys_wait_for_each_other_only_as_the_ip_budget_spaces_them(
+    store: Store, clock: FakeClock
+):
     pacer = pacer_on(store, clock)
     for i in range(5):
         await pacer.before_send(f"cast_{i}")
-    assert clock() == NOW
+    assert clock() == pytest.approx(NOW + 4 * SECOND / 1000)
 
 
 async def test_a_send_that_wakes_up_late_drops_its_slot_and_takes_the_next(
@@ -242,7 +249,7 @@ async def test_two_pacers_answering_the_same_burst_of_429s_slow_down_once(store:
     assert await pacers[0].rates() == {key_label("cast_a"): 8.0}
 
 
-# Per IP, per process ------------------------------------------------------------------------
+# Per IP ------------------------------------------------------------------------
 async def test_sends_and_polls_together_never_exceed_the_ip_rate_in_any_second(
     store: Store, clock: FakeClock
 ):
@@ -254,4 +261,151 @@ async def test_sends_and_polls_together_never_exceed_the_ip_rate_in_any_second(
         await pacer.before_poll()
         times.append(clock())
     assert max_in_any_window(times, 1.0 + JITTER) <= 15
-    assert times[-1] - times[0] == pytest.approx(2 * SECOND, abs=0.01)  # and no slower
+    assert times[-1] - times[0] == pytest.approx(39 * SECOND / 15)  # and no slower
+
+
+async def test_pacers_without_an_egress_group_have_their_own_ip_budget(
+    store: Store, clock: FakeClock
+):
+    pacers = [pacer_on(store, clock, ip_rate=10) for _ in range(2)]
+    await pacers[0].before_send("cast_a")
+    await pacers[1].before_send("cast_b")
+    assert clock() == NOW
+
+
+async def test_pacers_of_one_egress_group_share_one_ip_budget_through_the_store(
+    store: Store, clock: FakeClock
+):
+    pacers = [
+        CastPacer(store, R, 10, clock=clock, sleep=sleeping_on(clock), egress_group="nat-1")
+        for _ in range(2)
+    ]
+    times = []
+    for i in range(20):
+        await pacers[i % 2].before_send(f"cast_{i}")
+        times.append(clock())
+    assert max_in_any_window(times, 1.0 + JITTER) <= 10
+    assert min(b - a for a, b in itertools.pairwise(times)) == pytest.approx(SECOND / 10)
+
+
+async def test_a_key_among_many_is_paced_at_its_share_of_the_ip_budget(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=30)
+    for i in range(19):
+        await pacer.before_send(f"cast_{i}")
+    first = await pacer.before_send("cast_a")
+    assert first == SendNow(rate=(30 - READ_FLOOR) / 20)
+
+
+async def test_a_keys_backlog_comes_back_at_the_rate_of_its_share_of_the_ip_budget(
+    store: Store, clock: FakeClock
+):
+    pacer = CastPacer(store, R, 30, clock=clock, sleep=no_sleep)
+    for i in range(19):
+        await pacer.before_send(f"cast_{i}")
+    turns = [await pacer.before_send("cast_a") for _ in range(6)]
+    backs = [turn.at for turn in turns if isinstance(turn, ComeBack)]
+    share_interval = SECOND / ((30 - READ_FLOOR) / 20)
+    assert [b - a for a, b in itertools.pairwise(backs)] == pytest.approx(
+        [share_interval] * (len(backs) - 1)
+    )
+    assert len(backs) >= 2
+
+
+async def test_a_read_waits_behind_the_sends_holding_slots_not_behind_a_backlog(
+    store: Store, clock: FakeClock
+):
+    pacer = CastPacer(store, R, 30, clock=clock, sleep=no_sleep)
+    for _ in range(200):  # one key's backlog: most of them come back later
+        await pacer.before_send("cast_a")
+    reading = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock))
+    reading.ip = pacer.ip
+    await reading.before_poll()
+    assert clock() - NOW <= HORIZON + SECOND / R
+
+
+async def test_a_send_the_ip_budget_cannot_take_in_time_drops_its_key_slot_and_goes_later(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=2)
+    await pacer.before_poll()  # the IP's next slot is SECOND / 2 away, the key's is now
+    assert isinstance(await pacer.before_send("cast_a"), SendNow)
+    assert clock() == pytest.approx(NOW + SECOND / 2)
+
+
+# 429s are attributed ----------------------------------------------------------------------------
+async def test_a_429_to_a_key_paced_well_below_its_limit_slows_the_ip_budget_not_the_key(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=30)
+    rate = await pacer.rate_limited("cast_a", paced_at=1.4, retry_after=None)
+    assert rate == R
+    assert await pacer.rates() == {}
+    assert pacer.ip.share("cast_a") < (30 - READ_FLOOR) / 1  # the budget itself slowed down
+
+
+async def test_a_429_to_a_key_paced_at_its_limit_slows_the_key_not_the_ip_budget(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=30)
+    assert await pacer.rate_limited("cast_a", paced_at=R, retry_after=None) == 8.0
+    assert pacer.ip.share("cast_b") == 30 - READ_FLOOR
+
+
+async def test_a_429_to_a_read_slows_the_ip_budget_and_blocks_it_for_retry_after(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=30)
+    await pacer.read_rate_limited(retry_after=3.0)
+    assert pacer.ip.share("cast_a") == 24.0 - READ_FLOOR
+    await pacer.before_send("cast_a")
+    assert clock() == pytest.approx(NOW + 3.0)
+
+
+def test_the_429s_of_one_burst_slow_the_ip_budget_down_once():
+    once = after_ip_rate_limited(LimitState(), 30.0, NOW, None)
+    again = after_ip_rate_limited(once, 30.0, NOW + 0.5, None)
+    assert (once.rate, again.rate) == (24.0, 24.0)
+    assert again.blocked_until == NOW + 0.5 + DEFAULT_RETRY_AFTER
+
+
+def test_a_key_at_its_full_rate_may_not_leave_late_for_the_ip_budget():
+    assert lateness_allowed(R, SECOND / R) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_key_at_its_share_may_leave_as_late_as_its_limit_still_holds_up_to_the_horizon():
+    assert lateness_allowed(R, SECOND / 5) == pytest.approx(R * SECOND / 5 - SECOND)
+    assert lateness_allowed(R, SECOND / 1.4) == HORIZON
+
+
+def test_r_plus_one_sends_leaving_as_late_as_allowed_still_span_the_limits_second():
+    interval = SECOND / 6
+    late = lateness_allowed(R, interval)
+    first, last = 0.0 + late, R * interval  # the first as late as allowed, the last on time
+    assert last - first >= SECOND - 1e-9
+
+
+async def test_a_send_late_for_its_ip_slot_keeps_its_key_slot_while_its_key_has_room(
+    store: Store, clock: FakeClock
+):
+    pacer = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock, 0.05))
+    for i in range(19):
+        pacer.ip.share(f"cast_{i}")  # 20 keys share the budget: cast_a is paced at 1.4/s
+    await pacer.before_poll()  # the IP's next slot is SECOND / 30 away
+    assert await pacer.before_send("cast_a") == SendNow(rate=(30 - READ_FLOOR) / 20)
+    assert clock() == pytest.approx(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later
+
+
+async def test_a_key_at_its_full_rate_sends_though_the_store_round_trip_makes_it_a_little_late(
+    store: Store,
+):
+    ticking = FakeClock(NOW)
+
+    def clock() -> float:  # every look at the clock is 1 ms later: a store round trip between
+        ticking.advance(0.001)
+        return ticking()
+
+    pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(ticking))
+    turn = await asyncio.wait_for(pacer.before_send("cast_a"), timeout=5)
+    assert turn == SendNow(rate=R)

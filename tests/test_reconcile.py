@@ -36,10 +36,11 @@ async def client(cast: FakeCast) -> AsyncIterator[CastClient]:
         yield client
 
 
-def reconciler(store: Store, client: CastClient, clock: FakeClock) -> ReceiptReconciler:
-    async def no_wait() -> None:
-        return None
+async def no_wait() -> None:
+    return None
 
+
+def reconciler(store: Store, client: CastClient, clock: FakeClock) -> ReceiptReconciler:
     return ReceiptReconciler(ReceiptLedgers(store), client, no_wait, INTERVAL, clock)
 
 
@@ -179,6 +180,26 @@ async def test_a_key_whose_logs_read_fails_has_its_parts_asked_by_status(
 
     assert lookup.by_status == {cast_id(second)}
     assert cast.api_calls["logs"] == 1
+
+
+async def test_a_429_to_a_logs_read_is_reported_to_the_ip_budget(store, clock):
+    cast = FakeCast({CAST_KEY}, per_key_rate=1e9, ip_rate=2, ip_burst=2)  # two sends use it up
+    cast.approve(CAST_KEY, "CASTTEST", "sms")
+    told: list[float | None] = []
+
+    async def ip_rate_limited(retry_after: float | None) -> None:
+        told.append(retry_after)
+
+    async with cast_client_over(cast.app) as client:
+        first, second = await sent(client, clock), await sent(client, clock)
+        receipts = ReceiptReconciler(
+            ReceiptLedgers(store), client, no_wait, INTERVAL, clock, ip_rate_limited
+        )
+        await receipts.look_up(CAST_KEY, first)
+        lookup = await receipts.look_up(CAST_KEY, second)
+
+    assert told == [1.0]
+    assert lookup.by_status == {cast_id(second)}
 
 
 async def test_the_next_round_after_a_failed_read_uses_the_logs_again(store, client, cast, clock):

@@ -5,20 +5,27 @@ undocumented: the strictest plausible one is a sliding log, at most R in ANY 1-s
 send takes one slot in the store, `spacing(R, 1 s)` apart (`app/pacing.py`: 1.04 s / R, 96 % of
 R), so send k and send k+R reach Cast more than 1 s apart whatever the network's jitter.
 
-Backlog: a send whose slot is more than `HORIZON` away reserves nothing and comes back later
+Per IP (`IpBudget`): every Cast request (sends, receipt reads, account reads, sender checks, the
+opt-out sync) takes a slot of one more line, `SECOND / CAST_IP_RATE` apart: the egress group's
+line in the store (`cast-ip:<group>`, shared by the replicas behind one address) or, without a
+group, this process's. The budget is planned, not first come: a key sends at most its share of
+it, the budget less `READ_FLOOR` divided among the keys with work, so reads always find room; a
+read waits for its slot like a send, behind at most the sends already holding slots.
+
+Backlog: a send whose key slot is more than `HORIZON` away reserves nothing and comes back later
 (`ComeBack`), so a key's backlog waits in the outbox, not in the worker's slots that receipt
-polls and status reports need. Returns are themselves spaced one interval apart for the whole
-cluster (a second slot line per key), from `HORIZON / 2` before the key's next free slot: they
-meet the key as its backlog drains, one by one, not all at once.
+polls and status reports need. Returns are themselves spaced at the key's interval (its share of
+the IP budget when that is smaller than its own limit) for the whole cluster (a second slot line
+per key), from `HORIZON / 2` before the key's next free slot: they meet the key as its backlog
+drains, one by one, not all at once.
 
-Adaptive: a 429 for a key slows that key down for the cluster (state in the store):
-multiplicative decrease (x0.8, at least one step), a block for Retry-After, and a slow recovery
-(+1/s per `RECOVERY_STEP_SECONDS`) up to `cast_rate_per_key`, but not above the rate that drew
-the 429 for `CEILING_HOLD_SECONDS`, so a key whose real limit is lower settles instead of
-probing it every minute. A send waiting for its slot when the key slows down takes a new one.
-
-Per process (Cast's per-IP limit, shared by sends and receipt polls): at most `ip_rate`
-requests in any `spacing`-stretched second, sends first. Keys are identified by their identity
+Adaptive: a 429 for a send slows down what could have caused it. A key paced at its own limit:
+that key, for the cluster (state in the store): multiplicative decrease (x0.8, at least one
+step), a block for Retry-After, and a slow recovery (+1/s per `RECOVERY_STEP_SECONDS`) up to
+`cast_rate_per_key`, but not above the rate that drew the 429 for `CEILING_HOLD_SECONDS`, so a key
+whose real limit is lower settles instead of probing it every minute. A key paced below
+`IP_BLAME` of its limit (sharing the IP budget) cannot have drawn it: the IP budget slows down
+the same way instead, as it does for a 429 to a read. Keys are identified by their identity
 (app/cast/keys.py), never by the key.
 """
 
@@ -30,13 +37,16 @@ from dataclasses import dataclass, replace
 
 from app.cast.keys import key_fingerprint, label_of
 from app.pacing import (
+    MAX_LATENESS,
     Later,
     LimitState,
+    LocalPacingRepository,
     PacingRepository,
     Sleep,
-    SlidingWindow,
+    SpacingRule,
     Turns,
     spacing,
+    still_open,
 )
 from app.store import Store
 
@@ -45,11 +55,15 @@ DECREASE = 0.8
 RECOVERY_STEP_SECONDS = 60.0
 CEILING_HOLD_SECONDS = 3600.0
 DEFAULT_RETRY_AFTER = 1.0
+READ_FLOOR = 2.0  # requests/s of the IP budget no key's share takes: receipts and account reads
+IP_BLAME = 0.5  # a 429 to a key paced below this part of its limit is the IP's
+ACTIVE_SECONDS = 5.0  # a key that asked for a send this recently shares the IP budget
 KEY_PREFIX = "cast-key:"
+IP_PREFIX = "cast-ip:"
 LEGACY_ID_LENGTH = 12  # states named by 12 hex digits of SHA-256 of the key (before issue 28)
 RETURNS_SUFFIX = ":returns"
 # A second stretched by the network's jitter and a send's lateness: a key's slots are
-# SECOND / rate apart, and the per-IP budget counts `ip_rate` requests in any SECOND.
+# SECOND / rate apart, and so are the IP budget's.
 SECOND = spacing(1, 1.0)
 
 
@@ -88,6 +102,103 @@ def after_rate_limited(
     return replace(blocked, rate=slower, ceiling=max(1.0, rate - 1.0), changed_at=now)
 
 
+def after_ip_rate_limited(
+    state: LimitState, configured: float, now: float, retry_after: float | None
+) -> LimitState:
+    """The IP budget's state after a 429 it drew: the 429s of one burst (answered while the
+    first one's block lasts) slow it down once."""
+    if state.blocked_until > now:
+        return state.blocked(now + (retry_after or DEFAULT_RETRY_AFTER))
+    return after_rate_limited(
+        state, configured, now, current_rate(state, configured, now), retry_after
+    )
+
+
+def lateness_allowed(limit: float, interval: float) -> float:
+    """How late after its key slot a send may leave for the IP budget: R + 1 sends of a key paced
+    `interval` apart span R intervals, and must still span `SECOND` if the first leaves late
+    (none at the key's full rate; at most `HORIZON`, so a read never waits longer)."""
+    return min(HORIZON, max(0.0, max(1, math.floor(limit)) * interval - SECOND))
+
+
+class IpBudget:
+    """Cast's per-IP limit: one slot line for every Cast request from one egress address,
+    in the store for an egress group, else in this process."""
+
+    def __init__(
+        self,
+        store: Store,
+        rate: float,
+        group: str = "",
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._configured = rate
+        self._name = IP_PREFIX + (group or "process")
+        self._repo = PacingRepository(store) if group else LocalPacingRepository()
+        self._turns = Turns(self._repo, clock, sleep)
+        self._clock = clock
+        self._sleep = sleep
+        self._active: dict[str, float] = {}  # key name -> when it last asked for a send
+
+    def _interval(self, state: LimitState, now: float) -> float:
+        return SECOND / current_rate(state, self._configured, now)
+
+    async def read(self) -> None:
+        """Wait for a read's slot (receipts, account, senders, opt-outs): behind at most the
+        sends already holding slots, never behind a whole backlog."""
+        await self._turns.take(self._name, self._interval)
+
+    async def reserve(self, at: float, horizon: float) -> float:
+        """The first slot from `at`, reserved if it is at most `horizon` after `at`."""
+        state = await self._repo.state(self._name)
+        start = max(at, state.blocked_until)
+        if start - at > horizon:
+            return start
+        interval = self._interval(state, self._clock())
+        return await self._repo.reserve_slot(
+            self._name, now=start, interval=interval, horizon=horizon - (start - at)
+        )
+
+    async def wait_for_slot(self, since: float, until: float) -> Later | None:
+        """Sleep until the first free slot from `since` if it is at most `until`: None then;
+        else nothing is reserved and the free slot is told. A slot woken up to late is dropped
+        for the next (asked for that much further ahead, as `Turns.take` does)."""
+        lead = 0.0
+        while True:
+            at = max(since, self._clock() + lead)
+            slot = await self.reserve(at, until - at)
+            if slot > until:
+                return Later(slot, 0.0)
+            if (wait := slot - self._clock()) > 0:
+                await self._sleep(wait)
+            now = self._clock()
+            if now - slot <= MAX_LATENESS / 2 and self.still_open(now):
+                return None
+            lead = max(0.0, now - slot)
+
+    def still_open(self, now: float) -> bool:
+        """No block and no slower rate since a slot was reserved."""
+        state = self._repo.known_state(self._name)
+        return state.blocked_until <= now and state.changed_at <= now - MAX_LATENESS
+
+    def share(self, key_name: str) -> float:
+        """The rate a key can get now: the budget less the readers' floor, divided among the
+        keys that asked for sends in the last `ACTIVE_SECONDS` (this one included)."""
+        now = self._clock()
+        self._active[key_name] = now
+        self._active = {k: at for k, at in self._active.items() if now - at < ACTIVE_SECONDS}
+        rate = current_rate(self._repo.known_state(self._name), self._configured, now)
+        return max(1.0, rate - READ_FLOOR) / len(self._active)
+
+    async def rate_limited(self, retry_after: float | None) -> None:
+        now = self._clock()
+        await self._repo.update_state(
+            self._name,
+            lambda s: after_ip_rate_limited(s, self._configured, now, retry_after),
+        )
+
+
 class CastPacer:
     def __init__(
         self,
@@ -96,58 +207,80 @@ class CastPacer:
         ip_rate: float,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
+        egress_group: str = "",
     ) -> None:
         self._repo = PacingRepository(store)
         self._configured = per_key_rate
         self._clock = clock
-        self._turns = Turns(self._repo, clock, sleep)
         self._sleep = sleep
-        self._ip = SlidingWindow(math.floor(ip_rate), SECOND, clock)
-        self._sends_waiting_for_ip = 0
+        self.ip = IpBudget(store, ip_rate, egress_group, clock, sleep)
 
     @property
     def configured_rate(self) -> float:
         return self._configured
 
-    def _interval(self, state: LimitState, now: float) -> float:
-        return SECOND / current_rate(state, self._configured, now)
+    def _paced(self, share: float) -> SpacingRule:
+        def interval(state: LimitState, now: float) -> float:
+            return SECOND / min(current_rate(state, self._configured, now), share)
+
+        return interval
 
     async def before_send(self, api_key: str) -> SendNow | ComeBack:
-        """Wait for the key's next slot and room in the per-IP budget, or say when to come
-        back if the key's slot is more than `HORIZON` away."""
+        """Wait for a slot of the key and one of the IP budget at (about) the same time, or say
+        when to come back if the key's slot is more than `HORIZON` away.
+
+        The key is paced at the lower of its own rate and its share of the IP budget. Its slot
+        is reserved first, then the IP's from it, at most `lateness_allowed` later; a later one
+        drops the key's slot, and the next is asked for from when the IP has room."""
         name = KEY_PREFIX + key_fingerprint(api_key)
+        earliest = 0.0
         while True:
-            turn = await self._turns.take(name, self._interval, HORIZON)
-            if isinstance(turn, Later):
-                return ComeBack(await self._return_time(name, turn))
-            if self._ip.delay() == 0:
-                self._ip.take()
-                return SendNow(rate=SECOND / turn.interval)
-            await self._wait_for_ip_room()  # then a new slot: this one has passed
+            rule = self._paced(self.ip.share(name))
+            state = await self._repo.state(name)
+            now = self._clock()
+            interval = rule(state, now)
+            start = max(now, earliest, state.blocked_until)
+            key_slot = start
+            if start - now <= HORIZON:
+                key_slot = await self._repo.reserve_slot(
+                    name, now=start, interval=interval, horizon=HORIZON - (start - now)
+                )
+            if key_slot - now > HORIZON:
+                return ComeBack(await self._return_time(name, Later(key_slot, interval)))
+            slack = lateness_allowed(current_rate(state, self._configured, now), interval)
+            # MAX_LATENESS / 2: how late any slot may be woken up to (the key's included)
+            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
+            now = self._clock()
+            if busy is not None:  # the IP has no room in time: this key slot is dropped
+                # the next asked for that much further ahead if this one was late already
+                earliest = max(busy.slot, now + max(0.0, now - key_slot))
+            elif still_open(self._repo.known_state(name), rule, interval, now):
+                return SendNow(rate=SECOND / interval)
+            else:  # the key slowed down or was blocked meanwhile
+                earliest = now
 
     async def _return_time(self, name: str, later: Later) -> float:
         return await self._repo.reserve_slot(
             name + RETURNS_SUFFIX, now=later.slot - HORIZON / 2, interval=later.interval
         )
 
-    async def _wait_for_ip_room(self) -> None:
-        self._sends_waiting_for_ip += 1
-        try:
-            await self._sleep(self._ip.delay())
-        finally:
-            self._sends_waiting_for_ip -= 1
-
     async def before_poll(self) -> None:
-        """Receipt polls and account reads use the per-IP budget too, but only what sends leave
-        over: while a send waits for room, a poll waits one more request's time."""
-        while self._sends_waiting_for_ip or self._ip.delay() > 0:
-            await self._sleep(self._ip.delay() or SECOND / self._ip.limit)
-        self._ip.take()
+        """Receipt reads, account reads, sender checks and the opt-out sync: one IP slot each."""
+        await self.ip.read()
+
+    async def read_rate_limited(self, retry_after: float | None) -> None:
+        """Cast answered 429 to a read: only the IP budget can have drawn it."""
+        await self.ip.rate_limited(retry_after)
 
     async def rate_limited(self, api_key: str, paced_at: float, retry_after: float | None) -> float:
-        """Cast answered 429 to a send paced at `paced_at`: slow the key down; its new rate."""
+        """Cast answered 429 to a send paced at `paced_at`: slow down the key if it could have
+        drawn it, else the IP budget; the key's new rate."""
         name = KEY_PREFIX + key_fingerprint(api_key)
         now = self._clock()
+        state = await self._repo.state(name)
+        if paced_at < IP_BLAME * current_rate(state, self._configured, now):
+            await self.ip.rate_limited(retry_after)
+            return current_rate(state, self._configured, now)
         state = await self._repo.update_state(
             name,
             lambda s: after_rate_limited(s, self._configured, now, paced_at, retry_after),

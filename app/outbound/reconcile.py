@@ -82,12 +82,14 @@ class ReceiptReconciler:
         before_request: Callable[[], Awaitable[None]],
         interval: float,
         clock: Callable[[], float] = time.time,
+        on_rate_limited: Callable[[float | None], Awaitable[None]] | None = None,
     ) -> None:
         self._ledgers = ledgers
         self._cast = cast
         self._before_request = before_request  # the pacer's per-IP budget for reads
         self._interval = interval
         self._clock = clock
+        self._rate_limited = on_rate_limited  # a 429 to a read: the per-IP budget's
         self._locks: dict[str, asyncio.Lock] = {}  # one read of a key at a time here
         self._cached: dict[str, tuple[float, ReceiptLedger]] = {}
         self._wanted: dict[str, dict[str, _Wanted]] = {}  # by key fingerprint, by Cast id
@@ -175,6 +177,8 @@ class ReceiptReconciler:
                 if len(logs.logs) < LOGS_PAGE or looking_for <= found.keys():
                     break
         except CastError as exc:
+            if exc.status == 429 and self._rate_limited is not None:
+                await self._rate_limited(exc.retry_after)
             log.warning(
                 "could not read a Cast key's message logs: its receipts are asked one by one "
                 "until a read works",

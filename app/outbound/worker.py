@@ -355,6 +355,8 @@ class OutboundWorker(JobWorker[OutboundMessage]):
                 api_key, part.cast_message_id, part.channel or "sms"
             )
         except CastError as exc:
+            if exc.status == 429:
+                await self._pacer.read_rate_limited(exc.retry_after)
             message.record(self._clock(), "dlr_unknown", exc.message)
             return None
 
