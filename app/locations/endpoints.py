@@ -173,22 +173,18 @@ async def sign_in(request: Request, services: ServicesDep) -> Response:
 
 @router.post("/view", response_class=HTMLResponse)
 async def refresh(request: Request, services: ServicesDep) -> Response:
-    service = services.locations
-
-    async def action(session: Session, token: str, form: dict[str, str]) -> Response:
-        try:
-            await service.count_view(session)
-        except ApiError as exc:
-            return _error_page(request, service, exc)
-        return await _page(service, session, token)
-
-    return await _with_session(request, service, action)
+    return await _viewed(request, services.locations, searched=False)
 
 
 @router.post("/messages", response_class=HTMLResponse)
 async def search_messages(request: Request, services: ServicesDep) -> Response:
     """The page's message log, searched (this location's messages only) and paged."""
-    service = services.locations
+    return await _viewed(request, services.locations, searched=True)
+
+
+async def _viewed(request: Request, service: LocationService, *, searched: bool) -> Response:
+    """The page again for a signed-in session (a view counted against the location's limit),
+    with the form's `log_*` search fields when `searched`."""
 
     async def action(session: Session, token: str, form: dict[str, str]) -> Response:
         try:
@@ -196,7 +192,7 @@ async def search_messages(request: Request, services: ServicesDep) -> Response:
         except ApiError as exc:
             return _error_page(request, service, exc)
         search = {name: value for name, value in form.items() if name.startswith("log_")}
-        return await _page(service, session, token, search=search)
+        return await _page(service, session, token, search=search if searched else None)
 
     return await _with_session(request, service, action)
 
