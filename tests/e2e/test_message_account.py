@@ -51,5 +51,5 @@ async def test_receipts_are_asked_of_the_account_that_sent_after_the_key_is_remo
 
     await bridge.wait_for(lambda: bridge.statuses_for("m-kept-receipts"), what="status at GHL")
 
-    stored = await bridge.message("m-kept-receipts")
-    assert stored is not None and stored.delivery == "confirmed"
+    stored = await bridge.wait_for_message("m-kept-receipts", lambda m: m.delivery is not None)
+    assert stored.delivery == "confirmed"
