@@ -13,7 +13,9 @@ import pytest
 
 from app.cast.keys import key_fingerprint, key_label
 from app.cast.pacing import (
+    ACTIVE_SECONDS,
     CEILING_HOLD_SECONDS,
+    CLUSTER_VIEW_SECONDS,
     DEFAULT_RETRY_AFTER,
     HORIZON,
     KEY_PREFIX,
@@ -342,7 +344,7 @@ async def test_a_429_to_a_key_paced_well_below_its_limit_slows_the_ip_budget_not
     rate = await pacer.rate_limited("cast_a", paced_at=1.4, retry_after=None)
     assert rate == R
     assert await pacer.rates() == {}
-    assert pacer.ip.share("cast_a") < (30 - READ_FLOOR) / 1  # the budget itself slowed down
+    assert await pacer.ip.share("cast_a") < (30 - READ_FLOOR) / 1  # the budget itself slowed down
 
 
 async def test_a_429_to_a_key_paced_at_its_limit_slows_the_key_not_the_ip_budget(
@@ -350,7 +352,7 @@ async def test_a_429_to_a_key_paced_at_its_limit_slows_the_key_not_the_ip_budget
 ):
     pacer = pacer_on(store, clock, ip_rate=30)
     assert await pacer.rate_limited("cast_a", paced_at=R, retry_after=None) == 8.0
-    assert pacer.ip.share("cast_b") == 30 - READ_FLOOR
+    assert await pacer.ip.share("cast_b") == 30 - READ_FLOOR
 
 
 async def test_a_429_to_a_read_slows_the_ip_budget_and_blocks_it_for_retry_after(
@@ -358,15 +360,62 @@ async def test_a_429_to_a_read_slows_the_ip_budget_and_blocks_it_for_retry_after
 ):
     pacer = pacer_on(store, clock, ip_rate=30)
     await pacer.read_rate_limited(retry_after=3.0)
-    assert pacer.ip.share("cast_a") == 24.0 - READ_FLOOR
+    assert await pacer.ip.share("cast_a") == 29.0 - READ_FLOOR
     await pacer.before_send("cast_a")
     assert clock() == pytest.approx(NOW + 3.0)
+
+
+def replicas(store: Store, clock: FakeClock, egress_group: str) -> tuple[CastPacer, CastPacer]:
+    def replica() -> CastPacer:
+        return CastPacer(
+            store, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group=egress_group
+        )
+
+    return replica(), replica()
+
+
+async def test_replicas_in_one_egress_group_divide_the_ip_budget_among_all_their_keys(
+    store: Store, clock: FakeClock
+):
+    here, there = replicas(store, clock, egress_group="nat")
+    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx(R))
+    for i in range(3):
+        await there.before_send(f"cast_{i}")  # keys only the other replica sends for
+    clock.advance(CLUSTER_VIEW_SECONDS)
+    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx((30 - READ_FLOOR) / 4))
+
+
+async def test_replicas_without_an_egress_group_each_divide_their_own_budget(
+    store: Store, clock: FakeClock
+):
+    here, there = replicas(store, clock, egress_group="")
+    for i in range(3):
+        await there.before_send(f"cast_{i}")
+    clock.advance(CLUSTER_VIEW_SECONDS)
+    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx(R))
+
+
+async def test_keys_idle_for_longer_than_active_seconds_no_longer_share_the_group_budget(
+    store: Store, clock: FakeClock
+):
+    here, there = replicas(store, clock, egress_group="nat")
+    for i in range(3):
+        await there.before_send(f"cast_{i}")
+    clock.advance(ACTIVE_SECONDS + CLUSTER_VIEW_SECONDS)
+    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx(R))
+
+
+def test_a_429_drawn_by_the_ip_slows_its_budget_by_one_request_per_second_for_the_ceiling_hold():
+    state = after_ip_rate_limited(LimitState(), 30.0, NOW, retry_after=2.0)
+    assert (state.rate, state.blocked_until) == (29.0, NOW + 2.0)
+    assert current_rate(state, 30.0, NOW + CEILING_HOLD_SECONDS - 1) == 29.0
+    assert current_rate(state, 30.0, NOW + CEILING_HOLD_SECONDS) == 30.0
 
 
 def test_the_429s_of_one_burst_slow_the_ip_budget_down_once():
     once = after_ip_rate_limited(LimitState(), 30.0, NOW, None)
     again = after_ip_rate_limited(once, 30.0, NOW + 0.5, None)
-    assert (once.rate, again.rate) == (24.0, 24.0)
+    assert (once.rate, again.rate) == (29.0, 29.0)
     assert again.blocked_until == NOW + 0.5 + DEFAULT_RETRY_AFTER
 
 
@@ -391,7 +440,7 @@ async def test_a_send_late_for_its_ip_slot_keeps_its_key_slot_while_its_key_has_
 ):
     pacer = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock, 0.05))
     for i in range(19):
-        pacer.ip.share(f"cast_{i}")  # 20 keys share the budget: cast_a is paced at 1.4/s
+        await pacer.ip.share(f"cast_{i}")  # 20 keys share the budget: cast_a is paced at 1.4/s
     await pacer.before_poll()  # the IP's next slot is SECOND / 30 away
     assert await pacer.before_send("cast_a") == SendNow(rate=(30 - READ_FLOOR) / 20)
     assert clock() == pytest.approx(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later

@@ -217,6 +217,15 @@ async def test_concurrent_reservations_never_share_a_slot(store: Store) -> None:
     assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(ordered))
 
 
+async def test_recent_slots_name_the_pacers_of_a_prefix_that_reserved_since_a_time(
+    store: Store,
+) -> None:
+    await store.reserve_slot("cast-key:a", now=NOW, interval=0.1)
+    await store.reserve_slot("cast-key:b", now=NOW - 10, interval=0.1)
+    await store.reserve_slot("cast-ip:g", now=NOW, interval=0.1)
+    assert await store.recent_slots("cast-key:", since=NOW - 5) == {"cast-key:a": NOW}
+
+
 async def test_a_slot_within_the_horizon_is_reserved(store: Store) -> None:
     await store.reserve_slot("cast:k", now=NOW, interval=0.5)
     assert await store.reserve_slot("cast:k", now=NOW, interval=0.5, horizon=0.5) == NOW + 0.5

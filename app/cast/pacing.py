@@ -10,7 +10,10 @@ opt-out sync) takes a slot of one more line, `SECOND / CAST_IP_RATE` apart: the 
 line in the store (`cast-ip:<group>`, shared by the replicas behind one address) or, without a
 group, this process's. The budget is planned, not first come: a key sends at most its share of
 it, the budget less `READ_FLOOR` divided among the keys with work, so reads always find room; a
-read waits for its slot like a send, behind at most the sends already holding slots.
+read waits for its slot like a send, behind at most the sends already holding slots. The keys
+with work are the ones that asked for a send in the last `ACTIVE_SECONDS`: here, and in an
+egress group also those whose slot line in the store moved since (read at most once per
+`CLUSTER_VIEW_SECONDS`), so every replica divides the budget by the same count.
 
 Backlog: a send whose key slot is more than `HORIZON` away reserves nothing and comes back later
 (`ComeBack`), so a key's backlog waits in the outbox, not in the worker's slots that receipt
@@ -25,8 +28,9 @@ step), a block for Retry-After, and a slow recovery (+1/s per `RECOVERY_STEP_SEC
 `cast_rate_per_key`, but not above the rate that drew the 429 for `CEILING_HOLD_SECONDS`, so a key
 whose real limit is lower settles instead of probing it every minute. A key paced below
 `IP_BLAME` of its limit (sharing the IP budget) cannot have drawn it: the IP budget slows down
-the same way instead, as it does for a 429 to a read. Keys are identified by their identity
-(app/cast/keys.py), never by the key.
+the same way instead, as it does for a 429 to a read, but by one request/s only: the per-IP limit
+is documented (30 requests/s, cast-api.md §9), so its 429 means a request that left late, not a
+lower limit. Keys are identified by their identity (app/cast/keys.py), never by the key.
 """
 
 import asyncio
@@ -58,6 +62,7 @@ DEFAULT_RETRY_AFTER = 1.0
 READ_FLOOR = 2.0  # requests/s of the IP budget no key's share takes: receipts and account reads
 IP_BLAME = 0.5  # a 429 to a key paced below this part of its limit is the IP's
 ACTIVE_SECONDS = 5.0  # a key that asked for a send this recently shares the IP budget
+CLUSTER_VIEW_SECONDS = 1.0  # an egress group's active keys are read from the store this often
 KEY_PREFIX = "cast-key:"
 IP_PREFIX = "cast-ip:"
 LEGACY_ID_LENGTH = 12  # states named by 12 hex digits of SHA-256 of the key (before issue 28)
@@ -105,13 +110,13 @@ def after_rate_limited(
 def after_ip_rate_limited(
     state: LimitState, configured: float, now: float, retry_after: float | None
 ) -> LimitState:
-    """The IP budget's state after a 429 it drew: the 429s of one burst (answered while the
-    first one's block lasts) slow it down once."""
+    """The IP budget's state after a 429 it drew: blocked for Retry-After and one request/s
+    slower (the 429s of one burst, answered while the first one's block lasts, once)."""
+    blocked = state.blocked(now + (retry_after or DEFAULT_RETRY_AFTER))
     if state.blocked_until > now:
-        return state.blocked(now + (retry_after or DEFAULT_RETRY_AFTER))
-    return after_rate_limited(
-        state, configured, now, current_rate(state, configured, now), retry_after
-    )
+        return blocked
+    slower = max(1.0, current_rate(state, configured, now) - 1.0)
+    return replace(blocked, rate=slower, ceiling=slower, changed_at=now)
 
 
 def lateness_allowed(limit: float, interval: float) -> float:
@@ -135,11 +140,14 @@ class IpBudget:
     ) -> None:
         self._configured = rate
         self._name = IP_PREFIX + (group or "process")
+        self._store = store if group else None  # whose slot lines show the group's active keys
         self._repo = PacingRepository(store) if group else LocalPacingRepository()
         self._turns = Turns(self._repo, clock, sleep)
         self._clock = clock
         self._sleep = sleep
         self._active: dict[str, float] = {}  # key name -> when it last asked for a send
+        self._cluster_active: set[str] = set()  # the egress group's, as last read
+        self._cluster_read_at = -math.inf
 
     def _interval(self, state: LimitState, now: float) -> float:
         return SECOND / current_rate(state, self._configured, now)
@@ -182,14 +190,24 @@ class IpBudget:
         state = self._repo.known_state(self._name)
         return state.blocked_until <= now and state.changed_at <= now - MAX_LATENESS
 
-    def share(self, key_name: str) -> float:
+    async def share(self, key_name: str) -> float:
         """The rate a key can get now: the budget less the readers' floor, divided among the
-        keys that asked for sends in the last `ACTIVE_SECONDS` (this one included)."""
+        keys with work (this one included; see the module)."""
         now = self._clock()
         self._active[key_name] = now
         self._active = {k: at for k, at in self._active.items() if now - at < ACTIVE_SECONDS}
+        active = self._active.keys() | await self._group_active(now)
         rate = current_rate(self._repo.known_state(self._name), self._configured, now)
-        return max(1.0, rate - READ_FLOOR) / len(self._active)
+        return max(1.0, rate - READ_FLOOR) / len(active)
+
+    async def _group_active(self, now: float) -> set[str]:
+        """The egress group's keys whose slot line moved in the last `ACTIVE_SECONDS`."""
+        if self._store is None or now - self._cluster_read_at < CLUSTER_VIEW_SECONDS:
+            return self._cluster_active
+        self._cluster_read_at = now  # the sends meanwhile use the last count
+        slots = await self._store.recent_slots(KEY_PREFIX, since=now - ACTIVE_SECONDS)
+        self._cluster_active = {name for name in slots if not name.endswith(RETURNS_SUFFIX)}
+        return self._cluster_active
 
     async def rate_limited(self, retry_after: float | None) -> None:
         now = self._clock()
@@ -235,7 +253,7 @@ class CastPacer:
         name = KEY_PREFIX + key_fingerprint(api_key)
         earliest = 0.0
         while True:
-            rule = self._paced(self.ip.share(name))
+            rule = self._paced(await self.ip.share(name))
             state = await self._repo.state(name)
             now = self._clock()
             interval = rule(state, now)

@@ -218,6 +218,9 @@ class Store(Protocol):
         apart (a GCRA / virtual-scheduling rate limiter kept in the database).
         """
 
+    async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
+        """The last slot of every pacer named with `prefix` whose last slot is after `since`."""
+
     # Quotas (at most `limit` uses per sliding window) -------------------------------------
     async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
         """Record one use of the quota `name` at `now`, unless `limit` uses are already recorded

@@ -328,6 +328,10 @@ class MongoStore:
                 return current["slot"] + interval  # beyond the horizon: not reserved
             # the slot changed between the two updates: try again
 
+    async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
+        found = self._db["pacing"].find({**_id_prefix(prefix), "slot": {"$gt": since}})
+        return {doc["_id"]: doc["slot"] async for doc in found}
+
     # Quotas -----------------------------------------------------------------------------
     async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
         """One document per quota with the times of its uses: expired ones are pulled, then a

@@ -449,6 +449,16 @@ class SQLiteStore:
 
         return await self._run(_reserve)
 
+    async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
+        def _recent(c: sqlite3.Connection) -> dict[str, float]:
+            rows = c.execute(
+                "SELECT name, slot FROM pacing WHERE name >= ? AND name < ? AND slot > ?",
+                (prefix, prefix + ID_RANGE_END, since),
+            ).fetchall()
+            return dict(rows)
+
+        return await self._run(_recent)
+
     # Quotas -----------------------------------------------------------------------------
     async def take_quota(self, name: str, *, now: float, window: float, limit: int) -> bool:
         def _take(c: sqlite3.Connection) -> bool:
