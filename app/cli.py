@@ -53,10 +53,12 @@ from app.composition import (
 from app.config import Settings, SettingsError, env_example, load_settings
 from app.console import Output, dump, when
 from app.ghl.client import GHLClient, GHLError
+from app.ghl.pacing import Unpaced
 from app.ghl.scopes import AGENCY, DND, INBOUND, OUTBOUND, missing_by_feature
 from app.kit.errors import ApiError, validation_error
 from app.locations.repository import LocationSettingsRepository
 from app.messages.service import message_query
+from app.metrics import unobserved
 from app.oauth.crypto import build_cipher
 from app.oauth.tokens import Refusal, oauth_error, token_refusal
 from app.store import StoreUnavailable, build_store
@@ -429,7 +431,7 @@ async def _check_cast(settings: Settings) -> tuple[Check, int | None]:
     started = time.perf_counter()
     async with httpx.AsyncClient(base_url=url, timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
         try:
-            credits = await CastClient(http).account_balance(key)
+            credits = await CastClient(http, unobserved).account_balance(key)
         except CastError as exc:
             if exc.status is None:
                 return Check("Cast", "FAIL", f"{url} not reachable ({exc.message})"), None
@@ -518,7 +520,7 @@ async def _own_key_credits(settings: Settings) -> list[tuple[str, int | str, int
     url = str(settings.cast_api_url)
     gate = asyncio.Semaphore(CREDIT_READS_AT_ONCE)
     async with httpx.AsyncClient(base_url=url, timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
-        cast = CastClient(http)
+        cast = CastClient(http, unobserved)
 
         async def balance(api_key: str) -> int | str:
             async with gate:
@@ -546,7 +548,7 @@ async def _check_ghl_client(settings: Settings) -> Check:
     url = str(settings.ghl_api_url).rstrip("/")
     async with httpx.AsyncClient(base_url=url, timeout=COMMAND_HTTP_TIMEOUT_SECONDS) as http:
         try:
-            await GHLClient(http).exchange_token(form)
+            await GHLClient(http, unobserved, Unpaced()).exchange_token(form)
         except GHLError as exc:
             refusal = token_refusal(exc)
             if refusal is Refusal.GRANT:

@@ -162,7 +162,7 @@ def build_services(
         egress_group=settings.cast_egress_group,
     )
     senders = SenderDirectory(cast, pacer.before_poll)
-    accounts = CastAccounts(settings, location_settings, senders=senders)
+    accounts = CastAccounts(settings, location_settings, senders)
     account_info = CastAccountInfo(cast, senders, KeyStates(store), counters, pacer.before_poll)
     tokens = TokenService(settings, store, installations, ghl, counters)
     outbox = OutboxRepository(store)
@@ -190,8 +190,8 @@ def build_services(
             ReceiptLedgers(store),
             cast,
             pacer.before_poll,
+            pacer.read_rate_limited,
             settings.dlr_logs_interval_seconds,
-            on_rate_limited=pacer.read_rate_limited,
         ),
     )
     inbox = InboxRepository(store)

@@ -3,12 +3,12 @@ user-facing reasons of key-state refusals, the credits metric and the usage char
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 
 import pytest
 
-from app.cast.account import CastAccountInfo
+from app.cast.account import PAGE_TIMEOUT_SECONDS, CastAccountInfo
 from app.cast.client import CastClient, CastError
 from app.cast.repository import KeyStates
 from app.cast.schemas import UsageDay
@@ -17,6 +17,7 @@ from app.devkit.fake_cast import FakeCast
 from app.locations.chart import usage_chart, usage_days
 from app.metrics import Counters
 from app.store import Store
+from tests.support.doubles import no_pacing
 from tests.support.units import FakeClock, cast_client_over
 
 KEY = "cast_" + "cd" * 32
@@ -37,9 +38,24 @@ async def client(cast: FakeCast) -> AsyncIterator[CastClient]:
 
 
 def info(
-    client: CastClient, store: Store, counters: Counters | None = None, **kwargs: float
+    client: CastClient,
+    store: Store,
+    counters: Counters | None = None,
+    pace: Callable[[], Awaitable[None]] = no_pacing,
+    *,
+    timeout: float = PAGE_TIMEOUT_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CastAccountInfo:
-    return CastAccountInfo(client, SenderDirectory(client), KeyStates(store), counters, **kwargs)  # type: ignore[arg-type]
+    senders = SenderDirectory(client, no_pacing)
+    return CastAccountInfo(
+        client,
+        senders,
+        KeyStates(store),
+        counters or Counters(),
+        pace,
+        timeout=timeout,
+        clock=clock,
+    )
 
 
 async def test_the_account_is_read_once_then_served_from_the_cache(client, cast, store):
@@ -107,7 +123,7 @@ async def test_a_refused_key_costs_one_cast_call_however_often_the_account_is_re
 
 async def test_a_failed_read_is_asked_again_after_thirty_seconds(client, cast, store):
     clock = FakeClock()
-    account = CastAccountInfo(client, SenderDirectory(client), KeyStates(store), clock=clock)
+    account = info(client, store, clock=clock)
     cast.api_keys.clear()
     await account.snapshot(KEY)
     cast.api_keys.add(KEY)

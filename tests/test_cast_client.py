@@ -8,6 +8,7 @@ import respx
 
 from app.cast.client import CastClient, CastError
 from app.cast.schemas import SendRequest
+from app.metrics import unobserved
 
 BASE = "https://cast.test"
 REQUEST = SendRequest(to="09171234567", message="hi", sender_id="CAST")
@@ -16,7 +17,7 @@ REQUEST = SendRequest(to="09171234567", message="hi", sender_id="CAST")
 @pytest.fixture
 async def client():
     async with httpx.AsyncClient(base_url=BASE, timeout=2) as http:
-        yield CastClient(http)
+        yield CastClient(http, unobserved)
 
 
 @respx.mock

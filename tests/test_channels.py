@@ -14,6 +14,7 @@ from app.devkit.fake_cast import FakeCast
 from app.kit.errors import ApiError
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.outbound.schemas import OutboundMessage, Part
+from tests.support.doubles import no_pacing
 from tests.support.units import NoChoices, cast_client_over
 
 KEY = "cast_" + "ab" * 32
@@ -42,7 +43,7 @@ class Clock:
         return self.now
 
 
-def accounts(directory: SenderDirectory | None) -> CastAccounts:
+def accounts(directory: SenderDirectory) -> CastAccounts:
     settings = Settings(
         ghl_client_id="client",
         ghl_client_secret="secret",  # type: ignore[arg-type]
@@ -50,7 +51,7 @@ def accounts(directory: SenderDirectory | None) -> CastAccounts:
         cast_sender_id="MYBRAND",
         _env_file=None,  # type: ignore[call-arg]
     )
-    return CastAccounts(settings, NoChoices(), senders=directory)
+    return CastAccounts(settings, NoChoices(), directory)
 
 
 # The client ---------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ async def test_the_sender_list_is_asked_once_then_served_from_the_cache(client, 
 
 async def test_sender_names_are_told_apart_exactly_as_cast_lists_them(client, cast):
     cast.approve(KEY, "ACME CO", "sms")
-    directory = SenderDirectory(client, clock=Clock())
+    directory = SenderDirectory(client, no_pacing, clock=Clock())
 
     assert await directory.channel_of(KEY, "ACME CO") == "sms"
     assert await directory.channel_of(KEY, "AcmeCo") is None
@@ -123,7 +124,7 @@ async def test_sender_names_are_told_apart_exactly_as_cast_lists_them(client, ca
 
 async def test_a_miss_asks_cast_again_but_at_most_every_miss_interval(client, cast):
     clock = Clock()
-    directory = SenderDirectory(client, ttl=300, miss_ttl=30, clock=clock)
+    directory = SenderDirectory(client, no_pacing, ttl=300, miss_ttl=30, clock=clock)
     assert await directory.channel_of(KEY, "NEWBRAND") is None
 
     cast.approve(KEY, "NEWBRAND", "sms")
@@ -136,7 +137,7 @@ async def test_a_miss_asks_cast_again_but_at_most_every_miss_interval(client, ca
 
 async def test_the_list_is_refreshed_after_its_lifetime(client, cast):
     clock = Clock()
-    directory = SenderDirectory(client, ttl=300, clock=clock)
+    directory = SenderDirectory(client, no_pacing, ttl=300, clock=clock)
     await directory.channel_of(KEY, SIM)
 
     cast.senders[KEY] = [{"sender_id": SIM, "label": "x", "channel": "sms"}]
@@ -147,7 +148,7 @@ async def test_the_list_is_refreshed_after_its_lifetime(client, cast):
 
 async def test_when_cast_cannot_be_asked_the_last_list_is_used(client, cast):
     clock = Clock()
-    directory = SenderDirectory(client, ttl=300, clock=clock)
+    directory = SenderDirectory(client, no_pacing, ttl=300, clock=clock)
     await directory.channel_of(KEY, SIM)
     cast.api_keys.clear()  # every request now answers 401
     clock.now += 301
@@ -156,7 +157,7 @@ async def test_when_cast_cannot_be_asked_the_last_list_is_used(client, cast):
 
 
 async def test_with_no_list_ever_read_the_channel_is_not_known(client, cast):
-    directory = SenderDirectory(client, clock=Clock())
+    directory = SenderDirectory(client, no_pacing, clock=Clock())
     cast.api_keys.clear()
 
     assert await directory.channel_of(KEY, SIM) is None
@@ -166,7 +167,7 @@ async def test_with_no_list_ever_read_the_channel_is_not_known(client, cast):
 
 
 async def test_the_channel_follows_cast_unless_set_by_hand(client):
-    resolved = accounts(SenderDirectory(client, clock=Clock()))
+    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
     location = LocationSettings(
         location_id="l", sender_id=SIM, assigned_senders=[SIM], updated_at=1.0
     )
@@ -181,7 +182,7 @@ async def test_the_channel_follows_cast_unless_set_by_hand(client):
 
 async def test_a_sender_cast_cannot_place_is_assumed_sms(client, cast):
     cast.api_keys.clear()
-    resolved = accounts(SenderDirectory(client, clock=Clock()))
+    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
 
     account = await resolved.with_channel(resolved.default)
 
@@ -192,7 +193,7 @@ async def test_a_sender_cast_cannot_place_is_assumed_sms(client, cast):
 
 
 async def test_a_sender_approved_for_neither_channel_is_refused_naming_the_approved(client):
-    resolved = accounts(SenderDirectory(client, clock=Clock()))
+    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
 
     with pytest.raises(ApiError) as refused:
         await resolved.check_sender(KEY, "OTHERBRAND", None)
@@ -204,7 +205,7 @@ async def test_a_sender_approved_for_neither_channel_is_refused_naming_the_appro
 
 
 async def test_a_sender_set_by_hand_to_the_wrong_channel_is_refused(client):
-    resolved = accounts(SenderDirectory(client, clock=Clock()))
+    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
 
     with pytest.raises(ApiError) as refused:
         await resolved.check_sender(KEY, "MYBRAND", "sim")
@@ -213,7 +214,7 @@ async def test_a_sender_set_by_hand_to_the_wrong_channel_is_refused(client):
 
 
 async def test_an_approved_sender_is_saved_in_casts_spelling_with_its_channel(client):
-    resolved = accounts(SenderDirectory(client, clock=Clock()))
+    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
 
     check = await resolved.check_sender(KEY, "09170000001", None)
 
@@ -222,7 +223,7 @@ async def test_an_approved_sender_is_saved_in_casts_spelling_with_its_channel(cl
 
 async def test_when_cast_cannot_be_asked_the_typed_sender_is_kept_and_says_so(client, cast):
     cast.api_keys.clear()
-    resolved = accounts(SenderDirectory(client, clock=Clock()))
+    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
 
     check = await resolved.check_sender(KEY, "ANYBRAND", "sms")
 

@@ -39,6 +39,7 @@ from app.inbound.repository import InboxRepository
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
+from app.metrics import Counters
 from app.oauth.crypto import TokenCipher
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
@@ -51,6 +52,7 @@ from app.store import DONE, PENDING, Store
 from app.store.sqlite import SQLiteStore
 from tests.conftest import started
 from tests.support import ROOT
+from tests.support.units import FakeGHL as ScriptedGHL
 from tests.support.units import installations, unit_settings
 
 ADMIN_KEY = "admin-cli-key-3a8f0e2d77"
@@ -399,7 +401,9 @@ async def test_check_config_fails_once_ghl_refused_the_apps_client_credentials(
     body = '{"error":"invalid_client","error_description":"Invalid client credentials"}'
 
     async def refused(store: Store) -> None:
-        tokens = TokenService(unit_settings(), store, installations(store), ghl=None)  # type: ignore[arg-type]
+        tokens = TokenService(
+            unit_settings(), store, installations(store), ScriptedGHL(), Counters()
+        )
         await tokens.client_rejected("location:loc-1", GHLError("401", status=401, body=body))
 
     async def nothing(store: Store) -> None:

@@ -9,8 +9,9 @@ import pytest
 import respx
 
 from app.ghl.client import GHLClient, GHLError
-from app.ghl.pacing import HEADROOM, LIMIT, WINDOW_SECONDS, GHLPacer, block_seconds
+from app.ghl.pacing import HEADROOM, LIMIT, WINDOW_SECONDS, GHLPacer, Unpaced, block_seconds
 from app.ghl.schemas import StatusError, StatusUpdate
+from app.metrics import unobserved
 from app.pacing import MAX_LATENESS, spacing
 
 BASE = "https://ghl.test"
@@ -21,7 +22,7 @@ NOW = 1_700_000_000.0
 @pytest.fixture
 async def client():
     async with httpx.AsyncClient(base_url=BASE, timeout=2) as http:
-        yield GHLClient(http)
+        yield GHLClient(http, unobserved, Unpaced())
 
 
 @respx.mock
@@ -90,7 +91,7 @@ async def test_a_429_from_ghl_is_waited_out_and_retried(store):
         httpx.Response(200, json={}),
     ]
     async with httpx.AsyncClient(base_url=BASE, timeout=2) as http:
-        paced = GHLClient(http, pacer=GHLPacer(store))
+        paced = GHLClient(http, unobserved, GHLPacer(store))
         started = time.monotonic()
         await paced.update_message_status("tok", "m1", DELIVERED, location_id="loc-1")
     assert route.call_count == 2

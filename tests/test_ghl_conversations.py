@@ -11,6 +11,7 @@ import respx
 from app.ghl.client import GHLClient, GHLError
 from app.ghl.conversations import ConversationDirectory
 from app.ghl.pacing import HEADROOM, LIMIT, WINDOW_SECONDS, GHLPacer
+from app.metrics import unobserved
 from app.pacing import MAX_LATENESS, spacing
 from tests.support.units import FakeGHL
 
@@ -85,7 +86,7 @@ async def test_conversation_look_ups_take_the_locations_pacing_slots(store):
     with respx.mock(base_url=BASE) as mock:
         mock.route().mock(side_effect=answer)
         async with httpx.AsyncClient(base_url=BASE) as http:
-            client = GHLClient(http, pacer=GHLPacer(store))
+            client = GHLClient(http, unobserved, GHLPacer(store))
             await ConversationDirectory(client).conversation_id("tok", LOCATION, CONTACT)
         paths = [c.request.url.path for c in mock.calls]
     assert paths == ["/conversations/search", "/conversations/"]

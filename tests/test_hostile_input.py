@@ -16,10 +16,12 @@ from app.config import SettingsError, load_settings
 from app.devkit.harness import CAST_KEY
 from app.devkit.signing import test_keys
 from app.ghl.client import GHLClient
+from app.ghl.pacing import Unpaced
 from app.ghl.schemas import StatusUpdate
 from app.kit.retry import MAX_RETRY_AFTER_SECONDS, retry_after_seconds
 from app.kit.urls import path_segment
 from app.locations.schemas import SettingsForm
+from app.metrics import unobserved
 from app.oauth.service import parse_timestamp
 from tests.test_health import sqlite_client_for
 
@@ -103,7 +105,7 @@ async def test_a_cast_429_with_a_nan_retry_after_falls_back_to_backoff():
     )
     async with httpx.AsyncClient(base_url="https://cast.test") as http:
         with pytest.raises(CastError) as caught:
-            await CastClient(http).send_sms(
+            await CastClient(http, unobserved).send_sms(
                 CAST_KEY, SendRequest(to="09171234567", message="hi"), idempotency_key="k"
             )
 
@@ -129,7 +131,7 @@ def test_an_id_stays_one_path_segment(value, segment):
 async def test_a_ghl_status_update_keeps_a_traversal_message_id_in_its_segment():
     route = respx.route().respond(200, json={})
     async with httpx.AsyncClient(base_url="https://ghl.test") as http:
-        await GHLClient(http).update_message_status(
+        await GHLClient(http, unobserved, Unpaced()).update_message_status(
             "tok", TRAVERSAL, StatusUpdate(status="delivered"), location_id="loc-1"
         )
 
@@ -141,7 +143,7 @@ async def test_a_ghl_status_update_keeps_a_traversal_message_id_in_its_segment()
 async def test_a_cast_status_poll_keeps_a_traversal_message_id_in_its_segment():
     route = respx.route().respond(200, json={"success": True, "status": "sent"})
     async with httpx.AsyncClient(base_url="https://cast.test") as http:
-        await CastClient(http).message_status(CAST_KEY, "../balance")
+        await CastClient(http, unobserved).message_status(CAST_KEY, "../balance")
 
     assert route.calls.last.request.url.raw_path == b"/api/v1/sms/status/..%2Fbalance"
 

@@ -35,7 +35,9 @@ def recipients(sqlite_store: Store) -> RecipientDirectory:
 
 @pytest.fixture
 def worker(sqlite_store: Store, recipients, ghl, clock) -> InboundWorker:
-    tokens = TokenService(SETTINGS, sqlite_store, installations(sqlite_store), ghl, clock=clock)
+    tokens = TokenService(
+        SETTINGS, sqlite_store, installations(sqlite_store), ghl, Counters(), clock=clock
+    )
     router = InboundRouter(SETTINGS, recipients)
     inbox, optouts = InboxRepository(sqlite_store), optout_service(SETTINGS, sqlite_store)
     return InboundWorker(SETTINGS, inbox, router, ghl, tokens, Counters(), clock, optouts=optouts)

@@ -26,6 +26,7 @@ from app.oauth.keyholders import (
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.schemas import Installation
 from app.store import Store
+from tests.support.doubles import unknown_senders
 
 OLD, NEW = Fernet.generate_key(), Fernet.generate_key()
 OWN_KEY = "cast_" + "7e" * 32
@@ -133,7 +134,9 @@ async def test_a_location_cast_key_no_key_decrypts_fails_its_sends_with_a_reason
     await LocationSettingsRepository(store, TokenCipher(OLD)).put(
         LocationSettings(location_id="loc-1", cast_api_key=OWN_KEY, updated_at=time.time())
     )
-    accounts = CastAccounts(required(), LocationSettingsRepository(store, TokenCipher(NEW)))
+    accounts = CastAccounts(
+        required(), LocationSettingsRepository(store, TokenCipher(NEW)), unknown_senders()
+    )
 
     with pytest.raises(CastError) as caught:
         await accounts.account_for("loc-1")
@@ -209,7 +212,9 @@ async def test_a_location_cast_key_under_a_key_another_bridge_holds_is_retried_n
     await KeyHolderRepository(store).beat(
         KeyHolder("b", "host-b", 2, rotated.fingerprints, time.time())
     )
-    behind = CastAccounts(required(), LocationSettingsRepository(store, TokenCipher(OLD)))
+    behind = CastAccounts(
+        required(), LocationSettingsRepository(store, TokenCipher(OLD)), unknown_senders()
+    )
 
     with pytest.raises(CastError) as caught:
         await behind.account_for("loc-1")

@@ -8,7 +8,6 @@ from app.cast.accounts import CastAccount, CastAccounts
 from app.cast.client import CastError
 from app.cast.pacing import CastPacer
 from app.cast.repository import KeyStates
-from app.cast.senders import SenderDirectory
 from app.config import Settings
 from app.kit.errors import ApiError
 from app.locations.repository import COLLECTION, LocationSettingsRepository
@@ -25,6 +24,7 @@ from app.outbound.repository import OutboxRepository
 from app.outbound.service import OutboundService
 from app.overview.repository import LocationNames
 from app.store import Store
+from tests.support.doubles import no_pacing, unknown_senders
 from tests.support.units import (
     FakeCast,
     FakeGHL,
@@ -51,6 +51,11 @@ def repository(store: Store) -> LocationSettingsRepository:
     return LocationSettingsRepository(store, TokenCipher(Fernet.generate_key()))
 
 
+def cast_accounts(repo: LocationSettingsRepository) -> CastAccounts:
+    """The locations' Cast accounts, their sender-ID lists not known."""
+    return CastAccounts(settings(), repo, unknown_senders())
+
+
 def own(location_id: str = "loc-1", **fields: object) -> LocationSettings:
     values: dict[str, object] = {
         "cast_api_key": OWN_KEY,
@@ -62,7 +67,7 @@ def own(location_id: str = "loc-1", **fields: object) -> LocationSettings:
 
 
 async def test_a_location_without_settings_uses_the_default_account(store: Store) -> None:
-    accounts = CastAccounts(settings(), repository(store))
+    accounts = cast_accounts(repository(store))
 
     assert await accounts.account_for("loc-1") == CastAccount(DEFAULT_KEY, "DEFAULT", "default")
 
@@ -71,7 +76,7 @@ async def test_a_location_with_its_own_key_sends_with_its_key_and_sender_id(stor
     repo = repository(store)
     await repo.put(own())
 
-    account = await CastAccounts(settings(), repo).account_for("loc-1")
+    account = await cast_accounts(repo).account_for("loc-1")
 
     assert account == CastAccount(OWN_KEY, "MYBRAND", "location")
 
@@ -80,14 +85,14 @@ async def test_a_disabled_location_falls_back_to_the_default(store: Store) -> No
     repo = repository(store)
     await repo.put(own(enabled=False))
 
-    assert (await CastAccounts(settings(), repo).account_for("loc-1")).source == "default"
+    assert (await cast_accounts(repo).account_for("loc-1")).source == "default"
 
 
 async def test_an_assigned_sender_id_alone_is_sent_with_the_default_key(store: Store) -> None:
     repo = repository(store)
     await repo.put(own(cast_api_key=None, assigned_senders=["MYBRAND"]))
 
-    account = await CastAccounts(settings(), repo).account_for("loc-1")
+    account = await cast_accounts(repo).account_for("loc-1")
 
     assert account == CastAccount(DEFAULT_KEY, "MYBRAND", "location")
 
@@ -96,7 +101,7 @@ async def test_a_default_account_sender_not_assigned_is_never_used_to_send(store
     repo = repository(store)
     await repo.put(own(cast_api_key=None, sender_id="OTHERBRAND", channel="sim"))
 
-    account = await CastAccounts(settings(), repo).account_for("loc-1")
+    account = await cast_accounts(repo).account_for("loc-1")
 
     assert account == CastAccount(DEFAULT_KEY, "DEFAULT", "default")
 
@@ -105,7 +110,7 @@ async def test_a_key_alone_lets_cast_pick_that_accounts_sender_id(store: Store) 
     repo = repository(store)
     await repo.put(own(sender_id=None))
 
-    account = await CastAccounts(settings(), repo).account_for("loc-1")
+    account = await cast_accounts(repo).account_for("loc-1")
 
     assert account == CastAccount(OWN_KEY, None, "location")
 
@@ -123,7 +128,7 @@ async def test_the_key_is_encrypted_at_rest(store: Store) -> None:
 async def test_the_cache_serves_until_invalidated_or_expired(store: Store) -> None:
     repo = repository(store)
     now = [100.0]
-    accounts = CastAccounts(settings(), repo, ttl=5.0, clock=lambda: now[0])
+    accounts = CastAccounts(settings(), repo, unknown_senders(), ttl=5.0, clock=lambda: now[0])
     assert (await accounts.account_for("loc-1")).source == "default"
     await repo.put(own())
 
@@ -144,13 +149,13 @@ async def test_a_key_the_cipher_cannot_read_raises_unless_asked_not_to(store: St
     lenient = await other.get("loc-1", strict=False)
     assert lenient is not None and lenient.key_unreadable and lenient.cast_api_key is None
     with pytest.raises(CastError):  # the message fails; never another account's key
-        await CastAccounts(settings(), other).account_for("loc-1")
+        await cast_accounts(other).account_for("loc-1")
 
 
 def idle_outbound(store: Store, outbox: OutboxRepository) -> OutboundService:
     """Where the settings page queues its test SMS; its worker does not run here."""
     ghl = FakeGHL()
-    tokens = TokenService(settings(), store, installations(store), ghl)
+    tokens = TokenService(settings(), store, installations(store), ghl, Counters())
     pacer = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
     worker = outbound_worker(settings(), store, FakeCast(), ghl, tokens, pacer)
     return OutboundService(settings(), outbox, Counters(), worker)
@@ -165,12 +170,14 @@ async def test_saving_over_an_unreadable_key_needs_a_new_key_or_its_removal(stor
     service = LocationService(
         settings(),
         repo,
-        CastAccounts(settings(), repo),
+        cast_accounts(repo),
         InstallationRepository(store, cipher),
         outbox,
         idle_outbound(store, outbox),
         optout_service(settings(), store),
-        account_info=CastAccountInfo(FakeCast(), SenderDirectory(FakeCast()), KeyStates(store)),
+        account_info=CastAccountInfo(
+            FakeCast(), unknown_senders(), KeyStates(store), Counters(), no_pacing
+        ),
         message_log=MessageLog(MessageLogRepository(store), names.all),
         names=names,
     )

@@ -13,12 +13,14 @@ from app.cast.pacing import CastPacer
 from app.devkit.harness import CAST_KEY, CIPHER
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
+from app.metrics import Counters
 from app.oauth.crypto import TokenCipher
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
 from app.outbound.worker import OutboundWorker
 from app.store import Store
+from tests.support.doubles import unknown_senders
 from tests.support.units import (
     FakeCast,
     FakeClock,
@@ -56,9 +58,10 @@ async def worker(
     config = unit_settings(dlr_first_poll_seconds=15)
     ghl = FakeGHL()
     await install(installations(store), clock(), location_id=LOCATION)
-    tokens = TokenService(config, store, installations(store), ghl, clock=clock)
+    tokens = TokenService(config, store, installations(store), ghl, Counters(), clock=clock)
     unpaced = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
-    accounts = CastAccounts(config, choices, ttl=0.0)  # a key change applies at once
+    # a key change applies at once
+    accounts = CastAccounts(config, choices, unknown_senders(), ttl=0.0)
     return outbound_worker(config, store, cast, ghl, tokens, unpaced, clock, accounts=accounts)
 
 

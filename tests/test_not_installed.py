@@ -4,6 +4,7 @@ known again by their body's digest. On both stores."""
 
 import pytest
 
+from app.metrics import Counters
 from app.oauth.repository import InstallationRepository, location_key
 from app.oauth.tokens import TokenService, TokenUnavailable
 from app.store import Store
@@ -19,7 +20,7 @@ def repo(store: Store) -> InstallationRepository:
 
 @pytest.fixture
 def tokens(store: Store, repo, ghl, clock) -> TokenService:
-    return TokenService(unit_settings(), store, repo, ghl, clock=clock)
+    return TokenService(unit_settings(), store, repo, ghl, Counters(), clock=clock)
 
 
 async def agency(repo: InstallationRepository, clock: FakeClock, *covered: str) -> None:

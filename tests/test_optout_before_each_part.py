@@ -5,6 +5,7 @@ pacing: a STOP that arrives while a message waits for its slot stops its remaini
 import pytest
 
 from app.cast.pacing import CastPacer, ComeBack, SendNow
+from app.metrics import Counters
 from app.oauth.tokens import TokenService
 from app.optouts.service import OptOutService
 from app.outbound.repository import OutboxRepository
@@ -56,7 +57,7 @@ async def send_three_parts(store: Store, cast: FakeCast, clock: FakeClock, stop_
         store,
         cast,
         ghl,
-        TokenService(config, store, installations(store), ghl, clock=clock),
+        TokenService(config, store, installations(store), ghl, Counters(), clock=clock),
         StopWhileWaiting(store, optouts, stop_at),
         clock,
         optouts=optouts,

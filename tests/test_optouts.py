@@ -19,13 +19,14 @@ from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.harness import CAST_KEY, CIPHER, installation_from_pair
 from app.ghl.client import GHLClient
+from app.ghl.pacing import Unpaced
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.inbound.worker import InboundWorker
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
-from app.metrics import Counters
+from app.metrics import Counters, unobserved
 from app.oauth.repository import InstallationRepository
 from app.oauth.tokens import TokenService
 from app.optouts.keywords import Keyword, match_keyword
@@ -35,6 +36,7 @@ from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync, sender_matches
 from app.optouts.worker import DND_DEADLINE_SECONDS, DndWorker
 from app.store import DONE, PENDING, Store
+from tests.support.doubles import unknown_senders
 from tests.support.units import FakeClock, NoChoices, step
 
 OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
@@ -128,8 +130,8 @@ async def _sync(
         settings,
         SyncLedger(store),
         InstallationRepository(store, CIPHER),
-        CastAccounts(settings, choices or NoChoices(), ttl=0.0),
-        CastClient(http),
+        CastAccounts(settings, choices or NoChoices(), unknown_senders(), ttl=0.0),
+        CastClient(http, unobserved),
         CastPacer(store, 10, 30),
         service,
         counters,
@@ -219,7 +221,7 @@ async def _dnd_worker(
     store: Store, ghl: FakeGHL, http: httpx.AsyncClient, clock: Callable[[], float] = time.time
 ) -> DndWorker:
     settings = _settings()
-    client = GHLClient(http)
+    client = GHLClient(http, unobserved, Unpaced())
     installations = InstallationRepository(store, CIPHER)
     await installations.put(installation_from_pair(ghl.issue_pair("l1"), "l1"))
     tokens = TokenService(settings, store, installations, client, Counters())
@@ -339,7 +341,7 @@ async def test_a_stop_interrupted_after_ghl_resumes_without_adding_it_twice(stor
         transport=httpx.ASGITransport(app=ghl.app), base_url="http://g"
     ) as http:
         dnd = await _dnd_worker(store, ghl, http)  # installs l1
-        client = GHLClient(http)
+        client = GHLClient(http, unobserved, Unpaced())
         tokens = TokenService(
             settings, store, InstallationRepository(store, CIPHER), client, Counters()
         )

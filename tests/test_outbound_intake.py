@@ -39,7 +39,7 @@ def intake(
 ) -> tuple[OutboundService, OutboundWorker, FakeCast]:
     config = unit_settings()
     cast, ghl, outbox = FakeCast(), FakeGHL(), OutboxRepository(store)
-    tokens = TokenService(config, store, installations(store), ghl)
+    tokens = TokenService(config, store, installations(store), ghl, Counters())
     if clock is None:
         pacer = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
         worker = outbound_worker(config, store, cast, ghl, tokens, pacer)

@@ -9,6 +9,7 @@ from app.cast.pacing import CastPacer
 from app.cast.schemas import StatusResult
 from app.devkit.harness import CAST_KEY
 from app.ghl.client import GHLError
+from app.metrics import Counters
 from app.oauth.tokens import TokenService
 from app.outbound.repository import OutboxRepository
 from app.outbound.schemas import OutboundMessage, Part
@@ -48,7 +49,7 @@ def cast() -> FakeCast:
 
 def worker_with(store: Store, cast, ghl, clock, **settings: object) -> OutboundWorker:
     config = unit_settings(**(DEADLINES | settings))
-    tokens = TokenService(config, store, installations(store), ghl, clock=clock)
+    tokens = TokenService(config, store, installations(store), ghl, Counters(), clock=clock)
     # Pacing waits in real time (its own tests cover it): on the fake clock a slot would never come.
     unpaced = CastPacer(store, per_key_rate=1e6, ip_rate=1e6)
     return outbound_worker(config, store, cast, ghl, tokens, unpaced, clock)

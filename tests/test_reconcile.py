@@ -15,6 +15,7 @@ from app.outbound.reconcile import KEEP_SECONDS, LOG_ROUNDS, ReceiptReconciler
 from app.outbound.repository import ReceiptLedgers
 from app.outbound.schemas import LoggedReceipt, OutboundMessage, Part
 from app.store import Store
+from tests.support.doubles import ignore_rate_limit, no_pacing
 from tests.support.units import FakeClock, cast_client_over
 
 INTERVAL = 10.0
@@ -36,12 +37,10 @@ async def client(cast: FakeCast) -> AsyncIterator[CastClient]:
         yield client
 
 
-async def no_wait() -> None:
-    return None
-
-
 def reconciler(store: Store, client: CastClient, clock: FakeClock) -> ReceiptReconciler:
-    return ReceiptReconciler(ReceiptLedgers(store), client, no_wait, INTERVAL, clock)
+    return ReceiptReconciler(
+        ReceiptLedgers(store), client, no_pacing, ignore_rate_limit, INTERVAL, clock
+    )
 
 
 async def sent(client: CastClient, clock: FakeClock, channel: Channel = "sms") -> OutboundMessage:
@@ -193,7 +192,7 @@ async def test_a_429_to_a_logs_read_is_reported_to_the_ip_budget(store, clock):
     async with cast_client_over(cast.app) as client:
         first, second = await sent(client, clock), await sent(client, clock)
         receipts = ReceiptReconciler(
-            ReceiptLedgers(store), client, no_wait, INTERVAL, clock, ip_rate_limited
+            ReceiptLedgers(store), client, no_pacing, ip_rate_limited, INTERVAL, clock
         )
         await receipts.look_up(CAST_KEY, first)
         lookup = await receipts.look_up(CAST_KEY, second)

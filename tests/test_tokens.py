@@ -28,7 +28,7 @@ def repo(sqlite_store: Store) -> InstallationRepository:
 
 @pytest.fixture
 def service(sqlite_store: Store, repo, ghl, clock) -> TokenService:
-    return TokenService(unit_settings(), sqlite_store, repo, ghl, clock=clock)
+    return TokenService(unit_settings(), sqlite_store, repo, ghl, Counters(), clock=clock)
 
 
 async def stored(repo: InstallationRepository, location_id: str = LOCATION):
@@ -87,7 +87,8 @@ async def test_two_processes_on_one_store_refresh_once(sqlite_store, repo, ghl, 
     monkeypatch.setattr(tokens_module, "WAIT_STEP_SECONDS", 0)
     await install(repo, clock(), location_id=LOCATION, expires_in=0)
     first, second = (
-        TokenService(unit_settings(), sqlite_store, repo, ghl, clock=clock) for _ in range(2)
+        TokenService(unit_settings(), sqlite_store, repo, ghl, Counters(), clock=clock)
+        for _ in range(2)
     )
     answer = ghl.hold("exchange_token")
     refreshing = asyncio.create_task(first.access_token(LOCATION))

@@ -56,8 +56,8 @@ class CastAccountInfo:
         cast: CastClient,
         senders: SenderDirectory,
         states: KeyStates,
-        counters: Counters | None = None,
-        pace: Callable[[], Awaitable[None]] | None = None,
+        counters: Counters,
+        pace: Callable[[], Awaitable[None]],
         *,
         timeout: float = PAGE_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
@@ -165,8 +165,7 @@ class CastAccountInfo:
                 return cached
             if (failed := self._failures.get(slot)) is not None:
                 raise failed
-            if self._pace is not None:
-                await self._pace()
+            await self._pace()
             try:
                 value = await fetch(api_key)
             except CastError as exc:
@@ -181,8 +180,7 @@ class CastAccountInfo:
     async def _balance(self, api_key: str) -> int:
         credits = await self._cast.account_balance(api_key)
         await self.states.checked(api_key, credits)  # a check with the key succeeded
-        if self._counters is not None:
-            self._counters.set_credits(key_label(api_key), credits)
+        self._counters.set_credits(key_label(api_key), credits)
         return credits
 
     async def _profile(self, api_key: str) -> Profile:

@@ -118,8 +118,8 @@ class CastAccounts:
         self,
         settings: Settings,
         repository: AccountChoices,
+        senders: SenderDirectory,
         *,
-        senders: SenderDirectory | None = None,
         ttl: float = ACCOUNT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -135,7 +135,7 @@ class CastAccounts:
         return await self.with_channel(await self.configured(location_id))
 
     async def with_channel(self, account: CastAccount) -> CastAccount:
-        if account.channel_source == "setting" or self.senders is None:
+        if account.channel_source == "setting":
             return account
         channel = await self.senders.channel_of(account.api_key, account.sender_id)
         if channel is None:
@@ -157,8 +157,7 @@ class CastAccounts:
         """A Cast key this process cannot decrypt: retryable while other bridges hold an
         encryption key this one lacks (saved under it: restart this one with it), else lost
         (`reason`)."""
-        missing = await self._repo.keys_missing_here() if self._repo is not None else []
-        if missing:
+        if missing := await self._repo.keys_missing_here():
             return CastError(
                 f"{KEY_NOT_HELD_REASON} ({', '.join(missing)})",
                 status=None,
@@ -186,8 +185,6 @@ class CastAccounts:
         refused (422 on `api_key`), asked even without a sender ID when `check_key`."""
         if sender_id is None and not (own_key and check_key):
             return SenderCheck(None, channel, checked=False)
-        if self.senders is None:
-            return SenderCheck(sender_id, channel, checked=False, note="not checked with Cast")
         try:
             approved = await self.senders.senders(api_key, max_age=0.0)
         except CastError as exc:

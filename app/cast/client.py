@@ -130,7 +130,7 @@ def _error_from(response: httpx.Response) -> CastError:
 
 
 class CastClient:
-    def __init__(self, http: httpx.AsyncClient, observer: RequestObserver | None = None) -> None:
+    def __init__(self, http: httpx.AsyncClient, observer: RequestObserver) -> None:
         self._http = http
         self._observe = observer  # latency and status of every request (metrics)
 

@@ -14,8 +14,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from app.cast.client import CastClient, CastError
+from app.cast.client import CastError
 from app.cast.keys import key_fingerprint, key_label, label_of
 from app.cast.schemas import Channel, SenderId
 from app.kit.ttl_cache import TTLCache
@@ -59,6 +60,12 @@ def default_channel(senders: list[SenderId]) -> Channel:
     return "sim" if channels and "sms" not in channels and "sim" in channels else "sms"
 
 
+class SenderLister(Protocol):
+    """The Cast client's sender-ID list (app/cast/client.py `CastClient.sender_ids`)."""
+
+    async def sender_ids(self, api_key: str) -> list[SenderId]: ...
+
+
 @dataclass(slots=True)
 class _Listing:
     fetched_at: float
@@ -69,8 +76,8 @@ class _Listing:
 class SenderDirectory:
     def __init__(
         self,
-        cast: CastClient,
-        pace: Callable[[], Awaitable[None]] | None = None,
+        cast: SenderLister,
+        pace: Callable[[], Awaitable[None]],
         *,
         ttl: float = SENDER_LIST_SECONDS,
         miss_ttl: float = MISS_REFRESH_SECONDS,
@@ -121,8 +128,7 @@ class SenderDirectory:
             raise failed
 
     async def _fetch(self, api_key: str, fingerprint: str) -> list[SenderId]:
-        if self._pace is not None:
-            await self._pace()
+        await self._pace()
         senders = await self._cast.sender_ids(api_key)
         self._listings.put(fingerprint, _Listing(self._clock(), senders, _by_key(senders)))
         return senders

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from app.ghl.pacing import GHLPacer
+from app.ghl.pacing import LocationPacer
 from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
 from app.kit.upstream import Unanswered, timed_request
 from app.kit.urls import path_segment
@@ -63,18 +63,18 @@ class GHLClient:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        observer: RequestObserver | None = None,
-        pacer: GHLPacer | None = None,
+        observer: RequestObserver,
+        pacer: LocationPacer,
     ) -> None:
         self._http = http
         self._observe = observer  # latency and status of every request (metrics)
-        self._pacer = pacer  # per-location pacing; None: unpaced (unit tests)
+        self._pacer = pacer  # per-location pacing
 
     async def _send(
         self, method: str, url: str, operation: str, location_id: str | None = None, **kwargs: Any
     ) -> httpx.Response:
         """One request; for a location, paced and retried on 429 (see the module docstring)."""
-        if self._pacer is None or location_id is None:
+        if location_id is None:
             return self._checked(await self._request(method, url, operation, **kwargs))
         for _ in range(RATE_LIMIT_RETRIES):
             await self._pacer.before_call(location_id)

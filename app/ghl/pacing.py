@@ -22,6 +22,7 @@ for a request made with a `location_id`:
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from app.pacing import PacingRepository, Turns, spacing
 from app.store import Store
@@ -51,6 +52,30 @@ def block_seconds(status: int, headers: Mapping[str, str], now: float) -> float 
     if _number(headers, "x-ratelimit-remaining") == 0:
         return interval or DEFAULT_BLOCK_SECONDS
     return None
+
+
+class LocationPacer(Protocol):
+    """What `GHLClient` asks before and tells after each location-scoped call."""
+
+    async def before_call(self, location_id: str) -> None: ...
+
+    async def after_response(
+        self, location_id: str, status: int, headers: Mapping[str, str]
+    ) -> float | None: ...
+
+
+class Unpaced:
+    """Never waits, never blocks: for a client whose calls need no pacing, as the `check`
+    command's probe of the client id/secret (no location-scoped call, made before any store is
+    known to exist)."""
+
+    async def before_call(self, location_id: str) -> None:
+        return None
+
+    async def after_response(
+        self, location_id: str, status: int, headers: Mapping[str, str]
+    ) -> float | None:
+        return None
 
 
 class GHLPacer:

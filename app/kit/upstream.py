@@ -20,7 +20,7 @@ class Unanswered(Exception):
 
 async def timed_request(
     http: httpx.AsyncClient,
-    observe: RequestObserver | None,
+    observe: RequestObserver,
     operation: str,
     method: str,
     url: str,
@@ -38,5 +38,4 @@ async def timed_request(
         outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection_error"
         raise Unanswered(exc) from exc
     finally:
-        if observe is not None:
-            observe(operation, time.perf_counter() - started, outcome)
+        observe(operation, time.perf_counter() - started, outcome)

@@ -41,8 +41,6 @@ class SenderOwners:
     async def _confirm(self, settings: LocationSettings, api_key: str) -> bool:
         """Ask Cast (cached) whether the location's key lists its sender ID now; remember a yes."""
         assert settings.sender_id is not None
-        if self._accounts.senders is None:
-            return False
         try:
             listed = await self._accounts.senders.lookup(api_key, settings.sender_id)
         except CastError as exc:

@@ -134,6 +134,10 @@ RequestObserver = Callable[[str, float, str], None]
 code as text, or `timeout` / `connection_error`."""
 
 
+def unobserved(operation: str, seconds: float, status: str) -> None:
+    """Records nothing: the observer of requests no /metrics serves (a command's, app/cli.py)."""
+
+
 class Counters:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)

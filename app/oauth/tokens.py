@@ -137,7 +137,7 @@ class TokenService:
         store: Store,
         repository: InstallationRepository,
         ghl: GHLClient,
-        counters: Counters | None = None,
+        counters: Counters,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -145,7 +145,7 @@ class TokenService:
         self._store = store
         self._repo = repository
         self._ghl = ghl
-        self._counters = counters or Counters()
+        self._counters = counters
         self._locks: dict[str, asyncio.Lock] = {}
         self._client_fault_logged = False  # one error log per fault (see the module docstring)
         # Locations found usable / installed (see above), not asked about again for a while.

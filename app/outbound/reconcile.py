@@ -80,9 +80,9 @@ class ReceiptReconciler:
         ledgers: ReceiptLedgers,
         cast: LogsReader,
         before_request: Callable[[], Awaitable[None]],
+        on_rate_limited: Callable[[float | None], Awaitable[None]],
         interval: float,
         clock: Callable[[], float] = time.time,
-        on_rate_limited: Callable[[float | None], Awaitable[None]] | None = None,
     ) -> None:
         self._ledgers = ledgers
         self._cast = cast
@@ -177,7 +177,7 @@ class ReceiptReconciler:
                 if len(logs.logs) < LOGS_PAGE or looking_for <= found.keys():
                     break
         except CastError as exc:
-            if exc.status == 429 and self._rate_limited is not None:
+            if exc.status == 429:
                 await self._rate_limited(exc.retry_after)
             log.warning(
                 "could not read a Cast key's message logs: its receipts are asked one by one "

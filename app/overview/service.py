@@ -52,7 +52,7 @@ class OverviewService:
         names: LocationNames,
         tokens: TokenService,
         ghl: GHLClient,
-        account_info: CastAccountInfo | None = None,
+        account_info: CastAccountInfo,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -173,7 +173,7 @@ class OverviewService:
     async def _credits(self, own_key: str | None) -> int | None:
         """Its own key's balance (cached as the page caches it); None without one or when Cast
         cannot say."""
-        if own_key is None or self._account_info is None:
+        if own_key is None:
             return None
         try:
             return await self._account_info.credits(own_key)

@@ -14,8 +14,10 @@ import respx
 
 from app.devkit import fake_ghl
 from app.ghl.client import GHLClient
+from app.ghl.pacing import Unpaced
 from app.ghl.schemas import InboundMessage, StatusError, StatusUpdate
 from app.ghl.scopes import DEFAULT_SCOPES, OPERATIONS
+from app.metrics import unobserved
 from scripts.extract_ghl_contract import CALLS, DEFINITIONS, build_contract, render
 from tests.contract.validator import (
     CONTRACT,
@@ -106,7 +108,7 @@ async def _sent(call: Call) -> list[httpx.Request]:
     with respx.mock(base_url=BASE) as mock:
         mock.route().mock(side_effect=_everything)
         async with httpx.AsyncClient(base_url=BASE) as http:
-            await call(GHLClient(http))
+            await call(GHLClient(http, unobserved, Unpaced()))
         return [c.request for c in mock.calls]
 
 

@@ -27,7 +27,7 @@ from app.ghl.schemas import InboundMessage, StatusUpdate, TokenResponse
 from app.inbound.repository import RecipientDirectory
 from app.inbound.routing import routing_window
 from app.locations.repository import LocationSettingsRepository
-from app.metrics import Counters
+from app.metrics import Counters, unobserved
 from app.oauth.crypto import TokenCipher, build_cipher
 from app.oauth.repository import InstallationRepository, company_key, location_key
 from app.oauth.schemas import Installation
@@ -39,6 +39,7 @@ from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import OutboundMessage
 from app.outbound.worker import OutboundWorker
 from app.store import Store, WorkItem
+from tests.support.doubles import no_pacing, unknown_senders
 
 START = 1_800_000_000.0
 DAY = 86_400
@@ -276,7 +277,7 @@ async def cast_client_over(app: FastAPI) -> AsyncIterator[CastClient]:
     """A real CastClient whose requests go in-process to `app` (a fake Cast's ASGI app)."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cast") as http:
-        yield CastClient(http)
+        yield CastClient(http, unobserved)
 
 
 def optout_service(settings: Settings, store: Store) -> OptOutService:
@@ -308,16 +309,22 @@ def outbound_worker(
 ) -> OutboundWorker:
     """An OutboundWorker over `store` with what production gives it, each part real over the
     same store (the locations' Cast accounts, the suppression list, key states, refused
-    messages, the recipient directory), unless a test passes its own in `collaborators`."""
+    messages, the recipient directory), unless a test passes its own in `collaborators`. The
+    accounts' sender-ID lists cannot be asked for (`unknown_senders`): a channel is assumed."""
     cipher = build_cipher(settings)
+    counters = Counters()
     given: dict[str, Any] = {
-        "accounts": CastAccounts(settings, LocationSettingsRepository(store, cipher)),
+        "accounts": CastAccounts(
+            settings, LocationSettingsRepository(store, cipher), unknown_senders()
+        ),
         "optouts": optout_service(settings, store),
-        "account_info": CastAccountInfo(cast, SenderDirectory(cast), KeyStates(store)),
+        "account_info": CastAccountInfo(
+            cast, SenderDirectory(cast, no_pacing), KeyStates(store), counters, no_pacing
+        ),
         "refused": RefusedMessages(store),
         "sent_to": RecipientDirectory(store, routing_window(settings)).remember,
         "cipher": cipher,
         "receipts": StatusOnlyReceipts(),
     } | collaborators
     outbox = OutboxRepository(store)
-    return OutboundWorker(settings, outbox, cast, ghl, tokens, pacer, Counters(), clock, **given)
+    return OutboundWorker(settings, outbox, cast, ghl, tokens, pacer, counters, clock, **given)

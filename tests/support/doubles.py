@@ -1,0 +1,31 @@
+"""Stand-ins for collaborators production always wires (app/composition.py) and a unit test has
+no use for: each behaves as its real counterpart does when nothing limits, counts or lists
+anything. A test about one of them uses the real one (or a recording double of its own).
+
+What is real and cheap is used as is instead: `Counters()`, and for the GHL client
+`app.ghl.pacing.Unpaced` and `app.metrics.unobserved`."""
+
+from app.cast.client import CastError
+from app.cast.schemas import SenderId
+from app.cast.senders import SenderDirectory
+
+
+async def no_pacing() -> None:
+    """Cast's per-IP request budget (`CastPacer.before_poll`) with room for every read."""
+
+
+async def ignore_rate_limit(retry_after: float | None) -> None:
+    """`CastPacer.read_rate_limited` for a test whose Cast never answers 429 to a read."""
+
+
+class CastWithoutSenderLists:
+    """The one Cast call a SenderDirectory makes, never answered."""
+
+    async def sender_ids(self, api_key: str) -> list[SenderId]:
+        raise CastError("Cast did not answer in time", status=None, retryable=True)
+
+
+def unknown_senders() -> SenderDirectory:
+    """Sender-ID lists Cast cannot be asked for: a channel is the location's setting, else
+    assumed (`sms`); a sender ID is saved unchecked, and one saved unchecked stays unconfirmed."""
+    return SenderDirectory(CastWithoutSenderLists(), no_pacing)
