@@ -191,6 +191,7 @@ def build_services(
             cast,
             pacer.before_poll,
             pacer.read_rate_limited,
+            pacer.sent_since,
             settings.dlr_logs_interval_seconds,
         ),
     )

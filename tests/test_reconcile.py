@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.cast.client import CastClient
+from app.cast.pacing import CastPacer
 from app.cast.schemas import Channel, SendRequest
 from app.devkit.fake_cast import FakeCast
 from app.devkit.harness import CAST_KEY
@@ -15,7 +16,7 @@ from app.outbound.reconcile import KEEP_SECONDS, LOG_ROUNDS, ReceiptReconciler
 from app.outbound.repository import ReceiptLedgers
 from app.outbound.schemas import LoggedReceipt, OutboundMessage, Part
 from app.store import Store
-from tests.support.doubles import ignore_rate_limit, no_pacing
+from tests.support.doubles import ignore_rate_limit, key_sent_nothing_since, no_pacing
 from tests.support.units import FakeClock, cast_client_over
 
 INTERVAL = 10.0
@@ -39,7 +40,13 @@ async def client(cast: FakeCast) -> AsyncIterator[CastClient]:
 
 def reconciler(store: Store, client: CastClient, clock: FakeClock) -> ReceiptReconciler:
     return ReceiptReconciler(
-        ReceiptLedgers(store), client, no_pacing, ignore_rate_limit, INTERVAL, clock
+        ReceiptLedgers(store),
+        client,
+        no_pacing,
+        ignore_rate_limit,
+        key_sent_nothing_since,
+        INTERVAL,
+        clock,
     )
 
 
@@ -75,6 +82,45 @@ async def test_a_lone_message_is_asked_by_status(store, client, cast, clock):
 
     assert lookup.by_status == {cast_id(message)} and not lookup.settled
     assert cast.api_calls["logs"] == 0
+
+
+def paced_reconciler(store: Store, client: CastClient, pacer: CastPacer, clock: FakeClock):
+    return ReceiptReconciler(
+        ReceiptLedgers(store),
+        client,
+        no_pacing,
+        ignore_rate_limit,
+        pacer.sent_since,
+        INTERVAL,
+        clock,
+    )
+
+
+async def test_a_lone_message_whose_key_sent_nothing_since_is_asked_by_status(
+    store, client, cast, clock
+):
+    pacer = CastPacer(store, 10, 1000, clock=clock)
+    await pacer.before_send(CAST_KEY)  # its own send's slot
+    message = await sent(client, clock)
+
+    lookup = await paced_reconciler(store, client, pacer, clock).look_up(CAST_KEY, message)
+
+    assert lookup.by_status == {cast_id(message)}
+    assert cast.api_calls["logs"] == 0
+
+
+async def test_a_message_alone_here_waits_for_the_logs_when_its_key_sent_again_since(
+    store, client, cast, clock
+):
+    pacer = CastPacer(store, 10, 1000, clock=clock)
+    message = await sent(client, clock)
+    clock.advance(1.0)
+    await pacer.before_send(CAST_KEY)  # the key's next send, in this process or another
+
+    lookup = await paced_reconciler(store, client, pacer, clock).look_up(CAST_KEY, message)
+
+    assert set(lookup.settled) == {cast_id(message)} and not lookup.by_status
+    assert (cast.api_calls["logs"], cast.api_calls["status"]) == (1, 0)
 
 
 async def test_one_logs_read_settles_every_waiting_part_of_the_key_it_lists(
@@ -192,7 +238,13 @@ async def test_a_429_to_a_logs_read_is_reported_to_the_ip_budget(store, clock):
     async with cast_client_over(cast.app) as client:
         first, second = await sent(client, clock), await sent(client, clock)
         receipts = ReceiptReconciler(
-            ReceiptLedgers(store), client, no_pacing, ip_rate_limited, INTERVAL, clock
+            ReceiptLedgers(store),
+            client,
+            no_pacing,
+            ip_rate_limited,
+            key_sent_nothing_since,
+            INTERVAL,
+            clock,
         )
         await receipts.look_up(CAST_KEY, first)
         lookup = await receipts.look_up(CAST_KEY, second)

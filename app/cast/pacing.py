@@ -227,6 +227,7 @@ class CastPacer:
         sleep: Sleep = asyncio.sleep,
         egress_group: str = "",
     ) -> None:
+        self._store = store
         self._repo = PacingRepository(store)
         self._configured = per_key_rate
         self._clock = clock
@@ -281,6 +282,11 @@ class CastPacer:
         return await self._repo.reserve_slot(
             name + RETURNS_SUFFIX, now=later.slot - HORIZON / 2, interval=later.interval
         )
+
+    async def sent_since(self, api_key: str, at: float) -> bool:
+        """Whether the key took a send slot after `at`, in any process sharing the store."""
+        name = KEY_PREFIX + key_fingerprint(api_key)
+        return name in await self._store.recent_slots(name, since=at)
 
     async def before_poll(self) -> None:
         """Receipt reads, account reads, sender checks and the opt-out sync: one IP slot each."""

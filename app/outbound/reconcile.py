@@ -10,7 +10,8 @@ every process, and this one after a restart, settles its parts from it without a
 
 `/sms/status/{id}` stays for what the logs cannot settle: a part sent through the SIM gateway
 (the logs list `/sms/send` messages), a lone message (the only one of its key this process
-waits for: one status request costs what one logs read costs, and says more), a part absent
+waits for, whose key sent nothing since in any process (`sent_since`, the key's slot line in
+the store): one status request costs what one logs read costs, and says more), a part absent
 from the logs after `LOG_ROUNDS` polls, and the parts of a key whose last logs read failed.
 """
 
@@ -81,6 +82,7 @@ class ReceiptReconciler:
         cast: LogsReader,
         before_request: Callable[[], Awaitable[None]],
         on_rate_limited: Callable[[float | None], Awaitable[None]],
+        sent_since: Callable[[str, float], Awaitable[bool]],
         interval: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +92,7 @@ class ReceiptReconciler:
         self._interval = interval
         self._clock = clock
         self._rate_limited = on_rate_limited  # a 429 to a read: the per-IP budget's
+        self._sent_since = sent_since  # the key took a send slot after a time (the pacer's)
         self._locks: dict[str, asyncio.Lock] = {}  # one read of a key at a time here
         self._cached: dict[str, tuple[float, ReceiptLedger]] = {}
         self._wanted: dict[str, dict[str, _Wanted]] = {}  # by key fingerprint, by Cast id
@@ -105,7 +108,9 @@ class ReceiptReconciler:
         if not logged:
             return Lookup(by_status=set(others))
         fingerprint = key_fingerprint(api_key)
-        if self._lone(fingerprint, message, logged):
+        if self._lone(fingerprint, message, logged) and not await self._sent_since(
+            api_key, message.accepted_at or 0.0
+        ):
             return Lookup(by_status={*logged, *others})
         ledger = await self._ledger(api_key, fingerprint)
         lookup = Lookup(by_status=set(others))
