@@ -88,6 +88,9 @@ class PacingRepository:
     ) -> float:
         return await self._store.reserve_slot(name, now=now, interval=interval, horizon=horizon)
 
+    async def move_slot(self, name: str, *, reserved: float, to: float) -> bool:
+        return await self._store.move_slot(name, reserved=reserved, to=to)
+
     def known_state(self, name: str) -> LimitState:
         """The last state read or written here, without a store round trip."""
         cached = self._states.get(name)
@@ -180,6 +183,12 @@ class LocalPacingRepository(PacingRepository):
         if slot - now <= horizon:
             self._slots[name] = slot
         return slot
+
+    async def move_slot(self, name: str, *, reserved: float, to: float) -> bool:
+        if self._slots.get(name) != reserved:
+            return False
+        self._slots[name] = to
+        return True
 
     async def state(self, name: str) -> LimitState:
         return self.known_state(name)

@@ -33,7 +33,7 @@ from app.cast.pacing import (
 from app.devkit.fake_cast import max_in_any_window
 from app.pacing import JITTER, MAX_LATENESS, LimitState
 from app.store import Store
-from tests.support.units import FakeClock
+from tests.support.units import FakeClock, at_time
 
 NOW = 1_700_000_000.0
 R = 10.0
@@ -103,52 +103,57 @@ async def test_different_keys_wait_for_each_other_only_as_the_ip_budget_spaces_t
     pacer = pacer_on(store, clock)
     for i in range(5):
         await pacer.before_send(f"cast_{i}")
-    assert clock() == pytest.approx(NOW + 4 * SECOND / 1000)
+    assert clock() == at_time(NOW + 4 * SECOND / 1000)
 
 
-async def test_a_send_that_wakes_up_late_drops_its_slot_and_takes_the_next(
+async def test_a_send_that_wakes_up_late_moves_its_slot_to_when_it_leaves(
     store: Store, clock: FakeClock
 ):
     """Woken up later than MAX_LATENESS / 2, it could reach Cast within a second of the send R
-    after it (whose slot is R spacings after the late one's): it takes a new slot instead."""
+    after it (whose slot is R spacings after the late one's): its slot, still the key's last,
+    moves to when it leaves (asked for that much further ahead), and the next are spaced from
+    there."""
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(clock, MAX_LATENESS))
     await pacer.before_send("cast_a")  # idle: at once
     await pacer.before_send("cast_a")  # its slot at NOW + INTERVAL; woke up 20 ms after it
-    assert clock() == pytest.approx(NOW + 2 * INTERVAL)
+    left = NOW + INTERVAL + 2 * MAX_LATENESS
+    assert clock() == at_time(left)
+    await pacer.before_send("cast_a")
+    assert clock() == at_time(left + INTERVAL)
 
 
 async def test_a_send_that_wakes_up_a_little_late_keeps_its_slot(store: Store, clock: FakeClock):
     late = MAX_LATENESS / 2  # the other half is for its way from the pacer to the socket
-    pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(clock, 0.0, late))
+    pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(clock, late))
     await pacer.before_send("cast_a")
     await pacer.before_send("cast_a")
-    assert clock() == pytest.approx(NOW + INTERVAL + late)
+    assert clock() == at_time(NOW + INTERVAL + late)
 
 
 # Backlog: sends that would only wait give their worker slot back ------------------------------
-async def fill_backlog(store: Store, clock: FakeClock, key: str = "cast_a") -> CastPacer:
-    """Sends of `key` reserved up to the horizon, none gone yet."""
+async def fill_backlog(
+    store: Store, clock: FakeClock, key: str = "cast_a"
+) -> tuple[CastPacer, ComeBack]:
+    """Sends of `key` reserved up to the horizon, none gone yet; the first told to come back."""
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=no_sleep)
-    while isinstance(await pacer.before_send(key), SendNow):
+    while isinstance(answer := await pacer.before_send(key), SendNow):
         pass
-    return pacer
+    return pacer, answer
 
 
 async def test_a_send_whose_slot_is_beyond_the_horizon_comes_back_later(
     store: Store, clock: FakeClock
 ):
-    pacer = await fill_backlog(store, clock)
+    _, answer = await fill_backlog(store, clock)
     first_free = NOW + int(HORIZON / INTERVAL + 1) * INTERVAL
-    answer = await pacer.before_send("cast_a")
-    assert answer == ComeBack(at=pytest.approx(first_free - HORIZON / 2))
+    assert answer == ComeBack(at=at_time(first_free - HORIZON / 2))
 
 
 async def test_a_send_told_to_come_back_reserves_nothing(store: Store, clock: FakeClock):
-    pacer = await fill_backlog(store, clock)
-    assert isinstance(await pacer.before_send("cast_a"), ComeBack)
+    await fill_backlog(store, clock)
     first_free = NOW + int(HORIZON / INTERVAL + 1) * INTERVAL
     name = KEY_PREFIX + key_fingerprint("cast_a")
-    assert await store.reserve_slot(name, now=NOW, interval=INTERVAL) == pytest.approx(first_free)
+    assert await store.reserve_slot(name, now=NOW, interval=INTERVAL) == at_time(first_free)
 
 
 async def test_sends_told_to_come_back_return_one_spacing_apart_for_every_pacer(
@@ -162,7 +167,7 @@ async def test_sends_told_to_come_back_return_one_spacing_apart_for_every_pacer(
 
 
 async def test_another_keys_backlog_does_not_send_a_key_back(store: Store, clock: FakeClock):
-    pacer = await fill_backlog(store, clock, key="cast_a")
+    pacer, _ = await fill_backlog(store, clock, key="cast_a")
     assert isinstance(await pacer.before_send("cast_b"), SendNow)
 
 
@@ -217,7 +222,7 @@ async def test_a_429_slows_the_key_down_for_every_pacer_on_the_store(
 async def test_retry_after_holds_the_key_back_for_every_pacer(store: Store, clock: FakeClock):
     await pacer_on(store, clock).rate_limited("cast_a", 10.0, retry_after=0.4)
     await pacer_on(store, clock).before_send("cast_a")
-    assert clock() == pytest.approx(NOW + 0.4)
+    assert clock() == at_time(NOW + 0.4)
 
 
 async def test_a_block_beyond_the_horizon_sends_the_send_back_until_it_ends(
@@ -242,7 +247,7 @@ async def test_a_send_waiting_for_its_slot_when_the_key_slows_down_takes_a_slot_
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleep)
     await pacer.before_send("cast_a")
     assert await pacer.before_send("cast_a") == SendNow(rate=8.0)
-    assert clock() == pytest.approx(NOW + INTERVAL + SECOND / 8.0)
+    assert clock() == at_time(NOW + INTERVAL + SECOND / 8.0)
 
 
 async def test_two_pacers_answering_the_same_burst_of_429s_slow_down_once(store: Store):
@@ -327,13 +332,33 @@ async def test_a_read_waits_behind_the_sends_holding_slots_not_behind_a_backlog(
     assert clock() - NOW <= HORIZON + SECOND / R
 
 
-async def test_a_send_the_ip_budget_cannot_take_in_time_drops_its_key_slot_and_goes_later(
+async def test_a_send_the_ip_budget_cannot_take_in_time_goes_at_the_ips_next_slot(
     store: Store, clock: FakeClock
 ):
     pacer = pacer_on(store, clock, ip_rate=2)
     await pacer.before_poll()  # the IP's next slot is SECOND / 2 away, the key's is now
     assert isinstance(await pacer.before_send("cast_a"), SendNow)
-    assert clock() == pytest.approx(NOW + SECOND / 2)
+    assert clock() == at_time(NOW + SECOND / 2)
+
+
+async def test_an_idle_key_whose_ip_slot_a_read_holds_waits_for_the_ips_next_slot_not_its_own(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=30)
+    await pacer.before_poll()  # a receipt read holds the IP's slot now
+    assert isinstance(await pacer.before_send("cast_a"), SendNow)
+    assert clock() == at_time(NOW + SECOND / 30)  # not a key interval (SECOND / R) later
+
+
+async def test_a_key_slot_moved_to_the_ips_next_slot_spaces_the_keys_next_send_from_there(
+    store: Store, clock: FakeClock
+):
+    pacer = pacer_on(store, clock, ip_rate=30)
+    await pacer.before_poll()
+    await pacer.before_send("cast_a")
+    moved = clock()
+    await pacer.before_send("cast_a")
+    assert clock() == at_time(moved + INTERVAL)
 
 
 # 429s are attributed ----------------------------------------------------------------------------
@@ -361,8 +386,11 @@ async def test_a_429_to_a_read_slows_the_ip_budget_and_blocks_it_for_retry_after
     pacer = pacer_on(store, clock, ip_rate=30)
     await pacer.read_rate_limited(retry_after=3.0)
     assert await pacer.ip.share("cast_a") == 29.0 - READ_FLOOR
-    await pacer.before_send("cast_a")
-    assert clock() == pytest.approx(NOW + 3.0)
+    back = await pacer.before_send("cast_a")  # the block is further away than the horizon
+    assert isinstance(back, ComeBack) and back.at >= NOW + 3.0 - HORIZON
+    clock.advance(back.at - clock())
+    assert isinstance(await pacer.before_send("cast_a"), SendNow)
+    assert clock() == at_time(NOW + 3.0)
 
 
 def replicas(store: Store, clock: FakeClock, egress_group: str) -> tuple[CastPacer, CastPacer]:
@@ -443,7 +471,7 @@ async def test_a_send_late_for_its_ip_slot_keeps_its_key_slot_while_its_key_has_
         await pacer.ip.share(f"cast_{i}")  # 20 keys share the budget: cast_a is paced at 1.4/s
     await pacer.before_poll()  # the IP's next slot is SECOND / 30 away
     assert await pacer.before_send("cast_a") == SendNow(rate=(30 - READ_FLOOR) / 20)
-    assert clock() == pytest.approx(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later
+    assert clock() == at_time(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later
 
 
 async def test_a_key_at_its_full_rate_sends_though_the_store_round_trip_makes_it_a_little_late(

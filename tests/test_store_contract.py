@@ -15,6 +15,7 @@ from app.store import DONE, PENDING, ItemQuery, Store, StoreUnavailable
 from app.store.mongo import MongoStore
 from app.store.sqlite import SQLiteStore
 from tests.support.broken_store import corrupt_sqlite_schema, unreachable_mongo_uri
+from tests.support.units import at_time
 
 NOW = 1_000_000.0
 
@@ -201,7 +202,7 @@ async def test_extend_lease_fails_once_the_lease_was_lost(store: Store) -> None:
 
 async def test_reserved_slots_are_spaced_by_the_interval(store: Store) -> None:
     slots = [await store.reserve_slot("cast:k", now=NOW, interval=0.1) for _ in range(5)]
-    assert slots == pytest.approx([NOW, NOW + 0.1, NOW + 0.2, NOW + 0.3, NOW + 0.4])
+    assert slots == at_time([NOW, NOW + 0.1, NOW + 0.2, NOW + 0.3, NOW + 0.4])
 
 
 async def test_an_idle_pacer_hands_out_now(store: Store) -> None:
@@ -215,6 +216,19 @@ async def test_concurrent_reservations_never_share_a_slot(store: Store) -> None:
     )
     ordered = sorted(slots)
     assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(ordered))
+
+
+async def test_a_last_slot_moves_later_and_the_next_is_spaced_from_it(store: Store) -> None:
+    reserved = await store.reserve_slot("cast:k", now=NOW, interval=0.1)
+    assert await store.move_slot("cast:k", reserved=reserved, to=NOW + 0.03)
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.1) == at_time(NOW + 0.13)
+
+
+async def test_a_slot_no_longer_the_last_does_not_move(store: Store) -> None:
+    reserved = await store.reserve_slot("cast:k", now=NOW, interval=0.1)
+    await store.reserve_slot("cast:k", now=NOW, interval=0.1)
+    assert not await store.move_slot("cast:k", reserved=reserved, to=NOW + 0.03)
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.1) == at_time(NOW + 0.2)
 
 
 async def test_recent_slots_name_the_pacers_of_a_prefix_that_reserved_since_a_time(
@@ -243,8 +257,8 @@ async def test_concurrent_reservations_never_reserve_beyond_the_horizon(store: S
         *(store.reserve_slot("cast:k", now=NOW, interval=0.1, horizon=0.45) for _ in range(12))
     )
     within = sorted(slot for slot in slots if slot <= NOW + 0.45)
-    assert within == pytest.approx([NOW, NOW + 0.1, NOW + 0.2, NOW + 0.3, NOW + 0.4])
-    assert await store.reserve_slot("cast:k", now=NOW, interval=0.1) == pytest.approx(NOW + 0.5)
+    assert within == at_time([NOW, NOW + 0.1, NOW + 0.2, NOW + 0.3, NOW + 0.4])
+    assert await store.reserve_slot("cast:k", now=NOW, interval=0.1) == at_time(NOW + 0.5)
 
 
 async def test_a_quota_allows_limit_uses_per_window_then_refuses(store: Store) -> None:

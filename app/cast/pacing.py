@@ -267,8 +267,7 @@ class CastPacer:
             if key_slot - now > HORIZON:
                 return ComeBack(await self._return_time(name, Later(key_slot, interval)))
             slack = lateness_allowed(current_rate(state, self._configured, now), interval)
-            # MAX_LATENESS / 2: how late any slot may be woken up to (the key's included)
-            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
+            busy, key_slot = await self._ip_slot_from(name, key_slot, slack)
             now = self._clock()
             if busy is not None:  # the IP has no room in time: this key slot is dropped
                 # the next asked for that much further ahead if this one was late already
@@ -277,6 +276,23 @@ class CastPacer:
                 return SendNow(rate=SECOND / interval)
             else:  # the key slowed down or was blocked meanwhile
                 earliest = now
+
+    async def _ip_slot_from(
+        self, name: str, key_slot: float, slack: float
+    ) -> tuple[Later | None, float]:
+        """Wait for an IP slot at most `slack` after the key's slot. When the IP's first free
+        slot is later (a read or another key holds the one wanted) but within `HORIZON`, the
+        key's slot moves to it if it is still the key's last (the key's next slots are then
+        spaced from there), and the wait starts again: an idle key waits for the IP's next
+        slot, not for its own next interval. The outcome, and the key's slot."""
+        while True:
+            # MAX_LATENESS / 2: how late any slot may be woken up to (the key's included)
+            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
+            if busy is None or busy.slot - self._clock() > HORIZON:
+                return busy, key_slot
+            if not await self._repo.move_slot(name, reserved=key_slot, to=busy.slot):
+                return busy, key_slot
+            key_slot = busy.slot
 
     async def _return_time(self, name: str, later: Later) -> float:
         return await self._repo.reserve_slot(

@@ -218,6 +218,11 @@ class Store(Protocol):
         apart (a GCRA / virtual-scheduling rate limiter kept in the database).
         """
 
+    async def move_slot(self, name: str, *, reserved: float, to: float) -> bool:
+        """Move the pacer `name`'s last slot from `reserved` to the later `to`, if no other
+        slot was reserved after it meanwhile: True when moved. The slots after it are then
+        spaced from `to`."""
+
     async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
         """The last slot of every pacer named with `prefix` whose last slot is after `since`."""
 

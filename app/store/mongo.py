@@ -328,6 +328,12 @@ class MongoStore:
                 return current["slot"] + interval  # beyond the horizon: not reserved
             # the slot changed between the two updates: try again
 
+    async def move_slot(self, name: str, *, reserved: float, to: float) -> bool:
+        moved = await self._db["pacing"].update_one(
+            {"_id": name, "slot": reserved}, {"$set": {"slot": to}}
+        )
+        return moved.modified_count == 1
+
     async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
         found = self._db["pacing"].find({**_id_prefix(prefix), "slot": {"$gt": since}})
         return {doc["_id"]: doc["slot"] async for doc in found}

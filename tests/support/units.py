@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from app.cast.account import CastAccountInfo
@@ -44,6 +45,13 @@ from tests.support.doubles import no_pacing, unknown_senders
 START = 1_800_000_000.0
 DAY = 86_400
 DEFAULT = object()  # a scripted outcome: the method's default answer
+
+
+def at_time(expected: Any) -> Any:
+    """A time (or list of times) to a tenth of a millisecond (sums of float intervals on an
+    epoch time drift by microseconds): `pytest.approx`'s default tolerance is relative, and
+    1e-6 of an epoch time is half an hour."""
+    return pytest.approx(expected, abs=1e-4)
 
 
 class FakeClock:
