@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from app.inbound.schemas import InboundSMS
 from app.kit.logs import mask_phone, mask_phones_in
 from app.outbound.schemas import OutboundMessage
+from app.outbound.splitting import joined_text
 from app.phone import InvalidPhoneNumber, to_e164
 from app.timestamps import utc_iso
 
@@ -147,7 +148,7 @@ class LogEntry(BaseModel):
             error_code=message.error_code,
             error_message=mask_phones_in(message.error_message),
             parts=len(message.parts),
-            text="".join(part.text for part in message.parts),
+            text=joined_text([part.text for part in message.parts]),
             test=message.synthetic,
         )
 

@@ -31,3 +31,10 @@ def split_text(text: str, limit: int) -> list[str]:
     if rest:
         parts.append(rest)
     return [part for part in parts if part]
+
+
+def joined_text(parts: list[str]) -> str:
+    """The parts as one text again, for the message log: `split_text` cut them at a space or a
+    line break, so a space goes between them (also inside a word longer than a part, the one
+    cut `split_text` makes elsewhere)."""
+    return " ".join(parts)
