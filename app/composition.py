@@ -27,6 +27,7 @@ from app.cast.repository import KeyStates
 from app.cast.senders import SenderDirectory
 from app.config import Settings
 from app.ghl.client import GHLClient
+from app.ghl.conversations import ConversationDirectory
 from app.ghl.pacing import GHLPacer
 from app.ghl.signature import WebhookKeys, load_webhook_keys
 from app.inbound.repository import InboxRepository, RecipientDirectory
@@ -204,6 +205,7 @@ def build_services(
         tokens,
         counters,
         optouts=optouts,
+        conversations=ConversationDirectory(ghl),
     )
     optout_sync = CastOptOutSync(
         settings, SyncLedger(store), installations, accounts, cast, pacer, optouts, counters

@@ -14,6 +14,7 @@ from app.inbound.routing import InboundRouter, NoRoute, Route
 from app.inbound.schemas import InboundPayload, InboundSMS
 from app.kit.errors import ApiError
 from app.store import DONE, PENDING, Store
+from tests.support.doubles import no_owners
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
@@ -104,7 +105,7 @@ def test_route_keys_normalise_numbers_but_keep_names_exactly_as_cast_lists_them(
 
 
 def router(directory: RecipientDirectory, **overrides: object) -> InboundRouter:
-    return InboundRouter(settings(**overrides), directory)
+    return InboundRouter(settings(**overrides), directory, no_owners)
 
 
 def directory_for(store: Store, days: float = 30) -> RecipientDirectory:

@@ -5,6 +5,7 @@ clock; each step is one claim of the message, as the worker's loop makes it."""
 import pytest
 
 from app.ghl.client import GHLError
+from app.ghl.conversations import ConversationDirectory
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
 from app.inbound.schemas import InboundSMS
@@ -12,6 +13,7 @@ from app.inbound.worker import GHL_BACKOFF_BASE, InboundWorker
 from app.metrics import Counters
 from app.oauth.tokens import TokenService
 from app.store import DONE, PENDING, Store, WorkItem
+from tests.support.doubles import no_owners
 from tests.support.units import (
     FakeClock,
     cancel_in_flight,
@@ -38,9 +40,19 @@ def worker(sqlite_store: Store, recipients, ghl, clock) -> InboundWorker:
     tokens = TokenService(
         SETTINGS, sqlite_store, installations(sqlite_store), ghl, Counters(), clock=clock
     )
-    router = InboundRouter(SETTINGS, recipients)
+    router = InboundRouter(SETTINGS, recipients, no_owners)
     inbox, optouts = InboxRepository(sqlite_store), optout_service(SETTINGS, sqlite_store)
-    return InboundWorker(SETTINGS, inbox, router, ghl, tokens, Counters(), clock, optouts=optouts)
+    return InboundWorker(
+        SETTINGS,
+        inbox,
+        router,
+        ghl,
+        tokens,
+        Counters(),
+        clock,
+        optouts=optouts,
+        conversations=ConversationDirectory(ghl),
+    )
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.cast.keys import key_label
@@ -176,6 +177,11 @@ def settings(**overrides: object) -> Settings:
     )
 
 
+async def no_adapted_rates() -> dict[str, float]:
+    """`CastPacer.rates` when no key drew a 429."""
+    return {}
+
+
 async def test_the_scrape_maps_each_own_key_to_its_location_with_its_threshold(store: Store):
     repository = LocationSettingsRepository(store, CIPHER)
     now = time.time()
@@ -192,6 +198,8 @@ async def test_the_scrape_maps_each_own_key_to_its_location_with_its_threshold(s
     service = MetricsService(
         counters,
         {},
+        CollectorRegistry(),
+        key_rates=no_adapted_rates,
         key_locations=key_locations_reader(settings(low_credit_threshold=40), repository),
     )
 

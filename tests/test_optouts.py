@@ -19,6 +19,7 @@ from app.devkit.fake_cast import FakeCast
 from app.devkit.fake_ghl import FakeGHL
 from app.devkit.harness import CAST_KEY, CIPHER, installation_from_pair
 from app.ghl.client import GHLClient
+from app.ghl.conversations import ConversationDirectory
 from app.ghl.pacing import Unpaced
 from app.inbound.repository import InboxRepository, RecipientDirectory
 from app.inbound.routing import InboundRouter, routing_window
@@ -36,7 +37,7 @@ from app.optouts.service import OptOutService
 from app.optouts.sync import CastOptOutSync, sender_matches
 from app.optouts.worker import DND_DEADLINE_SECONDS, DndWorker
 from app.store import DONE, PENDING, Store
-from tests.support.doubles import unknown_senders
+from tests.support.doubles import no_owners, unknown_senders
 from tests.support.units import FakeClock, NoChoices, step
 
 OUT = ("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "HINTO")
@@ -345,8 +346,18 @@ async def test_a_stop_interrupted_after_ghl_resumes_without_adding_it_twice(stor
         tokens = TokenService(
             settings, store, InstallationRepository(store, CIPHER), client, Counters()
         )
-        router = InboundRouter(settings, RecipientDirectory(store, routing_window(settings)))
-        worker = InboundWorker(settings, inbox, router, client, tokens, Counters(), optouts=service)
+        recipients = RecipientDirectory(store, routing_window(settings))
+        router = InboundRouter(settings, recipients, no_owners)
+        worker = InboundWorker(
+            settings,
+            inbox,
+            router,
+            client,
+            tokens,
+            Counters(),
+            optouts=service,
+            conversations=ConversationDirectory(client),
+        )
         for _ in range(2):  # the interrupted attempt, then the one that resumes it
             (item,) = await inbox.claim(now=9e9, lease_seconds=10, limit=1)
             await worker._process(item)

@@ -39,7 +39,7 @@ class InboundRouter:
         self,
         settings: Settings,
         recipients: RecipientDirectory,
-        owners: Callable[[str], Awaitable[list[str]]] | None = None,
+        owners: Callable[[str], Awaitable[list[str]]],
     ) -> None:
         self._recipients = recipients
         self._owners = owners  # the locations owning a sender ID (app/locations/owners.py)
@@ -65,7 +65,7 @@ class InboundRouter:
         to_key = sender_key(to)
         if location_id := self._routes.get(to_key):
             return Route(location_id, "route")
-        owners = await self._owners(to) if self._owners is not None else []
+        owners = await self._owners(to)
         if len(owners) == 1:
             return Route(owners[0], "sender_id")
         if owners:

@@ -49,13 +49,13 @@ class InboundWorker(JobWorker[InboundSMS]):
         clock: Callable[[], float] = time.time,
         *,
         optouts: OptOutService,
-        conversations: ConversationDirectory | None = None,
+        conversations: ConversationDirectory,
     ) -> None:
         super().__init__(settings, inbox, clock)
         self._inbox = inbox
         self._router = router
         self._ghl = ghl
-        self._conversations = conversations or ConversationDirectory(ghl)
+        self._conversations = conversations
         self._tokens = tokens
         self._counters = counters
         self._optouts = optouts  # STOP/START keywords

@@ -25,10 +25,11 @@ class MetricsService:
         self,
         counters: Counters,
         queues: Mapping[str, QueueRepository[Any]],
-        http_registry: CollectorRegistry | None = None,
+        http_registry: CollectorRegistry,
+        *,
+        key_rates: Callable[[], Awaitable[dict[str, float]]],
+        key_locations: Callable[[], Awaitable[Sequence[KeyLocation]]],
         clock: Callable[[], float] = time.time,
-        key_rates: Callable[[], Awaitable[dict[str, float]]] | None = None,
-        key_locations: Callable[[], Awaitable[Sequence[KeyLocation]]] | None = None,
     ) -> None:
         self._key_locations = key_locations  # which key serves which location, thresholds
         self._counters = counters
@@ -42,10 +43,8 @@ class MetricsService:
             counts = await queue.counts()
             oldest = await queue.oldest_pending()
             self._counters.set_queue(name, counts, oldest, self._clock())
-        if self._key_rates is not None:
-            self._counters.set_key_rates(await self._key_rates())
-        if self._key_locations is not None:
-            self._counters.set_key_locations(await self._key_locations())
+        self._counters.set_key_rates(await self._key_rates())
+        self._counters.set_key_locations(await self._key_locations())
 
     async def exposition(self) -> bytes:
         """The Prometheus text format. A store that does not answer keeps the last queue
@@ -57,8 +56,7 @@ class MetricsService:
             self._counters.store_up.set(0)
             log.warning("metrics: queue gauges not read", extra={"reason": type(exc).__name__})
         body = self._counters.render()
-        if self._http_registry is not None:
-            body += generate_latest(self._http_registry)
+        body += generate_latest(self._http_registry)
         return body
 
 

@@ -18,6 +18,11 @@ async def ignore_rate_limit(retry_after: float | None) -> None:
     """`CastPacer.read_rate_limited` for a test whose Cast never answers 429 to a read."""
 
 
+async def no_owners(sender_id: str) -> list[str]:
+    """`SenderOwners.owners` for a test whose locations own no sender ID."""
+    return []
+
+
 async def key_sent_nothing_since(api_key: str, at: float) -> bool:
     """`CastPacer.sent_since` for a test whose sends do not go through a pacer."""
     return False
