@@ -5,6 +5,7 @@ The inbound gateway's key (INBOUND_API_KEY) never works here, and the settings r
 ADMIN_API_KEY equal to it.
 """
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -84,6 +85,12 @@ def _wants_csv(request: Request) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
+async def _starting_with(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
 @router.get("/messages", response_model=MessagePage)
 async def list_messages(request: Request, admin: AdminDep) -> Response | MessagePage:
     """The message log: outbound and inbound, filtered, newest first, paged by `cursor`; the
@@ -92,8 +99,10 @@ async def list_messages(request: Request, admin: AdminDep) -> Response | Message
     as_csv = _wants_csv(request)
     query = message_query(params)
     if as_csv:
+        chunks = admin.export_messages(query)
+        first = await anext(chunks)  # the first read fails before any byte: a JSON error
         return StreamingResponse(
-            admin.export_messages(query),
+            _starting_with(first, chunks),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="messages.csv"'},
         )

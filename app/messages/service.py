@@ -54,18 +54,19 @@ class MessageLog:
         )
 
     async def export_csv(self, query: MessageQuery) -> AsyncIterator[str]:
-        """The whole selection from the query's cursor on, as CSV (a header line first),
-        read in batches so any size streams."""
-        yield _csv_lines([list(CSV_COLUMNS)])
+        """The whole selection from the query's cursor on, as CSV, read in batches so any size
+        streams. The first chunk (the header line and the first batch) comes after the first
+        read, so a caller that awaits it before answering answers a failed read with an error,
+        not with a 200 and a cut file."""
+        header: list[list[str]] = [list(CSV_COLUMNS)]
         cursor = query.cursor
         while True:
             rows = await self._repository.select(
                 query.model_copy(update={"cursor": cursor}), EXPORT_BATCH
             )
-            if not rows:
-                return
             entries = await self._named([entry for _, entry in rows])
-            yield _csv_lines([_csv_row(entry) for entry in entries])
+            yield _csv_lines(header + [_csv_row(entry) for entry in entries])
+            header = []
             if len(rows) < EXPORT_BATCH:
                 return
             cursor = rows[-1][0]
