@@ -13,6 +13,7 @@ from app.cast.accounts import CastAccounts, account_from
 from app.cast.client import CastError
 from app.config import Settings
 from app.ghl.client import GHLClient, GHLError
+from app.kit.ttl_cache import TTLCache
 from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.repository import InstallationRepository
@@ -26,6 +27,17 @@ log = logging.getLogger(__name__)
 
 DAY = 86_400.0
 COUNT_CAP = 5_000  # messages read per sub-account for the 7-day figures; more: `capped`
+# GHL is asked for an agency's sub-accounts at most this often, however often the overview is
+# viewed (the agency page is open to every admin of the agency; GHL's calls are not free).
+LISTING_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """GHL's answer for one agency: its installed sub-accounts, or why it could not say."""
+
+    location_ids: list[str]
+    problem: str | None = None
 
 
 @dataclass
@@ -66,6 +78,7 @@ class OverviewService:
         self._ghl = ghl
         self._account_info = account_info
         self._clock = clock
+        self._listings: TTLCache[str, _Listing] = TTLCache(LISTING_SECONDS)
 
     async def names(self) -> dict[str, str]:
         """Every sub-account name known (as GHL last gave them), by location id."""
@@ -119,20 +132,14 @@ class OverviewService:
                 continue
             if company_id is not None and company != company_id:
                 continue
-            try:
-                token = await self._tokens.company_token(company)
-                found = await self._ghl.installed_location_names(
-                    token, company, self._settings.app_id
-                )
-            except (GHLError, TokenUnavailable) as exc:
-                log.warning(
-                    "could not read the agency's sub-account names",
-                    extra={"company_id": company, "reason": str(exc)},
-                )
-                problems.append(f"GHL's list of {company}'s sub-accounts: {exc}")
+            listing = self._listings.get(company)
+            if listing is None:
+                listing = await self._listing(company)
+                self._listings.put(company, listing)
+            if listing.problem is not None:
+                problems.append(listing.problem)
                 continue
-            await self._names.remember(company, found, self._clock())
-            for location_id in found:
+            for location_id in listing.location_ids:
                 facts = known.setdefault(location_id, _Known())
                 facts.company_id = facts.company_id or company
                 if not facts.installed:
@@ -140,6 +147,20 @@ class OverviewService:
                     facts.needs_reinstall = summary.needs_reauth
                     facts.reason = summary.reauth_reason if summary.needs_reauth else None
         return problems
+
+    async def _listing(self, company: str) -> _Listing:
+        """Ask GHL for the agency's installed sub-accounts (their names are remembered)."""
+        try:
+            token = await self._tokens.company_token(company)
+            found = await self._ghl.installed_location_names(token, company, self._settings.app_id)
+        except (GHLError, TokenUnavailable) as exc:
+            log.warning(
+                "could not read the agency's sub-account names",
+                extra={"company_id": company, "reason": str(exc)},
+            )
+            return _Listing([], f"GHL's list of {company}'s sub-accounts: {exc}")
+        await self._names.remember(company, found, self._clock())
+        return _Listing(list(found))
 
     async def _row(self, location_id: str, facts: _Known, name: str | None) -> LocationOverview:
         now = self._clock()

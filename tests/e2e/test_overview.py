@@ -148,3 +148,11 @@ async def test_the_agency_install_page_names_the_sub_accounts_it_made_ready(harn
     page = await install_agency(harness)
 
     assert "Sub-accounts ready: Location loc-a (<code>loc-a</code>)." in page.text
+
+
+async def test_views_within_a_minute_ask_ghl_for_the_agencys_sub_accounts_once(agency: Harness):
+    asked = len(agency.ghl.installed_requests)
+    for _ in range(5):
+        assert (await get(agency, "/api/admin/locations")).status_code == 200
+
+    assert len(agency.ghl.installed_requests) == asked + 1
