@@ -247,8 +247,9 @@ class Settings(BaseSettings):
         600.0,
         gt=0,
         description="How long, in seconds after GHL's webhook arrived, a message may keep "
-        "retrying its Cast send (429, 5xx, timeouts; Retry-After is honoured) before it is "
-        "reported to GHL as failed.",
+        "retrying its Cast send (5xx, timeouts; Retry-After is honoured) before it is "
+        "reported to GHL as failed. A 429 is waited out whatever the deadline (the pacing "
+        "slows the key down instead).",
         json_schema_extra={"section": "Outbound delivery (GHL -> Cast -> handset)"},
     )
     status_deadline_seconds: float = Field(

@@ -110,6 +110,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 GHL_REQUESTS_PER_10S="100",
                 DLR_FIRST_POLL_SECONDS="5",
                 DLR_MAX_POLL_INTERVAL_SECONDS="30",
+                DLR_LOGS_INTERVAL_SECONDS="10",  # the default (the tests' 0.5 s: 4,678 reads)
                 INBOUND_API_KEY=INBOUND_KEY,
                 INBOUND_ROUTES=json.dumps({"CASTTEST": LOCATION}),
             )

@@ -142,6 +142,18 @@ async def test_a_cast_429_is_retried_after_its_retry_after(worker, sqlite_store,
     assert (item.state, item.due_at) == (PENDING, clock() + 7)
 
 
+async def test_a_cast_429_past_the_send_deadline_is_still_waited_out(
+    worker, sqlite_store, cast, clock
+):
+    """A message of a long bulk reaches its turn after the deadline; a 429 then is our pacing's
+    miss (the key slows down), not a reason to fail it."""
+    await accept(sqlite_store, clock)
+    clock.advance(900)
+    cast.script("send_sms", CastError("429", status=429, retryable=True, retry_after=1))
+    item, message = await process(worker, sqlite_store, clock)
+    assert (item.state, item.due_at, message.status) == (PENDING, clock() + 1, None)
+
+
 async def test_cast_errors_past_the_send_deadline_fail_the_message_and_report_it(
     worker, sqlite_store, cast, ghl, clock
 ):

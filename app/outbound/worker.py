@@ -429,7 +429,11 @@ class OutboundWorker(JobWorker[OutboundMessage]):
         now = self._clock()
         wait = exc.retry_after or None  # 0: no wait asked, the backoff applies
         due_at = self.retry_policy.retry_at(
-            self._deadline(message, now), now, retryable=exc.retryable, wait=wait
+            self._deadline(message, now),
+            now,
+            retryable=exc.retryable,
+            rate_limited=exc.status == 429,  # our pacing's miss, not Cast's: waited out
+            wait=wait,
         )
         if due_at is not None:
             message.record(now, "cast_retry", f"{exc.message}; retrying in {due_at - now:.1f}s")
