@@ -95,6 +95,7 @@ async def test_sends_beyond_their_keys_horizon_go_back_to_the_outbox_one_spacing
     assert len(cast.calls["send_sms"]) == within
     items = [await sqlite_store.get_item(QUEUE, f"m{i}") for i in range(25)]
     unsent = [item for item in items if item and not item.data["parts"][0]["cast_message_id"]]
+    assert all(item.data["deferrals"] == 1 for item in unsent)
     back = sorted(item.due_at for item in unsent)
     first_free = NOW + within * SECOND / 10
     assert back[0] == at_time(first_free - HORIZON / 2)

@@ -166,6 +166,19 @@ async def test_sends_told_to_come_back_return_one_spacing_apart_for_every_pacer(
     assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([INTERVAL] * 3)
 
 
+async def test_a_send_back_a_second_time_returns_before_the_keys_next_slot_not_after_the_backlog(
+    store: Store, clock: FakeClock
+):
+    pacer, _ = await fill_backlog(store, clock)
+    for _ in range(50):  # a long backlog waits in the returns line
+        await pacer.before_send("cast_a")
+    first_free = NOW + int(HORIZON / INTERVAL + 1) * INTERVAL
+
+    again = await pacer.before_send("cast_a", returning=True)
+
+    assert again == ComeBack(at=at_time(first_free - HORIZON / 2))
+
+
 async def test_another_keys_backlog_does_not_send_a_key_back(store: Store, clock: FakeClock):
     pacer, _ = await fill_backlog(store, clock, key="cast_a")
     assert isinstance(await pacer.before_send("cast_b"), SendNow)

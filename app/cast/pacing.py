@@ -244,9 +244,10 @@ class CastPacer:
 
         return interval
 
-    async def before_send(self, api_key: str) -> SendNow | ComeBack:
+    async def before_send(self, api_key: str, *, returning: bool = False) -> SendNow | ComeBack:
         """Wait for a slot of the key and one of the IP budget at (about) the same time, or say
-        when to come back if the key's slot is more than `HORIZON` away.
+        when to come back if the key's slot is more than `HORIZON` away (`returning`: the send
+        came back once already; see `_return_time`).
 
         The key is paced at the lower of its own rate and its share of the IP budget. Its slot
         is reserved first, then the IP's from it, at most `lateness_allowed` later; a later one
@@ -265,7 +266,8 @@ class CastPacer:
                     name, now=start, interval=interval, horizon=HORIZON - (start - now)
                 )
             if key_slot - now > HORIZON:
-                return ComeBack(await self._return_time(name, Later(key_slot, interval)))
+                later = Later(key_slot, interval)
+                return ComeBack(await self._return_time(name, later, returning))
             slack = lateness_allowed(current_rate(state, self._configured, now), interval)
             busy, key_slot = await self._ip_slot_from(name, key_slot, slack)
             now = self._clock()
@@ -294,7 +296,15 @@ class CastPacer:
                 return busy, key_slot
             key_slot = busy.slot
 
-    async def _return_time(self, name: str, later: Later) -> float:
+    async def _return_time(self, name: str, later: Later, returning: bool) -> float:
+        """A first return takes the next slot of the key's returns line (the backlog comes back
+        one by one, in the order it was sent back). A send back a second time (the key's line
+        fell behind its returns: slots it moved or dropped) comes back `HORIZON / 2` before
+        the key's next free slot, unreserved: at the back of the returns line it would wait
+        for the whole backlog, out of order (a 5,000-message run sent the first ones a minute
+        late)."""
+        if returning:
+            return later.slot - HORIZON / 2
         return await self._repo.reserve_slot(
             name + RETURNS_SUFFIX, now=later.slot - HORIZON / 2, interval=later.interval
         )

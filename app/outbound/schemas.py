@@ -47,6 +47,7 @@ class OutboundMessage(Job):
     error_message: str | None = None
     received_at: float
     send_attempts: int = 0
+    deferrals: int = 0  # times its key's backlog sent it back to the outbox (`ComeBack`)
     report_attempts: int = 0
     accepted_at: float | None = None
     polls: int = 0

@@ -187,8 +187,10 @@ class OutboundWorker(JobWorker[OutboundMessage]):
     ) -> float | None:
         """Send the `index`-th part at its key's pace: None once Cast accepted it; else the
         message stops here, finished or due again at the returned time."""
-        turn = await self._pacer.before_send(api_key)  # one budget per key, both channels
+        # one budget per key, both channels
+        turn = await self._pacer.before_send(api_key, returning=message.deferrals > 0)
         if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
+            message.deferrals += 1
             return turn.at
         if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
             return self._refuse(message, optout)
