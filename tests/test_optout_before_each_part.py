@@ -34,11 +34,11 @@ class StopWhileWaiting(CastPacer):
         super().__init__(store, per_key_rate=1e6, ip_rate=1e6)
         self._optouts, self._at_part, self._waits = optouts, at_part, 0
 
-    async def before_send(self, api_key: str) -> SendNow | ComeBack:
+    async def before_send(self, api_key: str, *, returning: bool = False) -> SendNow | ComeBack:
         self._waits += 1
         if self._waits == self._at_part:
             await self._optouts.opt_out(LOCATION, PHONE, source="keyword", at=1.0, keyword="STOP")
-        return await super().before_send(api_key)
+        return await super().before_send(api_key, returning=returning)
 
 
 @pytest.fixture
