@@ -5,7 +5,7 @@ clock; each step is one claim of the message, as the worker's loop makes it."""
 import pytest
 
 from app.cast.client import CastError
-from app.cast.pacing import CastPacer, ComeBack, SendNow
+from app.cast.pacing import CastPacer
 from app.cast.schemas import StatusResult
 from app.devkit.harness import CAST_KEY
 from app.ghl.client import GHLError
@@ -152,36 +152,6 @@ async def test_a_cast_429_past_the_send_deadline_is_still_waited_out(
     cast.script("send_sms", CastError("429", status=429, retryable=True, retry_after=1))
     item, message = await process(worker, sqlite_store, clock)
     assert (item.state, item.due_at, message.status) == (PENDING, clock() + 1, None)
-
-
-class LateOnce(CastPacer):
-    """A pacer whose first turn the worker reaches too late (a slow store read after it)."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(store, per_key_rate=1e6, ip_rate=1e6)
-        self.turns = 0
-
-    async def before_send(self, api_key: str, *, returning: bool = False) -> SendNow | ComeBack:
-        self.turns += 1
-        return await super().before_send(api_key, returning=returning)
-
-    def on_time(self, turn: SendNow) -> bool:
-        return self.turns > 1
-
-
-async def test_a_send_late_for_its_turn_takes_a_new_one_and_goes_once(
-    sqlite_store, cast, ghl, clock
-):
-    pacer = LateOnce(sqlite_store)
-    config = unit_settings(**DEADLINES)
-    tokens = TokenService(config, sqlite_store, installations(sqlite_store), ghl, Counters())
-    worker = outbound_worker(config, sqlite_store, cast, ghl, tokens, pacer, clock)
-    await accept(sqlite_store, clock)
-
-    _, message = await process(worker, sqlite_store, clock)
-
-    assert pacer.turns == 2 and len(cast.calls["send_sms"]) == 1
-    assert message.parts_sent == 1
 
 
 async def test_cast_errors_past_the_send_deadline_fail_the_message_and_report_it(

@@ -74,12 +74,9 @@ SECOND = spacing(1, 1.0)
 
 @dataclass(frozen=True, slots=True)
 class SendNow:
-    """The send may leave now, paced at `rate` msg/s, if it reaches the wire by `leave_by` (its
-    IP slot + `MAX_LATENESS`): a caller that did more work first (a store read) and is later
-    than that takes a new turn instead."""
+    """The send may leave now, paced at `rate` msg/s."""
 
     rate: float
-    leave_by: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +168,8 @@ class IpBudget:
             self._name, now=start, interval=interval, horizon=horizon - (start - at)
         )
 
-    async def wait_for_slot(self, since: float, until: float) -> float | Later:
-        """Sleep until the first free slot from `since` if it is at most `until`: that slot;
+    async def wait_for_slot(self, since: float, until: float) -> Later | None:
+        """Sleep until the first free slot from `since` if it is at most `until`: None then;
         else nothing is reserved and the free slot is told. A slot woken up to late is dropped
         for the next (asked for that much further ahead, as `Turns.take` does)."""
         lead = 0.0
@@ -185,7 +182,7 @@ class IpBudget:
                 await self._sleep(wait)
             now = self._clock()
             if now - slot <= MAX_LATENESS / 2 and self.still_open(now):
-                return slot
+                return None
             lead = max(0.0, now - slot)
 
     def still_open(self, now: float) -> bool:
@@ -272,37 +269,32 @@ class CastPacer:
                 later = Later(key_slot, interval)
                 return ComeBack(await self._return_time(name, later, returning))
             slack = lateness_allowed(current_rate(state, self._configured, now), interval)
-            ip_slot, key_slot = await self._ip_slot_from(name, key_slot, slack)
+            busy, key_slot = await self._ip_slot_from(name, key_slot, slack)
             now = self._clock()
-            if isinstance(ip_slot, Later):  # the IP has no room in time: the key slot is dropped
+            if busy is not None:  # the IP has no room in time: this key slot is dropped
                 # the next asked for that much further ahead if this one was late already
-                earliest = max(ip_slot.slot, now + max(0.0, now - key_slot))
+                earliest = max(busy.slot, now + max(0.0, now - key_slot))
             elif still_open(self._repo.known_state(name), rule, interval, now):
-                return SendNow(rate=SECOND / interval, leave_by=ip_slot + MAX_LATENESS)
+                return SendNow(rate=SECOND / interval)
             else:  # the key slowed down or was blocked meanwhile
                 earliest = now
 
-    def on_time(self, turn: SendNow) -> bool:
-        """Whether the send can still reach the wire by its turn's `leave_by`."""
-        return self._clock() <= turn.leave_by
-
     async def _ip_slot_from(
         self, name: str, key_slot: float, slack: float
-    ) -> tuple[float | Later, float]:
+    ) -> tuple[Later | None, float]:
         """Wait for an IP slot at most `slack` after the key's slot. When the IP's first free
         slot is later (a read or another key holds the one wanted) but within `HORIZON`, the
         key's slot moves to it if it is still the key's last (the key's next slots are then
         spaced from there), and the wait starts again: an idle key waits for the IP's next
-        slot, not for its own next interval. The IP slot taken (or when the IP has room), and
-        the key's slot."""
+        slot, not for its own next interval. The outcome, and the key's slot."""
         while True:
             # MAX_LATENESS / 2: how late any slot may be woken up to (the key's included)
-            ip_slot = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
-            if not isinstance(ip_slot, Later) or ip_slot.slot - self._clock() > HORIZON:
-                return ip_slot, key_slot
-            if not await self._repo.move_slot(name, reserved=key_slot, to=ip_slot.slot):
-                return ip_slot, key_slot
-            key_slot = ip_slot.slot
+            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
+            if busy is None or busy.slot - self._clock() > HORIZON:
+                return busy, key_slot
+            if not await self._repo.move_slot(name, reserved=key_slot, to=busy.slot):
+                return busy, key_slot
+            key_slot = busy.slot
 
     async def _return_time(self, name: str, later: Later, returning: bool) -> float:
         """A first return takes the next slot of the key's returns line (the backlog comes back

@@ -187,15 +187,13 @@ class OutboundWorker(JobWorker[OutboundMessage]):
     ) -> float | None:
         """Send the `index`-th part at its key's pace: None once Cast accepted it; else the
         message stops here, finished or due again at the returned time."""
-        while True:  # one budget per key, both channels
-            turn = await self._pacer.before_send(api_key, returning=message.deferrals > 0)
-            if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
-                message.deferrals += 1
-                return turn.at
-            if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
-                return self._refuse(message, optout)
-            if self._pacer.on_time(turn):
-                break  # else the store read made it late for its slot: a new turn
+        # one budget per key, both channels
+        turn = await self._pacer.before_send(api_key, returning=message.deferrals > 0)
+        if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
+            message.deferrals += 1
+            return turn.at
+        if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
+            return self._refuse(message, optout)
         message.send_attempts += 1
         part, total = message.parts[index - 1], len(message.parts)
         request = SendRequest(to=message.to or "", message=part.text, sender_id=message.sender_id)
