@@ -31,6 +31,7 @@ from tests.support.units import (
     installations,
     optout_service,
     outbound_worker,
+    unit_settings,
 )
 
 DEFAULT_KEY = "cast_" + "d" * 64
@@ -38,13 +39,7 @@ OWN_KEY = "cast_" + "1234abcd" * 8
 
 
 def settings() -> Settings:
-    return Settings(
-        ghl_client_id="client",
-        ghl_client_secret="secret",  # type: ignore[arg-type]
-        cast_api_key=DEFAULT_KEY,  # type: ignore[arg-type]
-        cast_sender_id="DEFAULT",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    return unit_settings(cast_api_key=DEFAULT_KEY, cast_sender_id="DEFAULT")
 
 
 def repository(store: Store) -> LocationSettingsRepository:

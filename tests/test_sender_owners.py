@@ -21,7 +21,7 @@ from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
 from app.store import Store
 from tests.support.doubles import no_pacing
-from tests.support.units import FakeClock, NoChoices, cast_client_over
+from tests.support.units import FakeClock, NoChoices, cast_client_over, unit_settings
 
 DEFAULT_KEY = "cast_" + "d" * 64
 OWN_KEY = "cast_" + "1234abcd" * 8
@@ -32,13 +32,7 @@ DAY = 86_400.0
 
 
 def settings() -> Settings:
-    return Settings(
-        ghl_client_id="client",
-        ghl_client_secret="secret",  # type: ignore[arg-type]
-        cast_api_key=DEFAULT_KEY,  # type: ignore[arg-type]
-        cast_sender_id="DEFAULT",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    return unit_settings(cast_api_key=DEFAULT_KEY, cast_sender_id="DEFAULT")
 
 
 @pytest.fixture
