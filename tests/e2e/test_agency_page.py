@@ -7,8 +7,7 @@ import httpx
 import pytest
 
 from app.devkit.harness import LOCATION, Harness
-from tests.e2e.test_oauth import install_agency
-from tests.e2e.test_overview import OWN_KEY, seed_figures
+from tests.e2e.test_overview import OWN_KEY, start_agency
 from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 
 
@@ -16,13 +15,7 @@ from tests.support.cryptojs import SSO_KEY, sso_payload, user_context
 async def agency(harness: Harness) -> Harness:
     """Agency co-1 with sub-accounts loc-a and loc-b; LOCATION belongs to another agency."""
     harness.env["GHL_APP_SSO_KEY"] = SSO_KEY
-    harness.cast.api_keys.add(OWN_KEY)
-    await harness.seed_installation()
-    harness.start()
-    harness.ghl.installed["co-1"] = ["loc-a", "loc-b"]
-    assert (await install_agency(harness)).status_code == 200
-    await harness.with_store(seed_figures)
-    return harness
+    return await start_agency(harness)
 
 
 async def open_page(h: Harness, **context: object) -> httpx.Response:

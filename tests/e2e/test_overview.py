@@ -50,18 +50,24 @@ async def seed_figures(store: Store) -> None:
     await LocationSettingsRepository(store, CIPHER).put(own)
 
 
-@pytest.fixture
-async def agency(harness: Harness) -> Harness:
-    """Agency co-1 with sub-accounts loc-a and loc-b, and LOCATION of another agency."""
-    harness.env["ADMIN_API_KEY"] = ADMIN_KEY
+async def start_agency(harness: Harness) -> Harness:
+    """Start the bridge with agency co-1 installed (sub-accounts loc-a and loc-b, their
+    figures seeded) and LOCATION of another agency."""
     harness.cast.api_keys.add(OWN_KEY)
-    harness.cast.approve(OWN_KEY, "BRANDB", "sms")
     await harness.seed_installation()
     harness.start()
     harness.ghl.installed["co-1"] = ["loc-a", "loc-b"]
     assert (await install_agency(harness)).status_code == 200
     await harness.with_store(seed_figures)
     return harness
+
+
+@pytest.fixture
+async def agency(harness: Harness) -> Harness:
+    """Agency co-1 with sub-accounts loc-a and loc-b, and LOCATION of another agency."""
+    harness.env["ADMIN_API_KEY"] = ADMIN_KEY
+    harness.cast.approve(OWN_KEY, "BRANDB", "sms")
+    return await start_agency(harness)
 
 
 def by_id(response: httpx.Response) -> dict[str, dict[str, Any]]:
