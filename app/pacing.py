@@ -91,6 +91,9 @@ class PacingRepository:
     async def move_slot(self, name: str, *, reserved: float, to: float) -> bool:
         return await self._store.move_slot(name, reserved=reserved, to=to)
 
+    async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
+        return await self._store.recent_slots(prefix, since)
+
     def known_state(self, name: str) -> LimitState:
         """The last state read or written here, without a store round trip."""
         cached = self._states.get(name)

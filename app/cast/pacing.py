@@ -140,7 +140,7 @@ class IpBudget:
     ) -> None:
         self._configured = rate
         self._name = IP_PREFIX + (group or "process")
-        self._store = store if group else None  # whose slot lines show the group's active keys
+        self._in_group = bool(group)  # the group's key slot lines show its active keys
         self._repo = PacingRepository(store) if group else LocalPacingRepository()
         self._turns = Turns(self._repo, clock, sleep)
         self._clock = clock
@@ -202,10 +202,10 @@ class IpBudget:
 
     async def _group_active(self, now: float) -> set[str]:
         """The egress group's keys whose slot line moved in the last `ACTIVE_SECONDS`."""
-        if self._store is None or now - self._cluster_read_at < CLUSTER_VIEW_SECONDS:
+        if not self._in_group or now - self._cluster_read_at < CLUSTER_VIEW_SECONDS:
             return self._cluster_active
         self._cluster_read_at = now  # the sends meanwhile use the last count
-        slots = await self._store.recent_slots(KEY_PREFIX, since=now - ACTIVE_SECONDS)
+        slots = await self._repo.recent_slots(KEY_PREFIX, since=now - ACTIVE_SECONDS)
         self._cluster_active = {name for name in slots if not name.endswith(RETURNS_SUFFIX)}
         return self._cluster_active
 
@@ -227,7 +227,6 @@ class CastPacer:
         sleep: Sleep = asyncio.sleep,
         egress_group: str = "",
     ) -> None:
-        self._store = store
         self._repo = PacingRepository(store)
         self._configured = per_key_rate
         self._clock = clock
@@ -250,8 +249,9 @@ class CastPacer:
         came back once already; see `_return_time`).
 
         The key is paced at the lower of its own rate and its share of the IP budget. Its slot
-        is reserved first, then the IP's from it, at most `lateness_allowed` later; a later one
-        drops the key's slot, and the next is asked for from when the IP has room."""
+        is reserved first, then the IP's from it, at most `lateness_allowed` later; when the
+        IP's first free slot is later, the key's slot moves to it (`_ip_slot_from`) or, no
+        longer the key's last, is dropped, and the next is asked for from when the IP has room."""
         name = KEY_PREFIX + key_fingerprint(api_key)
         earliest = 0.0
         while True:
@@ -312,7 +312,7 @@ class CastPacer:
     async def sent_since(self, api_key: str, at: float) -> bool:
         """Whether the key took a send slot after `at`, in any process sharing the store."""
         name = KEY_PREFIX + key_fingerprint(api_key)
-        return name in await self._store.recent_slots(name, since=at)
+        return name in await self._repo.recent_slots(name, since=at)
 
     async def before_poll(self) -> None:
         """Receipt reads, account reads, sender checks and the opt-out sync: one IP slot each."""
