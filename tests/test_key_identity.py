@@ -16,6 +16,7 @@ from app.cast.repository import KeyStates
 from app.oauth.crypto import TokenCipher
 from app.pacing import COLLECTION as PACING_STATES
 from app.store import Store
+from tests.support.doubles import nothing_to_check
 
 SECRET = b"s" * 32
 
@@ -60,7 +61,7 @@ async def test_a_keys_pacing_slot_and_limit_state_are_stored_under_its_full_iden
     store: Store,
 ):
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
-    await pacer.before_send("cast_live_a")
+    await pacer.before_send("cast_live_a", nothing_to_check)
     await pacer.rate_limited("cast_live_a", paced_at=10.0, retry_after=0.0)
 
     name = KEY_PREFIX + key_fingerprint("cast_live_a")
@@ -75,7 +76,7 @@ async def test_a_limit_state_stored_under_a_12_digit_id_of_before_is_ignored(sto
     await store.put_doc(PACING_STATES, legacy, slowed)
     pacer = CastPacer(store, per_key_rate=10, ip_rate=1000)
 
-    assert (await pacer.before_send("cast_live_a")).rate == 10.0
+    assert (await pacer.before_send("cast_live_a", nothing_to_check)).rate == 10.0
     assert await pacer.rates() == {}
 
 

@@ -2,6 +2,8 @@
 pacing: a STOP that arrives while a message waits for its slot stops its remaining parts
 (issue 28). The worker over a real store, both backends."""
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from app.cast.pacing import CastPacer, ComeBack, SendNow
@@ -34,11 +36,13 @@ class StopWhileWaiting(CastPacer):
         super().__init__(store, per_key_rate=1e6, ip_rate=1e6)
         self._optouts, self._at_part, self._waits = optouts, at_part, 0
 
-    async def before_send(self, api_key: str, *, returning: bool = False) -> SendNow | ComeBack:
+    async def before_send[T](
+        self, api_key: str, check: Callable[[], Awaitable[T]], *, returning: bool = False
+    ) -> SendNow[T] | ComeBack:
         self._waits += 1
         if self._waits == self._at_part:
             await self._optouts.opt_out(LOCATION, PHONE, source="keyword", at=1.0, keyword="STOP")
-        return await super().before_send(api_key, returning=returning)
+        return await super().before_send(api_key, check, returning=returning)
 
 
 @pytest.fixture

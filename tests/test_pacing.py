@@ -18,7 +18,9 @@ from app.cast.pacing import (
     CLUSTER_VIEW_SECONDS,
     DEFAULT_RETRY_AFTER,
     HORIZON,
+    IP_PREFIX,
     KEY_PREFIX,
+    MAX_LEAD,
     READ_FLOOR,
     RECOVERY_STEP_SECONDS,
     SECOND,
@@ -33,6 +35,7 @@ from app.cast.pacing import (
 from app.devkit.fake_cast import max_in_any_window
 from app.pacing import JITTER, MAX_LATENESS, LimitState
 from app.store import Store
+from tests.support.doubles import nothing_to_check
 from tests.support.units import FakeClock, at_time
 
 NOW = 1_700_000_000.0
@@ -57,6 +60,12 @@ async def no_sleep(seconds: float) -> None:
     backlog without letting time pass)."""
 
 
+async def send(
+    pacer: CastPacer, key: str = "cast_a", *, returning: bool = False
+) -> SendNow[None] | ComeBack:
+    return await pacer.before_send(key, nothing_to_check, returning=returning)
+
+
 def pacer_on(store: Store, clock: FakeClock, rate: float = R, ip_rate: float = 1000) -> CastPacer:
     return CastPacer(store, rate, ip_rate, clock=clock, sleep=sleeping_on(clock))
 
@@ -64,7 +73,7 @@ def pacer_on(store: Store, clock: FakeClock, rate: float = R, ip_rate: float = 1
 async def send_times(pacers: list[CastPacer], clock: FakeClock, count: int) -> list[float]:
     times = []
     for i in range(count):
-        assert isinstance(await pacers[i % len(pacers)].before_send("cast_a"), SendNow)
+        assert isinstance(await send(pacers[i % len(pacers)]), SendNow)
         times.append(clock())
     return times
 
@@ -93,7 +102,7 @@ async def test_send_k_and_send_k_plus_r_leave_more_than_a_second_and_the_jitter_
 
 
 async def test_an_idle_keys_send_leaves_at_once(store: Store, clock: FakeClock):
-    assert await pacer_on(store, clock).before_send("cast_a") == SendNow(rate=R)
+    assert await send(pacer_on(store, clock)) == SendNow(rate=R, checked=None)
     assert clock() == NOW
 
 
@@ -102,7 +111,7 @@ async def test_different_keys_wait_for_each_other_only_as_the_ip_budget_spaces_t
 ):
     pacer = pacer_on(store, clock)
     for i in range(5):
-        await pacer.before_send(f"cast_{i}")
+        await send(pacer, f"cast_{i}")
     assert clock() == at_time(NOW + 4 * SECOND / 1000)
 
 
@@ -114,19 +123,19 @@ async def test_a_send_that_wakes_up_late_moves_its_slot_to_when_it_leaves(
     moves to when it leaves (asked for that much further ahead), and the next are spaced from
     there."""
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(clock, MAX_LATENESS))
-    await pacer.before_send("cast_a")  # idle: at once
-    await pacer.before_send("cast_a")  # its slot at NOW + INTERVAL; woke up 20 ms after it
+    await send(pacer)  # idle: at once
+    await send(pacer)  # its slot at NOW + INTERVAL; woke up 20 ms after it
     left = NOW + INTERVAL + 2 * MAX_LATENESS
     assert clock() == at_time(left)
-    await pacer.before_send("cast_a")
+    await send(pacer)
     assert clock() == at_time(left + INTERVAL)
 
 
 async def test_a_send_that_wakes_up_a_little_late_keeps_its_slot(store: Store, clock: FakeClock):
     late = MAX_LATENESS / 2  # the other half is for its way from the pacer to the socket
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(clock, late))
-    await pacer.before_send("cast_a")
-    await pacer.before_send("cast_a")
+    await send(pacer)
+    await send(pacer)
     assert clock() == at_time(NOW + INTERVAL + late)
 
 
@@ -136,7 +145,7 @@ async def fill_backlog(
 ) -> tuple[CastPacer, ComeBack]:
     """Sends of `key` reserved up to the horizon, none gone yet; the first told to come back."""
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=no_sleep)
-    while isinstance(answer := await pacer.before_send(key), SendNow):
+    while isinstance(answer := await send(pacer, key), SendNow):
         pass
     return pacer, answer
 
@@ -161,7 +170,7 @@ async def test_sends_told_to_come_back_return_one_spacing_apart_for_every_pacer(
 ):
     await fill_backlog(store, clock)
     pacers = [CastPacer(store, R, 1000, clock=clock, sleep=no_sleep) for _ in range(2)]
-    returns = [await pacers[i % 2].before_send("cast_a") for i in range(4)]
+    returns = [await send(pacers[i % 2]) for i in range(4)]
     times = [answer.at for answer in returns if isinstance(answer, ComeBack)]
     assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([INTERVAL] * 3)
 
@@ -171,17 +180,17 @@ async def test_a_send_back_a_second_time_returns_before_the_keys_next_slot_not_a
 ):
     pacer, _ = await fill_backlog(store, clock)
     for _ in range(50):  # a long backlog waits in the returns line
-        await pacer.before_send("cast_a")
+        await send(pacer)
     first_free = NOW + int(HORIZON / INTERVAL + 1) * INTERVAL
 
-    again = await pacer.before_send("cast_a", returning=True)
+    again = await send(pacer, returning=True)
 
     assert again == ComeBack(at=at_time(first_free - HORIZON / 2))
 
 
 async def test_another_keys_backlog_does_not_send_a_key_back(store: Store, clock: FakeClock):
     pacer, _ = await fill_backlog(store, clock, key="cast_a")
-    assert isinstance(await pacer.before_send("cast_b"), SendNow)
+    assert isinstance(await send(pacer, "cast_b"), SendNow)
 
 
 # Slowing down on 429 ------------------------------------------------------------------------
@@ -228,13 +237,13 @@ async def test_a_429_slows_the_key_down_for_every_pacer_on_the_store(
 ):
     first, second = pacer_on(store, clock), pacer_on(store, clock)
     assert await first.rate_limited("cast_a", paced_at=10.0, retry_after=0.0) == 8.0
-    assert await second.before_send("cast_a") == SendNow(rate=8.0)
+    assert await send(second) == SendNow(rate=8.0, checked=None)
     assert await second.rates() == {key_label("cast_a"): 8.0}
 
 
 async def test_retry_after_holds_the_key_back_for_every_pacer(store: Store, clock: FakeClock):
     await pacer_on(store, clock).rate_limited("cast_a", 10.0, retry_after=0.4)
-    await pacer_on(store, clock).before_send("cast_a")
+    await send(pacer_on(store, clock))
     assert clock() == at_time(NOW + 0.4)
 
 
@@ -243,7 +252,7 @@ async def test_a_block_beyond_the_horizon_sends_the_send_back_until_it_ends(
 ):
     pacer = pacer_on(store, clock)
     await pacer.rate_limited("cast_a", 10.0, retry_after=30.0)
-    assert await pacer.before_send("cast_a") == ComeBack(at=NOW + 30.0 - HORIZON / 2)
+    assert await send(pacer) == ComeBack(at=NOW + 30.0 - HORIZON / 2)
     assert clock() == NOW
 
 
@@ -258,8 +267,8 @@ async def test_a_send_waiting_for_its_slot_when_the_key_slows_down_takes_a_slot_
         clock.advance(seconds)
 
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleep)
-    await pacer.before_send("cast_a")
-    assert await pacer.before_send("cast_a") == SendNow(rate=8.0)
+    await send(pacer)
+    assert await send(pacer) == SendNow(rate=8.0, checked=None)
     assert clock() == at_time(NOW + INTERVAL + SECOND / 8.0)
 
 
@@ -276,7 +285,7 @@ async def test_sends_and_polls_together_never_exceed_the_ip_rate_in_any_second(
     pacer = pacer_on(store, clock, rate=1000, ip_rate=15)
     times = []
     for i in range(20):
-        await pacer.before_send(f"cast_{i}")
+        await send(pacer, f"cast_{i}")
         times.append(clock())
         await pacer.before_poll()
         times.append(clock())
@@ -288,8 +297,8 @@ async def test_pacers_without_an_egress_group_have_their_own_ip_budget(
     store: Store, clock: FakeClock
 ):
     pacers = [pacer_on(store, clock, ip_rate=10) for _ in range(2)]
-    await pacers[0].before_send("cast_a")
-    await pacers[1].before_send("cast_b")
+    await send(pacers[0])
+    await send(pacers[1], "cast_b")
     assert clock() == NOW
 
 
@@ -302,7 +311,7 @@ async def test_pacers_of_one_egress_group_share_one_ip_budget_through_the_store(
     ]
     times = []
     for i in range(20):
-        await pacers[i % 2].before_send(f"cast_{i}")
+        await send(pacers[i % 2], f"cast_{i}")
         times.append(clock())
     assert max_in_any_window(times, 1.0 + JITTER) <= 10
     assert min(b - a for a, b in itertools.pairwise(times)) == pytest.approx(SECOND / 10)
@@ -313,9 +322,9 @@ async def test_a_key_among_many_is_paced_at_its_share_of_the_ip_budget(
 ):
     pacer = pacer_on(store, clock, ip_rate=30)
     for i in range(19):
-        await pacer.before_send(f"cast_{i}")
-    first = await pacer.before_send("cast_a")
-    assert first == SendNow(rate=(30 - READ_FLOOR) / 20)
+        await send(pacer, f"cast_{i}")
+    first = await send(pacer)
+    assert first == SendNow(rate=(30 - READ_FLOOR) / 20, checked=None)
 
 
 async def test_a_keys_backlog_comes_back_at_the_rate_of_its_share_of_the_ip_budget(
@@ -323,8 +332,8 @@ async def test_a_keys_backlog_comes_back_at_the_rate_of_its_share_of_the_ip_budg
 ):
     pacer = CastPacer(store, R, 30, clock=clock, sleep=no_sleep)
     for i in range(19):
-        await pacer.before_send(f"cast_{i}")
-    turns = [await pacer.before_send("cast_a") for _ in range(6)]
+        await send(pacer, f"cast_{i}")
+    turns = [await send(pacer) for _ in range(6)]
     backs = [turn.at for turn in turns if isinstance(turn, ComeBack)]
     share_interval = SECOND / ((30 - READ_FLOOR) / 20)
     assert [b - a for a, b in itertools.pairwise(backs)] == pytest.approx(
@@ -338,7 +347,7 @@ async def test_a_read_waits_behind_the_sends_holding_slots_not_behind_a_backlog(
 ):
     pacer = CastPacer(store, R, 30, clock=clock, sleep=no_sleep)
     for _ in range(200):  # one key's backlog: most of them come back later
-        await pacer.before_send("cast_a")
+        await send(pacer)
     reading = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock))
     reading.ip = pacer.ip
     await reading.before_poll()
@@ -350,7 +359,7 @@ async def test_a_send_the_ip_budget_cannot_take_in_time_goes_at_the_ips_next_slo
 ):
     pacer = pacer_on(store, clock, ip_rate=2)
     await pacer.before_poll()  # the IP's next slot is SECOND / 2 away, the key's is now
-    assert isinstance(await pacer.before_send("cast_a"), SendNow)
+    assert isinstance(await send(pacer), SendNow)
     assert clock() == at_time(NOW + SECOND / 2)
 
 
@@ -359,7 +368,7 @@ async def test_an_idle_key_whose_ip_slot_a_read_holds_waits_for_the_ips_next_slo
 ):
     pacer = pacer_on(store, clock, ip_rate=30)
     await pacer.before_poll()  # a receipt read holds the IP's slot now
-    assert isinstance(await pacer.before_send("cast_a"), SendNow)
+    assert isinstance(await send(pacer), SendNow)
     assert clock() == at_time(NOW + SECOND / 30)  # not a key interval (SECOND / R) later
 
 
@@ -368,9 +377,9 @@ async def test_a_key_slot_moved_to_the_ips_next_slot_spaces_the_keys_next_send_f
 ):
     pacer = pacer_on(store, clock, ip_rate=30)
     await pacer.before_poll()
-    await pacer.before_send("cast_a")
+    await send(pacer)
     moved = clock()
-    await pacer.before_send("cast_a")
+    await send(pacer)
     assert clock() == at_time(moved + INTERVAL)
 
 
@@ -399,10 +408,10 @@ async def test_a_429_to_a_read_slows_the_ip_budget_and_blocks_it_for_retry_after
     pacer = pacer_on(store, clock, ip_rate=30)
     await pacer.read_rate_limited(retry_after=3.0)
     assert await pacer.ip.share("cast_a") == 29.0 - READ_FLOOR
-    back = await pacer.before_send("cast_a")  # the block is further away than the horizon
+    back = await send(pacer)  # the block is further away than the horizon
     assert isinstance(back, ComeBack) and back.at >= NOW + 3.0 - HORIZON
     clock.advance(back.at - clock())
-    assert isinstance(await pacer.before_send("cast_a"), SendNow)
+    assert isinstance(await send(pacer), SendNow)
     assert clock() == at_time(NOW + 3.0)
 
 
@@ -419,11 +428,11 @@ async def test_replicas_in_one_egress_group_divide_the_ip_budget_among_all_their
     store: Store, clock: FakeClock
 ):
     here, there = replicas(store, clock, egress_group="nat")
-    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx(R))
+    assert await send(here) == SendNow(rate=pytest.approx(R), checked=None)
     for i in range(3):
-        await there.before_send(f"cast_{i}")  # keys only the other replica sends for
+        await send(there, f"cast_{i}")  # keys only the other replica sends for
     clock.advance(CLUSTER_VIEW_SECONDS)
-    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx((30 - READ_FLOOR) / 4))
+    assert await send(here) == SendNow(rate=pytest.approx((30 - READ_FLOOR) / 4), checked=None)
 
 
 async def test_replicas_without_an_egress_group_each_divide_their_own_budget(
@@ -431,9 +440,9 @@ async def test_replicas_without_an_egress_group_each_divide_their_own_budget(
 ):
     here, there = replicas(store, clock, egress_group="")
     for i in range(3):
-        await there.before_send(f"cast_{i}")
+        await send(there, f"cast_{i}")
     clock.advance(CLUSTER_VIEW_SECONDS)
-    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx(R))
+    assert await send(here) == SendNow(rate=pytest.approx(R), checked=None)
 
 
 async def test_keys_idle_for_longer_than_active_seconds_no_longer_share_the_group_budget(
@@ -441,9 +450,9 @@ async def test_keys_idle_for_longer_than_active_seconds_no_longer_share_the_grou
 ):
     here, there = replicas(store, clock, egress_group="nat")
     for i in range(3):
-        await there.before_send(f"cast_{i}")
+        await send(there, f"cast_{i}")
     clock.advance(ACTIVE_SECONDS + CLUSTER_VIEW_SECONDS)
-    assert await here.before_send("cast_a") == SendNow(rate=pytest.approx(R))
+    assert await send(here) == SendNow(rate=pytest.approx(R), checked=None)
 
 
 def test_a_429_drawn_by_the_ip_slows_its_budget_by_one_request_per_second_for_the_ceiling_hold():
@@ -483,7 +492,7 @@ async def test_a_send_late_for_its_ip_slot_keeps_its_key_slot_while_its_key_has_
     for i in range(19):
         await pacer.ip.share(f"cast_{i}")  # 20 keys share the budget: cast_a is paced at 1.4/s
     await pacer.before_poll()  # the IP's next slot is SECOND / 30 away
-    assert await pacer.before_send("cast_a") == SendNow(rate=(30 - READ_FLOOR) / 20)
+    assert await send(pacer) == SendNow(rate=(30 - READ_FLOOR) / 20, checked=None)
     assert clock() == at_time(NOW + SECOND / 30 + 2 * 0.05)  # not a key interval later
 
 
@@ -497,5 +506,84 @@ async def test_a_key_at_its_full_rate_sends_though_the_store_round_trip_makes_it
         return ticking()
 
     pacer = CastPacer(store, R, 1000, clock=clock, sleep=sleeping_on(ticking))
-    turn = await asyncio.wait_for(pacer.before_send("cast_a"), timeout=5)
-    assert turn == SendNow(rate=R)
+    turn = await asyncio.wait_for(send(pacer), timeout=5)
+    assert turn == SendNow(rate=R, checked=None)
+
+
+# The last check before a send, and slow stores --------------------------------------------------
+class SlowStore:
+    """A real store whose every call takes `rtt` seconds of the fake clock (a MongoDB that far
+    away, or a store busy with other writes)."""
+
+    def __init__(self, store: Store, clock: FakeClock, rtt: float) -> None:
+        self._store, self._clock, self.rtt = store, clock, rtt
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._store, name)
+
+        async def call(*args: object, **kwargs: object) -> object:
+            result = await method(*args, **kwargs)
+            self._clock.advance(self.rtt)
+            return result
+
+        return call
+
+
+def taking(clock: FakeClock, *durations: float) -> Callable[[], Awaitable[float]]:
+    """A last check whose calls take `durations` (then the last one again): when each ended."""
+    left = list(durations)
+
+    async def check() -> float:
+        clock.advance(left.pop(0) if len(left) > 1 else left[0])
+        return clock()
+
+    return check
+
+
+async def ip_slot(store: Store, group: str) -> float:
+    return (await store.recent_slots(IP_PREFIX + group, since=0.0))[IP_PREFIX + group]
+
+
+@pytest.mark.parametrize("egress_group", ["", "nat-1"])
+async def test_a_key_at_its_full_rate_sends_though_every_store_round_trip_takes_30_ms(
+    store: Store, clock: FakeClock, egress_group: str
+):
+    slow = SlowStore(store, clock, rtt=0.03)
+    pacer = CastPacer(slow, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group=egress_group)  # type: ignore[arg-type]
+    times = []
+    for _ in range(12):
+        assert isinstance(await asyncio.wait_for(send(pacer), timeout=5), SendNow)
+        times.append(clock())
+    assert max_in_any_window(times, 1.0 + JITTER) <= R
+
+
+async def test_the_last_check_ends_before_the_ip_slot_and_only_the_send_follows_the_slot(
+    store: Store, clock: FakeClock
+):
+    pacer = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group="nat-1")
+    check = taking(clock, 0.015)
+    for key in ("cast_a", "cast_b", "cast_c"):
+        turn = await pacer.before_send(key, check)
+        assert isinstance(turn, SendNow)
+        slot = await ip_slot(store, "nat-1")
+        assert turn.checked <= slot <= clock() <= slot + MAX_LATENESS / 2
+
+
+async def test_a_check_slower_than_any_before_makes_its_send_take_a_later_slot_not_leave_late(
+    store: Store, clock: FakeClock
+):
+    pacer = CastPacer(store, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group="nat-1")
+    check = taking(clock, 0.001, 0.08, 0.08)
+    await pacer.before_send("cast_a", check)
+    turn = await pacer.before_send("cast_b", check)  # its first check takes 80 ms
+    assert isinstance(turn, SendNow)
+    slot = await ip_slot(store, "nat-1")
+    assert slot >= NOW + 0.08 and clock() - slot <= MAX_LATENESS / 2
+
+
+async def test_a_store_slower_than_the_longest_lead_sends_late_rather_than_never(
+    store: Store, clock: FakeClock
+):
+    slow = SlowStore(store, clock, rtt=MAX_LEAD)
+    pacer = CastPacer(slow, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group="nat-1")  # type: ignore[arg-type]
+    assert isinstance(await asyncio.wait_for(send(pacer), timeout=5), SendNow)

@@ -16,7 +16,12 @@ from app.outbound.reconcile import KEEP_SECONDS, LOG_ROUNDS, ReceiptReconciler
 from app.outbound.repository import ReceiptLedgers
 from app.outbound.schemas import LoggedReceipt, OutboundMessage, Part
 from app.store import Store
-from tests.support.doubles import ignore_rate_limit, key_sent_nothing_since, no_pacing
+from tests.support.doubles import (
+    ignore_rate_limit,
+    key_sent_nothing_since,
+    no_pacing,
+    nothing_to_check,
+)
 from tests.support.units import FakeClock, cast_client_over
 
 INTERVAL = 10.0
@@ -100,7 +105,7 @@ async def test_a_lone_message_whose_key_sent_nothing_since_is_asked_by_status(
     store, client, cast, clock
 ):
     pacer = CastPacer(store, 10, 1000, clock=clock)
-    await pacer.before_send(CAST_KEY)  # its own send's slot
+    await pacer.before_send(CAST_KEY, nothing_to_check)  # its own send's slot
     message = await sent(client, clock)
 
     lookup = await paced_reconciler(store, client, pacer, clock).look_up(CAST_KEY, message)
@@ -115,7 +120,9 @@ async def test_a_message_alone_here_waits_for_the_logs_when_its_key_sent_again_s
     pacer = CastPacer(store, 10, 1000, clock=clock)
     message = await sent(client, clock)
     clock.advance(1.0)
-    await pacer.before_send(CAST_KEY)  # the key's next send, in this process or another
+    await pacer.before_send(
+        CAST_KEY, nothing_to_check
+    )  # the key's next send, in this process or another
 
     lookup = await paced_reconciler(store, client, pacer, clock).look_up(CAST_KEY, message)
 

@@ -36,7 +36,8 @@ lower limit. Keys are identified by their identity (app/cast/keys.py), never by 
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from app.cast.keys import key_fingerprint, label_of
@@ -67,16 +68,27 @@ KEY_PREFIX = "cast-key:"
 IP_PREFIX = "cast-ip:"
 LEGACY_ID_LENGTH = 12  # states named by 12 hex digits of SHA-256 of the key (before issue 28)
 RETURNS_SUFFIX = ":returns"
+MAX_LEAD = HORIZON / 2  # how far ahead of a send its slots may be asked for (see before_send)
+RECENT = 32  # how many reservations and checks the lead remembers
 # A second stretched by the network's jitter and a send's lateness: a key's slots are
 # SECOND / rate apart, and so are the IP budget's.
 SECOND = spacing(1, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
-class SendNow:
-    """The send may leave now, paced at `rate` msg/s."""
+class SendNow[T]:
+    """The send may leave now, paced at `rate` msg/s; `checked`: what the last check found."""
 
     rate: float
+    checked: T
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """A send's reserved slots: the key's, and the IP budget's (the later, when it leaves)."""
+
+    key: float
+    ip: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,20 @@ def lateness_allowed(limit: float, interval: float) -> float:
     return min(HORIZON, max(0.0, max(1, math.floor(limit)) * interval - SECOND))
 
 
+class Longest:
+    """The longest of the last `RECENT` durations observed (0 before any)."""
+
+    def __init__(self) -> None:
+        self._seen: deque[float] = deque(maxlen=RECENT)
+
+    def observe(self, seconds: float) -> None:
+        self._seen.append(seconds)
+
+    @property
+    def longest(self) -> float:
+        return max(self._seen, default=0.0)
+
+
 class IpBudget:
     """Cast's per-IP limit: one slot line for every Cast request from one egress address,
     in the store for an egress group, else in this process."""
@@ -144,7 +170,6 @@ class IpBudget:
         self._repo = PacingRepository(store) if group else LocalPacingRepository()
         self._turns = Turns(self._repo, clock, sleep)
         self._clock = clock
-        self._sleep = sleep
         self._active: dict[str, float] = {}  # key name -> when it last asked for a send
         self._cluster_active: set[str] = set()  # the egress group's, as last read
         self._cluster_read_at = -math.inf
@@ -167,23 +192,6 @@ class IpBudget:
         return await self._repo.reserve_slot(
             self._name, now=start, interval=interval, horizon=horizon - (start - at)
         )
-
-    async def wait_for_slot(self, since: float, until: float) -> Later | None:
-        """Sleep until the first free slot from `since` if it is at most `until`: None then;
-        else nothing is reserved and the free slot is told. A slot woken up to late is dropped
-        for the next (asked for that much further ahead, as `Turns.take` does)."""
-        lead = 0.0
-        while True:
-            at = max(since, self._clock() + lead)
-            slot = await self.reserve(at, until - at)
-            if slot > until:
-                return Later(slot, 0.0)
-            if (wait := slot - self._clock()) > 0:
-                await self._sleep(wait)
-            now = self._clock()
-            if now - slot <= MAX_LATENESS / 2 and self.still_open(now):
-                return None
-            lead = max(0.0, now - slot)
 
     def still_open(self, now: float) -> bool:
         """No block and no slower rate since a slot was reserved."""
@@ -232,6 +240,8 @@ class CastPacer:
         self._clock = clock
         self._sleep = sleep
         self.ip = IpBudget(store, ip_rate, egress_group, clock, sleep)
+        self._reserving = Longest()  # from asking for a send's slots to holding them
+        self._checking = Longest()  # the last check before a send
 
     @property
     def configured_rate(self) -> float:
@@ -243,58 +253,101 @@ class CastPacer:
 
         return interval
 
-    async def before_send(self, api_key: str, *, returning: bool = False) -> SendNow | ComeBack:
-        """Wait for a slot of the key and one of the IP budget at (about) the same time, or say
-        when to come back if the key's slot is more than `HORIZON` away (`returning`: the send
-        came back once already; see `_return_time`).
+    async def before_send[T](
+        self, api_key: str, check: Callable[[], Awaitable[T]], *, returning: bool = False
+    ) -> SendNow[T] | ComeBack:
+        """Wait for a slot of the key and one of the IP budget at (about) the same time, run
+        `check` (the last look before the send: the worker's opt-out read) just before them, and
+        let the send go; or say when to come back if the key's slot is more than `HORIZON` away
+        (`returning`: the send came back once already; see `_return_time`).
 
-        The key is paced at the lower of its own rate and its share of the IP budget. Its slot
-        is reserved first, then the IP's from it, at most `lateness_allowed` later; when the
-        IP's first free slot is later, the key's slot moves to it (`_ip_slot_from`) or, no
-        longer the key's last, is dropped, and the next is asked for from when the IP has room."""
+        The key is paced at the lower of its own rate and its share of the IP budget. The slots
+        are asked for `lead` ahead: as long as reserving them and the check took lately, so that
+        nothing but the send follows the slot. An attempt that finds its slot passed anyway
+        (a slow store, a busy event loop) drops the IP slot and asks again that much further
+        ahead; its key slot moves along if it is still the key's last. A store so slow that the
+        lead reaches `MAX_LEAD` sends late rather than never."""
         name = KEY_PREFIX + key_fingerprint(api_key)
-        earliest = 0.0
+        earliest, behind = 0.0, 0.0  # behind: how late this send's attempts found their slots
+        held: float | None = None  # the key slot of a late attempt
         while True:
             rule = self._paced(await self.ip.share(name))
             state = await self._repo.state(name)
             now = self._clock()
             interval = rule(state, now)
-            start = max(now, earliest, state.blocked_until)
-            key_slot = start
-            if start - now <= HORIZON:
-                key_slot = await self._repo.reserve_slot(
-                    name, now=start, interval=interval, horizon=HORIZON - (start - now)
-                )
+            lead = min(MAX_LEAD, self._reserving.longest + self._checking.longest + behind)
+            start = max(now + lead, earliest, state.blocked_until)
+            key_slot = await self._key_slot(name, start, interval, now, held)
             if key_slot - now > HORIZON:
                 later = Later(key_slot, interval)
                 return ComeBack(await self._return_time(name, later, returning))
             slack = lateness_allowed(current_rate(state, self._configured, now), interval)
-            busy, key_slot = await self._ip_slot_from(name, key_slot, slack)
+            slots = await self._ip_slot_from(name, key_slot, slack, until=now + HORIZON)
+            self._reserving.observe(self._clock() - now)
+            if isinstance(slots, Later):  # the IP has no room in time: the key slot is dropped
+                earliest, held = slots.slot, None
+                continue
+            checked = await self._checked_before(slots.ip, check)
             now = self._clock()
-            if busy is not None:  # the IP has no room in time: this key slot is dropped
-                # the next asked for that much further ahead if this one was late already
-                earliest = max(busy.slot, now + max(0.0, now - key_slot))
-            elif still_open(self._repo.known_state(name), rule, interval, now):
-                return SendNow(rate=SECOND / interval)
-            else:  # the key slowed down or was blocked meanwhile
-                earliest = now
+            if now - slots.ip > MAX_LATENESS / 2 and lead < MAX_LEAD:
+                behind += now - slots.ip
+                held = slots.key
+            elif still_open(self._repo.known_state(name), rule, interval, now) and (
+                self.ip.still_open(now)
+            ):
+                return SendNow(rate=SECOND / interval, checked=checked)
+            else:  # the key or the IP budget slowed down or was blocked meanwhile
+                earliest, held = now, None
+
+    async def _key_slot(
+        self, name: str, start: float, interval: float, now: float, held: float | None
+    ) -> float:
+        """The key's first slot from `start`: the `held` one moved there while it is still the
+        key's last, else a new one (reserved if at most `HORIZON` from `now`)."""
+        if start - now > HORIZON:
+            return start
+        if held is not None and await self._repo.move_slot(name, reserved=held, to=start):
+            return start
+        return await self._repo.reserve_slot(
+            name, now=start, interval=interval, horizon=HORIZON - (start - now)
+        )
 
     async def _ip_slot_from(
-        self, name: str, key_slot: float, slack: float
-    ) -> tuple[Later | None, float]:
-        """Wait for an IP slot at most `slack` after the key's slot. When the IP's first free
-        slot is later (a read or another key holds the one wanted) but within `HORIZON`, the
-        key's slot moves to it if it is still the key's last (the key's next slots are then
-        spaced from there), and the wait starts again: an idle key waits for the IP's next
-        slot, not for its own next interval. The outcome, and the key's slot."""
+        self, name: str, key_slot: float, slack: float, until: float
+    ) -> Slots | Later:
+        """Reserve an IP slot at most `slack` after the key's slot (and `MAX_LATENESS / 2`, how
+        late any slot may be woken up to). When the IP's first free slot is later (a read or
+        another key holds the one wanted) but before `until`, the key's slot moves to it if it
+        is still the key's last (the key's next slots are then spaced from there), and the IP
+        slot is asked for from there: an idle key waits for the IP's next slot, not for its own
+        next interval. Otherwise the IP's first free slot, reserved by nobody.
+
+        Only reserved times are compared here, never the clock: how long the round trips take
+        is the lead's business (a loop that chased the clock never ended on a slow store)."""
+        window = slack + MAX_LATENESS / 2
         while True:
-            # MAX_LATENESS / 2: how late any slot may be woken up to (the key's included)
-            busy = await self.ip.wait_for_slot(key_slot, key_slot + slack + MAX_LATENESS / 2)
-            if busy is None or busy.slot - self._clock() > HORIZON:
-                return busy, key_slot
-            if not await self._repo.move_slot(name, reserved=key_slot, to=busy.slot):
-                return busy, key_slot
-            key_slot = busy.slot
+            ip_slot = await self.ip.reserve(key_slot, window)
+            if ip_slot - key_slot <= window:
+                return Slots(key=key_slot, ip=ip_slot)
+            if ip_slot > until or not await self._repo.move_slot(
+                name, reserved=key_slot, to=ip_slot
+            ):
+                return Later(ip_slot, 0.0)
+            key_slot = ip_slot
+
+    async def _checked_before[T](self, slot: float, check: Callable[[], Awaitable[T]]) -> T:
+        """Run `check` to end by `slot` (started as long before it as checks took lately), then
+        wait for the slot."""
+        await self._sleep_until(slot - self._checking.longest)
+        started = self._clock()
+        checked = await check()
+        self._checking.observe(self._clock() - started)
+        await self._sleep_until(slot)
+        return checked
+
+    async def _sleep_until(self, at: float) -> None:
+        if (wait := at - self._clock()) > 0:
+            await self._sleep(wait)
 
     async def _return_time(self, name: str, later: Later, returning: bool) -> float:
         """A first return takes the next slot of the key's returns line (the backlog comes back

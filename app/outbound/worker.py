@@ -187,13 +187,15 @@ class OutboundWorker(JobWorker[OutboundMessage]):
     ) -> float | None:
         """Send the `index`-th part at its key's pace: None once Cast accepted it; else the
         message stops here, finished or due again at the returned time."""
-        # one budget per key, both channels
-        turn = await self._pacer.before_send(api_key, returning=message.deferrals > 0)
+        # one budget per key, both channels; the opt-out list read again just before the slot
+        turn = await self._pacer.before_send(
+            api_key, lambda: self._opted_out(message), returning=message.deferrals > 0
+        )
         if isinstance(turn, ComeBack):  # the key's backlog waits in the outbox
             message.deferrals += 1
             return turn.at
-        if (optout := await self._opted_out(message)) is not None:  # a STOP while it waited
-            return self._refuse(message, optout)
+        if turn.checked is not None:  # a STOP while it waited for its slot
+            return self._refuse(message, turn.checked)
         message.send_attempts += 1
         part, total = message.parts[index - 1], len(message.parts)
         request = SendRequest(to=message.to or "", message=part.text, sender_id=message.sender_id)
@@ -276,7 +278,7 @@ class OutboundWorker(JobWorker[OutboundMessage]):
 
     async def _opted_out(self, message: OutboundMessage) -> OptOut | None:
         """The opt-out that forbids this message now, if any: asked before the message waits for
-        its key's pacing, and again right before each part leaves."""
+        its key's pacing, and again right before each part's slot (the pacer's last check)."""
         return await self._optouts.refusal(message.location_id, message.to)
 
     def _refuse(self, message: OutboundMessage, optout: OptOut) -> None:

@@ -39,3 +39,8 @@ def unknown_senders() -> SenderDirectory:
     """Sender-ID lists Cast cannot be asked for: a channel is the location's setting, else
     assumed (`sms`); a sender ID is saved unchecked, and one saved unchecked stays unconfirmed."""
     return SenderDirectory(CastWithoutSenderLists(), no_pacing)
+
+
+async def nothing_to_check() -> None:
+    """`CastPacer.before_send`'s last check before a send (the worker's opt-out read), for a test
+    about pacing alone."""
