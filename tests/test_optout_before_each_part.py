@@ -1,6 +1,6 @@
-"""The opt-out list is checked again right before each part leaves, after its wait for the key's
-pacing: a STOP that arrives while a message waits for its slot stops its remaining parts
-(issue 28). The worker over a real store, both backends."""
+"""The opt-out list is checked again just before each part's slot, at the end of its wait for the
+key's pacing (the pacer's last check): a STOP that arrives while a message waits for its slot
+stops its remaining parts (issue 28). The worker over a real store, both backends."""
 
 from collections.abc import Awaitable, Callable
 
