@@ -148,20 +148,23 @@ class LeasedQueueWorker(ABC):
         self._held.pop(task, None)
 
     async def _heartbeat(self) -> None:
-        lease = self._settings.lease_seconds
+        """Every third of the lease, extend the leases of all held items at once: one after the
+        other, each waited behind whatever the store had queued, and with many items held the
+        last ones' leases could run out before their turn."""
         while True:
-            await asyncio.sleep(lease / 3)
-            for task, item in list(self._held.items()):
-                if task.done():
-                    continue
-                try:
-                    kept = await self._queue.extend(item, self._clock() + lease)
-                except Exception:
-                    log.warning("could not extend a %s lease", self.name, extra={"id": item.id})
-                    continue
-                if not kept:
-                    log.warning("lost the lease of a %s item", self.name, extra={"id": item.id})
-                    self._held.pop(task, None)
+            await asyncio.sleep(self._settings.lease_seconds / 3)
+            held = [(task, item) for task, item in self._held.items() if not task.done()]
+            await asyncio.gather(*(self._extend(task, item) for task, item in held))
+
+    async def _extend(self, task: asyncio.Task[None], item: WorkItem) -> None:
+        try:
+            kept = await self._queue.extend(item, self._clock() + self._settings.lease_seconds)
+        except Exception:
+            log.warning("could not extend a %s lease", self.name, extra={"id": item.id})
+            return
+        if not kept:
+            log.warning("lost the lease of a %s item", self.name, extra={"id": item.id})
+            self._held.pop(task, None)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; give in-flight items `grace_seconds`, then cancel them (subclasses

@@ -17,6 +17,7 @@ from tests.support.units import FakeClock
 
 QUEUE = "outbound"
 LEASE = 3.0  # the shortest allowed: a heartbeat every real second
+EXTEND_SECONDS = 0.5
 
 
 class Items(QueueRepository[BaseModel]):
@@ -24,10 +25,18 @@ class Items(QueueRepository[BaseModel]):
     model = BaseModel
 
 
+class SlowExtends(Items):
+    """A queue whose every lease extension waits `EXTEND_SECONDS` (behind a busy store)."""
+
+    async def extend(self, item: WorkItem, until: float) -> bool:
+        await asyncio.sleep(EXTEND_SECONDS)
+        return await super().extend(item, until)
+
+
 class HeldWorker(LeasedQueueWorker):
     """Works on an item until the test lets it go (`release`)."""
 
-    def __init__(self, store: Store, clock: FakeClock) -> None:
+    def __init__(self, store: Store, clock: FakeClock, items: Items | None = None) -> None:
         settings = load_settings(
             ghl_client_id="id",
             ghl_client_secret="s",
@@ -35,7 +44,7 @@ class HeldWorker(LeasedQueueWorker):
             lease_seconds=LEASE,
             poll_interval_seconds=0.05,
         )
-        super().__init__(settings, Items(store), clock)
+        super().__init__(settings, items or Items(store), clock)
         self.store, self.clock = store, clock
         self.release = asyncio.Event()
         self.started: list[str] = []
@@ -106,3 +115,30 @@ async def test_an_item_whose_worker_vanished_is_claimable_after_the_lease(
     await worker.stop(1)
     await runner
     assert worker.processed == ["orphan"]
+
+
+async def test_a_heartbeat_extends_every_held_lease_at_once_not_one_after_the_other(
+    store: Store, clock: FakeClock
+):
+    held = [f"item-{i}" for i in range(8)]
+    for item_id in held:
+        await store.enqueue(QUEUE, item_id, {}, clock())
+    worker = HeldWorker(store, clock, SlowExtends(store))
+    runner = asyncio.create_task(worker.run())
+    await eventually(lambda: len(worker.started) == len(held), "every item is being worked on")
+    claimed_until = {item_id: await lease_ends(store, item_id) for item_id in held}
+    clock.advance(0.5)  # the extensions reach further than the claims did
+
+    async def all_extended() -> bool:
+        ends = [await lease_ends(store, item_id) for item_id in held]
+        return all(end > claimed_until[i] for i, end in zip(held, ends, strict=True))
+
+    async def wait_for_all() -> None:  # one by one, the last would be extended after 5 s
+        while not await all_extended():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(wait_for_all(), timeout=LEASE / 3 + 4 * EXTEND_SECONDS)
+    worker.release.set()
+    await eventually(lambda: len(worker.processed) == len(held), "every item is done")
+    await worker.stop(1)
+    await runner
