@@ -23,7 +23,7 @@ from app.cast.accounts import CastAccounts
 from app.cast.client import CastClient
 from app.cast.keys import KEY_SECRET_PURPOSE, use_key_secret
 from app.cast.pacing import CastPacer
-from app.cast.repository import KeyStates
+from app.cast.repository import KeyStates, SenderLists
 from app.cast.senders import SenderDirectory
 from app.config import Settings
 from app.ghl.client import GHLClient
@@ -162,7 +162,7 @@ def build_services(
         settings.cast_ip_rate,
         egress_group=settings.cast_egress_group,
     )
-    senders = SenderDirectory(cast, pacer.before_poll)
+    senders = SenderDirectory(cast, pacer.before_poll, SenderLists(store))
     accounts = CastAccounts(settings, location_settings, senders)
     account_info = CastAccountInfo(cast, senders, KeyStates(store), counters, pacer.before_poll)
     tokens = TokenService(settings, store, installations, ghl, counters)

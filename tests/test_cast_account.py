@@ -17,7 +17,7 @@ from app.devkit.fake_cast import FakeCast
 from app.locations.chart import usage_chart, usage_days
 from app.metrics import Counters
 from app.store import Store
-from tests.support.doubles import no_pacing
+from tests.support.doubles import NothingShared, no_pacing
 from tests.support.units import FakeClock, cast_client_over
 
 KEY = "cast_" + "cd" * 32
@@ -46,7 +46,7 @@ def info(
     timeout: float = PAGE_TIMEOUT_SECONDS,
     clock: Callable[[], float] = time.monotonic,
 ) -> CastAccountInfo:
-    senders = SenderDirectory(client, no_pacing)
+    senders = SenderDirectory(client, no_pacing, NothingShared())
     return CastAccountInfo(
         client,
         senders,

@@ -1,12 +1,16 @@
 """Cast channels (issue 21): each sender ID is approved for `sms` or `sim`, and a message goes out
 through its sender's channel. Unit tests against the fake Cast in-process (ASGI transport)."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from app.cast.accounts import CastAccounts, account_from
 from app.cast.client import CastClient, CastError
+from app.cast.keys import key_fingerprint
+from app.cast.repository import SenderLists
 from app.cast.schemas import SendRequest, checked_sender_id
 from app.cast.senders import SenderDirectory, sender_key
 from app.config import Settings
@@ -14,7 +18,8 @@ from app.devkit.fake_cast import FakeCast
 from app.kit.errors import ApiError
 from app.locations.schemas import LocationSettings, SettingsForm
 from app.outbound.schemas import OutboundMessage, Part
-from tests.support.doubles import no_pacing
+from app.store import Store
+from tests.support.doubles import NothingShared, no_pacing
 from tests.support.units import NoChoices, cast_client_over
 
 KEY = "cast_" + "ab" * 32
@@ -41,6 +46,11 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def alone(client: CastClient, **options: Any) -> SenderDirectory:
+    """The sender directory of a bridge alone on its store."""
+    return SenderDirectory(client, no_pacing, NothingShared(), **({"clock": Clock()} | options))
 
 
 def accounts(directory: SenderDirectory) -> CastAccounts:
@@ -105,7 +115,7 @@ async def test_the_sender_list_is_asked_once_then_served_from_the_cache(client, 
     async def pace() -> None:
         paced.append(1)
 
-    directory = SenderDirectory(client, pace, clock=Clock())
+    directory = SenderDirectory(client, pace, NothingShared(), clock=Clock())
 
     assert await directory.channel_of(KEY, SIM) == "sim"
     assert await directory.channel_of(KEY, "MYBRAND") == "sms"
@@ -115,7 +125,7 @@ async def test_the_sender_list_is_asked_once_then_served_from_the_cache(client, 
 
 async def test_sender_names_are_told_apart_exactly_as_cast_lists_them(client, cast):
     cast.approve(KEY, "ACME CO", "sms")
-    directory = SenderDirectory(client, no_pacing, clock=Clock())
+    directory = alone(client)
 
     assert await directory.channel_of(KEY, "ACME CO") == "sms"
     assert await directory.channel_of(KEY, "AcmeCo") is None
@@ -124,7 +134,7 @@ async def test_sender_names_are_told_apart_exactly_as_cast_lists_them(client, ca
 
 async def test_a_miss_asks_cast_again_but_at_most_every_miss_interval(client, cast):
     clock = Clock()
-    directory = SenderDirectory(client, no_pacing, ttl=300, miss_ttl=30, clock=clock)
+    directory = alone(client, ttl=300, miss_ttl=30, clock=clock)
     assert await directory.channel_of(KEY, "NEWBRAND") is None
 
     cast.approve(KEY, "NEWBRAND", "sms")
@@ -137,7 +147,7 @@ async def test_a_miss_asks_cast_again_but_at_most_every_miss_interval(client, ca
 
 async def test_the_list_is_refreshed_after_its_lifetime(client, cast):
     clock = Clock()
-    directory = SenderDirectory(client, no_pacing, ttl=300, clock=clock)
+    directory = alone(client, ttl=300, clock=clock)
     await directory.channel_of(KEY, SIM)
 
     cast.senders[KEY] = [{"sender_id": SIM, "label": "x", "channel": "sms"}]
@@ -148,7 +158,7 @@ async def test_the_list_is_refreshed_after_its_lifetime(client, cast):
 
 async def test_when_cast_cannot_be_asked_the_last_list_is_used(client, cast):
     clock = Clock()
-    directory = SenderDirectory(client, no_pacing, ttl=300, clock=clock)
+    directory = alone(client, ttl=300, clock=clock)
     await directory.channel_of(KEY, SIM)
     cast.api_keys.clear()  # every request now answers 401
     clock.now += 301
@@ -157,17 +167,63 @@ async def test_when_cast_cannot_be_asked_the_last_list_is_used(client, cast):
 
 
 async def test_with_no_list_ever_read_the_channel_is_not_known(client, cast):
-    directory = SenderDirectory(client, no_pacing, clock=Clock())
+    directory = alone(client)
     cast.api_keys.clear()
 
     assert await directory.channel_of(KEY, SIM) is None
+
+
+# Replicas share what Cast listed --------------------------------------------------------------
+def replica(client: CastClient, store: Store, clock: Clock, **options: Any) -> SenderDirectory:
+    return SenderDirectory(client, no_pacing, SenderLists(store), clock=clock, **options)
+
+
+async def test_a_list_one_replica_read_is_read_from_the_store_by_the_others(client, cast, store):
+    clock = Clock()
+    assert await replica(client, store, clock).channel_of(KEY, SIM) == "sim"
+
+    assert await replica(client, store, clock).channel_of(KEY, "MYBRAND") == "sms"
+    assert cast.account_requests == ["sender-ids"]
+
+
+async def test_replicas_asking_for_a_key_at_once_ask_cast_once(client, cast, store):
+    clock = Clock()
+    replicas = [replica(client, store, clock) for _ in range(3)]
+
+    channels = await asyncio.gather(*(r.channel_of(KEY, SIM) for r in replicas))
+
+    assert channels == ["sim"] * 3 and cast.account_requests == ["sender-ids"]
+
+
+async def test_a_list_in_the_store_older_than_its_lifetime_is_read_from_cast_again(
+    client, cast, store
+):
+    clock = Clock()
+    await replica(client, store, clock, ttl=300).channel_of(KEY, SIM)
+    cast.senders[KEY] = [{"sender_id": SIM, "label": "x", "channel": "sms"}]
+    clock.now += 301
+
+    assert await replica(client, store, clock, ttl=300).channel_of(KEY, SIM) == "sms"
+    assert len(cast.account_requests) == 2
+
+
+async def test_a_replica_whose_claimant_never_answers_asks_cast_itself(client, cast, store):
+    clock = Clock()
+    await SenderLists(store).claim(key_fingerprint(KEY), clock())  # a replica that died asking
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    directory = replica(client, store, clock, sleep=no_wait)
+    assert await directory.channel_of(KEY, SIM) == "sim"
+    assert cast.account_requests == ["sender-ids"]
 
 
 # Which channel a location sends through ------------------------------------------------------
 
 
 async def test_the_channel_follows_cast_unless_set_by_hand(client):
-    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
+    resolved = accounts(alone(client))
     location = LocationSettings(
         location_id="l", sender_id=SIM, assigned_senders=[SIM], updated_at=1.0
     )
@@ -182,7 +238,7 @@ async def test_the_channel_follows_cast_unless_set_by_hand(client):
 
 async def test_a_sender_cast_cannot_place_is_assumed_sms(client, cast):
     cast.api_keys.clear()
-    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
+    resolved = accounts(alone(client))
 
     account = await resolved.with_channel(resolved.default)
 
@@ -193,7 +249,7 @@ async def test_a_sender_cast_cannot_place_is_assumed_sms(client, cast):
 
 
 async def test_a_sender_approved_for_neither_channel_is_refused_naming_the_approved(client):
-    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
+    resolved = accounts(alone(client))
 
     with pytest.raises(ApiError) as refused:
         await resolved.check_sender(KEY, "OTHERBRAND", None)
@@ -205,7 +261,7 @@ async def test_a_sender_approved_for_neither_channel_is_refused_naming_the_appro
 
 
 async def test_a_sender_set_by_hand_to_the_wrong_channel_is_refused(client):
-    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
+    resolved = accounts(alone(client))
 
     with pytest.raises(ApiError) as refused:
         await resolved.check_sender(KEY, "MYBRAND", "sim")
@@ -214,7 +270,7 @@ async def test_a_sender_set_by_hand_to_the_wrong_channel_is_refused(client):
 
 
 async def test_an_approved_sender_is_saved_in_casts_spelling_with_its_channel(client):
-    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
+    resolved = accounts(alone(client))
 
     check = await resolved.check_sender(KEY, "09170000001", None)
 
@@ -223,7 +279,7 @@ async def test_an_approved_sender_is_saved_in_casts_spelling_with_its_channel(cl
 
 async def test_when_cast_cannot_be_asked_the_typed_sender_is_kept_and_says_so(client, cast):
     cast.api_keys.clear()
-    resolved = accounts(SenderDirectory(client, no_pacing, clock=Clock()))
+    resolved = accounts(alone(client))
 
     check = await resolved.check_sender(KEY, "ANYBRAND", "sms")
 

@@ -20,7 +20,7 @@ from app.locations.repository import LocationSettingsRepository
 from app.locations.schemas import LocationSettings
 from app.oauth.crypto import TokenCipher
 from app.store import Store
-from tests.support.doubles import no_pacing
+from tests.support.doubles import NothingShared, no_pacing
 from tests.support.units import FakeClock, NoChoices, cast_client_over, unit_settings
 
 DEFAULT_KEY = "cast_" + "d" * 64
@@ -59,7 +59,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def owners(repo: LocationSettingsRepository, client: CastClient, clock: FakeClock) -> SenderOwners:
     accounts = CastAccounts(
-        settings(), repo, senders=SenderDirectory(client, no_pacing, clock=clock)
+        settings(), repo, senders=SenderDirectory(client, no_pacing, NothingShared(), clock=clock)
     )
     return SenderOwners(repo, accounts)
 
@@ -199,7 +199,9 @@ async def test_a_shared_sender_that_both_sharers_texted_from_is_held_naming_them
 
 
 async def test_a_new_own_key_cast_refuses_is_refused_on_api_key(client):
-    accounts = CastAccounts(settings(), NoChoices(), senders=SenderDirectory(client, no_pacing))
+    accounts = CastAccounts(
+        settings(), NoChoices(), senders=SenderDirectory(client, no_pacing, NothingShared())
+    )
     refused_key = "cast_" + "0" * 64
 
     with pytest.raises(ApiError) as refused:
@@ -211,7 +213,9 @@ async def test_a_new_own_key_cast_refuses_is_refused_on_api_key(client):
 
 async def test_the_operators_key_refused_only_leaves_the_sender_unchecked(client, cast):
     cast.api_keys.clear()
-    accounts = CastAccounts(settings(), NoChoices(), senders=SenderDirectory(client, no_pacing))
+    accounts = CastAccounts(
+        settings(), NoChoices(), senders=SenderDirectory(client, no_pacing, NothingShared())
+    )
 
     check = await accounts.check_sender(DEFAULT_KEY, SIM_B, None)
 

@@ -1,12 +1,12 @@
-"""Cast keys Cast refused as a whole (out of credits, key revoked or invalid, account disabled, IP
-not allowed): the only Cast code touching the store.
+"""What the store keeps of Cast accounts (the only Cast code touching the store): keys Cast
+refused as a whole (out of credits, key revoked or invalid, account disabled, IP not allowed),
+and each key's sender-ID list as last read (`SenderLists`).
 
-One document per key identity (app/cast/keys.py) in `cast_key_states`, written when a send or
-an account check is refused with such a code, deleted when a send or a check with the key
-succeeds again. Every
-bridge process and the settings page read the same state. The hot path asks "is this key marked
-broken?" through a cache of a few seconds, so a healthy key costs one store read per key per
-`ttl`, not one per message.
+Key states: one document per key identity (app/cast/keys.py) in `cast_key_states`, written when
+a send or an account check is refused with such a code, deleted when a send or a check with the
+key succeeds again. Every bridge process and the settings page read the same state. The hot
+path asks "is this key marked broken?" through a cache of a few seconds, so a healthy key costs
+one store read per key per `ttl`, not one per message.
 """
 
 import time
@@ -14,11 +14,14 @@ from collections.abc import Callable
 
 from app.cast.client import CastError
 from app.cast.keys import key_fingerprint
-from app.cast.schemas import KeyState
+from app.cast.schemas import KeyState, SharedSenderList
 from app.kit.ttl_cache import TTLCache
 from app.store import Store
 
 COLLECTION = "cast_key_states"
+SENDER_LISTS = "cast_sender_lists"
+SENDER_CLAIM_PREFIX = "cast-sender-list:"
+SENDER_CLAIM_SECONDS = 5.0  # one process per key asks Cast this often; the others wait for it
 STATE_CACHE_SECONDS = 5.0
 # A readable balance proves the key and the account work, not that a send can be paid for.
 CREDIT_CODES = frozenset({"INSUFFICIENT_CREDITS", "CREDIT_LIMIT_REACHED"})
@@ -67,3 +70,26 @@ class KeyStates:
             return
         await self._store.delete_doc(COLLECTION, fingerprint)
         self._marked.put(fingerprint, False)
+
+
+class SenderLists:
+    """Each Cast key's approved sender IDs as last read from Cast, in `cast_sender_lists` (one
+    document per key identity): every process reads the list there before asking Cast, and one
+    process per `SENDER_CLAIM_SECONDS` asks (`claim`), so replicas behind one egress IP read a
+    key's list once, not once each."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, fingerprint: str) -> SharedSenderList | None:
+        doc = await self._store.get_doc(SENDER_LISTS, fingerprint)
+        return SharedSenderList.model_validate(doc.data) if doc else None
+
+    async def put(self, fingerprint: str, listing: SharedSenderList) -> None:
+        await self._store.put_doc(SENDER_LISTS, fingerprint, listing.model_dump(mode="json"))
+
+    async def claim(self, fingerprint: str, now: float) -> bool:
+        """True for one caller per `SENDER_CLAIM_SECONDS` across every process: that one asks."""
+        return await self._store.take_quota(
+            SENDER_CLAIM_PREFIX + fingerprint, now=now, window=SENDER_CLAIM_SECONDS, limit=1
+        )

@@ -120,6 +120,13 @@ class SenderId(BaseModel):
         return self.channel if self.channel in CHANNELS else None  # type: ignore[return-value]
 
 
+class SharedSenderList(BaseModel):
+    """A key's sender-ID list as one process read it, kept for every process (when: wall time)."""
+
+    fetched_at: float
+    senders: list[SenderId]
+
+
 class SenderIdList(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

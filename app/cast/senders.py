@@ -3,9 +3,13 @@
 
 The list (`GET /api/v1/account/sender-ids`) is cached per key fingerprint: asked again after
 `ttl` seconds, and on a miss (a sender ID the cached list does not name) at most every
-`miss_ttl` seconds. One request per key at a time; each waits for the per-IP budget like a
-receipt poll (`pace`), never for the key's send budget. When Cast cannot be asked, the last list
-known is used; with none, the answer is "not known" and the caller decides.
+`miss_ttl` seconds. Every list read from Cast is kept in the store (`SenderLists`) and a process
+looks there before asking Cast: replicas behind one egress IP read a key's list once for all of
+them, and one process per key asks at a time (a claim; the others wait up to
+`CLAIM_WAIT_SECONDS` for its answer in the store, then ask themselves). One request per key and
+process at a time; each waits for the per-IP budget like a receipt poll (`pace`), never for the
+key's send budget. When Cast cannot be asked, the last list known is used; with none, the answer
+is "not known" and the caller decides.
 """
 
 import asyncio
@@ -18,7 +22,7 @@ from typing import Protocol
 
 from app.cast.client import CastError
 from app.cast.keys import key_fingerprint, key_label, label_of
-from app.cast.schemas import Channel, SenderId
+from app.cast.schemas import Channel, SenderId, SharedSenderList
 from app.kit.ttl_cache import TTLCache
 from app.phone import InvalidPhoneNumber, to_e164
 
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SENDER_LIST_SECONDS = 300.0
 MISS_REFRESH_SECONDS = 30.0
+CLAIM_WAIT_SECONDS = 5.0  # how long a process waits for another's read of a key's list
+CLAIM_POLL_SECONDS = 0.2  # how often it looks for it in the store meanwhile
 
 
 def sender_key(value: str) -> str:
@@ -73,18 +79,32 @@ class _Listing:
     by_key: dict[str, SenderId]  # sender_key -> sender: the hot path's lookup
 
 
+class SharedLists(Protocol):
+    """Where processes share what Cast listed (app/cast/repository.py `SenderLists`)."""
+
+    async def get(self, fingerprint: str) -> SharedSenderList | None: ...
+
+    async def put(self, fingerprint: str, listing: SharedSenderList) -> None: ...
+
+    async def claim(self, fingerprint: str, now: float) -> bool: ...
+
+
 class SenderDirectory:
     def __init__(
         self,
         cast: SenderLister,
         pace: Callable[[], Awaitable[None]],
+        shared: SharedLists,
         *,
         ttl: float = SENDER_LIST_SECONDS,
         miss_ttl: float = MISS_REFRESH_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,  # wall time: lists are compared across processes
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._cast = cast
         self._pace = pace
+        self._shared = shared
+        self._sleep = sleep
         self._ttl, self._miss_ttl = ttl, miss_ttl
         # The last failed read, by key: not asked again for `miss_ttl`.
         self._failures: TTLCache[str, CastError] = TTLCache(miss_ttl, clock=clock)
@@ -102,15 +122,16 @@ class SenderDirectory:
         listing = self._listings.get(fingerprint)
         if listing is not None and self._clock() - listing.fetched_at <= age:
             return listing.senders
-        self._raise_recent_failure(fingerprint, listing)
         lock = self._locks.setdefault(fingerprint, asyncio.Lock())
         async with lock:  # one request per key: the others wait and read its answer
             listing = self._listings.get(fingerprint)
             if listing is not None and self._clock() - listing.fetched_at <= age:
                 return listing.senders
+            if (fresh := await self._from_store(fingerprint, age)) is not None:
+                return fresh
             self._raise_recent_failure(fingerprint, listing)
             try:
-                return await self._fetch(api_key, fingerprint)
+                return await self._fetch(api_key, fingerprint, age)
             except CastError as exc:
                 if listing is None:
                     # not asked again for `miss_ttl`: each ask spends the per-IP budget sends need
@@ -127,11 +148,31 @@ class SenderDirectory:
         if listing is None and failed is not None:
             raise failed
 
-    async def _fetch(self, api_key: str, fingerprint: str) -> list[SenderId]:
+    async def _from_store(self, fingerprint: str, age: float) -> list[SenderId] | None:
+        """The key's list as another process (or this one) last read it, if at most `age` old."""
+        stored = await self._shared.get(fingerprint)
+        if stored is None or self._clock() - stored.fetched_at > age:
+            return None
+        self._remember(fingerprint, stored.fetched_at, stored.senders)
+        return stored.senders
+
+    async def _fetch(self, api_key: str, fingerprint: str, age: float) -> list[SenderId]:
+        """Ask Cast, unless another process is asking for the key right now: then its answer,
+        once in the store (or, if none comes in time, ask anyway)."""
+        if not await self._shared.claim(fingerprint, self._clock()):
+            for _ in range(round(CLAIM_WAIT_SECONDS / CLAIM_POLL_SECONDS)):
+                await self._sleep(CLAIM_POLL_SECONDS)
+                if (fresh := await self._from_store(fingerprint, age)) is not None:
+                    return fresh
         await self._pace()
         senders = await self._cast.sender_ids(api_key)
-        self._listings.put(fingerprint, _Listing(self._clock(), senders, _by_key(senders)))
+        listing = SharedSenderList(fetched_at=self._clock(), senders=senders)
+        self._remember(fingerprint, listing.fetched_at, senders)
+        await self._shared.put(fingerprint, listing)
         return senders
+
+    def _remember(self, fingerprint: str, fetched_at: float, senders: list[SenderId]) -> None:
+        self._listings.put(fingerprint, _Listing(fetched_at, senders, _by_key(senders)))
 
     async def lookup(self, api_key: str, sender_id: str) -> SenderId | None:
         """The approved sender ID `sender_id` names (asking Cast again on a miss), or None.

@@ -6,7 +6,7 @@ What is real and cheap is used as is instead: `Counters()`, and for the GHL clie
 `app.ghl.pacing.Unpaced` and `app.metrics.unobserved`."""
 
 from app.cast.client import CastError
-from app.cast.schemas import SenderId
+from app.cast.schemas import SenderId, SharedSenderList
 from app.cast.senders import SenderDirectory
 
 
@@ -35,10 +35,24 @@ class CastWithoutSenderLists:
         raise CastError("Cast did not answer in time", status=None, retryable=True)
 
 
+class NothingShared:
+    """`SenderLists` of a process alone on its store: no other process's list to read, and the
+    claim to ask Cast always its own."""
+
+    async def get(self, fingerprint: str) -> SharedSenderList | None:
+        return None
+
+    async def put(self, fingerprint: str, listing: SharedSenderList) -> None:
+        return None
+
+    async def claim(self, fingerprint: str, now: float) -> bool:
+        return True
+
+
 def unknown_senders() -> SenderDirectory:
     """Sender-ID lists Cast cannot be asked for: a channel is the location's setting, else
     assumed (`sms`); a sender ID is saved unchecked, and one saved unchecked stays unconfirmed."""
-    return SenderDirectory(CastWithoutSenderLists(), no_pacing)
+    return SenderDirectory(CastWithoutSenderLists(), no_pacing, NothingShared())
 
 
 async def nothing_to_check() -> None:

@@ -40,7 +40,7 @@ from app.outbound.repository import OutboxRepository, RefusedMessages
 from app.outbound.schemas import OutboundMessage
 from app.outbound.worker import OutboundWorker
 from app.store import Store, WorkItem
-from tests.support.doubles import no_pacing, unknown_senders
+from tests.support.doubles import NothingShared, no_pacing, unknown_senders
 
 START = 1_800_000_000.0
 DAY = 86_400
@@ -327,7 +327,11 @@ def outbound_worker(
         ),
         "optouts": optout_service(settings, store),
         "account_info": CastAccountInfo(
-            cast, SenderDirectory(cast, no_pacing), KeyStates(store), counters, no_pacing
+            cast,
+            SenderDirectory(cast, no_pacing, NothingShared()),
+            KeyStates(store),
+            counters,
+            no_pacing,
         ),
         "refused": RefusedMessages(store),
         "sent_to": RecipientDirectory(store, routing_window(settings)).remember,
