@@ -10,9 +10,9 @@ import pytest
 from app.cast.accounts import CastAccounts, account_from
 from app.cast.client import CastClient, CastError
 from app.cast.keys import key_fingerprint
-from app.cast.repository import SenderLists
+from app.cast.repository import SENDER_CLAIM_SECONDS, SenderLists
 from app.cast.schemas import SendRequest, checked_sender_id
-from app.cast.senders import SenderDirectory, sender_key
+from app.cast.senders import CLAIM_POLL_SECONDS, SenderDirectory, sender_key
 from app.config import Settings
 from app.devkit.fake_cast import FakeCast
 from app.kit.errors import ApiError
@@ -207,16 +207,37 @@ async def test_a_list_in_the_store_older_than_its_lifetime_is_read_from_cast_aga
     assert len(cast.account_requests) == 2
 
 
-async def test_a_replica_whose_claimant_never_answers_asks_cast_itself(client, cast, store):
+async def test_a_replica_whose_claimant_died_asks_cast_itself_once_the_claim_expires(
+    client, cast, store
+):
     clock = Clock()
-    await SenderLists(store).claim(key_fingerprint(KEY), clock())  # a replica that died asking
+    await SenderLists(store).claim(key_fingerprint(KEY), "dead", clock())  # died asking
+    waited: list[float] = []
 
-    async def no_wait(seconds: float) -> None:
-        await asyncio.sleep(0)
+    async def passing(seconds: float) -> None:
+        waited.append(seconds)
+        clock.now += seconds
 
-    directory = replica(client, store, clock, sleep=no_wait)
+    directory = replica(client, store, clock, sleep=passing)
     assert await directory.channel_of(KEY, SIM) == "sim"
     assert cast.account_requests == ["sender-ids"]
+    assert sum(waited) == pytest.approx(SENDER_CLAIM_SECONDS, abs=CLAIM_POLL_SECONDS)
+
+
+async def test_a_fresh_read_after_another_replicas_read_asks_cast_without_waiting(
+    client, cast, store
+):
+    clock = Clock()
+    waited: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        waited.append(seconds)
+
+    for _ in range(2):  # two checks of a sender a second apart (the settings page, the CLI)
+        await replica(client, store, clock, sleep=recorded).senders(KEY, max_age=0.0)
+        clock.now += 1
+
+    assert cast.account_requests == ["sender-ids"] * 2 and waited == []
 
 
 # Which channel a location sends through ------------------------------------------------------

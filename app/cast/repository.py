@@ -21,7 +21,9 @@ from app.store import Store
 COLLECTION = "cast_key_states"
 SENDER_LISTS = "cast_sender_lists"
 SENDER_CLAIM_PREFIX = "cast-sender-list:"
-SENDER_CLAIM_SECONDS = 5.0  # one process per key asks Cast this often; the others wait for it
+SENDER_CLAIM_SECONDS = (
+    5.0  # a claim to ask Cast for a key's list outlives a dead claimant this long
+)
 STATE_CACHE_SECONDS = 5.0
 # A readable balance proves the key and the account work, not that a send can be paid for.
 CREDIT_CODES = frozenset({"INSUFFICIENT_CREDITS", "CREDIT_LIMIT_REACHED"})
@@ -75,8 +77,8 @@ class KeyStates:
 class SenderLists:
     """Each Cast key's approved sender IDs as last read from Cast, in `cast_sender_lists` (one
     document per key identity): every process reads the list there before asking Cast, and one
-    process per `SENDER_CLAIM_SECONDS` asks (`claim`), so replicas behind one egress IP read a
-    key's list once, not once each."""
+    process at a time asks (`claim`), so replicas behind one egress IP read a key's list once,
+    not once each."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -88,8 +90,12 @@ class SenderLists:
     async def put(self, fingerprint: str, listing: SharedSenderList) -> None:
         await self._store.put_doc(SENDER_LISTS, fingerprint, listing.model_dump(mode="json"))
 
-    async def claim(self, fingerprint: str, now: float) -> bool:
-        """True for one caller per `SENDER_CLAIM_SECONDS` across every process: that one asks."""
-        return await self._store.take_quota(
-            SENDER_CLAIM_PREFIX + fingerprint, now=now, window=SENDER_CLAIM_SECONDS, limit=1
+    async def claim(self, fingerprint: str, owner: str, now: float) -> bool:
+        """True for one process at a time (`owner`) until it releases the claim, or for at most
+        `SENDER_CLAIM_SECONDS` if it never does (it died asking): that one asks Cast."""
+        return await self._store.acquire_lease(
+            SENDER_CLAIM_PREFIX + fingerprint, owner, now=now, seconds=SENDER_CLAIM_SECONDS
         )
+
+    async def release(self, fingerprint: str, owner: str) -> None:
+        await self._store.release_lease(SENDER_CLAIM_PREFIX + fingerprint, owner)

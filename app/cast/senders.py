@@ -5,8 +5,9 @@ The list (`GET /api/v1/account/sender-ids`) is cached per key fingerprint: asked
 `ttl` seconds, and on a miss (a sender ID the cached list does not name) at most every
 `miss_ttl` seconds. Every list read from Cast is kept in the store (`SenderLists`) and a process
 looks there before asking Cast: replicas behind one egress IP read a key's list once for all of
-them, and one process per key asks at a time (a claim; the others wait up to
-`CLAIM_WAIT_SECONDS` for its answer in the store, then ask themselves). One request per key and
+them, and one process per key asks at a time (a claim in the store, released when it has the
+answer; the others look for that answer in the store meanwhile, and take the claim once it is
+free, at the latest after `CLAIM_WAIT_SECONDS`). One request per key and
 process at a time; each waits for the per-IP budget like a receipt poll (`pace`), never for the
 key's send budget. When Cast cannot be asked, the last list known is used; with none, the answer
 is "not known" and the caller decides.
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -86,7 +88,9 @@ class SharedLists(Protocol):
 
     async def put(self, fingerprint: str, listing: SharedSenderList) -> None: ...
 
-    async def claim(self, fingerprint: str, now: float) -> bool: ...
+    async def claim(self, fingerprint: str, owner: str, now: float) -> bool: ...
+
+    async def release(self, fingerprint: str, owner: str) -> None: ...
 
 
 class SenderDirectory:
@@ -104,6 +108,7 @@ class SenderDirectory:
         self._cast = cast
         self._pace = pace
         self._shared = shared
+        self._owner = uuid.uuid4().hex  # this directory's name on a claim
         self._sleep = sleep
         self._ttl, self._miss_ttl = ttl, miss_ttl
         # The last failed read, by key: not asked again for `miss_ttl`.
@@ -148,28 +153,40 @@ class SenderDirectory:
         if listing is None and failed is not None:
             raise failed
 
-    async def _from_store(self, fingerprint: str, age: float) -> list[SenderId] | None:
-        """The key's list as another process (or this one) last read it, if at most `age` old."""
+    async def _from_store(
+        self, fingerprint: str, age: float, since: float = math.inf
+    ) -> list[SenderId] | None:
+        """The key's list as another process (or this one) last read it, if at most `age` old
+        or read after `since`."""
         stored = await self._shared.get(fingerprint)
-        if stored is None or self._clock() - stored.fetched_at > age:
+        if stored is None:
+            return None
+        if self._clock() - stored.fetched_at > age and stored.fetched_at < since:
             return None
         self._remember(fingerprint, stored.fetched_at, stored.senders)
         return stored.senders
 
     async def _fetch(self, api_key: str, fingerprint: str, age: float) -> list[SenderId]:
         """Ask Cast, unless another process is asking for the key right now: then its answer,
-        once in the store (or, if none comes in time, ask anyway)."""
-        if not await self._shared.claim(fingerprint, self._clock()):
-            for _ in range(round(CLAIM_WAIT_SECONDS / CLAIM_POLL_SECONDS)):
-                await self._sleep(CLAIM_POLL_SECONDS)
-                if (fresh := await self._from_store(fingerprint, age)) is not None:
-                    return fresh
-        await self._pace()
-        senders = await self._cast.sender_ids(api_key)
-        listing = SharedSenderList(fetched_at=self._clock(), senders=senders)
-        self._remember(fingerprint, listing.fetched_at, senders)
-        await self._shared.put(fingerprint, listing)
-        return senders
+        once in the store (or ask once its claim is free)."""
+        asked_at = self._clock()
+        for _ in range(round(CLAIM_WAIT_SECONDS / CLAIM_POLL_SECONDS)):
+            if await self._shared.claim(fingerprint, self._owner, self._clock()):
+                break
+            await self._sleep(CLAIM_POLL_SECONDS)
+            if (answer := await self._from_store(fingerprint, age, since=asked_at)) is not None:
+                return answer
+        try:  # the list is in the store before the claim is free
+            if (answer := await self._from_store(fingerprint, age, since=asked_at)) is not None:
+                return answer
+            await self._pace()
+            senders = await self._cast.sender_ids(api_key)
+            listing = SharedSenderList(fetched_at=self._clock(), senders=senders)
+            self._remember(fingerprint, listing.fetched_at, senders)
+            await self._shared.put(fingerprint, listing)
+            return senders
+        finally:
+            await self._shared.release(fingerprint, self._owner)
 
     def _remember(self, fingerprint: str, fetched_at: float, senders: list[SenderId]) -> None:
         self._listings.put(fingerprint, _Listing(fetched_at, senders, _by_key(senders)))

@@ -45,8 +45,11 @@ class NothingShared:
     async def put(self, fingerprint: str, listing: SharedSenderList) -> None:
         return None
 
-    async def claim(self, fingerprint: str, now: float) -> bool:
+    async def claim(self, fingerprint: str, owner: str, now: float) -> bool:
         return True
+
+    async def release(self, fingerprint: str, owner: str) -> None:
+        return None
 
 
 def unknown_senders() -> SenderDirectory:
