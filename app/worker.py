@@ -147,6 +147,13 @@ class LeasedQueueWorker(ABC):
         self._inflight.discard(task)
         self._held.pop(task, None)
 
+    def _let_go(self) -> None:
+        """The current task writes its item back (the write ends the lease): no more heartbeats,
+        and an extension that meets the written item is no lost lease."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._held.pop(task, None)
+
     async def _heartbeat(self) -> None:
         """Every third of the lease, extend the leases of all held items at once: one after the
         other, each waited behind whatever the store had queued, and with many items held the
@@ -162,9 +169,8 @@ class LeasedQueueWorker(ABC):
         except Exception:
             log.warning("could not extend a %s lease", self.name, extra={"id": item.id})
             return
-        if not kept:
+        if not kept and self._held.pop(task, None) is not None:  # not written back meanwhile
             log.warning("lost the lease of a %s item", self.name, extra={"id": item.id})
-            self._held.pop(task, None)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; give in-flight items `grace_seconds`, then cancel them (subclasses
@@ -224,6 +230,7 @@ class JobWorker[J: Job](LeasedQueueWorker):
             await self._write_back(item, job, await self._advance(job))
         except asyncio.CancelledError:
             # Shutting down: hand the job back now instead of waiting for the lease.
+            self._let_go()
             await asyncio.shield(self._jobs.reschedule(item, job, self._clock()))
             raise
         except Exception as exc:
@@ -231,6 +238,7 @@ class JobWorker[J: Job](LeasedQueueWorker):
             await self._write_back(item, job, self._crashed(job, exc))
 
     async def _write_back(self, item: WorkItem, job: J, due_at: float | None) -> None:
+        self._let_go()
         if due_at is None:
             await self._jobs.finish(item, job, self._clock())
         else:

@@ -6,6 +6,7 @@ period (a third of the lease) is real time, so a slow machine cannot make a leas
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from pydantic import BaseModel
 
 from app.config import load_settings
@@ -28,7 +29,12 @@ class Items(QueueRepository[BaseModel]):
 class SlowExtends(Items):
     """A queue whose every lease extension waits `EXTEND_SECONDS` (behind a busy store)."""
 
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.extending = asyncio.Event()  # set when an extension is on its way
+
     async def extend(self, item: WorkItem, until: float) -> bool:
+        self.extending.set()
         await asyncio.sleep(EXTEND_SECONDS)
         return await super().extend(item, until)
 
@@ -54,6 +60,7 @@ class HeldWorker(LeasedQueueWorker):
         self.started.append(item.id)
         await self.release.wait()
         assert item.lease
+        self._let_go()
         await self.store.save(QUEUE, item.id, item.lease, data={}, state=DONE, due_at=self.clock())
         self.processed.append(item.id)
 
@@ -142,3 +149,20 @@ async def test_a_heartbeat_extends_every_held_lease_at_once_not_one_after_the_ot
     await eventually(lambda: len(worker.processed) == len(held), "every item is done")
     await worker.stop(1)
     await runner
+
+
+async def test_an_item_written_back_while_its_lease_is_being_extended_is_no_lost_lease(
+    store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
+    await store.enqueue(QUEUE, "done", {}, clock())
+    items = SlowExtends(store)
+    worker = HeldWorker(store, clock, items)
+    runner = asyncio.create_task(worker.run())
+    await asyncio.wait_for(items.extending.wait(), timeout=5)  # a heartbeat on its way...
+    worker.release.set()  # ...when the item is written back
+    await eventually(lambda: worker.processed, "the item is done")
+    await asyncio.sleep(EXTEND_SECONDS)  # the extension meets the written item
+
+    await worker.stop(1)
+    await runner
+    assert "lost the lease" not in caplog.text
