@@ -240,6 +240,15 @@ async def test_a_fresh_read_after_another_replicas_read_asks_cast_without_waitin
     assert cast.account_requests == ["sender-ids"] * 2 and waited == []
 
 
+async def test_when_cast_cannot_be_asked_a_list_another_replica_read_is_used(client, cast, store):
+    clock = Clock()
+    await replica(client, store, clock, ttl=300).channel_of(KEY, SIM)
+    cast.api_keys.clear()  # every request now answers 401
+    clock.now += 301
+
+    assert await replica(client, store, clock, ttl=300).channel_of(KEY, SIM) == "sim"
+
+
 # Which channel a location sends through ------------------------------------------------------
 
 

@@ -15,6 +15,12 @@ with work are the ones that asked for a send in the last `ACTIVE_SECONDS`: here,
 egress group also those whose slot line in the store moved since (read at most once per
 `CLUSTER_VIEW_SECONDS`), so every replica divides the budget by the same count.
 
+Nothing but the send follows its slot: `before_send` runs the caller's last check (the worker's
+opt-out read) inside the wait, timed to end by the IP slot, and asks for the slots a lead ahead:
+as long as reserving them and the check took lately (`Longest`), so that a slow store makes the
+lead longer, never the send late (an attempt late anyway asks again that much further ahead, up
+to `MAX_LEAD`). The reservations compare reserved times only, never the clock.
+
 Backlog: a send whose key slot is more than `HORIZON` away reserves nothing and comes back later
 (`ComeBack`), so a key's backlog waits in the outbox, not in the worker's slots that receipt
 polls and status reports need. Returns are themselves spaced at the key's interval (its share of

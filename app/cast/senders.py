@@ -7,10 +7,10 @@ The list (`GET /api/v1/account/sender-ids`) is cached per key fingerprint: asked
 looks there before asking Cast: replicas behind one egress IP read a key's list once for all of
 them, and one process per key asks at a time (a claim in the store, released when it has the
 answer; the others look for that answer in the store meanwhile, and take the claim once it is
-free, at the latest after `CLAIM_WAIT_SECONDS`). One request per key and
-process at a time; each waits for the per-IP budget like a receipt poll (`pace`), never for the
-key's send budget. When Cast cannot be asked, the last list known is used; with none, the answer
-is "not known" and the caller decides.
+free, at the latest after `CLAIM_WAIT_SECONDS`). One request per key and process at a time; each
+waits for the per-IP budget like a receipt poll (`pace`), never for the key's send budget. When
+Cast cannot be asked, the last list known here or in the store is used; with none, the answer is
+"not known" and the caller decides.
 """
 
 import asyncio
@@ -138,7 +138,8 @@ class SenderDirectory:
             try:
                 return await self._fetch(api_key, fingerprint, age)
             except CastError as exc:
-                if listing is None:
+                last = listing.senders if listing else await self._from_store(fingerprint, math.inf)
+                if last is None:
                     # not asked again for `miss_ttl`: each ask spends the per-IP budget sends need
                     self._failures.put(fingerprint, exc)
                     raise
@@ -146,7 +147,7 @@ class SenderDirectory:
                     "could not refresh the Cast sender IDs; using the last list",
                     extra={"key": label_of(fingerprint), "reason": exc.message},
                 )
-                return listing.senders
+                return last
 
     def _raise_recent_failure(self, fingerprint: str, listing: "_Listing | None") -> None:
         failed = self._failures.get(fingerprint)
