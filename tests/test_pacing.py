@@ -8,6 +8,7 @@ time, so sleeps never overlap), unless a test makes it oversleep."""
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 
@@ -529,6 +530,10 @@ class SlowStore:
         return call
 
 
+def slow_store(store: Store, clock: FakeClock, rtt: float) -> Store:
+    return cast(Store, SlowStore(store, clock, rtt))
+
+
 def taking(clock: FakeClock, *durations: float) -> Callable[[], Awaitable[float]]:
     """A last check whose calls take `durations` (then the last one again): when each ended."""
     left = list(durations)
@@ -548,8 +553,8 @@ async def ip_slot(store: Store, group: str) -> float:
 async def test_a_key_at_its_full_rate_sends_though_every_store_round_trip_takes_30_ms(
     store: Store, clock: FakeClock, egress_group: str
 ):
-    slow = SlowStore(store, clock, rtt=0.03)
-    pacer = CastPacer(slow, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group=egress_group)  # type: ignore[arg-type]
+    slow = slow_store(store, clock, rtt=0.03)
+    pacer = CastPacer(slow, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group=egress_group)
     times = []
     for _ in range(12):
         assert isinstance(await asyncio.wait_for(send(pacer), timeout=5), SendNow)
@@ -584,6 +589,6 @@ async def test_a_check_slower_than_any_before_makes_its_send_take_a_later_slot_n
 async def test_a_store_slower_than_the_longest_lead_sends_late_rather_than_never(
     store: Store, clock: FakeClock
 ):
-    slow = SlowStore(store, clock, rtt=MAX_LEAD)
-    pacer = CastPacer(slow, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group="nat-1")  # type: ignore[arg-type]
+    slow = slow_store(store, clock, rtt=MAX_LEAD)
+    pacer = CastPacer(slow, R, 30, clock=clock, sleep=sleeping_on(clock), egress_group="nat-1")
     assert isinstance(await asyncio.wait_for(send(pacer), timeout=5), SendNow)
