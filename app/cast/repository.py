@@ -21,9 +21,8 @@ from app.store import Store
 COLLECTION = "cast_key_states"
 SENDER_LISTS = "cast_sender_lists"
 SENDER_CLAIM_PREFIX = "cast-sender-list:"
-SENDER_CLAIM_SECONDS = (
-    5.0  # a claim to ask Cast for a key's list outlives a dead claimant this long
-)
+# How long a claim to ask Cast for a key's sender-ID list outlives a claimant that died asking.
+SENDER_CLAIM_SECONDS = 5.0
 STATE_CACHE_SECONDS = 5.0
 # A readable balance proves the key and the account work, not that a send can be paid for.
 CREDIT_CODES = frozenset({"INSUFFICIENT_CREDITS", "CREDIT_LIMIT_REACHED"})
