@@ -450,13 +450,9 @@ class SQLiteStore:
         return await self._run(_reserve)
 
     async def move_slot(self, name: str, *, reserved: float, to: float) -> bool:
-        def _move(c: sqlite3.Connection) -> bool:
-            moved = c.execute(
-                "UPDATE pacing SET slot = ? WHERE name = ? AND slot = ?", (to, name, reserved)
-            )
-            return moved.rowcount == 1
-
-        return await self._run(_move)
+        return await self._changes_one(
+            "UPDATE pacing SET slot = ? WHERE name = ? AND slot = ?", (to, name, reserved)
+        )
 
     async def recent_slots(self, prefix: str, since: float) -> dict[str, float]:
         def _recent(c: sqlite3.Connection) -> dict[str, float]:
