@@ -157,13 +157,18 @@ class Turns:
             )
             if slot - now > horizon:
                 return Later(slot, interval)
-            if (wait := slot - self._clock()) > 0:
-                await self._sleep(wait)
+            await sleep_until(slot, self._clock, self._sleep)
             state = self._repo.known_state(name)  # no store round trip between slot and send
             now = self._clock()
             if now - slot <= MAX_LATENESS / 2 and still_open(state, rule, interval, now):
                 return Turn(interval)
             lead += max(0.0, now - slot)
+
+
+async def sleep_until(at: float, clock: Callable[[], float], sleep: Sleep) -> None:
+    """Sleep until `at` (at once if it has passed)."""
+    if (wait := at - clock()) > 0:
+        await sleep(wait)
 
 
 def still_open(state: LimitState, rule: SpacingRule, interval: float, now: float) -> bool:

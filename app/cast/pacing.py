@@ -56,6 +56,7 @@ from app.pacing import (
     Sleep,
     SpacingRule,
     Turns,
+    sleep_until,
     spacing,
     still_open,
 )
@@ -344,16 +345,12 @@ class CastPacer:
     async def _checked_before[T](self, slot: float, check: Callable[[], Awaitable[T]]) -> T:
         """Run `check` to end by `slot` (started as long before it as checks took lately), then
         wait for the slot."""
-        await self._sleep_until(slot - self._checking.longest)
+        await sleep_until(slot - self._checking.longest, self._clock, self._sleep)
         started = self._clock()
         checked = await check()
         self._checking.observe(self._clock() - started)
-        await self._sleep_until(slot)
+        await sleep_until(slot, self._clock, self._sleep)
         return checked
-
-    async def _sleep_until(self, at: float) -> None:
-        if (wait := at - self._clock()) > 0:
-            await self._sleep(wait)
 
     async def _return_time(self, name: str, later: Later, returning: bool) -> float:
         """A first return takes the next slot of the key's returns line (the backlog comes back
